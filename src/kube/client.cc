@@ -1,0 +1,219 @@
+#include "kube/client.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/strings.h"
+
+namespace vmimport::kube {
+namespace {
+
+using core::ErrorCode;
+using core::MakeError;
+
+std::string Query(const ListOptions& o) {
+  std::string q;
+  auto add = [&q](const char* key, const std::string& value) {
+    if (value.empty()) {
+      return;
+    }
+    q.append(q.empty() ? "?" : "&").append(key).append("=").append(core::UrlEncode(value));
+  };
+  add("labelSelector", o.label_selector);
+  add("fieldSelector", o.field_selector);
+  add("limit", o.limit > 0 ? std::to_string(o.limit) : "");
+  add("continue", o.continue_token);
+  add("resourceVersion", o.resource_version);
+  return q;
+}
+
+std::string ObjectName(const Json& object) {
+  if (!object.is_object() || !object.contains("metadata")) {
+    return "";
+  }
+  return object["metadata"].value("name", "");
+}
+
+}  // namespace
+
+std::string Resource::Path(const std::string& ns, const std::string& name,
+                           const std::string& subresource) const {
+  std::string p = group.empty() ? "/api/" + version : "/apis/" + group + "/" + version;
+  if (namespaced && !ns.empty()) {
+    p.append("/namespaces/").append(core::UrlEncode(ns));
+  }
+  p.append("/").append(plural);
+  if (!name.empty()) {
+    p.append("/").append(core::UrlEncode(name));
+    if (!subresource.empty()) {
+      p.append("/").append(subresource);
+    }
+  }
+  return p;
+}
+
+std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body) {
+  ApiStatus s;
+  s.code = http_code;
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || j.value("kind", "") != "Status") {
+    s.message = body.substr(0, 512);
+    return s;
+  }
+  s.reason = j.value("reason", "");
+  s.message = j.value("message", "");
+  if (j.contains("code") && j["code"].is_number_integer()) {
+    s.code = j["code"].get<long>();
+  }
+  if (j.contains("details") && j["details"].is_object()) {
+    const Json& d = j["details"];
+    if (d.contains("causes") && d["causes"].is_array()) {
+      for (const Json& c : d["causes"]) {
+        s.causes.push_back(c.value("field", "") + ": " + c.value("message", ""));
+      }
+    }
+    if (d.contains("retryAfterSeconds") && d["retryAfterSeconds"].is_number_integer()) {
+      s.retry_after = std::chrono::seconds(d["retryAfterSeconds"].get<long>());
+    }
+  }
+  return s;
+}
+
+ErrorCode ErrorCodeFor(const ApiStatus& s) {
+  switch (s.code) {
+    case 400: return ErrorCode::kInvalidArgument;
+    case 401: return ErrorCode::kUnauthenticated;
+    case 403: return ErrorCode::kPermissionDenied;
+    case 404: return ErrorCode::kNotFound;
+    case 409: return s.reason == "AlreadyExists" ? ErrorCode::kAlreadyExists : ErrorCode::kConflict;
+    case 410: return ErrorCode::kNotFound;
+    case 422: return ErrorCode::kInvalidArgument;
+    case 429: return ErrorCode::kUnavailable;
+    case 504: return ErrorCode::kDeadlineExceeded;
+    default: return s.code >= 500 ? ErrorCode::kUnavailable : ErrorCode::kInternal;
+  }
+}
+
+Result<std::unique_ptr<Client>> Client::Create(Config config) {
+  auto http = http::Client::Create(config.tls);
+  if (!http) {
+    return MakeError(http.error().Wrap("kube"));
+  }
+  return std::unique_ptr<Client>(new Client(std::move(config), std::move(*http)));
+}
+
+Client::Client(Config config, std::unique_ptr<http::Client> http)
+    : config_(std::move(config)), http_(std::move(http)) {}
+
+Result<std::string> Client::Token() const {
+  if (config_.token_file.empty()) {
+    return config_.bearer_token;
+  }
+  // Re-read every time: the kubelet rotates projected service-account tokens in place.
+  std::ifstream in(config_.token_file);
+  if (!in) {
+    return MakeError(ErrorCode::kUnauthenticated, "cannot read token file " + config_.token_file);
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return std::string(core::TrimSpace(ss.str()));
+}
+
+Result<Json> Client::Call(std::stop_token stop, const std::string& method, const std::string& path,
+                          const std::string& content_type, const std::string& body) {
+  http::Request req;
+  req.method = method;
+  req.url = config_.server + path;
+  req.body = body;
+  req.headers.emplace_back("Accept", "application/json");
+  req.headers.emplace_back("User-Agent", "vm-import/0.1");
+  if (!content_type.empty()) {
+    req.headers.emplace_back("Content-Type", content_type);
+  }
+  auto token = Token();
+  if (!token) {
+    return MakeError(token.error());
+  }
+  if (!token->empty()) {
+    req.headers.emplace_back("Authorization", "Bearer " + *token);
+  }
+  auto resp = http_->Do(std::move(stop), req);
+  if (!resp) {
+    return MakeError(resp.error().Wrap("kube " + method + " " + path));
+  }
+  if (resp->status >= 200 && resp->status < 300) {
+    if (resp->body.empty()) {
+      return Json::object();
+    }
+    Json j = Json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      return MakeError(ErrorCode::kInternal,
+                       "kube " + method + " " + path + ": response is not JSON");
+    }
+    return j;
+  }
+  const ApiStatus status = *ParseApiStatus(resp->status, resp->body);
+  std::string msg = "kube " + method + " " + path + ": " + std::to_string(status.code);
+  if (!status.reason.empty()) {
+    msg.append(" ").append(status.reason);
+  }
+  if (!status.message.empty()) {
+    msg.append(": ").append(status.message);
+  }
+  return MakeError(ErrorCodeFor(status), msg);
+}
+
+Result<Json> Client::Get(std::stop_token stop, const Resource& r, const std::string& ns,
+                         const std::string& name) {
+  return Call(std::move(stop), "GET", r.Path(ns, name), "", "");
+}
+
+Result<Json> Client::List(std::stop_token stop, const Resource& r, const std::string& ns,
+                          const ListOptions& options) {
+  return Call(std::move(stop), "GET", r.Path(ns) + Query(options), "", "");
+}
+
+Result<Json> Client::Create(std::stop_token stop, const Resource& r, const std::string& ns,
+                            const Json& object) {
+  return Call(std::move(stop), "POST", r.Path(ns), "application/json", object.dump());
+}
+
+Result<Json> Client::Update(std::stop_token stop, const Resource& r, const std::string& ns,
+                            const Json& object) {
+  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object)), "application/json",
+              object.dump());
+}
+
+Result<Json> Client::UpdateStatus(std::stop_token stop, const Resource& r, const std::string& ns,
+                                  const Json& object) {
+  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object), "status"), "application/json",
+              object.dump());
+}
+
+Result<Json> Client::MergePatch(std::stop_token stop, const Resource& r, const std::string& ns,
+                                const std::string& name, const Json& patch,
+                                const std::string& subresource) {
+  return Call(std::move(stop), "PATCH", r.Path(ns, name, subresource),
+              "application/merge-patch+json", patch.dump());
+}
+
+Status Client::Delete(std::stop_token stop, const Resource& r, const std::string& ns,
+                      const std::string& name, const DeleteOptions& options) {
+  Json body = {{"apiVersion", "v1"}, {"kind", "DeleteOptions"}};
+  if (!options.propagation_policy.empty()) {
+    body["propagationPolicy"] = options.propagation_policy;
+  }
+  if (!options.precondition_uid.empty()) {
+    body["preconditions"]["uid"] = options.precondition_uid;
+  }
+  if (!options.precondition_resource_version.empty()) {
+    body["preconditions"]["resourceVersion"] = options.precondition_resource_version;
+  }
+  auto r2 = Call(std::move(stop), "DELETE", r.Path(ns, name), "application/json", body.dump());
+  if (!r2) {
+    return MakeError(r2.error());
+  }
+  return {};
+}
+
+}  // namespace vmimport::kube

@@ -1,0 +1,111 @@
+#pragma once
+
+// A small, generic Kubernetes API client: any group/version/resource, objects as JSON.
+// Errors carry the API's Status reason (NotFound, AlreadyExists, Conflict, Invalid with its field
+// causes, Forbidden, Unauthorized, TooManyRequests...), mapped onto core::ErrorCode.
+// Thread-safe.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.h"
+#include "http/client.h"
+#include "kube/config.h"
+
+namespace vmimport::kube {
+
+using core::Result;
+using core::Status;
+using Json = nlohmann::json;
+
+//! A resource type, e.g. {"migration.harvesterhci.io", "v1beta1", "vmwaresources", true}.
+struct Resource {
+  std::string group;  //!< empty for the core group
+  std::string version;
+  std::string plural;
+  bool namespaced = true;
+
+  std::string ApiVersion() const { return group.empty() ? version : group + "/" + version; }
+  //! /api/v1/namespaces/ns/pods/name/status, with the parts that are given.
+  std::string Path(const std::string& ns, const std::string& name = "",
+                   const std::string& subresource = "") const;
+};
+
+//! A failed API call: the HTTP code and the Status object's fields.
+struct ApiStatus {
+  long code = 0;
+  std::string reason;   //!< NotFound, AlreadyExists, Conflict, Invalid, Forbidden, Gone, ...
+  std::string message;
+  std::vector<std::string> causes;  //!< "field: message" for Invalid
+  std::optional<std::chrono::seconds> retry_after;
+};
+
+struct ListOptions {
+  std::string label_selector;
+  std::string field_selector;
+  long limit = 0;
+  std::string continue_token;
+  std::string resource_version;
+};
+
+struct DeleteOptions {
+  std::string propagation_policy;  //!< Foreground, Background, Orphan, or empty
+  std::string precondition_uid;
+  std::string precondition_resource_version;
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Create(Config config);
+
+  Result<Json> Get(std::stop_token stop, const Resource& r, const std::string& ns,
+                   const std::string& name);
+  //! One page; follow metadata.continue for more.
+  Result<Json> List(std::stop_token stop, const Resource& r, const std::string& ns,
+                    const ListOptions& options = {});
+  //! Creates `object` (metadata.generateName honoured). Returns the stored object.
+  Result<Json> Create(std::stop_token stop, const Resource& r, const std::string& ns,
+                      const Json& object);
+  //! PUT of the whole object; metadata.resourceVersion makes it conditional (409 on change).
+  Result<Json> Update(std::stop_token stop, const Resource& r, const std::string& ns,
+                      const Json& object);
+  //! PUT to the status subresource.
+  Result<Json> UpdateStatus(std::stop_token stop, const Resource& r, const std::string& ns,
+                            const Json& object);
+  //! JSON merge patch (RFC 7386), optionally of a subresource ("status").
+  Result<Json> MergePatch(std::stop_token stop, const Resource& r, const std::string& ns,
+                          const std::string& name, const Json& patch,
+                          const std::string& subresource = "");
+  Status Delete(std::stop_token stop, const Resource& r, const std::string& ns,
+                const std::string& name, const DeleteOptions& options = {});
+
+  //! The raw request used by all of the above (path begins with /api or /apis).
+  Result<Json> Call(std::stop_token stop, const std::string& method, const std::string& path,
+                    const std::string& content_type, const std::string& body);
+
+  const Config& config() const { return config_; }
+
+ private:
+  Client(Config config, std::unique_ptr<http::Client> http);
+  Result<std::string> Token() const;
+
+  Config config_;
+  std::unique_ptr<http::Client> http_;
+};
+
+//! The ApiStatus of an error returned by Client, if it came from the API server.
+std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body);
+//! Maps an API answer to an error code: 404→kNotFound, 409 AlreadyExists→kAlreadyExists,
+//! 409→kConflict, 422→kInvalidArgument, 401→kUnauthenticated, 403→kPermissionDenied,
+//! 410→kNotFound ("Gone", with reason Expired), 429/5xx→kUnavailable, 504→kDeadlineExceeded.
+core::ErrorCode ErrorCodeFor(const ApiStatus& status);
+//! True when the error is the API's NotFound.
+inline bool IsNotFound(const core::Error& e) { return e.code == core::ErrorCode::kNotFound; }
+
+}  // namespace vmimport::kube

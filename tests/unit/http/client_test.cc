@@ -1,0 +1,193 @@
+#include "http/client.h"
+
+#include <httplib.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace vmimport::http {
+namespace {
+
+using namespace std::chrono_literals;
+using core::ErrorCode;
+
+// A real HTTP server on 127.0.0.1, port 0, running on its own thread for one test.
+class LocalServer {
+ public:
+  LocalServer() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::jthread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ~LocalServer() { server_.stop(); }
+  httplib::Server& server() { return server_; }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::jthread thread_;
+};
+
+std::unique_ptr<Client> NewClient() {
+  auto c = Client::Create({});
+  EXPECT_TRUE(c);
+  return std::move(*c);
+}
+
+TEST(HttpClient, GetsBodyStatusAndHeaders) {
+  LocalServer s;
+  s.server().Get("/x", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("X-Thing", "v1");
+    res.set_content("hello", "text/plain");
+    res.status = 203;
+  });
+  auto client = NewClient();
+  auto resp = client->Do({}, Request{.url = s.Url("/x")});
+  ASSERT_TRUE(resp) << resp.error().ToString();
+  EXPECT_EQ(resp->status, 203);
+  EXPECT_EQ(resp->body, "hello");
+  EXPECT_EQ(resp->Header("x-thing").value_or(""), "v1");
+  EXPECT_EQ(resp->Header("X-THING").value_or(""), "v1");
+  EXPECT_FALSE(resp->Header("missing").has_value());
+}
+
+TEST(HttpClient, SendsMethodHeadersAndBody) {
+  LocalServer s;
+  s.server().Patch("/echo", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(req.get_header_value("Content-Type") + "|" + req.body, "text/plain");
+  });
+  auto client = NewClient();
+  Request req{.method = "PATCH", .url = s.Url("/echo")};
+  req.headers.emplace_back("Content-Type", "application/merge-patch+json");
+  req.body = R"({"a":1})";
+  auto resp = client->Do({}, req);
+  ASSERT_TRUE(resp) << resp.error().ToString();
+  EXPECT_EQ(resp->body, R"(application/merge-patch+json|{"a":1})");
+}
+
+TEST(HttpClient, HttpErrorStatusIsAResponseNotAnError) {
+  LocalServer s;
+  s.server().Get("/missing", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 404;
+    res.set_content("nope", "text/plain");
+  });
+  auto resp = NewClient()->Do({}, Request{.url = s.Url("/missing")});
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->status, 404);
+}
+
+TEST(HttpClient, StreamsBodyInChunksAndReusesConnections) {
+  LocalServer s;
+  const std::string payload(3 * 1024 * 1024 + 17, 'z');
+  s.server().Get("/big", [&payload](const httplib::Request&, httplib::Response& res) {
+    res.set_content(payload, "application/octet-stream");
+  });
+  auto client = NewClient();
+  for (int round = 0; round < 2; ++round) {
+    size_t received = 0;
+    int chunks = 0;
+    long head_status = 0;
+    auto resp = client->Stream(
+        {}, Request{.url = s.Url("/big")},
+        [&](const Response& head) {
+          head_status = head.status;
+          return true;
+        },
+        [&](std::string_view chunk) {
+          received += chunk.size();
+          ++chunks;
+          return true;
+        });
+    ASSERT_TRUE(resp) << resp.error().ToString();
+    EXPECT_EQ(head_status, 200);
+    EXPECT_EQ(received, payload.size());
+    EXPECT_GT(chunks, 1);
+    EXPECT_TRUE(resp->body.empty());
+  }
+}
+
+TEST(HttpClient, BodyCallbackReturningFalseCancels) {
+  LocalServer s;
+  s.server().Get("/big", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(1 << 20, 'a'), "application/octet-stream");
+  });
+  auto resp = NewClient()->Stream({}, Request{.url = s.Url("/big")}, {},
+                                  [](std::string_view) { return false; });
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, ErrorCode::kCancelled);
+}
+
+TEST(HttpClient, StopTokenAbortsARunningTransfer) {
+  LocalServer s;
+  std::atomic<bool> served{false};
+  s.server().Get("/slow", [&served](const httplib::Request&, httplib::Response& res) {
+    res.set_chunked_content_provider("text/plain", [&served](size_t, httplib::DataSink& sink) {
+      served = true;
+      sink.write("x", 1);
+      std::this_thread::sleep_for(20ms);
+      return true;  // never ends on its own
+    });
+  });
+  std::stop_source stop;
+  std::jthread canceller([&] {
+    while (!served) {
+      std::this_thread::sleep_for(5ms);
+    }
+    std::this_thread::sleep_for(50ms);
+    stop.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto resp = NewClient()->Stream(stop.get_token(), Request{.url = s.Url("/slow")}, {},
+                                  [](std::string_view) { return true; });
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, ErrorCode::kCancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+}
+
+TEST(HttpClient, TimeoutIsDeadlineExceeded) {
+  LocalServer s;
+  s.server().Get("/hang", [](const httplib::Request&, httplib::Response& res) {
+    std::this_thread::sleep_for(1500ms);
+    res.set_content("late", "text/plain");
+  });
+  auto resp = NewClient()->Do({}, Request{.url = s.Url("/hang"), .timeout = 200ms});
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, ErrorCode::kDeadlineExceeded);
+}
+
+TEST(HttpClient, RefusedConnectionIsUnavailable) {
+  int port = 0;
+  {
+    LocalServer s;  // take a free port, then close it
+    port = std::stoi(s.Url("").substr(std::string("http://127.0.0.1:").size()));
+  }
+  auto resp = NewClient()->Do(
+      {}, Request{.url = "http://127.0.0.1:" + std::to_string(port) + "/", .timeout = 2s});
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(HttpClient, ErrorsNeverEchoCredentialsOrQueries) {
+  auto resp = NewClient()->Do(
+      {}, Request{.url = "http://user:s3cret@127.0.0.1:1/path?token=abc", .timeout = 1s});
+  ASSERT_FALSE(resp);
+  EXPECT_EQ(resp.error().message.find("s3cret"), std::string::npos) << resp.error().message;
+  EXPECT_EQ(resp.error().message.find("token=abc"), std::string::npos) << resp.error().message;
+}
+
+TEST(HttpClient, MissingCaFileIsRejectedAtCreate) {
+  auto c = Client::Create(TlsConfig{.ca_file = "/nonexistent/ca.pem"});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vmimport::http

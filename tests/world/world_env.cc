@@ -1,0 +1,139 @@
+#include "world/world_env.h"
+
+#include <openssl/evp.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "core/strings.h"
+
+namespace vmimport::testing {
+
+namespace {
+
+// The variables of the world's env file ($WORLD_DIR/env.sh, default <repo>/.world/env.sh):
+// lines of the form  export NAME='value'  or  export NAME=value.
+const std::map<std::string, std::string>& EnvFile() {
+  static const std::map<std::string, std::string> vars = [] {
+    std::map<std::string, std::string> out;
+    const char* dir = std::getenv("WORLD_DIR");
+    const std::string path =
+        (dir != nullptr && *dir != '\0' ? std::string(dir) : std::string(VMIMPORT_SOURCE_DIR) +
+                                                                "/.world") +
+        "/env.sh";
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::string_view l = core::TrimSpace(line);
+      if (!l.starts_with("export ")) {
+        continue;
+      }
+      l.remove_prefix(7);
+      const size_t eq = l.find('=');
+      if (eq == std::string_view::npos) {
+        continue;
+      }
+      std::string_view value = l.substr(eq + 1);
+      if (value.size() >= 2 && (value.front() == '\'' || value.front() == '"') &&
+          value.back() == value.front()) {
+        value = value.substr(1, value.size() - 2);
+      }
+      out[std::string(l.substr(0, eq))] = std::string(value);
+    }
+    return out;
+  }();
+  return vars;
+}
+
+}  // namespace
+
+std::string WorldVar(const char* name) {
+  // The world's own file wins over the process environment, so that a KUBECONFIG left in a
+  // developer's shell can never point these tests at a real cluster.
+  if (auto it = EnvFile().find(name); it != EnvFile().end() && !it->second.empty()) {
+    return it->second;
+  }
+  const char* v = std::getenv(name);
+  if (v != nullptr && *v != '\0') {
+    return v;
+  }
+  ADD_FAILURE() << name
+                << " is not set: start the test world first (tools/world.sh up), or run "
+                   "ctest, whose world.up fixture starts it";
+  return "";
+}
+
+std::vector<ManifestRow> ManifestRows(const std::string& kind) {
+  std::vector<ManifestRow> rows;
+  const std::string path = WorldVar("VCSIM_MANIFEST");
+  std::ifstream in(path);
+  if (!in) {
+    ADD_FAILURE() << "cannot read the vcsim manifest " << path;
+    return rows;
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
+    ManifestRow row;
+    for (auto f : core::Split(line, '\t')) {
+      row.fields.emplace_back(f);
+    }
+    if (!row.fields.empty() && row.fields[0] == kind) {
+      rows.push_back(std::move(row));
+    }
+  }
+  return rows;
+}
+
+int RunCommand(const std::string& command, std::string* out) {
+  struct PipeCloser {
+    void operator()(FILE* f) const noexcept { pclose(f); }
+  };
+  FILE* raw = popen(command.c_str(), "r");
+  if (raw == nullptr) {
+    return -1;
+  }
+  std::array<char, 4096> buf{};
+  std::string collected;
+  size_t n = 0;
+  while ((n = fread(buf.data(), 1, buf.size(), raw)) > 0) {
+    collected.append(buf.data(), n);
+  }
+  const int status = pclose(raw);
+  if (out != nullptr) {
+    *out = std::move(collected);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string Sha256File(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return "";
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto got = in.gcount();
+    if (got > 0) {
+      EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(got));
+    }
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md.data(), &len);
+  return core::HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), len));
+}
+
+}  // namespace vmimport::testing

@@ -1,0 +1,29 @@
+#pragma once
+
+// Access to the running test world: the variables tools/world.sh up writes to
+// $WORLD_DIR/env.sh (default <repo>/.world/env.sh), read from that file first and from the
+// process environment second. A missing variable fails the test: world tests never skip.
+
+#include <string>
+#include <vector>
+
+namespace vmimport::testing {
+
+//! The value of `name`, or "" after recording a test failure that says how to start the world.
+std::string WorldVar(const char* name);
+
+//! One line of the vcsim seed manifest, split on tabs.
+struct ManifestRow {
+  std::vector<std::string> fields;
+  const std::string& operator[](size_t i) const { return fields.at(i); }
+};
+//! Rows of $VCSIM_MANIFEST whose first field is `kind` ("vm", "disk", "nic").
+std::vector<ManifestRow> ManifestRows(const std::string& kind);
+
+//! Runs a shell command; returns its exit status and stdout.
+int RunCommand(const std::string& command, std::string* out = nullptr);
+
+//! sha256 of a file's bytes, lower-case hex; "" if unreadable.
+std::string Sha256File(const std::string& path);
+
+}  // namespace vmimport::testing

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# test.sh - the whole test suite, as CI runs it, on a fresh machine or a warm one:
+#   1. install every Debian package (tools/install-deps.sh, fast when all is there)
+#   2. build with warnings as errors (preset ci) and under ASan+UBSan (preset asan)
+#   3. unit tests under ASan+UBSan
+#   4. one ctest run: it starts the test world (fixture world.up = tools/world.sh up), runs every
+#      test (unit + world) against it, and stops it (world.down), also when a test fails
+# The last line is ctest's own summary. Options: --quick (skip the ASan build).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+QUICK=0
+[ "${1:-}" = --quick ] && QUICK=1
+
+step() { echo "=== $* ($(date +%H:%M:%S))"; }
+export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vm-import/ccache}
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
+
+step "install Debian packages"
+tools/install-deps.sh
+
+step "build (preset ci, -Werror)"
+cmake --preset ci >/dev/null
+cmake --build --preset ci
+
+if [ "$QUICK" = 0 ]; then
+  step "unit tests under ASan+UBSan (preset asan)"
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build/asan -L unit --output-on-failure -j2
+fi
+
+# ctest starts the world (fixture test world.up), runs unit and world tests, and stops it
+# (world.down) even when tests fail. An interrupt stops it here.
+trap 'tools/world.sh down >/dev/null 2>&1 || true; exit 130' INT TERM
+step "all tests (unit + world) against the real peers"
+ctest --test-dir build/ci --output-on-failure
