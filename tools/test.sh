@@ -20,6 +20,10 @@ export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
 step "install Debian packages"
 tools/install-deps.sh
 
+step "layering and formatting"
+tools/check_layering.sh
+find src tests -name '*.h' -o -name '*.cc' | xargs clang-format --dry-run --Werror
+
 step "build (preset ci, -Werror)"
 cmake --preset ci >/dev/null
 cmake --build --preset ci

@@ -1,10 +1,10 @@
 #include "core/log.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace vmimport::core {
 namespace {

@@ -1,7 +1,8 @@
 #pragma once
 
 // Structured logging: constant lowercase messages, data in key=value fields.
-//   time=2026-11-24T05:46:25.123Z level=info msg="disk stream finished" import=default/web-1 bytes=42
+//   time=2026-11-24T05:46:25.123Z level=info msg="disk stream finished" import=default/web-1
+//   bytes=42
 // Fields are bound once with With() and carried by the returned Logger. Loggers are cheap values;
 // all of them share one thread-safe sink. Never log Secret data, tokens or credentialed URLs.
 

@@ -104,19 +104,15 @@ core::Error MapCurlError(CURLcode code, const char* errbuf, const Request& reque
         return {ErrorCode::kCancelled, where + ": transfer cancelled"};
       }
       return {ErrorCode::kInternal, where + ": " + detail};
-    case CURLE_OPERATION_TIMEDOUT:
-      return {ErrorCode::kDeadlineExceeded, where + ": " + detail};
+    case CURLE_OPERATION_TIMEDOUT: return {ErrorCode::kDeadlineExceeded, where + ": " + detail};
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_ISSUER_ERROR:
-      return {ErrorCode::kUnavailable, where + ": tls: " + detail};
+    case CURLE_SSL_ISSUER_ERROR: return {ErrorCode::kUnavailable, where + ": tls: " + detail};
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return {ErrorCode::kInvalidArgument, where + ": " + detail};
-    default:
-      return {ErrorCode::kUnavailable, where + ": " + detail};
+    case CURLE_UNSUPPORTED_PROTOCOL: return {ErrorCode::kInvalidArgument, where + ": " + detail};
+    default: return {ErrorCode::kUnavailable, where + ": " + detail};
   }
 }
 
@@ -219,7 +215,8 @@ Result<Response> Client::Stream(std::stop_token stop, const Request& request,
                    static_cast<long>(request.connect_timeout.count()));
   if (request.stall_timeout.count() > 0) {
     curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, static_cast<long>(request.stall_timeout.count()));
+    curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(request.stall_timeout.count()));
   }
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

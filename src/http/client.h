@@ -24,10 +24,10 @@ namespace vmimport::http {
 using core::Result;
 
 struct TlsConfig {
-  std::string ca_pem;            //!< trusted CAs (PEM); with ca_file empty too, the system store
-  std::string ca_file;           //!< trusted CAs from a file
-  std::string client_cert_pem;   //!< client certificate (PEM), or the file below
-  std::string client_key_pem;    //!< its private key (PEM), or the file below
+  std::string ca_pem;           //!< trusted CAs (PEM); with ca_file empty too, the system store
+  std::string ca_file;          //!< trusted CAs from a file
+  std::string client_cert_pem;  //!< client certificate (PEM), or the file below
+  std::string client_key_pem;   //!< its private key (PEM), or the file below
   std::string client_cert_file;
   std::string client_key_file;
   bool insecure_skip_verify = false;  //!< only when the user asked for it explicitly

@@ -7,12 +7,11 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stop_token>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.h"
 #include "http/client.h"
@@ -40,7 +39,7 @@ struct Resource {
 //! A failed API call: the HTTP code and the Status object's fields.
 struct ApiStatus {
   long code = 0;
-  std::string reason;   //!< NotFound, AlreadyExists, Conflict, Invalid, Forbidden, Gone, ...
+  std::string reason;  //!< NotFound, AlreadyExists, Conflict, Invalid, Forbidden, Gone, ...
   std::string message;
   std::vector<std::string> causes;  //!< "field: message" for Invalid
   std::optional<std::chrono::seconds> retry_after;

@@ -1,12 +1,11 @@
 #include "kube/config.h"
 
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
 
 #include "core/strings.h"
 
@@ -179,7 +178,8 @@ Result<Config> LoadInCluster(const std::map<std::string, std::string>& env,
   }
   Config config;
   const bool ipv6 = host->second.find(':') != std::string::npos;
-  config.server = "https://" + (ipv6 ? "[" + host->second + "]" : host->second) + ":" + port->second;
+  config.server =
+      "https://" + (ipv6 ? "[" + host->second + "]" : host->second) + ":" + port->second;
   config.token_file = sa_dir + "/token";
   config.tls.ca_file = sa_dir + "/ca.crt";
   config.origin = "in-cluster service account";

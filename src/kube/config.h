@@ -27,9 +27,9 @@ Result<Config> LoadKubeconfig(const std::string& path, const std::string& contex
 
 //! Reads the in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT and the service-account files
 //! under `sa_dir` (default /var/run/secrets/kubernetes.io/serviceaccount).
-Result<Config> LoadInCluster(const std::map<std::string, std::string>& env,
-                             const std::string& sa_dir =
-                                 "/var/run/secrets/kubernetes.io/serviceaccount");
+Result<Config> LoadInCluster(
+    const std::map<std::string, std::string>& env,
+    const std::string& sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount");
 
 //! The usual order: `explicit_path` (a --kubeconfig flag), then $KUBECONFIG (first entry), then
 //! in-cluster when KUBERNETES_SERVICE_HOST is set, then ~/.kube/config.

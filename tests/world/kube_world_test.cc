@@ -44,7 +44,8 @@ class KubeWorldTest : public ::testing::Test {
     created_.push_back(name);
     return Json::parse(R"({
       "apiVersion": "migration.harvesterhci.io/v1beta1", "kind": "VmwareSource",
-      "metadata": {"name": ")" + name + R"(", "namespace": "default"},
+      "metadata": {"name": ")" +
+                       name + R"(", "namespace": "default"},
       "spec": {"endpoint": "https://vcenter.example/sdk", "dc": "DC0",
                "credentials": {"name": "vsphere-credentials", "namespace": "default"}}})");
   }

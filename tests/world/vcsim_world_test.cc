@@ -56,8 +56,7 @@ core::Status Login(SoapClient& soap, const ServiceContent& sc, const std::string
 }
 
 // Reads `paths` of one object into a name -> element map.
-Result<std::map<std::string, pugi::xml_node>> Properties(SoapClient& soap,
-                                                         const ServiceContent& sc,
+Result<std::map<std::string, pugi::xml_node>> Properties(SoapClient& soap, const ServiceContent& sc,
                                                          const MoRef& obj,
                                                          const std::vector<std::string>& paths,
                                                          std::unique_ptr<SoapResponse>& keep) {
@@ -101,9 +100,9 @@ class VcsimWorldTest : public ::testing::Test {
     if (!path.empty() && path[0] == '/') {
       path.erase(0, 1);
     }
-    auto r = soap_->Call({}, "FindByInventoryPath",
-                         sc_.search_index.Xml("_this") + "<inventoryPath>" + XmlEscape(path) +
-                             "</inventoryPath>");
+    auto r = soap_->Call(
+        {}, "FindByInventoryPath",
+        sc_.search_index.Xml("_this") + "<inventoryPath>" + XmlEscape(path) + "</inventoryPath>");
     EXPECT_TRUE(r) << r.error().ToString();
     if (!r) {
       return {};
@@ -253,8 +252,7 @@ TEST_F(VcsimWorldTest, ExportOfAPoweredOnVmIsRefused) {
     auto r = soap_->Call({}, "ExportVm", FindVm(vm[1]).Xml("_this"));
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, ErrorCode::kConflict);
-    EXPECT_NE(r.error().message.find("InvalidPowerState"), std::string::npos)
-        << r.error().message;
+    EXPECT_NE(r.error().message.find("InvalidPowerState"), std::string::npos) << r.error().message;
     return;
   }
   FAIL() << "the seed has no powered-on VM";

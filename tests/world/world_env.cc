@@ -1,8 +1,7 @@
 #include "world/world_env.h"
 
-#include <openssl/evp.h>
-
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <array>
 #include <cstdio>
@@ -25,8 +24,8 @@ const std::map<std::string, std::string>& EnvFile() {
     std::map<std::string, std::string> out;
     const char* dir = std::getenv("WORLD_DIR");
     const std::string path =
-        (dir != nullptr && *dir != '\0' ? std::string(dir) : std::string(VMIMPORT_SOURCE_DIR) +
-                                                                "/.world") +
+        (dir != nullptr && *dir != '\0' ? std::string(dir)
+                                        : std::string(VMIMPORT_SOURCE_DIR) + "/.world") +
         "/env.sh";
     std::ifstream in(path);
     std::string line;

@@ -60,9 +60,7 @@ std::string MoRef::Xml(std::string_view tag) const {
   return out;
 }
 
-pugi::xml_node SoapResponse::Body() const {
-  return SoapBody(*doc_).first_child();
-}
+pugi::xml_node SoapResponse::Body() const { return SoapBody(*doc_).first_child(); }
 
 std::optional<SoapFault> ParseSoapFault(std::string_view body) {
   pugi::xml_document doc;
@@ -159,9 +157,9 @@ Result<SoapResponse> SoapClient::Call(std::stop_token stop, std::string_view met
     }
   }
   if (auto fault = ParseSoapFault(resp->body)) {
-    return MakeError(ErrorCodeForFault(fault->type), what + ": " + fault->type +
-                                                         (fault->message.empty() ? "" : ": ") +
-                                                         fault->message);
+    return MakeError(
+        ErrorCodeForFault(fault->type),
+        what + ": " + fault->type + (fault->message.empty() ? "" : ": ") + fault->message);
   }
   if (resp->status != 200) {
     return MakeError(resp->status >= 500 ? ErrorCode::kUnavailable : ErrorCode::kInternal,

@@ -6,11 +6,10 @@
 
 #include <memory>
 #include <mutex>
+#include <pugixml.hpp>
 #include <stop_token>
 #include <string>
 #include <string_view>
-
-#include <pugixml.hpp>
 
 #include "core/result.h"
 #include "http/client.h"

@@ -7,8 +7,8 @@ namespace {
 
 Result<int> ParsePositive(int v) {
   if (v <= 0) {
-    return MakeError(ErrorCode::kInvalidArgument, "value must be positive, got " +
-                                                      std::to_string(v));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "value must be positive, got " + std::to_string(v));
   }
   return v;
 }

@@ -113,18 +113,17 @@ TEST_F(KubeconfigTest, InClusterReadsServiceAccountFiles) {
   Write("token", "tok\n");
   Write("ca.crt", "ca");
   Write("namespace", "harvester-system\n");
-  auto c = LoadInCluster({{"KUBERNETES_SERVICE_HOST", "10.43.0.1"},
-                          {"KUBERNETES_SERVICE_PORT", "443"}},
-                         dir_.string());
+  auto c =
+      LoadInCluster({{"KUBERNETES_SERVICE_HOST", "10.43.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}},
+                    dir_.string());
   ASSERT_TRUE(c) << c.error().ToString();
   EXPECT_EQ(c->server, "https://10.43.0.1:443");
   EXPECT_EQ(c->token_file, (dir_ / "token").string());
   EXPECT_EQ(c->tls.ca_file, (dir_ / "ca.crt").string());
   EXPECT_EQ(c->namespace_, "harvester-system");
 
-  auto v6 = LoadInCluster({{"KUBERNETES_SERVICE_HOST", "fd00::1"},
-                           {"KUBERNETES_SERVICE_PORT", "443"}},
-                          dir_.string());
+  auto v6 = LoadInCluster(
+      {{"KUBERNETES_SERVICE_HOST", "fd00::1"}, {"KUBERNETES_SERVICE_PORT", "443"}}, dir_.string());
   ASSERT_TRUE(v6);
   EXPECT_EQ(v6->server, "https://[fd00::1]:443");
 

@@ -26,8 +26,9 @@ TEST(SoapFault, FallsBackToElementNameAndToGenericFault) {
   ASSERT_TRUE(f);
   EXPECT_EQ(f->type, "InvalidPowerState");
   EXPECT_EQ(ErrorCodeForFault(f->type), core::ErrorCode::kConflict);
-  auto bare = ParseSoapFault("<Envelope><Body><Fault><faultstring>x</faultstring></Fault></Body>"
-                             "</Envelope>");
+  auto bare = ParseSoapFault(
+      "<Envelope><Body><Fault><faultstring>x</faultstring></Fault></Body>"
+      "</Envelope>");
   ASSERT_TRUE(bare);
   EXPECT_EQ(bare->type, "SoapFault");
 }
