@@ -6,6 +6,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument: return "InvalidArgument";
     case ErrorCode::kNotFound: return "NotFound";
+    case ErrorCode::kGone: return "Gone";
     case ErrorCode::kAlreadyExists: return "AlreadyExists";
     case ErrorCode::kConflict: return "Conflict";
     case ErrorCode::kUnavailable: return "Unavailable";
@@ -27,6 +28,7 @@ bool Error::Terminal() const {
     case ErrorCode::kCorruptData:
     case ErrorCode::kUnsupported: return true;
     case ErrorCode::kNotFound:
+    case ErrorCode::kGone:
     case ErrorCode::kAlreadyExists:
     case ErrorCode::kConflict:
     case ErrorCode::kUnavailable:

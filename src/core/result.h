@@ -13,6 +13,7 @@ namespace vmimport::core {
 enum class ErrorCode {
   kInvalidArgument,   // the caller's input (a spec, a flag, a file) is wrong: terminal
   kNotFound,          // the named object does not exist
+  kGone,              // a version that existed is no longer available (compacted watch)
   kAlreadyExists,     // create of an object that exists
   kConflict,          // optimistic-concurrency conflict: re-read and retry
   kUnavailable,       // peer unreachable or answered 5xx/429: retry with backoff

@@ -86,7 +86,7 @@ ErrorCode ErrorCodeFor(const ApiStatus& s) {
     case 403: return ErrorCode::kPermissionDenied;
     case 404: return ErrorCode::kNotFound;
     case 409: return s.reason == "AlreadyExists" ? ErrorCode::kAlreadyExists : ErrorCode::kConflict;
-    case 410: return ErrorCode::kNotFound;
+    case 410: return ErrorCode::kGone;
     case 422: return ErrorCode::kInvalidArgument;
     case 429: return ErrorCode::kUnavailable;
     case 504: return ErrorCode::kDeadlineExceeded;
@@ -195,6 +195,97 @@ Result<Json> Client::MergePatch(std::stop_token stop, const Resource& r, const s
                                 const std::string& subresource) {
   return Call(std::move(stop), "PATCH", r.Path(ns, name, subresource),
               "application/merge-patch+json", patch.dump());
+}
+
+Status Client::Watch(std::stop_token stop, const Resource& r, const std::string& ns,
+                     const ListOptions& options, std::chrono::seconds timeout,
+                     const WatchHandler& on_event) {
+  ListOptions o = options;
+  o.limit = 0;
+  o.continue_token.clear();
+  std::string path = r.Path(ns) + Query(o);
+  path.append(path.find('?') == std::string::npos ? "?" : "&");
+  path.append("watch=true&allowWatchBookmarks=true&timeoutSeconds=" +
+              std::to_string(timeout.count()));
+
+  http::Request req;
+  req.url = config_.server + path;
+  req.headers.emplace_back("Accept", "application/json");
+  req.headers.emplace_back("User-Agent", "vm-import/0.1");
+  auto token = Token();
+  if (!token) {
+    return MakeError(token.error());
+  }
+  if (!token->empty()) {
+    req.headers.emplace_back("Authorization", "Bearer " + *token);
+  }
+  // The server ends the watch after `timeout`; allow some slack before calling it stalled.
+  req.timeout = timeout + std::chrono::seconds(30);
+  req.stall_timeout = std::chrono::seconds(0);
+
+  std::string buffer;
+  std::string error_body;
+  long status = 0;
+  std::optional<core::Error> event_error;
+  bool ended_by_handler = false;
+  auto on_head = [&status](const http::Response& head) {
+    status = head.status;
+    return true;
+  };
+  auto on_body = [&](std::string_view chunk) {
+    if (status != 200) {
+      error_body.append(chunk);
+      return error_body.size() < (1 << 20);
+    }
+    buffer.append(chunk);
+    size_t start = 0;
+    while (true) {
+      const size_t nl = buffer.find('\n', start);
+      if (nl == std::string::npos) {
+        break;
+      }
+      const std::string_view line(buffer.data() + start, nl - start);
+      start = nl + 1;
+      if (core::TrimSpace(line).empty()) {
+        continue;
+      }
+      Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!j.is_object() || !j.contains("type")) {
+        event_error = core::Error{ErrorCode::kInternal, "watch " + r.plural + ": bad event line"};
+        return false;
+      }
+      WatchEvent ev{j["type"].get<std::string>(), std::move(j["object"])};
+      if (ev.type == "ERROR") {
+        const auto st = ParseApiStatus(0, ev.object.dump());
+        const long code = ev.object.value("code", 0L);
+        event_error = core::Error{code == 410 ? ErrorCode::kGone : ErrorCodeFor(*st),
+                                  "watch " + r.plural + ": " + ev.object.value("message", "")};
+        return false;
+      }
+      if (!on_event(ev)) {
+        ended_by_handler = true;
+        return false;
+      }
+    }
+    buffer.erase(0, start);
+    return true;
+  };
+  auto resp = http_->Stream(std::move(stop), req, on_head, on_body);
+  if (event_error) {
+    return MakeError(*event_error);
+  }
+  if (ended_by_handler) {
+    return {};
+  }
+  if (!resp) {
+    return MakeError(resp.error().Wrap("watch " + r.plural));
+  }
+  if (resp->status != 200) {
+    const ApiStatus st = *ParseApiStatus(resp->status, error_body);
+    return MakeError(ErrorCodeFor(st), "watch " + r.plural + ": " + std::to_string(st.code) + " " +
+                                           st.reason + ": " + st.message);
+  }
+  return {};
 }
 
 Status Client::Delete(std::stop_token stop, const Resource& r, const std::string& ns,

@@ -6,6 +6,7 @@
 // Thread-safe.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -59,6 +60,16 @@ struct DeleteOptions {
   std::string precondition_resource_version;
 };
 
+//! One event of a watch stream: ADDED, MODIFIED, DELETED, BOOKMARK (object carries only
+//! metadata.resourceVersion) or ERROR (object is a Status).
+struct WatchEvent {
+  std::string type;
+  Json object;
+};
+
+//! Receives watch events in order; return false to end the watch.
+using WatchHandler = std::function<bool(const WatchEvent& event)>;
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> Create(Config config);
@@ -84,6 +95,14 @@ class Client {
   Status Delete(std::stop_token stop, const Resource& r, const std::string& ns,
                 const std::string& name, const DeleteOptions& options = {});
 
+  //! Watches from options.resource_version (with bookmarks) until the server ends the stream
+  //! (after `timeout`), `on_event` returns false, or `stop`. Returns ok in those cases; an ERROR
+  //! event or a 410 answer becomes kGone ("too old resource version": list again);
+  //! transport failures are errors (resume from the last resourceVersion seen).
+  core::Status Watch(std::stop_token stop, const Resource& r, const std::string& ns,
+                     const ListOptions& options, std::chrono::seconds timeout,
+                     const WatchHandler& on_event);
+
   //! The raw request used by all of the above (path begins with /api or /apis).
   Result<Json> Call(std::stop_token stop, const std::string& method, const std::string& path,
                     const std::string& content_type, const std::string& body);
@@ -102,7 +121,7 @@ class Client {
 std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body);
 //! Maps an API answer to an error code: 404→kNotFound, 409 AlreadyExists→kAlreadyExists,
 //! 409→kConflict, 422→kInvalidArgument, 401→kUnauthenticated, 403→kPermissionDenied,
-//! 410→kNotFound ("Gone", with reason Expired), 429/5xx→kUnavailable, 504→kDeadlineExceeded.
+//! 410→kGone (reason Expired or Gone), 429/5xx→kUnavailable, 504→kDeadlineExceeded.
 core::ErrorCode ErrorCodeFor(const ApiStatus& status);
 //! True when the error is the API's NotFound.
 inline bool IsNotFound(const core::Error& e) { return e.code == core::ErrorCode::kNotFound; }
