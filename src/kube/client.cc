@@ -11,6 +11,11 @@ namespace {
 using core::ErrorCode;
 using core::MakeError;
 
+constexpr const char* kMetadataAccept =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+constexpr const char* kMetadataListAccept =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+
 std::string Query(const ListOptions& o) {
   std::string q;
   auto add = [&q](const char* key, const std::string& value) {
@@ -120,12 +125,13 @@ Result<std::string> Client::Token() const {
 }
 
 Result<Json> Client::Call(std::stop_token stop, const std::string& method, const std::string& path,
-                          const std::string& content_type, const std::string& body) {
+                          const std::string& content_type, const std::string& body,
+                          const std::string& accept) {
   http::Request req;
   req.method = method;
   req.url = config_.server + path;
   req.body = body;
-  req.headers.emplace_back("Accept", "application/json");
+  req.headers.emplace_back("Accept", accept);
   req.headers.emplace_back("User-Agent", "vm-import/0.1");
   if (!content_type.empty()) {
     req.headers.emplace_back("Content-Type", content_type);
@@ -170,7 +176,8 @@ Result<Json> Client::Get(std::stop_token stop, const Resource& r, const std::str
 
 Result<Json> Client::List(std::stop_token stop, const Resource& r, const std::string& ns,
                           const ListOptions& options) {
-  return Call(std::move(stop), "GET", r.Path(ns) + Query(options), "", "");
+  return Call(std::move(stop), "GET", r.Path(ns) + Query(options), "", "",
+              options.metadata_only ? kMetadataListAccept : "application/json");
 }
 
 Result<Json> Client::Create(std::stop_token stop, const Resource& r, const std::string& ns,
@@ -210,7 +217,8 @@ Status Client::Watch(std::stop_token stop, const Resource& r, const std::string&
 
   http::Request req;
   req.url = config_.server + path;
-  req.headers.emplace_back("Accept", "application/json");
+  req.headers.emplace_back("Accept",
+                           options.metadata_only ? kMetadataAccept : "application/json");
   req.headers.emplace_back("User-Agent", "vm-import/0.1");
   auto token = Token();
   if (!token) {

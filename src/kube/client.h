@@ -52,6 +52,9 @@ struct ListOptions {
   long limit = 0;
   std::string continue_token;
   std::string resource_version;
+  //! Ask for PartialObjectMetadata (no spec, status or data): for caches that only need to know
+  //! that an object changed, such as Secrets.
+  bool metadata_only = false;
 };
 
 struct DeleteOptions {
@@ -105,7 +108,8 @@ class Client {
 
   //! The raw request used by all of the above (path begins with /api or /apis).
   Result<Json> Call(std::stop_token stop, const std::string& method, const std::string& path,
-                    const std::string& content_type, const std::string& body);
+                    const std::string& content_type, const std::string& body,
+                    const std::string& accept = "application/json");
 
   const Config& config() const { return config_; }
 

@@ -103,7 +103,8 @@ core::Status Informer::ListAll(std::stop_token stop) {
   std::string rv;
   ListOptions o{.label_selector = options_.label_selector,
                 .field_selector = options_.field_selector,
-                .limit = options_.page_size};
+                .limit = options_.page_size,
+                .metadata_only = options_.metadata_only};
   while (true) {
     auto page = client_.List(stop, resource_, ns_, o);
     if (!page) {
@@ -112,7 +113,7 @@ core::Status Informer::ListAll(std::stop_token stop) {
     for (Json& item : (*page)["items"]) {
       // List items carry no apiVersion/kind; restore them so handlers see whole objects.
       item["apiVersion"] = resource_.ApiVersion();
-      if (page->contains("kind")) {
+      if (page->contains("kind") && !options_.metadata_only) {
         std::string kind = (*page)["kind"].get<std::string>();
         if (kind.size() > 4 && kind.ends_with("List")) {
           kind.resize(kind.size() - 4);
@@ -228,7 +229,8 @@ void Informer::Run(std::stop_token stop) {
     }
     ListOptions o{.label_selector = options_.label_selector,
                   .field_selector = options_.field_selector,
-                  .resource_version = LastResourceVersion()};
+                  .resource_version = LastResourceVersion(),
+                  .metadata_only = options_.metadata_only};
     stats_.watches++;
     bool got_event = false;
     auto watched = client_.Watch(stop, resource_, ns_, o, options_.watch_timeout,

@@ -43,6 +43,7 @@ struct InformerOptions {
   std::string label_selector;
   std::string field_selector;
   long page_size = 500;
+  bool metadata_only = false;  //!< cache PartialObjectMetadata only (see ListOptions)
   std::chrono::seconds watch_timeout{300};
   std::chrono::milliseconds min_backoff{200};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};

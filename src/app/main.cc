@@ -1,0 +1,278 @@
+// vm-import-controller: watches VmwareSource, OpenstackSource, OvaSource (and, in later issues,
+// VirtualMachineImport) objects and reconciles them. This is the only file that names concrete
+// implementations; everything else sees interfaces.
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <condition_variable>
+#include <mutex>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "controller/runner.h"
+#include "controller/source_reconciler.h"
+#include "controller/work_queue.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/client.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "kube/events.h"
+#include "kube/informer.h"
+#include "kube/leader_election.h"
+#include "source/ova/checker.h"
+#include "source/vmware/session.h"
+
+namespace vmimport::app {
+namespace {
+
+struct Options {
+  std::string kubeconfig;
+  std::string context;
+  std::string watch_namespace;
+  int workers = 5;
+  bool leader_elect = true;
+  std::string leader_election_namespace;
+  std::string leader_election_id = "vm-import-controller";
+  int lease_duration_s = 15;
+  int renew_deadline_s = 10;
+  int retry_period_s = 2;
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+  std::string image_server_address = "0.0.0.0:8080";
+  int source_recheck_s = 300;
+  int source_retry_s = 30;
+};
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) {
+    return "unknown";
+  }
+  return buf;
+}
+
+// One set of informer + queue + reconciler + runner per source kind.
+struct SourceController {
+  std::unique_ptr<kube::Informer> informer;
+  std::unique_ptr<controller::WorkQueue> queue;
+  std::unique_ptr<controller::SourceReconciler> reconciler;
+  std::unique_ptr<controller::Runner> runner;
+};
+
+int Run(const Options& opt) {
+  core::LogLevel level = core::LogLevel::kInfo;
+  core::LogFormat format = core::LogFormat::kLogfmt;
+  if (!core::ParseLogLevel(opt.log_level, level) || !core::ParseLogFormat(opt.log_format, format)) {
+    std::cerr << "vm-import-controller: --log-level must be debug|info|warn|error and "
+                 "--log-format logfmt|json\n";
+    return 2;
+  }
+  const core::Logger log(std::make_shared<core::StderrSink>(), level, format);
+
+  // Signals: blocked in every thread, taken by one waiter that asks everything to stop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::stop_source stop;
+  std::atomic<bool> exiting{false};
+  std::jthread signal_waiter([&signals, &stop, &log, &exiting] {
+    int sig = 0;
+    if (sigwait(&signals, &sig) == 0 && !exiting) {
+      log.Info("signal received, shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      stop.request_stop();
+    }
+  });
+  auto finish = [&signal_waiter, &exiting](int rc) {
+    exiting = true;
+    pthread_kill(signal_waiter.native_handle(), SIGTERM);  // release sigwait
+    signal_waiter.join();
+    return rc;
+  };
+
+  http::GlobalInit();
+  auto config = kube::LoadDefault(opt.kubeconfig, opt.context, kube::ProcessEnvironment());
+  if (!config) {
+    // A configuration that can never work: say so once and exit.
+    log.Error("cannot load the Kubernetes configuration", {{"error", config.error().message}});
+    return finish(2);
+  }
+  log.Info("starting vm-import-controller",
+           {{"api_server", config->server}, {"config", config->origin},
+            {"namespace", opt.watch_namespace.empty() ? "(all)" : opt.watch_namespace},
+            {"workers", opt.workers}, {"leader_elect", opt.leader_elect}});
+  auto client = kube::Client::Create(*config);
+  if (!client) {
+    log.Error("cannot create the Kubernetes client", {{"error", client.error().message}});
+    return finish(2);
+  }
+  core::SystemClock clock;
+  kube::EventRecorder events(**client, "vm-import-controller", clock, log);
+
+  source::vmware::VmwareConnectionChecker vmware_checker;
+  source::ova::OvaConnectionChecker ova_checker;
+  const std::vector<std::pair<source::SourceKind, source::ConnectionChecker*>> kinds = {
+      {source::SourceKind::kVmware, &vmware_checker},
+      {source::SourceKind::kOpenstack, nullptr},  // the OpenStack provider comes with its issue
+      {source::SourceKind::kOva, &ova_checker},
+  };
+
+  auto lead = [&](std::stop_token leading) {
+    std::vector<SourceController> controllers;
+    controller::SourceReconcilerOptions source_options{
+        .ready_recheck = std::chrono::seconds(opt.source_recheck_s),
+        .not_ready_recheck = std::chrono::seconds(opt.source_retry_s)};
+    for (const auto& [kind, checker] : kinds) {
+      SourceController c;
+      const std::string name = std::string(source::SourceKindName(kind)) + "-source";
+      c.informer = std::make_unique<kube::Informer>(**client, controller::SourceResource(kind),
+                                                    opt.watch_namespace, log);
+      c.queue = std::make_unique<controller::WorkQueue>(clock);
+      c.reconciler = std::make_unique<controller::SourceReconciler>(
+          kind, **client, *c.informer, checker, events, clock, log, source_options);
+      auto* queue = c.queue.get();
+      c.informer->AddHandlers({
+          .on_add = [queue](const kube::Json& o) { queue->Add(kube::ObjectKeyOf(o)); },
+          .on_update =
+              [queue](const kube::Json& old_obj, const kube::Json& new_obj) {
+                // Status writes (ours) do not change the generation: no re-check for them.
+                if (old_obj["metadata"].value("generation", 0L) !=
+                    new_obj["metadata"].value("generation", 0L)) {
+                  queue->Add(kube::ObjectKeyOf(new_obj));
+                }
+              },
+          .on_delete = [queue](const kube::Json& o) { queue->Add(kube::ObjectKeyOf(o)); },
+      });
+      c.runner = std::make_unique<controller::Runner>(name, *c.queue, *c.reconciler, log);
+      controllers.push_back(std::move(c));
+    }
+    // Secrets: metadata only (no data in memory); a change re-checks the sources naming it.
+    kube::Informer secrets(**client, controller::SecretResource(), opt.watch_namespace, log,
+                           kube::InformerOptions{.metadata_only = true});
+    auto on_secret = [&controllers](const kube::Json& secret) {
+      const std::string key = kube::ObjectKeyOf(secret);
+      for (auto& c : controllers) {
+        for (const std::string& source_key : c.reconciler->SourcesReferencingSecret(key)) {
+          c.queue->Add(source_key);
+        }
+      }
+    };
+    secrets.AddHandlers({.on_add = on_secret,
+                         .on_update = [&on_secret](const kube::Json&,
+                                                   const kube::Json& s) { on_secret(s); },
+                         .on_delete = on_secret});
+    for (auto& c : controllers) {
+      c.informer->Start();
+    }
+    for (auto& c : controllers) {
+      c.informer->WaitForSync(leading, std::chrono::hours(24));
+    }
+    secrets.Start();
+    for (auto& c : controllers) {
+      c.runner->Start(opt.workers);
+    }
+    log.Info("controllers started");
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    cv.wait(lock, leading, [] { return false; });
+    log.Info("stopping controllers");
+    for (auto& c : controllers) {
+      c.runner->Stop();  // waits for running reconciles: nothing is left half-written
+    }
+    secrets.Stop();
+    for (auto& c : controllers) {
+      c.informer->Stop();
+    }
+  };
+
+  if (!opt.leader_elect) {
+    lead(stop.get_token());
+    log.Info("stopped");
+    return finish(0);
+  }
+  std::string lease_ns = opt.leader_election_namespace;
+  if (lease_ns.empty()) {
+    lease_ns = config->namespace_.empty() ? "harvester-system" : config->namespace_;
+  }
+  std::random_device rd;
+  const std::string identity = Hostname() + "_" + std::to_string(getpid()) + "_" +
+                               std::to_string(rd() % 100000);
+  kube::LeaderElector elector(**client,
+                              {.lease_namespace = lease_ns,
+                               .lease_name = opt.leader_election_id,
+                               .identity = identity,
+                               .lease_duration = std::chrono::seconds(opt.lease_duration_s),
+                               .renew_deadline = std::chrono::seconds(opt.renew_deadline_s),
+                               .retry_period = std::chrono::seconds(opt.retry_period_s)},
+                              clock, log);
+  elector.Run(stop.get_token(), lead);
+  if (!stop.stop_requested()) {
+    // Leadership lost while we meant to run: exit so that the pod restarts clean.
+    log.Error("leadership lost, exiting");
+    return finish(1);
+  }
+  log.Info("stopped");
+  return finish(0);
+}
+
+}  // namespace
+}  // namespace vmimport::app
+
+int main(int argc, char** argv) {
+  vmimport::app::Options opt;
+  CLI::App app{"vm-import-controller: imports VMs from vSphere, OpenStack and OVA into Harvester"};
+  app.add_option("--kubeconfig", opt.kubeconfig,
+                 "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)");
+  app.add_option("--context", opt.context, "kubeconfig context (default: current-context)");
+  app.add_option("--namespace", opt.watch_namespace, "watch only this namespace (default: all)")
+      ->envname("VMIMPORT_NAMESPACE");
+  app.add_option("--workers", opt.workers, "reconcile workers per controller")
+      ->envname("VMIMPORT_WORKERS")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--leader-elect", opt.leader_elect, "use a Lease so one replica is active")
+      ->envname("VMIMPORT_LEADER_ELECT");
+  app.add_option("--leader-election-namespace", opt.leader_election_namespace,
+                 "namespace of the Lease (default: the kubeconfig's or pod's, else "
+                 "harvester-system)")
+      ->envname("VMIMPORT_LEADER_ELECTION_NAMESPACE");
+  app.add_option("--leader-election-id", opt.leader_election_id, "name of the Lease")
+      ->envname("VMIMPORT_LEADER_ELECTION_ID");
+  app.add_option("--lease-duration", opt.lease_duration_s, "seconds")->check(CLI::Range(2, 600));
+  app.add_option("--renew-deadline", opt.renew_deadline_s, "seconds")->check(CLI::Range(1, 600));
+  app.add_option("--retry-period", opt.retry_period_s, "seconds")->check(CLI::Range(1, 600));
+  app.add_option("--log-level", opt.log_level, "debug|info|warn|error")
+      ->envname("VMIMPORT_LOG_LEVEL");
+  app.add_option("--log-format", opt.log_format, "logfmt|json")->envname("VMIMPORT_LOG_FORMAT");
+  app.add_option("--image-server-address", opt.image_server_address,
+                 "host:port the disk image server listens on (used from the disk-path issue on)")
+      ->envname("VMIMPORT_IMAGE_SERVER_ADDRESS");
+  app.add_option("--source-recheck-interval", opt.source_recheck_s,
+                 "seconds between re-checks of a ready source")
+      ->envname("VMIMPORT_SOURCE_RECHECK_SECONDS")
+      ->check(CLI::Range(5, 86400));
+  app.add_option("--source-retry-interval", opt.source_retry_s,
+                 "seconds between checks of a source that is not ready")
+      ->envname("VMIMPORT_SOURCE_RETRY_SECONDS")
+      ->check(CLI::Range(1, 86400));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (opt.renew_deadline_s >= opt.lease_duration_s) {
+    std::cerr << "vm-import-controller: --renew-deadline must be shorter than --lease-duration\n";
+    return 2;
+  }
+  return vmimport::app::Run(opt);
+}

@@ -1,0 +1,217 @@
+#include "controller/source_reconciler.h"
+
+#include "api/conditions.h"
+#include "core/strings.h"
+
+namespace vmimport::controller {
+
+using core::ErrorCode;
+using core::MakeError;
+using kube::Json;
+
+const kube::Resource& SourceResource(source::SourceKind kind) {
+  static const kube::Resource kVmware{"migration.harvesterhci.io", "v1beta1", "vmwaresources",
+                                      true};
+  static const kube::Resource kOpenstack{"migration.harvesterhci.io", "v1beta1",
+                                         "openstacksources", true};
+  static const kube::Resource kOva{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
+  switch (kind) {
+    case source::SourceKind::kVmware: return kVmware;
+    case source::SourceKind::kOpenstack: return kOpenstack;
+    case source::SourceKind::kOva: return kOva;
+  }
+  return kVmware;
+}
+
+const kube::Resource& SecretResource() {
+  static const kube::Resource kSecrets{"", "v1", "secrets", true};
+  return kSecrets;
+}
+
+std::string ReadinessReason(const core::Error& error) {
+  switch (error.code) {
+    case ErrorCode::kUnavailable:
+      return error.message.find("tls:") != std::string::npos ? "TLSError" : "Unreachable";
+    case ErrorCode::kDeadlineExceeded: return "Timeout";
+    case ErrorCode::kUnauthenticated: return "InvalidCredentials";
+    case ErrorCode::kPermissionDenied: return "Forbidden";
+    case ErrorCode::kNotFound: return "NotFound";
+    case ErrorCode::kInvalidArgument: return "InvalidSpec";
+    case ErrorCode::kUnsupported: return "Unsupported";
+    case ErrorCode::kGone:
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kConflict:
+    case ErrorCode::kCorruptData:
+    case ErrorCode::kCancelled:
+    case ErrorCode::kInternal: return "CheckFailed";
+  }
+  return "CheckFailed";
+}
+
+namespace {
+
+std::string SecretKeyOf(const Json& object) {
+  const Json& spec = object.value("spec", Json::object());
+  if (!spec.contains("credentials") || !spec["credentials"].is_object()) {
+    return "";
+  }
+  const Json& cred = spec["credentials"];
+  const std::string name = cred.value("name", "");
+  if (name.empty()) {
+    return "";
+  }
+  std::string ns = cred.value("namespace", "");
+  if (ns.empty()) {
+    ns = object["metadata"].value("namespace", "");
+  }
+  return ns + "/" + name;
+}
+
+}  // namespace
+
+SourceReconciler::SourceReconciler(source::SourceKind kind, kube::Client& client,
+                                   kube::Informer& sources, source::ConnectionChecker* checker,
+                                   kube::EventRecorder& events, const core::Clock& clock,
+                                   core::Logger log, SourceReconcilerOptions options)
+    : kind_(kind),
+      client_(client),
+      sources_(sources),
+      checker_(checker),
+      events_(events),
+      clock_(clock),
+      log_(log.With({{"kind", std::string(SourceKindName(kind)) + "source"}})),
+      options_(options) {}
+
+std::vector<std::string> SourceReconciler::SourcesReferencingSecret(
+    const std::string& secret_key) const {
+  std::vector<std::string> keys;
+  for (const Json& obj : sources_.List()) {
+    if (SecretKeyOf(obj) == secret_key) {
+      keys.push_back(kube::ObjectKeyOf(obj));
+    }
+  }
+  return keys;
+}
+
+core::Result<source::SourceConfig> SourceReconciler::LoadConfig(std::stop_token stop,
+                                                                const Json& object) {
+  source::SourceConfig config;
+  config.kind = kind_;
+  const Json spec = object.value("spec", Json::object());
+  auto str = [&spec](const char* key) {
+    return spec.contains(key) && spec[key].is_string() ? spec[key].get<std::string>()
+                                                       : std::string();
+  };
+  if (kind_ == source::SourceKind::kOva) {
+    config.endpoint = str("url");
+    if (spec.contains("httpTimeoutSeconds") && spec["httpTimeoutSeconds"].is_number_integer()) {
+      config.http_timeout = std::chrono::seconds(spec["httpTimeoutSeconds"].get<long>());
+    }
+  } else {
+    config.endpoint = str("endpoint");
+  }
+  config.datacenter = str("dc");
+  config.region = str("region");
+  if (config.endpoint.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     kind_ == source::SourceKind::kOva ? "spec.url is empty"
+                                                       : "spec.endpoint is empty");
+  }
+  const std::string secret_key = SecretKeyOf(object);
+  if (secret_key.empty()) {
+    if (kind_ == source::SourceKind::kOva) {
+      return config;  // credentials are optional for OVA
+    }
+    return MakeError(ErrorCode::kInvalidArgument, "spec.credentials.name is empty");
+  }
+  const size_t slash = secret_key.find('/');
+  auto secret = client_.Get(stop, SecretResource(), secret_key.substr(0, slash),
+                            secret_key.substr(slash + 1));
+  if (!secret) {
+    if (secret.error().code == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kNotFound, "secret " + secret_key + " not found");
+    }
+    return MakeError(secret.error().Wrap("secret " + secret_key));
+  }
+  if (secret->contains("data") && (*secret)["data"].is_object()) {
+    for (const auto& [k, v] : (*secret)["data"].items()) {
+      auto decoded = v.is_string() ? core::Base64Decode(v.get<std::string>()) : std::nullopt;
+      if (!decoded) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "secret " + secret_key + ": key " + k + " is not base64");
+      }
+      config.secret[k] = std::move(*decoded);
+    }
+  }
+  return config;
+}
+
+core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
+                                                          const std::string& key) {
+  auto cached = sources_.Get(key);
+  if (!cached) {
+    return ReconcileResult{};  // deleted: nothing to clean up for a source
+  }
+  const Json& object = *cached;
+  if (object["metadata"].contains("deletionTimestamp")) {
+    return ReconcileResult{};
+  }
+  auto log = log_.With({{"source", key}});
+
+  core::Status check = [&]() -> core::Status {
+    auto config = LoadConfig(stop, object);
+    if (!config) {
+      return MakeError(config.error());
+    }
+    if (checker_ == nullptr) {
+      return MakeError(ErrorCode::kUnsupported,
+                       std::string("the ") + SourceKindName(kind_) +
+                           " provider is not available in this build");
+    }
+    return checker_->CheckConnection(stop, *config);
+  }();
+  if (!check && check.error().code == ErrorCode::kCancelled) {
+    return MakeError(check.error());
+  }
+
+  const bool ready = check.has_value();
+  const std::string reason = ready ? "" : ReadinessReason(check.error());
+  const std::string message = ready ? "" : check.error().message;
+  const Json status = object.value("status", Json::object());
+  auto conditions = api::ConditionsFromJson(status.value("conditions", Json::array()));
+  const auto now = clock_.WallNow();
+  bool changed = false;
+  changed |= api::SetCondition(conditions,
+                               {"ClusterReady", ready ? "True" : "False", reason, message}, now);
+  changed |= api::SetCondition(conditions,
+                               {"ClusterError", ready ? "False" : "True", reason, message}, now);
+  const std::string new_status = ready ? kClusterReady : kClusterNotReady;
+  const std::string old_status = status.value("status", "");
+  changed |= old_status != new_status;
+
+  if (changed) {
+    Json updated = object;
+    updated["status"]["status"] = new_status;
+    updated["status"]["conditions"] = api::ConditionsToJson(conditions);
+    auto written = client_.UpdateStatus(stop, SourceResource(kind_),
+                                        object["metadata"].value("namespace", ""), updated);
+    if (!written) {
+      return MakeError(written.error().Wrap("update status of " + key));  // conflict: retry
+    }
+  }
+  if (old_status != new_status) {
+    if (ready) {
+      log.Info("source is ready");
+      events_.Record(object, "Normal", "ClusterReady", "the source is reachable and usable");
+    } else {
+      log.Warn("source is not ready", {{"reason", reason}, {"error", message}});
+      events_.Record(object, "Warning", reason, message);
+    }
+  } else if (!ready) {
+    log.Debug("source is still not ready", {{"reason", reason}, {"error", message}});
+  }
+  return ReconcileResult{.requeue_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             ready ? options_.ready_recheck : options_.not_ready_recheck)};
+}
+
+}  // namespace vmimport::controller

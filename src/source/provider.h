@@ -1,0 +1,41 @@
+#pragma once
+
+// What the controller needs from a source (vSphere, OpenStack, OVA), independent of its protocol.
+// Implementations live in source/<name>/; app/ registers them by hand.
+
+#include <chrono>
+#include <map>
+#include <stop_token>
+#include <string>
+
+#include "core/result.h"
+
+namespace vmimport::source {
+
+enum class SourceKind { kVmware, kOpenstack, kOva };
+
+//! "vmware", "openstack", "ova".
+const char* SourceKindName(SourceKind kind);
+
+//! A source object's spec and its Secret's data, in neutral form.
+struct SourceConfig {
+  SourceKind kind = SourceKind::kVmware;
+  std::string endpoint;    //!< vSphere SDK URL, Keystone URL, or OVA URL
+  std::string datacenter;  //!< vSphere: spec.dc
+  std::string region;      //!< OpenStack: spec.region
+  std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged
+  std::chrono::seconds http_timeout{600};     //!< OVA: spec.httpTimeoutSeconds (0 = none)
+};
+
+//! Checks that a source can be used: reachable, TLS verified, credentials accepted, and the
+//! named datacenter / region / file exists. Errors say which of these failed:
+//! kUnavailable (unreachable or TLS; the message contains "tls:" for TLS), kUnauthenticated
+//! (credentials), kNotFound (datacenter, region, file), kInvalidArgument (the spec or Secret is
+//! malformed), kDeadlineExceeded (time-out). Thread-safe.
+class ConnectionChecker {
+ public:
+  virtual ~ConnectionChecker() = default;
+  virtual core::Status CheckConnection(std::stop_token stop, const SourceConfig& config) = 0;
+};
+
+}  // namespace vmimport::source

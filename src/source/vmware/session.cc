@@ -1,0 +1,146 @@
+#include "source/vmware/session.h"
+
+#include "source/tls.h"
+
+namespace vmimport::source::vmware {
+namespace {
+
+using core::ErrorCode;
+using core::MakeError;
+
+MoRef RefOf(pugi::xml_node node) {
+  return MoRef{node.attribute("type").as_string(), node.child_value()};
+}
+
+}  // namespace
+
+std::string NormalizeSdkUrl(const std::string& endpoint) {
+  const size_t scheme = endpoint.find("://");
+  const size_t path = endpoint.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (path == std::string::npos) {
+    return endpoint + "/sdk";
+  }
+  if (endpoint.size() == path + 1) {
+    return endpoint + "sdk";
+  }
+  return endpoint;
+}
+
+Session::Session(http::Client& http, const std::string& sdk_url) : soap_(http, sdk_url) {}
+
+Session::~Session() {
+  if (logged_in_) {
+    (void)Logout({});
+  }
+}
+
+core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop, http::Client& http,
+                                                      const std::string& sdk_url,
+                                                      const std::string& user,
+                                                      const std::string& password) {
+  std::unique_ptr<Session> s(new Session(http, sdk_url));
+  auto sc = s->soap_.Call(stop, "RetrieveServiceContent",
+                          MoRef{"ServiceInstance", "ServiceInstance"}.Xml("_this"));
+  if (!sc) {
+    return MakeError(sc.error());
+  }
+  const pugi::xml_node rv = sc->ReturnVal();
+  s->content_.root_folder = RefOf(rv.child("rootFolder"));
+  s->content_.session_manager = RefOf(rv.child("sessionManager"));
+  s->content_.search_index = RefOf(rv.child("searchIndex"));
+  s->content_.property_collector = RefOf(rv.child("propertyCollector"));
+  s->content_.view_manager = RefOf(rv.child("viewManager"));
+  s->content_.api_version = rv.child("about").child_value("apiVersion");
+  if (s->content_.session_manager.empty() || s->content_.search_index.empty()) {
+    return MakeError(ErrorCode::kInternal,
+                     "vsphere: the service content lacks a session manager or search index");
+  }
+  auto login = s->soap_.Call(stop, "Login",
+                             s->content_.session_manager.Xml("_this") + "<userName>" +
+                                 XmlEscape(user) + "</userName><password>" + XmlEscape(password) +
+                                 "</password>");
+  if (!login) {
+    return MakeError(login.error());
+  }
+  s->logged_in_ = true;
+  return s;
+}
+
+core::Status Session::Logout(std::stop_token stop) {
+  if (!logged_in_) {
+    return {};
+  }
+  logged_in_ = false;
+  auto r = soap_.Call(stop, "Logout", content_.session_manager.Xml("_this"));
+  if (!r) {
+    return MakeError(r.error());
+  }
+  soap_.SetSessionCookie("");
+  return {};
+}
+
+core::Result<MoRef> Session::FindByInventoryPath(std::stop_token stop, const std::string& path) {
+  std::string p = path;
+  while (!p.empty() && p.front() == '/') {
+    p.erase(0, 1);
+  }
+  auto r = soap_.Call(stop, "FindByInventoryPath",
+                      content_.search_index.Xml("_this") + "<inventoryPath>" + XmlEscape(p) +
+                          "</inventoryPath>");
+  if (!r) {
+    return MakeError(r.error());
+  }
+  const MoRef ref = RefOf(r->ReturnVal());
+  if (ref.empty()) {
+    return MakeError(ErrorCode::kNotFound, "vsphere: nothing at inventory path /" + p);
+  }
+  return ref;
+}
+
+core::Result<MoRef> Session::FindDatacenter(std::stop_token stop, const std::string& name) {
+  auto ref = FindByInventoryPath(stop, name);
+  if (!ref) {
+    if (ref.error().code == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kNotFound, "vsphere: datacenter " + name + " not found");
+    }
+    return ref;
+  }
+  if (ref->type != "Datacenter") {
+    return MakeError(ErrorCode::kNotFound,
+                     "vsphere: " + name + " is a " + ref->type + ", not a datacenter");
+  }
+  return ref;
+}
+
+core::Status VmwareConnectionChecker::CheckConnection(std::stop_token stop,
+                                                      const SourceConfig& config) {
+  auto tls = TlsFromSecret(config.secret);
+  if (!tls) {
+    return MakeError(tls.error());
+  }
+  const auto user = config.secret.find("username");
+  const auto password = config.secret.find("password");
+  if (user == config.secret.end() || password == config.secret.end() || user->second.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "secret must hold username and password");
+  }
+  if (config.datacenter.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "spec.dc is empty");
+  }
+  auto http = http::Client::Create(*tls);
+  if (!http) {
+    return MakeError(http.error());
+  }
+  auto session =
+      Session::Login(stop, **http, NormalizeSdkUrl(config.endpoint), user->second, password->second);
+  if (!session) {
+    return MakeError(session.error());
+  }
+  auto dc = (*session)->FindDatacenter(stop, config.datacenter);
+  (void)(*session)->Logout(stop);
+  if (!dc) {
+    return MakeError(dc.error());
+  }
+  return {};
+}
+
+}  // namespace vmimport::source::vmware
