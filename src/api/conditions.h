@@ -6,11 +6,10 @@
 // SetStatusCondition rule); lastUpdateTime moves whenever anything else changes.
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace vmimport::api {
 

@@ -5,17 +5,16 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
-#include <csignal>
 #include <condition_variable>
-#include <mutex>
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "controller/runner.h"
 #include "controller/source_reconciler.h"
@@ -89,7 +88,8 @@ int Run(const Options& opt) {
   std::jthread signal_waiter([&signals, &stop, &log, &exiting] {
     int sig = 0;
     if (sigwait(&signals, &sig) == 0 && !exiting) {
-      log.Info("signal received, shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      log.Info("signal received, shutting down",
+               {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       stop.request_stop();
     }
   });
@@ -108,9 +108,11 @@ int Run(const Options& opt) {
     return finish(2);
   }
   log.Info("starting vm-import-controller",
-           {{"api_server", config->server}, {"config", config->origin},
+           {{"api_server", config->server},
+            {"config", config->origin},
             {"namespace", opt.watch_namespace.empty() ? "(all)" : opt.watch_namespace},
-            {"workers", opt.workers}, {"leader_elect", opt.leader_elect}});
+            {"workers", opt.workers},
+            {"leader_elect", opt.leader_elect}});
   auto client = kube::Client::Create(*config);
   if (!client) {
     log.Error("cannot create the Kubernetes client", {{"error", client.error().message}});
@@ -167,10 +169,10 @@ int Run(const Options& opt) {
         }
       }
     };
-    secrets.AddHandlers({.on_add = on_secret,
-                         .on_update = [&on_secret](const kube::Json&,
-                                                   const kube::Json& s) { on_secret(s); },
-                         .on_delete = on_secret});
+    secrets.AddHandlers(
+        {.on_add = on_secret,
+         .on_update = [&on_secret](const kube::Json&, const kube::Json& s) { on_secret(s); },
+         .on_delete = on_secret});
     for (auto& c : controllers) {
       c.informer->Start();
     }
@@ -206,8 +208,8 @@ int Run(const Options& opt) {
     lease_ns = config->namespace_.empty() ? "harvester-system" : config->namespace_;
   }
   std::random_device rd;
-  const std::string identity = Hostname() + "_" + std::to_string(getpid()) + "_" +
-                               std::to_string(rd() % 100000);
+  const std::string identity =
+      Hostname() + "_" + std::to_string(getpid()) + "_" + std::to_string(rd() % 100000);
   kube::LeaderElector elector(**client,
                               {.lease_namespace = lease_ns,
                                .lease_name = opt.leader_election_id,

@@ -12,8 +12,8 @@ using kube::Json;
 const kube::Resource& SourceResource(source::SourceKind kind) {
   static const kube::Resource kVmware{"migration.harvesterhci.io", "v1beta1", "vmwaresources",
                                       true};
-  static const kube::Resource kOpenstack{"migration.harvesterhci.io", "v1beta1",
-                                         "openstacksources", true};
+  static const kube::Resource kOpenstack{"migration.harvesterhci.io", "v1beta1", "openstacksources",
+                                         true};
   static const kube::Resource kOva{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
   switch (kind) {
     case source::SourceKind::kVmware: return kVmware;
@@ -113,9 +113,9 @@ core::Result<source::SourceConfig> SourceReconciler::LoadConfig(std::stop_token 
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     kind_ == source::SourceKind::kOva ? "spec.url is empty"
-                                                       : "spec.endpoint is empty");
+    return MakeError(ErrorCode::kInvalidArgument, kind_ == source::SourceKind::kOva
+                                                      ? "spec.url is empty"
+                                                      : "spec.endpoint is empty");
   }
   const std::string secret_key = SecretKeyOf(object);
   if (secret_key.empty()) {
@@ -164,9 +164,8 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
       return MakeError(config.error());
     }
     if (checker_ == nullptr) {
-      return MakeError(ErrorCode::kUnsupported,
-                       std::string("the ") + SourceKindName(kind_) +
-                           " provider is not available in this build");
+      return MakeError(ErrorCode::kUnsupported, std::string("the ") + SourceKindName(kind_) +
+                                                    " provider is not available in this build");
     }
     return checker_->CheckConnection(stop, *config);
   }();

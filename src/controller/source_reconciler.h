@@ -42,7 +42,8 @@ class SourceReconciler final : public Reconciler {
   //! `checker` may be null: the kind has no provider yet, and sources say so in their status.
   SourceReconciler(source::SourceKind kind, kube::Client& client, kube::Informer& sources,
                    source::ConnectionChecker* checker, kube::EventRecorder& events,
-                   const core::Clock& clock, core::Logger log, SourceReconcilerOptions options = {});
+                   const core::Clock& clock, core::Logger log,
+                   SourceReconcilerOptions options = {});
 
   // controller::Reconciler
   core::Result<ReconcileResult> Reconcile(std::stop_token stop, const std::string& key) override;

@@ -60,10 +60,9 @@ nanoseconds WorkQueue::When(const std::string& key) {
   const int failures = failures_[key]++;
   const double exp = static_cast<double>(limits_.base_delay.count()) *
                      std::pow(2.0, static_cast<double>(std::min(failures, 62)));
-  const nanoseconds per_key =
-      exp >= static_cast<double>(limits_.max_delay.count())
-          ? limits_.max_delay
-          : nanoseconds(static_cast<nanoseconds::rep>(exp));
+  const nanoseconds per_key = exp >= static_cast<double>(limits_.max_delay.count())
+                                  ? limits_.max_delay
+                                  : nanoseconds(static_cast<nanoseconds::rep>(exp));
   // Global token bucket: take a token, wait for it if the bucket is empty.
   const steady_clock::time_point now = clock_.Now();
   const double elapsed = std::chrono::duration<double>(now - tokens_at_).count();

@@ -1,16 +1,16 @@
 #include "core/clock.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace vmimport::core {
 namespace {
 
 std::tm UtcTm(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(
-      std::chrono::time_point_cast<std::chrono::seconds>(t));
+  const std::time_t secs =
+      std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
   std::tm tm{};
   gmtime_r(&secs, &tm);
   return tm;
@@ -33,8 +33,8 @@ std::string FormatRfc3339Micro(std::chrono::system_clock::time_point t) {
   const auto secs = std::chrono::floor<std::chrono::seconds>(t);
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t - secs).count();
   const std::tm tm = UtcTm(t);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
 }
 
 bool ParseRfc3339(std::string_view s, std::chrono::system_clock::time_point& out) {

@@ -217,8 +217,7 @@ Status Client::Watch(std::stop_token stop, const Resource& r, const std::string&
 
   http::Request req;
   req.url = config_.server + path;
-  req.headers.emplace_back("Accept",
-                           options.metadata_only ? kMetadataAccept : "application/json");
+  req.headers.emplace_back("Accept", options.metadata_only ? kMetadataAccept : "application/json");
   req.headers.emplace_back("User-Agent", "vm-import/0.1");
   auto token = Token();
   if (!token) {

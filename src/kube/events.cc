@@ -1,8 +1,8 @@
 #include "kube/events.h"
 
-#include <random>
-
 #include <fmt/format.h>
+
+#include <random>
 
 namespace vmimport::kube {
 namespace {
@@ -72,8 +72,9 @@ void EventRecorder::Record(const Json& object, const std::string& type, const st
                 {"count", 1}};
   auto created = client_.Create({}, kEvents, ns, event);
   if (!created) {
-    log_.Warn("cannot record event",
-              {{"reason", reason}, {"object", ns + "/" + name}, {"error", created.error().message}});
+    log_.Warn(
+        "cannot record event",
+        {{"reason", reason}, {"object", ns + "/" + name}, {"error", created.error().message}});
     return;
   }
   lock.lock();

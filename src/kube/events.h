@@ -18,8 +18,8 @@ namespace vmimport::kube {
 
 class EventRecorder {
  public:
-  EventRecorder(Client& client, std::string component, const core::Clock& clock,
-                core::Logger log, size_t cache_size = 4096);
+  EventRecorder(Client& client, std::string component, const core::Clock& clock, core::Logger log,
+                size_t cache_size = 4096);
 
   //! `type` is "Normal" or "Warning"; `reason` CamelCase; `message` a sentence for a person.
   void Record(const Json& object, const std::string& type, const std::string& reason,

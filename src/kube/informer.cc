@@ -218,8 +218,8 @@ void Informer::Run(std::stop_token stop) {
           return;
         }
         stats_.errors++;
-        log_.Warn("list failed, retrying", {{"error", listed.error().message},
-                                            {"retry_in_ms", delay.count()}});
+        log_.Warn("list failed, retrying",
+                  {{"error", listed.error().message}, {"retry_in_ms", delay.count()}});
         Backoff(stop, delay);
         continue;
       }

@@ -18,8 +18,8 @@ void SleepFor(std::stop_token stop, std::chrono::milliseconds d) {
 
 }  // namespace
 
-LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config,
-                             const core::Clock& clock, core::Logger log)
+LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config, const core::Clock& clock,
+                             core::Logger log)
     : client_(client),
       config_(std::move(config)),
       clock_(clock),
@@ -34,16 +34,16 @@ bool LeaderElector::TryAcquireOrRenew(std::stop_token stop) {
       log_.Warn("cannot read lease", {{"error", current.error().message}});
       return false;
     }
-    Json lease = {{"apiVersion", "coordination.k8s.io/v1"},
-                  {"kind", "Lease"},
-                  {"metadata", {{"name", config_.lease_name},
-                                {"namespace", config_.lease_namespace}}},
-                  {"spec",
-                   {{"holderIdentity", config_.identity},
-                    {"leaseDurationSeconds", config_.lease_duration.count()},
-                    {"acquireTime", now},
-                    {"renewTime", now},
-                    {"leaseTransitions", 0}}}};
+    Json lease = {
+        {"apiVersion", "coordination.k8s.io/v1"},
+        {"kind", "Lease"},
+        {"metadata", {{"name", config_.lease_name}, {"namespace", config_.lease_namespace}}},
+        {"spec",
+         {{"holderIdentity", config_.identity},
+          {"leaseDurationSeconds", config_.lease_duration.count()},
+          {"acquireTime", now},
+          {"renewTime", now},
+          {"leaseTransitions", 0}}}};
     auto created = client_.Create(stop, kLeases, config_.lease_namespace, lease);
     if (!created) {
       return false;  // somebody else created it first

@@ -20,9 +20,9 @@ const char* SourceKindName(SourceKind kind);
 //! A source object's spec and its Secret's data, in neutral form.
 struct SourceConfig {
   SourceKind kind = SourceKind::kVmware;
-  std::string endpoint;    //!< vSphere SDK URL, Keystone URL, or OVA URL
-  std::string datacenter;  //!< vSphere: spec.dc
-  std::string region;      //!< OpenStack: spec.region
+  std::string endpoint;                       //!< vSphere SDK URL, Keystone URL, or OVA URL
+  std::string datacenter;                     //!< vSphere: spec.dc
+  std::string region;                         //!< OpenStack: spec.region
   std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged
   std::chrono::seconds http_timeout{600};     //!< OVA: spec.httpTimeoutSeconds (0 = none)
 };

@@ -14,9 +14,9 @@ core::Result<http::TlsConfig> TlsFromSecret(const std::map<std::string, std::str
     if (it->second == "true") {
       tls.insecure_skip_verify = true;
     } else if (it->second != "false" && !it->second.empty()) {
-      return core::MakeError(core::ErrorCode::kInvalidArgument,
-                             std::string("secret key ") + kInsecureSkipVerifyKey +
-                                 " must be \"true\" or \"false\"");
+      return core::MakeError(
+          core::ErrorCode::kInvalidArgument,
+          std::string("secret key ") + kInsecureSkipVerifyKey + " must be \"true\" or \"false\"");
     }
   }
   return tls;

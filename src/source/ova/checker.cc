@@ -39,16 +39,16 @@ core::Status OvaConnectionChecker::CheckConnection(std::stop_token stop,
     return MakeError(resp.error().Wrap("ova"));
   }
   if (resp->status == 401 || resp->status == 403) {
-    return MakeError(ErrorCode::kUnauthenticated,
-                     "ova: HEAD answered " + std::to_string(resp->status) + ": credentials refused");
+    return MakeError(
+        ErrorCode::kUnauthenticated,
+        "ova: HEAD answered " + std::to_string(resp->status) + ": credentials refused");
   }
   if (resp->status == 404 || resp->status == 410) {
     return MakeError(ErrorCode::kNotFound,
                      "ova: HEAD answered " + std::to_string(resp->status) + ": no such file");
   }
   if (resp->status < 200 || resp->status >= 400) {
-    return MakeError(ErrorCode::kUnavailable,
-                     "ova: HEAD answered " + std::to_string(resp->status));
+    return MakeError(ErrorCode::kUnavailable, "ova: HEAD answered " + std::to_string(resp->status));
   }
   return {};
 }

@@ -55,10 +55,10 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop, http
     return MakeError(ErrorCode::kInternal,
                      "vsphere: the service content lacks a session manager or search index");
   }
-  auto login = s->soap_.Call(stop, "Login",
-                             s->content_.session_manager.Xml("_this") + "<userName>" +
-                                 XmlEscape(user) + "</userName><password>" + XmlEscape(password) +
-                                 "</password>");
+  auto login =
+      s->soap_.Call(stop, "Login",
+                    s->content_.session_manager.Xml("_this") + "<userName>" + XmlEscape(user) +
+                        "</userName><password>" + XmlEscape(password) + "</password>");
   if (!login) {
     return MakeError(login.error());
   }
@@ -84,9 +84,9 @@ core::Result<MoRef> Session::FindByInventoryPath(std::stop_token stop, const std
   while (!p.empty() && p.front() == '/') {
     p.erase(0, 1);
   }
-  auto r = soap_.Call(stop, "FindByInventoryPath",
-                      content_.search_index.Xml("_this") + "<inventoryPath>" + XmlEscape(p) +
-                          "</inventoryPath>");
+  auto r = soap_.Call(
+      stop, "FindByInventoryPath",
+      content_.search_index.Xml("_this") + "<inventoryPath>" + XmlEscape(p) + "</inventoryPath>");
   if (!r) {
     return MakeError(r.error());
   }
@@ -130,8 +130,8 @@ core::Status VmwareConnectionChecker::CheckConnection(std::stop_token stop,
   if (!http) {
     return MakeError(http.error());
   }
-  auto session =
-      Session::Login(stop, **http, NormalizeSdkUrl(config.endpoint), user->second, password->second);
+  auto session = Session::Login(stop, **http, NormalizeSdkUrl(config.endpoint), user->second,
+                                password->second);
   if (!session) {
     return MakeError(session.error());
   }

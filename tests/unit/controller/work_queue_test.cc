@@ -28,8 +28,8 @@ TEST(WorkQueue, KeyAddedWhileProcessingIsQueuedAgainOnDone) {
   WorkQueue q(clock);
   q.Add("a");
   ASSERT_EQ(q.Get({}).value(), "a");
-  q.Add("a");               // arrives while a worker holds "a"
-  EXPECT_EQ(q.Len(), 0U);   // not handed out twice
+  q.Add("a");              // arrives while a worker holds "a"
+  EXPECT_EQ(q.Len(), 0U);  // not handed out twice
   q.Done("a");
   EXPECT_EQ(q.Len(), 1U);
   EXPECT_EQ(q.Get({}).value(), "a");

@@ -8,8 +8,8 @@ namespace {
 using namespace std::chrono;
 
 TEST(Rfc3339, FormatsAndParsesKubernetesTimes) {
-  const auto t = sys_days{year{2026} / 11 / 24} + hours(5) + minutes(46) + seconds(25) +
-                 microseconds(123456);
+  const auto t =
+      sys_days{year{2026} / 11 / 24} + hours(5) + minutes(46) + seconds(25) + microseconds(123456);
   EXPECT_EQ(FormatRfc3339(t), "2026-11-24T05:46:25Z");
   EXPECT_EQ(FormatRfc3339Micro(t), "2026-11-24T05:46:25.123456Z");
   system_clock::time_point back;
