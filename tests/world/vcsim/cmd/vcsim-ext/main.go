@@ -1,0 +1,7 @@
+package main
+
+import (
+	_ "github.com/vmware/govmomi/simulator"
+)
+
+func main() {}
