@@ -1,0 +1,59 @@
+#pragma once
+
+// The neutral description of a source VM: what every provider returns and what harvester/ turns
+// into KubeVirt objects. Plain data; no provider or Kubernetes types.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vmimport::model {
+
+enum class Firmware { kBios, kEfi };
+enum class PowerState { kOn, kOff, kSuspended, kUnknown };
+
+const char* FirmwareName(Firmware f);
+const char* PowerStateName(PowerState p);
+
+//! KubeVirt disk buses: "virtio", "scsi", "sata", "usb".
+struct DiskDescription {
+  std::string id;              //!< provider key: vSphere device key, Cinder volume id, OVF disk id
+  std::string name;            //!< a human label ("Hard disk 1", volume name)
+  uint64_t capacity_bytes = 0;
+  std::string controller;      //!< source controller type: pvscsi, lsilogic, lsilogicsas, buslogic,
+                               //!< sata, ide, nvme, virtio (OpenStack), ...
+  std::string bus;             //!< the KubeVirt bus it maps to
+  int boot_order = 0;          //!< 1-based; 0 = not bootable/unknown
+  std::string location;        //!< provider-specific (datastore path, device URL key)
+};
+
+struct NicDescription {
+  std::string mac;           //!< lower-case, colon-separated
+  std::string network;       //!< the source network name (port group, Neutron network, OVF net)
+  std::string adapter_type;  //!< source adapter: vmxnet3, e1000e, e1000, virtio, ...
+  std::string model;         //!< the KubeVirt model it maps to: virtio, e1000, e1000e, ...
+};
+
+struct VmDescription {
+  std::string name;
+  std::string id;             //!< provider id: vSphere moref, Nova server UUID
+  std::string inventory_path; //!< vSphere: /DC/vm/folder/name
+  std::string bios_uuid;
+  std::string instance_uuid;
+  int cpus = 1;               //!< total vCPUs
+  int cores_per_socket = 1;   //!< sockets = cpus / cores_per_socket
+  uint64_t memory_mib = 0;
+  Firmware firmware = Firmware::kBios;
+  bool secure_boot = false;
+  bool tpm = false;
+  std::string guest_os;
+  bool tools_running = false;
+  PowerState power_state = PowerState::kUnknown;
+  std::vector<DiskDescription> disks;
+  std::vector<NicDescription> nics;
+
+  int Sockets() const { return cores_per_socket > 0 ? cpus / cores_per_socket : cpus; }
+};
+
+}  // namespace vmimport::model
