@@ -18,14 +18,14 @@ const char* PowerStateName(PowerState p);
 
 //! KubeVirt disk buses: "virtio", "scsi", "sata", "usb".
 struct DiskDescription {
-  std::string id;              //!< provider key: vSphere device key, Cinder volume id, OVF disk id
-  std::string name;            //!< a human label ("Hard disk 1", volume name)
+  std::string id;    //!< provider key: vSphere device key, Cinder volume id, OVF disk id
+  std::string name;  //!< a human label ("Hard disk 1", volume name)
   uint64_t capacity_bytes = 0;
-  std::string controller;      //!< source controller type: pvscsi, lsilogic, lsilogicsas, buslogic,
-                               //!< sata, ide, nvme, virtio (OpenStack), ...
-  std::string bus;             //!< the KubeVirt bus it maps to
-  int boot_order = 0;          //!< 1-based; 0 = not bootable/unknown
-  std::string location;        //!< provider-specific (datastore path, device URL key)
+  std::string controller;  //!< source controller type: pvscsi, lsilogic, lsilogicsas, buslogic,
+                           //!< sata, ide, nvme, virtio (OpenStack), ...
+  std::string bus;         //!< the KubeVirt bus it maps to
+  int boot_order = 0;      //!< 1-based; 0 = not bootable/unknown
+  std::string location;    //!< provider-specific (datastore path, device URL key)
 };
 
 struct NicDescription {
@@ -37,12 +37,12 @@ struct NicDescription {
 
 struct VmDescription {
   std::string name;
-  std::string id;             //!< provider id: vSphere moref, Nova server UUID
-  std::string inventory_path; //!< vSphere: /DC/vm/folder/name
+  std::string id;              //!< provider id: vSphere moref, Nova server UUID
+  std::string inventory_path;  //!< vSphere: /DC/vm/folder/name
   std::string bios_uuid;
   std::string instance_uuid;
-  int cpus = 1;               //!< total vCPUs
-  int cores_per_socket = 1;   //!< sockets = cpus / cores_per_socket
+  int cpus = 1;              //!< total vCPUs
+  int cores_per_socket = 1;  //!< sockets = cpus / cores_per_socket
   uint64_t memory_mib = 0;
   Firmware firmware = Firmware::kBios;
   bool secure_boot = false;

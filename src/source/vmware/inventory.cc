@@ -43,7 +43,8 @@ core::Result<Properties> Retrieve(std::stop_token stop, Session& session, const 
   props.response = std::make_unique<SoapResponse>(std::move(*r));
   const pugi::xml_node rv = props.response->ReturnVal();
   for (auto missing : rv.children("missingSet")) {
-    const std::string fault = missing.child("fault").child("fault").attribute("xsi:type").as_string();
+    const std::string fault =
+        missing.child("fault").child("fault").attribute("xsi:type").as_string();
     if (fault == "NotAuthenticated") {
       return MakeError(ErrorCode::kUnauthenticated, "vsphere: session is not authenticated");
     }
@@ -86,10 +87,10 @@ std::string ControllerName(const std::string& type) {
 
 std::string AdapterName(const std::string& type) {
   static const std::map<std::string, std::string> kNames = {
-      {"VirtualVmxnet3", "vmxnet3"},   {"VirtualVmxnet3Vrdma", "vmxnet3"},
-      {"VirtualVmxnet2", "vmxnet2"},   {"VirtualVmxnet", "vmxnet"},
-      {"VirtualE1000e", "e1000e"},     {"VirtualE1000", "e1000"},
-      {"VirtualPCNet32", "pcnet32"},   {"VirtualSriovEthernetCard", "sriov"},
+      {"VirtualVmxnet3", "vmxnet3"}, {"VirtualVmxnet3Vrdma", "vmxnet3"},
+      {"VirtualVmxnet2", "vmxnet2"}, {"VirtualVmxnet", "vmxnet"},
+      {"VirtualE1000e", "e1000e"},   {"VirtualE1000", "e1000"},
+      {"VirtualPCNet32", "pcnet32"}, {"VirtualSriovEthernetCard", "sriov"},
   };
   auto it = kNames.find(type);
   return it == kNames.end() ? "" : it->second;
@@ -117,10 +118,10 @@ std::string ModelForAdapter(const std::string& adapter) {
 }
 
 core::Result<std::vector<VmRef>> Inventory::ListVms(std::stop_token stop, const MoRef& folder) {
-  auto view = session_.soap().Call(
-      stop, "CreateContainerView",
-      session_.content().view_manager.Xml("_this") + folder.Xml("container") +
-          "<type>VirtualMachine</type><recursive>true</recursive>");
+  auto view =
+      session_.soap().Call(stop, "CreateContainerView",
+                           session_.content().view_manager.Xml("_this") + folder.Xml("container") +
+                               "<type>VirtualMachine</type><recursive>true</recursive>");
   if (!view) {
     return MakeError(view.error().Wrap("vsphere: list VMs"));
   }
@@ -201,8 +202,7 @@ core::Result<std::string> Inventory::InventoryPath(std::stop_token stop, const M
 }
 
 core::Result<VmRef> Inventory::FindVm(std::stop_token stop, const std::string& datacenter,
-                                      const std::string& folder,
-                                      const std::string& name_or_uuid) {
+                                      const std::string& folder, const std::string& name_or_uuid) {
   if (name_or_uuid.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "vsphere: no VM name given");
   }
@@ -272,12 +272,12 @@ core::Result<VmRef> Inventory::FindVm(std::stop_token stop, const std::string& d
 }
 
 core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, const VmRef& vm) {
-  auto props = Retrieve(stop, session_, vm.ref,
-                        {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
-                         "config.hardware.memoryMB", "config.firmware", "config.bootOptions",
-                         "config.uuid", "config.instanceUuid", "config.guestId",
-                         "guest.toolsRunningStatus", "runtime.powerState",
-                         "config.hardware.device", "summary.config.tpmPresent"});
+  auto props =
+      Retrieve(stop, session_, vm.ref,
+               {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
+                "config.hardware.memoryMB", "config.firmware", "config.bootOptions", "config.uuid",
+                "config.instanceUuid", "config.guestId", "guest.toolsRunningStatus",
+                "runtime.powerState", "config.hardware.device", "summary.config.tpmPresent"});
   if (!props) {
     return MakeError(props.error().Wrap("vsphere: describe " + vm.inventory_path));
   }

@@ -4,7 +4,9 @@
 // `replace ../` directive) that the Go module proxy does not serve, while every command package
 // ships in the main module under github.com/vmware/govmomi/cli. This file is the equivalent of
 // upstream's govc/main.go: it links every package that registers a command (generated with
-//   grep -rl 'cli.Register(' cli | xargs -n1 dirname | sort -u
+//
+//	grep -rl 'cli.Register(' cli | xargs -n1 dirname | sort -u
+//
 // over the pinned module) and runs cli.Run.
 package main
 

@@ -1,0 +1,147 @@
+#include "disk/hashing_reader.h"
+
+#include <openssl/evp.h>
+
+#include <array>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace vmimport::disk {
+
+namespace {
+
+struct EvpMdCtxDeleter {
+  void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }
+};
+using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
+
+EvpMdCtxPtr NewDigest(const EVP_MD* md) {
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1) {
+    std::abort();  // out of memory, or an OpenSSL without SHA-2: nothing to recover
+  }
+  return ctx;
+}
+
+std::string FinishHex(EVP_MD_CTX* ctx) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx, digest.data(), &len) != 1) {
+    std::abort();
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * len);
+  for (unsigned int i = 0; i < len; ++i) {
+    hex.push_back(kDigits[digest[i] >> 4]);
+    hex.push_back(kDigits[digest[i] & 0xf]);
+  }
+  return hex;
+}
+
+}  // namespace
+
+struct Hasher::State {
+  explicit State(Digests digests)
+      : sha256(digests == Digests::kSha512Only ? nullptr : NewDigest(EVP_sha256())),
+        sha512(digests == Digests::kSha256Only ? nullptr : NewDigest(EVP_sha512())) {}
+  EvpMdCtxPtr sha256;
+  EvpMdCtxPtr sha512;
+};
+
+Hasher::Hasher(Digests digests) : digests_(digests), state_(std::make_unique<State>(digests)) {}
+Hasher::~Hasher() = default;
+
+void Hasher::Update(std::span<const std::byte> data) {
+  if (data.empty()) {
+    return;
+  }
+  for (EVP_MD_CTX* ctx : {state_->sha256.get(), state_->sha512.get()}) {
+    if (ctx != nullptr && EVP_DigestUpdate(ctx, data.data(), data.size()) != 1) {
+      std::abort();
+    }
+  }
+  bytes_ += data.size();
+}
+
+Checksums Hasher::Finish() {
+  Checksums c;
+  c.sha256 = state_->sha256 ? FinishHex(state_->sha256.get()) : std::string();
+  c.sha512 = state_->sha512 ? FinishHex(state_->sha512.get()) : std::string();
+  c.bytes = bytes_;
+  state_ = std::make_unique<State>(digests_);
+  bytes_ = 0;
+  return c;
+}
+
+// SHA-512 on its own thread: Submit hands over a copy of a chunk once the previous one is done.
+class HashingReader::Sha512Worker {
+ public:
+  Sha512Worker() : thread_([this](std::stop_token stop) { Run(std::move(stop)); }) {}
+
+  void Submit(std::span<const std::byte> data) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+    chunk_.assign(data.begin(), data.end());
+    busy_ = true;
+    cv_.notify_all();
+  }
+  //! Waits for the last chunk and returns the digest.
+  Checksums Finish() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+    return hasher_.Finish();
+  }
+
+ private:
+  void Run(std::stop_token stop) {
+    std::unique_lock lock(mu_);
+    while (cv_.wait(lock, stop, [this] { return busy_; })) {
+      lock.unlock();
+      hasher_.Update(chunk_);  // chunk_ is ours while busy_
+      lock.lock();
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  Hasher hasher_{Hasher::Digests::kSha512Only};
+  std::mutex mu_;  // guards busy_ and, while !busy_, chunk_
+  std::condition_variable_any cv_;
+  std::vector<std::byte> chunk_;
+  bool busy_ = false;
+  std::jthread thread_;  // last: stopped and joined first
+};
+
+HashingReader::HashingReader(DiskReaderPtr inner, bool parallel)
+    : inner_(std::move(inner)),
+      hasher_(parallel ? Hasher::Digests::kSha256Only : Hasher::Digests::kBoth),
+      worker_(parallel ? std::make_unique<Sha512Worker>() : nullptr) {}
+
+HashingReader::~HashingReader() = default;
+
+Result<size_t> HashingReader::Read(std::stop_token stop, std::span<std::byte> out) {
+  auto n = inner_->Read(stop, out);
+  if (!n) {
+    return n;
+  }
+  if (*n == 0) {
+    if (!checksums_ && hasher_.bytes() == inner_->VirtualSize()) {
+      checksums_ = hasher_.Finish();
+      if (worker_) {
+        checksums_->sha512 = worker_->Finish().sha512;
+      }
+    }
+    return n;
+  }
+  if (worker_) {
+    worker_->Submit(out.first(*n));
+  }
+  hasher_.Update(out.first(*n));
+  return n;
+}
+
+}  // namespace vmimport::disk
