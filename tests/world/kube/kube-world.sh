@@ -313,6 +313,7 @@ start_apiserver() {
   start_daemon kube-apiserver "$APISERVER" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
+    --endpoint-reconciler-type=none \
     --secure-port="$APISERVER_PORT" \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --tls-cert-file="$PKI/apiserver.crt" \
