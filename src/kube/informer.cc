@@ -16,6 +16,14 @@ std::string ObjectKeyOf(const Json& object) {
 
 namespace {
 
+// metadata.managedFields (server-side apply bookkeeping) is often larger than the rest of the
+// object and nothing here reads it: the cache keeps objects without it.
+void DropManagedFields(Json& object) {
+  if (object.is_object() && object.contains("metadata") && object["metadata"].is_object()) {
+    object["metadata"].erase("managedFields");
+  }
+}
+
 std::string ResourceVersionOf(const Json& object) {
   if (!object.is_object() || !object.contains("metadata")) {
     return "";
@@ -120,6 +128,7 @@ core::Status Informer::ListAll(std::stop_token stop) {
         }
         item["kind"] = kind;
       }
+      DropManagedFields(item);
       fresh.emplace(ObjectKeyOf(item), std::move(item));
     }
     const Json& md = (*page)["metadata"];
@@ -180,7 +189,9 @@ void Informer::Apply(const WatchEvent& event) {
     return;
   }
   stats_.events++;
-  const std::string key = ObjectKeyOf(event.object);
+  Json object = event.object;
+  DropManagedFields(object);
+  const std::string key = ObjectKeyOf(object);
   std::optional<Json> old_obj;
   {
     std::lock_guard lock(mu_);
@@ -190,7 +201,7 @@ void Informer::Apply(const WatchEvent& event) {
     if (event.type == "DELETED") {
       cache_.erase(key);
     } else {
-      cache_[key] = event.object;
+      cache_[key] = object;
     }
     if (!rv.empty()) {
       resource_version_ = rv;
@@ -198,11 +209,11 @@ void Informer::Apply(const WatchEvent& event) {
   }
   for (const auto& h : handlers_) {
     if (event.type == "DELETED") {
-      if (h.on_delete) h.on_delete(old_obj ? *old_obj : event.object);
+      if (h.on_delete) h.on_delete(old_obj ? *old_obj : object);
     } else if (old_obj) {
-      if (h.on_update) h.on_update(*old_obj, event.object);
+      if (h.on_update) h.on_update(*old_obj, object);
     } else {
-      if (h.on_add) h.on_add(event.object);
+      if (h.on_add) h.on_add(object);
     }
   }
 }
