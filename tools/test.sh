@@ -2,10 +2,10 @@
 # test.sh - the whole test suite, as CI runs it, on a fresh machine or a warm one:
 #   1. install every Debian package (tools/install-deps.sh, fast when all is there)
 #   2. build with warnings as errors (preset ci) and under ASan+UBSan (preset asan)
-#   3. unit tests under ASan+UBSan
+#   3. unit tests under ASan+UBSan; the libFuzzer targets, 20 s each (clang, build/fuzz)
 #   4. one ctest run: it starts the test world (fixture world.up = tools/world.sh up), runs every
 #      test (unit + world) against it, and stops it (world.down), also when a test fails
-# The last line is ctest's own summary. Options: --quick (skip the ASan build).
+# The last line is ctest's own summary. Options: --quick (skip the ASan build and the fuzzers).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +34,12 @@ if [ "$QUICK" = 0 ]; then
   cmake --build --preset asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build/asan -L unit --output-on-failure -j2
+
+  step "fuzz targets (clang + libFuzzer, 20 s per parser)"
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DVMIMPORT_FUZZ=ON >/dev/null
+  cmake --build build/fuzz --target fuzz_targets
+  ctest --test-dir build/fuzz -L fuzz --output-on-failure -j2
 fi
 
 # ctest starts the world (fixture test world.up), runs unit and world tests, and stops it
