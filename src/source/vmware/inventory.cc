@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/strings.h"
+#include "source/vmware/properties.h"
 
 namespace vmimport::source::vmware {
 namespace {
@@ -14,45 +15,6 @@ using core::MakeError;
 
 MoRef RefOf(pugi::xml_node node) {
   return MoRef{node.attribute("type").as_string(), node.child_value()};
-}
-
-// The properties of one object: keeps the response alive for the nodes it hands out.
-struct Properties {
-  std::unique_ptr<SoapResponse> response;
-  std::map<std::string, pugi::xml_node> values;
-  pugi::xml_node operator[](const std::string& path) const {
-    auto it = values.find(path);
-    return it == values.end() ? pugi::xml_node() : it->second;
-  }
-  std::string Text(const std::string& path) const { return (*this)[path].child_value(); }
-};
-
-core::Result<Properties> Retrieve(std::stop_token stop, Session& session, const MoRef& obj,
-                                  const std::vector<std::string>& paths) {
-  std::string spec = "<specSet><propSet><type>" + XmlEscape(obj.type) + "</type>";
-  for (const auto& p : paths) {
-    spec += "<pathSet>" + XmlEscape(p) + "</pathSet>";
-  }
-  spec += "</propSet><objectSet>" + obj.Xml("obj") + "</objectSet></specSet>";
-  auto r = session.soap().Call(stop, "RetrieveProperties",
-                               session.content().property_collector.Xml("_this") + spec);
-  if (!r) {
-    return MakeError(r.error());
-  }
-  Properties props;
-  props.response = std::make_unique<SoapResponse>(std::move(*r));
-  const pugi::xml_node rv = props.response->ReturnVal();
-  for (auto missing : rv.children("missingSet")) {
-    const std::string fault =
-        missing.child("fault").child("fault").attribute("xsi:type").as_string();
-    if (fault == "NotAuthenticated") {
-      return MakeError(ErrorCode::kUnauthenticated, "vsphere: session is not authenticated");
-    }
-  }
-  for (auto prop : rv.children("propSet")) {
-    props.values[prop.child_value("name")] = prop.child("val");
-  }
-  return props;
 }
 
 bool LooksLikeUuid(const std::string& s) {
@@ -187,7 +149,7 @@ core::Result<std::string> Inventory::InventoryPath(std::stop_token stop, const M
     if (current.value == session_.content().root_folder.value) {
       break;
     }
-    auto props = Retrieve(stop, session_, current, {"name", "parent"});
+    auto props = RetrieveProperties(stop, session_, current, {"name", "parent"});
     if (!props) {
       return MakeError(props.error());
     }
@@ -272,16 +234,16 @@ core::Result<VmRef> Inventory::FindVm(std::stop_token stop, const std::string& d
 }
 
 core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, const VmRef& vm) {
-  auto props =
-      Retrieve(stop, session_, vm.ref,
-               {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
-                "config.hardware.memoryMB", "config.firmware", "config.bootOptions", "config.uuid",
-                "config.instanceUuid", "config.guestId", "guest.toolsRunningStatus",
-                "runtime.powerState", "config.hardware.device", "summary.config.tpmPresent"});
+  auto props = RetrieveProperties(
+      stop, session_, vm.ref,
+      {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
+       "config.hardware.memoryMB", "config.firmware", "config.bootOptions", "config.uuid",
+       "config.instanceUuid", "config.guestId", "guest.toolsRunningStatus", "runtime.powerState",
+       "config.hardware.device", "summary.config.tpmPresent"});
   if (!props) {
     return MakeError(props.error().Wrap("vsphere: describe " + vm.inventory_path));
   }
-  const Properties& p = *props;
+  const ObjectProperties& p = *props;
   model::VmDescription d;
   d.name = p.Text("name");
   d.id = vm.ref.value;
@@ -312,14 +274,14 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
   std::map<std::string, std::string> controller_by_key;
   const pugi::xml_node devices = p["config.hardware.device"];
   for (auto dev : devices.children()) {
-    const std::string type = dev.attribute("xsi:type").as_string();
+    const std::string type = XsiType(dev);
     if (const std::string name = ControllerName(type); !name.empty()) {
       controller_by_key[dev.child_value("key")] = name;
     }
   }
   std::map<std::string, std::string> dvpg_names;  // portgroup key -> name
   for (auto dev : devices.children()) {
-    const std::string type = dev.attribute("xsi:type").as_string();
+    const std::string type = XsiType(dev);
     if (type == "VirtualDisk") {
       model::DiskDescription disk;
       disk.id = dev.child_value("key");
@@ -345,11 +307,12 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
     nic.model = ModelForAdapter(adapter);
     nic.mac = core::ToLower(dev.child_value("macAddress"));
     const pugi::xml_node backing = dev.child("backing");
-    const std::string backing_type = backing.attribute("xsi:type").as_string();
+    const std::string backing_type = XsiType(backing);
     if (backing_type == "VirtualEthernetCardDistributedVirtualPortBackingInfo") {
       const std::string key = backing.child("port").child_value("portgroupKey");
       if (!dvpg_names.contains(key)) {
-        auto pg = Retrieve(stop, session_, MoRef{"DistributedVirtualPortgroup", key}, {"name"});
+        auto pg =
+            RetrieveProperties(stop, session_, MoRef{"DistributedVirtualPortgroup", key}, {"name"});
         dvpg_names[key] = pg && !pg->Text("name").empty() ? pg->Text("name") : key;
       }
       nic.network = dvpg_names[key];

@@ -1,6 +1,7 @@
 #include "source/vmware/session.h"
 
 #include "source/tls.h"
+#include "source/vmware/task.h"
 
 namespace vmimport::source::vmware {
 namespace {
@@ -29,8 +30,37 @@ std::string NormalizeSdkUrl(const std::string& endpoint) {
 Session::Session(http::Client& http, const std::string& sdk_url) : soap_(http, sdk_url) {}
 
 Session::~Session() {
+  StopKeepAlive();
   if (logged_in_) {
     (void)Logout({});
+  }
+}
+
+core::Status Session::LoginWithCredentials(std::stop_token stop) {
+  auto login = soap_.Call(stop, "Login",
+                          content_.session_manager.Xml("_this") + "<userName>" + XmlEscape(user_) +
+                              "</userName><password>" + XmlEscape(password_) + "</password>");
+  if (!login) {
+    return MakeError(login.error());
+  }
+  return {};
+}
+
+void Session::StartKeepAlive(std::chrono::milliseconds interval) {
+  StopKeepAlive();
+  keep_alive_ = std::jthread([this, interval](std::stop_token stop) {
+    while (SleepFor(stop, interval)) {
+      // A failure is not fatal here: the next call logs in again if the session is gone.
+      (void)soap_.Call(stop, "CurrentTime",
+                       MoRef{"ServiceInstance", "ServiceInstance"}.Xml("_this"));
+    }
+  });
+}
+
+void Session::StopKeepAlive() {
+  if (keep_alive_.joinable()) {
+    keep_alive_.request_stop();
+    keep_alive_.join();
   }
 }
 
@@ -55,14 +85,21 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop, http
     return MakeError(ErrorCode::kInternal,
                      "vsphere: the service content lacks a session manager or search index");
   }
-  auto login =
-      s->soap_.Call(stop, "Login",
-                    s->content_.session_manager.Xml("_this") + "<userName>" + XmlEscape(user) +
-                        "</userName><password>" + XmlEscape(password) + "</password>");
-  if (!login) {
+  s->user_ = user;
+  s->password_ = password;
+  if (auto login = s->LoginWithCredentials(stop); !login) {
     return MakeError(login.error());
   }
   s->logged_in_ = true;
+  Session* self = s.get();
+  s->soap_.SetReauthenticator([self](std::stop_token relogin_stop) -> core::Status {
+    self->soap_.SetSessionCookie("");  // the expired cookie must not ride along
+    if (auto login = self->LoginWithCredentials(std::move(relogin_stop)); !login) {
+      return login;
+    }
+    self->relogins_.fetch_add(1);
+    return {};
+  });
   return s;
 }
 
@@ -70,7 +107,9 @@ core::Status Session::Logout(std::stop_token stop) {
   if (!logged_in_) {
     return {};
   }
+  StopKeepAlive();
   logged_in_ = false;
+  soap_.SetReauthenticator(nullptr);
   auto r = soap_.Call(stop, "Logout", content_.session_manager.Xml("_this"));
   if (!r) {
     return MakeError(r.error());

@@ -2,10 +2,17 @@
 
 // A logged-in vim25 session: RetrieveServiceContent, Login, inventory lookups, Logout.
 // The reference never logs out; we do, on Logout() or in the destructor.
+//
+// vCenter drops a session after it was idle for config.vmacore.soap.sessionTimeout (30 min by
+// default). Two answers: a call that meets NotAuthenticated logs in again and is sent once more
+// (SoapClient's reauthenticator, set at Login), and StartKeepAlive keeps an idle session alive.
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <stop_token>
 #include <string>
+#include <thread>
 
 #include "core/result.h"
 #include "http/client.h"
@@ -38,7 +45,15 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  //! Ends the session; afterwards no call logs in again by itself.
   core::Status Logout(std::stop_token stop);
+
+  //! Calls ServiceInstance.CurrentTime every `interval` on a thread of its own until Logout or
+  //! the destructor, so that a session used only by long downloads does not expire. Calling it
+  //! again changes the interval.
+  void StartKeepAlive(std::chrono::milliseconds interval);
+  //! How many times the session logged in again after it had expired.
+  int relogins() const { return relogins_.load(); }
 
   //! The object at an inventory path such as "DC0/vm/team-a/web" (a leading "/" is ignored);
   //! kNotFound when nothing is there.
@@ -51,9 +66,16 @@ class Session {
 
  private:
   Session(http::Client& http, const std::string& sdk_url);
+  core::Status LoginWithCredentials(std::stop_token stop);
+  void StopKeepAlive();
+
   SoapClient soap_;
   ServiceContent content_;
+  std::string user_;
+  std::string password_;  // kept to log in again; never logged
   bool logged_in_ = false;
+  std::atomic<int> relogins_{0};
+  std::jthread keep_alive_;  // last: stopped before the members it uses go away
 };
 
 //! ConnectionChecker for VmwareSource: login with the Secret's username/password, then the

@@ -62,7 +62,52 @@ std::string MoRef::Xml(std::string_view tag) const {
 
 pugi::xml_node SoapResponse::Body() const { return SoapBody(*doc_).first_child(); }
 
+std::string XsiType(pugi::xml_node node) {
+  for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
+    if (LocalName(a.name()) == "type" &&
+        std::string_view(a.name()).find(':') != std::string::npos) {
+      return std::string(LocalName(a.value()));
+    }
+  }
+  return {};
+}
+
+SoapFault ParseMethodFault(pugi::xml_node fault, std::string message) {
+  // <InvalidPowerStateFault xsi:type="InvalidPowerState">     (or <fault xsi:type=...> in a
+  //   <requestedState>poweredOff</requestedState>              LocalizedMethodFault)
+  //   <existingState>poweredOn</existingState>
+  //   <obj type="VirtualMachine">vm-42</obj>                   ManagedObjectNotFound
+  //   <object type="Folder">group-d1</object>                  NotAuthenticated, NoPermission
+  //   <privilegeId>System.View</privilegeId>                   NotAuthenticated, NoPermission
+  // </InvalidPowerStateFault>
+  SoapFault f;
+  f.message = std::move(message);
+  const std::string xsi_type = XsiType(fault);
+  std::string_view type = xsi_type;
+  if (type.empty() && fault) {
+    type = LocalName(fault.name());
+    if (type.ends_with("Fault") && type != "Fault") {
+      type.remove_suffix(5);
+    }
+  }
+  f.type = type.empty() || type == "fault" ? "SoapFault" : std::string(type);
+  for (const char* name : {"obj", "object"}) {
+    if (const pugi::xml_node ref = ChildByLocalName(fault, name); ref) {
+      f.object = MoRef{ref.attribute("type").as_string(), ref.child_value()};
+      break;
+    }
+  }
+  f.requested_state = ChildByLocalName(fault, "requestedState").child_value();
+  f.existing_state = ChildByLocalName(fault, "existingState").child_value();
+  f.privilege = ChildByLocalName(fault, "privilegeId").child_value();
+  return f;
+}
+
 std::optional<SoapFault> ParseSoapFault(std::string_view body) {
+  // <soapenv:Envelope><soapenv:Body><soapenv:Fault>
+  //   <faultcode>ServerFaultCode</faultcode><faultstring>Login failure</faultstring>
+  //   <detail><InvalidLoginFault xsi:type="InvalidLogin"/></detail>
+  // </soapenv:Fault></soapenv:Body></soapenv:Envelope>
   pugi::xml_document doc;
   if (!doc.load_buffer(body.data(), body.size())) {
     return std::nullopt;
@@ -71,29 +116,23 @@ std::optional<SoapFault> ParseSoapFault(std::string_view body) {
   if (!fault) {
     return std::nullopt;
   }
-  SoapFault f;
-  f.message = fault.child_value("faultstring");
-  // <detail><InvalidLoginFault xsi:type="InvalidLogin">...</detail>: the xsi:type names the
-  // fault; fall back to the element name without its "Fault" suffix.
-  const pugi::xml_node detail = fault.child("detail");
-  for (pugi::xml_node d = detail.first_child(); d; d = d.next_sibling()) {
-    if (d.type() != pugi::node_element) {
-      continue;
+  std::string message = ChildByLocalName(fault, "faultstring").child_value();
+  // The detail's xsi:type names the fault; else its element name without the "Fault" suffix.
+  pugi::xml_node detail;
+  for (pugi::xml_node d = ChildByLocalName(fault, "detail").first_child(); d;
+       d = d.next_sibling()) {
+    if (d.type() == pugi::node_element) {
+      detail = d;
+      break;
     }
-    std::string_view type = d.attribute("xsi:type").as_string();
-    if (type.empty()) {
-      type = LocalName(d.name());
-      if (type.ends_with("Fault")) {
-        type.remove_suffix(5);
-      }
-    }
-    f.type = std::string(LocalName(std::string(type).c_str()));
-    break;
   }
-  if (f.type.empty()) {
+  if (!detail) {
+    SoapFault f;
     f.type = "SoapFault";
+    f.message = std::move(message);
+    return f;
   }
-  return f;
+  return ParseMethodFault(detail, std::move(message));
 }
 
 core::ErrorCode ErrorCodeForFault(std::string_view t) {
@@ -112,7 +151,41 @@ core::ErrorCode ErrorCodeForFault(std::string_view t) {
   if (t == "InvalidArgument" || t == "InvalidRequest" || t == "InvalidProperty") {
     return ErrorCode::kInvalidArgument;
   }
+  if (t == "Timedout") {
+    return ErrorCode::kDeadlineExceeded;
+  }
   return ErrorCode::kInternal;
+}
+
+std::string DescribeFault(const SoapFault& f) {
+  std::string out = f.type;
+  if (!f.message.empty()) {
+    out += ": " + f.message;
+  }
+  const std::string object =
+      f.object.empty() ? std::string("the object") : f.object.type + " " + f.object.value;
+  if (f.type == "InvalidLogin") {
+    out += ": the user name or password was refused";
+  } else if (f.type == "NotAuthenticated") {
+    out += ": the session is not logged in or has expired; log in again";
+  } else if (f.type == "ManagedObjectNotFound") {
+    out += ": " + object + " no longer exists (deleted, or re-registered under a new id)";
+  } else if (f.type == "InvalidPowerState") {
+    out += ": the VM is " + (f.existing_state.empty() ? "in another state" : f.existing_state) +
+           (f.requested_state.empty() ? std::string()
+                                      : ", the operation needs it " + f.requested_state);
+  } else if (f.type == "TaskInProgress") {
+    out += ": another task is still running on " + object + "; retry once it ends";
+  } else if (f.type == "NoPermission") {
+    out +=
+        ": the user lacks privilege " + (f.privilege.empty() ? "?" : f.privilege) + " on " + object;
+  }
+  return out;
+}
+
+core::Error FaultError(std::string_view context, const SoapFault& fault) {
+  return core::Error{ErrorCodeForFault(fault.type),
+                     std::string(context) + ": " + DescribeFault(fault)};
 }
 
 SoapClient::SoapClient(http::Client& http, std::string sdk_url)
@@ -128,8 +201,52 @@ void SoapClient::SetSessionCookie(std::string cookie) {
   cookie_ = std::move(cookie);
 }
 
+void SoapClient::SetReauthenticator(Reauthenticator reauthenticate) {
+  std::lock_guard lock(mu_);
+  reauthenticate_ = std::move(reauthenticate);
+}
+
+core::Status SoapClient::Reauthenticate(std::stop_token stop, const std::string& stale_cookie) {
+  std::lock_guard relogin(relogin_mu_);
+  Reauthenticator reauthenticate;
+  {
+    std::lock_guard lock(mu_);
+    if (!cookie_.empty() && cookie_ != stale_cookie) {
+      return {};  // another call logged in again while this one waited
+    }
+    reauthenticate = reauthenticate_;
+  }
+  if (!reauthenticate) {
+    return MakeError(ErrorCode::kUnauthenticated,
+                     "vsphere: the session expired and no login is set");
+  }
+  return reauthenticate(std::move(stop));
+}
+
 Result<SoapResponse> SoapClient::Call(std::stop_token stop, std::string_view method,
                                       std::string_view inner_xml) {
+  const std::string cookie = SessionCookie();
+  std::string fault_type;
+  auto r = CallOnce(stop, method, inner_xml, fault_type);
+  const bool session_call =
+      method == "Login" || method == "Logout" || method == "RetrieveServiceContent";
+  bool can_reauthenticate = false;
+  {
+    std::lock_guard lock(mu_);
+    can_reauthenticate = static_cast<bool>(reauthenticate_);
+  }
+  if (r || fault_type != "NotAuthenticated" || session_call || !can_reauthenticate) {
+    return r;
+  }
+  if (auto relogin = Reauthenticate(stop, cookie); !relogin) {
+    return MakeError(r.error().code,
+                     r.error().message + "; logging in again failed: " + relogin.error().message);
+  }
+  return CallOnce(std::move(stop), method, inner_xml, fault_type);
+}
+
+Result<SoapResponse> SoapClient::CallOnce(std::stop_token stop, std::string_view method,
+                                          std::string_view inner_xml, std::string& fault_type) {
   http::Request req;
   req.method = "POST";
   req.url = sdk_url_;
@@ -157,9 +274,8 @@ Result<SoapResponse> SoapClient::Call(std::stop_token stop, std::string_view met
     }
   }
   if (auto fault = ParseSoapFault(resp->body)) {
-    return MakeError(
-        ErrorCodeForFault(fault->type),
-        what + ": " + fault->type + (fault->message.empty() ? "" : ": ") + fault->message);
+    fault_type = fault->type;
+    return MakeError(FaultError(what, *fault));
   }
   if (resp->status != 200) {
     return MakeError(resp->status >= 500 ? ErrorCode::kUnavailable : ErrorCode::kInternal,

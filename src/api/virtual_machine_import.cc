@@ -1,0 +1,392 @@
+#include "api/virtual_machine_import.h"
+
+#include <array>
+#include <utility>
+
+#include "api/json_reader.h"
+
+namespace vmimport::api {
+
+using nlohmann::json;
+
+namespace {
+
+struct StatusName {
+  ImportStatus status;
+  std::string_view name;
+};
+
+constexpr std::array<StatusName, 11> kStatusNames{{
+    {ImportStatus::kNew, ""},
+    {ImportStatus::kVirtualMachineImportValid, "virtualMachineImportValid"},
+    {ImportStatus::kVirtualMachineImportInvalid, "virtualMachineImportInvalid"},
+    {ImportStatus::kSourceReady, "sourceReady"},
+    {ImportStatus::kDisksExported, "disksExported"},
+    {ImportStatus::kDiskImagesSubmitted, "diskImageSubmitted"},
+    {ImportStatus::kDiskImagesReady, "diskImagesReady"},
+    {ImportStatus::kDiskImagesFailed, "diskImageFailed"},
+    {ImportStatus::kVirtualMachineCreated, "virtualMachineCreated"},
+    {ImportStatus::kVirtualMachineRunning, "virtualMachineRunning"},
+    {ImportStatus::kVmMigrationFailed, "VMMigrationFailed"},
+}};
+
+// Writes `value` under `key` unless it is empty (the reference's omitempty, and our choice for
+// fields nobody reads when empty).
+void PutIfNotEmpty(json& out, const char* key, const std::string& value) {
+  if (!value.empty()) {
+    out[key] = value;
+  }
+}
+
+// --- spec ---------------------------------------------------------------------------------
+
+// A missing or null reference reads as empty.
+core::Result<ObjectReference> ReadObjectReference(const json* j, const std::string& path) {
+  ObjectReference ref;
+  if (j == nullptr) {
+    return ref;
+  }
+  // Unknown keys of an ObjectReference are not kept: corev1.ObjectReference is closed.
+  ObjectReader r(*j, path);
+  r.String("apiVersion", ref.api_version);
+  r.String("kind", ref.kind);
+  r.String("namespace", ref.namespace_);
+  r.String("name", ref.name);
+  r.String("uid", ref.uid);
+  r.String("resourceVersion", ref.resource_version);
+  r.String("fieldPath", ref.field_path);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  return ref;
+}
+
+json ObjectReferenceToJson(const ObjectReference& ref) {
+  json out = json::object();
+  PutIfNotEmpty(out, "apiVersion", ref.api_version);
+  PutIfNotEmpty(out, "kind", ref.kind);
+  PutIfNotEmpty(out, "namespace", ref.namespace_);
+  PutIfNotEmpty(out, "name", ref.name);
+  PutIfNotEmpty(out, "uid", ref.uid);
+  PutIfNotEmpty(out, "resourceVersion", ref.resource_version);
+  PutIfNotEmpty(out, "fieldPath", ref.field_path);
+  return out;
+}
+
+core::Result<NetworkMapping> ReadNetworkMapping(const json& j, const std::string& path) {
+  if (auto ok = ExpectObject(j, path); !ok) {
+    return core::MakeError(ok.error());
+  }
+  NetworkMapping m;
+  ObjectReader r(j, path);
+  r.String("sourceNetwork", m.source_network);
+  r.String("destinationNetwork", m.destination_network);
+  r.OptString("networkInterfaceModel", m.network_interface_model);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  m.extra = r.Unknown();
+  return m;
+}
+
+json NetworkMappingToJson(const NetworkMapping& m) {
+  json out = {{"sourceNetwork", m.source_network}, {"destinationNetwork", m.destination_network}};
+  if (m.network_interface_model) {
+    out["networkInterfaceModel"] = *m.network_interface_model;
+  }
+  MergeUnknown(out, m.extra);
+  return out;
+}
+
+// --- status -------------------------------------------------------------------------------
+
+void ReadDiskProgress(ObjectReader& r, DiskProgress& p) {
+  r.Uint64("bytesDone", p.bytes_done);
+  r.Uint64("bytesTotal", p.bytes_total);
+  r.Uint64("bytesPerSecond", p.bytes_per_second);
+  r.Int64("etaSeconds", p.eta_seconds);
+  r.String("sha256", p.sha256);
+  r.String("sha512", p.sha512);
+}
+
+void WriteDiskProgress(json& out, const DiskProgress& p) {
+  if (p.bytes_done > 0) out["bytesDone"] = p.bytes_done;
+  if (p.bytes_total > 0) out["bytesTotal"] = p.bytes_total;
+  if (p.bytes_per_second > 0) out["bytesPerSecond"] = p.bytes_per_second;
+  if (p.eta_seconds >= 0) out["etaSeconds"] = p.eta_seconds;
+  PutIfNotEmpty(out, "sha256", p.sha256);
+  PutIfNotEmpty(out, "sha512", p.sha512);
+}
+
+core::Result<DiskInfo> ReadDiskInfo(const json& j, const std::string& path) {
+  if (auto ok = ExpectObject(j, path); !ok) {
+    return core::MakeError(ok.error());
+  }
+  DiskInfo d;
+  ObjectReader r(j, path);
+  r.String("diskName", d.disk_name);
+  r.Int64("diskSize", d.disk_size);
+  r.String("diskLocalPath", d.disk_local_path);
+  r.String("diskRoute", d.disk_route);
+  r.String("VirtualMachineImage", d.virtual_machine_image);
+  if (const json* c = r.Child("diskConditions", json::value_t::array)) {
+    d.disk_conditions = ConditionsFromJson(*c);
+  }
+  r.String("busType", d.bus_type);
+  ReadDiskProgress(r, d.progress);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  d.extra = r.Unknown();
+  return d;
+}
+
+json DiskInfoToJson(const DiskInfo& d) {
+  json out = json::object();
+  PutIfNotEmpty(out, "diskName", d.disk_name);
+  out["diskSize"] = d.disk_size;
+  PutIfNotEmpty(out, "diskLocalPath", d.disk_local_path);
+  PutIfNotEmpty(out, "diskRoute", d.disk_route);
+  PutIfNotEmpty(out, "VirtualMachineImage", d.virtual_machine_image);
+  if (!d.disk_conditions.empty()) {
+    out["diskConditions"] = ConditionsToJson(d.disk_conditions);
+  }
+  out["busType"] = d.bus_type;  // no omitempty in the reference: "" is written too
+  WriteDiskProgress(out, d.progress);
+  MergeUnknown(out, d.extra);
+  return out;
+}
+
+void ReadImportStatus(ObjectReader& r, VirtualMachineImportStatus& s) {
+  std::string text;
+  r.String("importStatus", text);
+  if (auto parsed = ParseImportStatus(text)) {
+    s.import_status = *parsed;
+  } else {
+    // A value from a newer (or older) controller: keep it rather than reset the state machine.
+    s.import_status = ImportStatus::kUnrecognised;
+    s.unrecognised_import_status = std::move(text);
+  }
+}
+
+}  // namespace
+
+std::string_view ImportStatusName(ImportStatus status) {
+  for (const StatusName& s : kStatusNames) {
+    if (s.status == status) {
+      return s.name;
+    }
+  }
+  return "";
+}
+
+std::optional<ImportStatus> ParseImportStatus(std::string_view text) {
+  for (const StatusName& s : kStatusNames) {
+    if (s.name == text) {
+      return s.status;
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(ImportStatus status) {
+  return status == ImportStatus::kVirtualMachineRunning ||
+         status == ImportStatus::kVirtualMachineImportInvalid ||
+         status == ImportStatus::kVmMigrationFailed;
+}
+
+std::string VirtualMachineImportSpec::NicModelOrDefault() const {
+  // "" is in the CRD enum (wrangler adds it) and means "not set".
+  if (default_network_interface_model && !default_network_interface_model->empty()) {
+    return *default_network_interface_model;
+  }
+  return std::string(kDefaultNicModel);
+}
+
+std::string VirtualMachineImportSpec::DiskBusOrDefault() const {
+  if (default_disk_bus_type && !default_disk_bus_type->empty()) {
+    return *default_disk_bus_type;
+  }
+  return std::string(kDefaultDiskBus);
+}
+
+int32_t VirtualMachineImportSpec::GracefulShutdownTimeoutSeconds() const {
+  return graceful_shutdown_timeout_seconds > 0 ? graceful_shutdown_timeout_seconds
+                                               : kDefaultGracefulShutdownTimeoutSeconds;
+}
+
+core::Result<VirtualMachineImportSpec> SpecFromJson(const json& j) {
+  VirtualMachineImportSpec s;
+  if (j.is_null()) {
+    return s;
+  }
+  if (auto ok = ExpectObject(j, "spec"); !ok) {
+    return core::MakeError(ok.error());
+  }
+  ObjectReader r(j, "spec");
+  auto source = ReadObjectReference(r.Child("sourceCluster", json::value_t::object),
+                                    r.PathOf("sourceCluster"));
+  if (!source) {
+    return core::MakeError(source.error());
+  }
+  s.source_cluster = std::move(*source);
+  r.String("virtualMachineName", s.virtual_machine_name);
+  r.String("folder", s.folder);
+  if (const json* maps = r.Child("networkMapping", json::value_t::array)) {
+    for (size_t i = 0; i < maps->size(); ++i) {
+      auto m = ReadNetworkMapping((*maps)[i],
+                                  r.PathOf("networkMapping") + "[" + std::to_string(i) + "]");
+      if (!m) {
+        return core::MakeError(m.error());
+      }
+      s.network_mapping.push_back(std::move(*m));
+    }
+  }
+  r.OptString("defaultNetworkInterfaceModel", s.default_network_interface_model);
+  r.String("storageClass", s.storage_class);
+  r.OptString("defaultDiskBusType", s.default_disk_bus_type);
+  r.OptBool("forcePowerOff", s.force_power_off);
+  r.Int32("gracefulShutdownTimeoutSeconds", s.graceful_shutdown_timeout_seconds);
+  r.OptBool("skipPreflightChecks", s.skip_preflight_checks);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  s.extra = r.Unknown();
+  return s;
+}
+
+json SpecToJson(const VirtualMachineImportSpec& s) {
+  json out = json::object();
+  out["sourceCluster"] = ObjectReferenceToJson(s.source_cluster);
+  out["virtualMachineName"] = s.virtual_machine_name;
+  PutIfNotEmpty(out, "folder", s.folder);
+  if (!s.network_mapping.empty()) {
+    json maps = json::array();
+    for (const NetworkMapping& m : s.network_mapping) {
+      maps.push_back(NetworkMappingToJson(m));
+    }
+    out["networkMapping"] = std::move(maps);
+  }
+  if (s.default_network_interface_model) {
+    out["defaultNetworkInterfaceModel"] = *s.default_network_interface_model;
+  }
+  PutIfNotEmpty(out, "storageClass", s.storage_class);
+  if (s.default_disk_bus_type) out["defaultDiskBusType"] = *s.default_disk_bus_type;
+  if (s.force_power_off) out["forcePowerOff"] = *s.force_power_off;
+  if (s.graceful_shutdown_timeout_seconds != 0) {
+    out["gracefulShutdownTimeoutSeconds"] = s.graceful_shutdown_timeout_seconds;
+  }
+  // The reference's *bool without omitempty: an unset value is written as null.
+  out["skipPreflightChecks"] =
+      s.skip_preflight_checks ? json(*s.skip_preflight_checks) : json(nullptr);
+  MergeUnknown(out, s.extra);
+  return out;
+}
+
+core::Result<VirtualMachineImportStatus> StatusFromJson(const json& j) {
+  VirtualMachineImportStatus s;
+  if (j.is_null()) {
+    return s;
+  }
+  if (auto ok = ExpectObject(j, "status"); !ok) {
+    return core::MakeError(ok.error());
+  }
+  ObjectReader r(j, "status");
+  ReadImportStatus(r, s);
+  if (const json* disks = r.Child("diskImportStatus", json::value_t::array)) {
+    for (size_t i = 0; i < disks->size(); ++i) {
+      auto d =
+          ReadDiskInfo((*disks)[i], r.PathOf("diskImportStatus") + "[" + std::to_string(i) + "]");
+      if (!d) {
+        return core::MakeError(d.error());
+      }
+      s.disk_import_status.push_back(std::move(*d));
+    }
+  }
+  if (const json* c = r.Child("importConditions", json::value_t::array)) {
+    s.import_conditions = ConditionsFromJson(*c);
+  }
+  r.String("newVirtualMachine", s.new_virtual_machine);
+  r.String("importedVirtualMachineName", s.imported_virtual_machine_name);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  s.extra = r.Unknown();
+  return s;
+}
+
+json StatusToJson(const VirtualMachineImportStatus& s) {
+  json out = json::object();
+  out["importStatus"] = s.import_status == ImportStatus::kUnrecognised
+                            ? s.unrecognised_import_status
+                            : std::string(ImportStatusName(s.import_status));
+  if (!s.disk_import_status.empty()) {
+    json disks = json::array();
+    for (const DiskInfo& d : s.disk_import_status) {
+      disks.push_back(DiskInfoToJson(d));
+    }
+    out["diskImportStatus"] = std::move(disks);
+  }
+  if (!s.import_conditions.empty()) {
+    out["importConditions"] = ConditionsToJson(s.import_conditions);
+  }
+  PutIfNotEmpty(out, "newVirtualMachine", s.new_virtual_machine);
+  PutIfNotEmpty(out, "importedVirtualMachineName", s.imported_virtual_machine_name);
+  MergeUnknown(out, s.extra);
+  return out;
+}
+
+core::Result<VirtualMachineImport> VirtualMachineImportFromJson(const json& j) {
+  if (auto ok = ExpectObject(j, "VirtualMachineImport"); !ok) {
+    return core::MakeError(ok.error());
+  }
+  VirtualMachineImport v;
+  ObjectReader r(j, "");
+  r.Child("apiVersion", json::value_t::string);
+  r.Child("kind", json::value_t::string);
+  if (const json* meta = r.Child("metadata", json::value_t::object)) {
+    v.metadata = *meta;
+    ObjectReader m(*meta, "metadata");
+    m.String("name", v.name);
+    m.String("namespace", v.namespace_);
+    m.String("uid", v.uid);
+    m.String("resourceVersion", v.resource_version);
+    if (auto ok = m.Finish(); !ok) {
+      return core::MakeError(ok.error());
+    }
+  }
+  const json* spec = r.Child("spec", json::value_t::object);
+  const json* status = r.Child("status", json::value_t::object);
+  if (auto ok = r.Finish(); !ok) {
+    return core::MakeError(ok.error());
+  }
+  auto parsed_spec = SpecFromJson(spec != nullptr ? *spec : json());
+  if (!parsed_spec) {
+    return core::MakeError(parsed_spec.error());
+  }
+  auto parsed_status = StatusFromJson(status != nullptr ? *status : json());
+  if (!parsed_status) {
+    return core::MakeError(parsed_status.error());
+  }
+  v.spec = std::move(*parsed_spec);
+  v.status = std::move(*parsed_status);
+  v.extra = r.Unknown();
+  return v;
+}
+
+json VirtualMachineImportToJson(const VirtualMachineImport& v) {
+  json meta = v.metadata.is_object() ? v.metadata : json::object();
+  PutIfNotEmpty(meta, "name", v.name);
+  PutIfNotEmpty(meta, "namespace", v.namespace_);
+  PutIfNotEmpty(meta, "uid", v.uid);
+  PutIfNotEmpty(meta, "resourceVersion", v.resource_version);
+  json out = {{"apiVersion", std::string(kMigrationApiVersion)},
+              {"kind", std::string(kVirtualMachineImportKind)},
+              {"metadata", std::move(meta)},
+              {"spec", SpecToJson(v.spec)},
+              {"status", StatusToJson(v.status)}};
+  MergeUnknown(out, v.extra);
+  return out;
+}
+
+}  // namespace vmimport::api

@@ -1,0 +1,171 @@
+#pragma once
+
+// VirtualMachineImport (migration.harvesterhci.io/v1beta1): spec and status exactly as the
+// reference writes them (docs: ../shared/design/reference-implementation.md §1.6), plus our
+// per-disk progress extensions. JSON in both directions:
+//  - unknown keys are kept (in `extra`) and written back, so a status update from this version
+//    never drops what a newer controller or a user wrote;
+//  - null and absent mean the same (wrangler makes every string, array and map nullable);
+//  - a known key of the wrong JSON type is an error naming its path.
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/conditions.h"
+#include "core/result.h"
+
+namespace vmimport::api {
+
+inline constexpr std::string_view kMigrationApiVersion = "migration.harvesterhci.io/v1beta1";
+inline constexpr std::string_view kVirtualMachineImportKind = "VirtualMachineImport";
+
+//! Source kinds, compared case-insensitively with spec.sourceCluster.kind.
+inline constexpr std::string_view kVmwareSourceKind = "VmwareSource";
+inline constexpr std::string_view kOpenstackSourceKind = "OpenstackSource";
+inline constexpr std::string_view kOvaSourceKind = "OvaSource";
+
+//! Defaults applied when the field is read (the CRD has no schema defaults).
+inline constexpr std::string_view kDefaultNicModel = "virtio";
+inline constexpr std::string_view kDefaultDiskBus = "virtio";
+inline constexpr int32_t kDefaultGracefulShutdownTimeoutSeconds = 60;
+
+//! The values of status.importStatus. The strings are irregular on purpose (they are the
+//! reference's): kDiskImagesSubmitted is "diskImageSubmitted", kDiskImagesFailed is
+//! "diskImageFailed", kVmMigrationFailed is "VMMigrationFailed". kNew is the empty string.
+//! kUnrecognised holds a value this version does not know; its text is kept for the round trip.
+enum class ImportStatus {
+  kNew,
+  kVirtualMachineImportValid,
+  kVirtualMachineImportInvalid,
+  kSourceReady,
+  kDisksExported,
+  kDiskImagesSubmitted,
+  kDiskImagesReady,
+  kDiskImagesFailed,
+  kVirtualMachineCreated,
+  kVirtualMachineRunning,
+  kVmMigrationFailed,
+  kUnrecognised,
+};
+
+//! The exact string; "" for kNew and kUnrecognised.
+std::string_view ImportStatusName(ImportStatus status);
+//! nullopt for a string that is not one of the reference's values.
+std::optional<ImportStatus> ParseImportStatus(std::string_view text);
+//! virtualMachineRunning, virtualMachineImportInvalid and VMMigrationFailed: nothing more happens.
+bool IsTerminal(ImportStatus status);
+
+// status.importConditions[].type
+inline constexpr std::string_view kConditionVmShutdownGuest = "VMShutdownGuest";
+inline constexpr std::string_view kConditionVmPoweringOff = "VMPoweringOff";
+inline constexpr std::string_view kConditionVmPoweredOff = "VMPoweredOff";
+inline constexpr std::string_view kConditionVmExported = "VMExported";
+inline constexpr std::string_view kConditionVmExportFailed = "VMExportFailed";
+
+// status.diskImportStatus[].diskConditions[].type: the per-disk status values.
+inline constexpr std::string_view kConditionImageSubmitted = "VirtualMachineImageSubmitted";
+inline constexpr std::string_view kConditionImageReady = "VirtualMachineImageReady";
+inline constexpr std::string_view kConditionImageFailed = "VirtualMachineImageFailed";
+
+//! corev1.ObjectReference as spec.sourceCluster uses it.
+struct ObjectReference {
+  std::string api_version;
+  std::string kind;
+  std::string namespace_;
+  std::string name;
+  std::string uid;
+  std::string resource_version;
+  std::string field_path;
+};
+
+struct NetworkMapping {
+  std::string source_network;
+  std::string destination_network;  //!< "name" (the import's namespace) or "namespace/name"
+  std::optional<std::string> network_interface_model;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+struct VirtualMachineImportSpec {
+  ObjectReference source_cluster;
+  std::string virtual_machine_name;  //!< OpenStack: also a server UUID
+  std::string folder;                //!< VMware only
+  std::vector<NetworkMapping> network_mapping;
+  std::optional<std::string> default_network_interface_model;
+  std::string storage_class;  //!< empty: the cluster's default class
+  std::optional<std::string> default_disk_bus_type;
+  std::optional<bool> force_power_off;
+  int32_t graceful_shutdown_timeout_seconds = 0;  //!< <= 0 reads as 60
+  std::optional<bool> skip_preflight_checks;
+  nlohmann::json extra = nlohmann::json::object();
+
+  //! The fields with their defaults applied, as the reference reads them.
+  std::string NicModelOrDefault() const;
+  std::string DiskBusOrDefault() const;
+  bool ForcePowerOff() const { return force_power_off.value_or(false); }
+  bool SkipPreflightChecks() const { return skip_preflight_checks.value_or(false); }
+  int32_t GracefulShutdownTimeoutSeconds() const;
+};
+
+//! Our extension of DiskInfo: where the disk stream is. Zero/empty fields are not written.
+struct DiskProgress {
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  uint64_t bytes_per_second = 0;
+  int64_t eta_seconds = -1;  //!< -1: unknown (no rate yet); not written then
+  std::string sha256;        //!< lower-case hex of the raw disk, once streamed completely
+  std::string sha512;
+};
+
+//! One entry of status.diskImportStatus (the reference's DiskInfo).
+struct DiskInfo {
+  std::string disk_name;  //!< "diskName"
+  int64_t disk_size = 0;  //!< bytes
+  std::string disk_local_path;
+  std::string disk_route;
+  std::string virtual_machine_image;  //!< JSON key "VirtualMachineImage", capitalised
+  std::vector<Condition> disk_conditions;
+  std::string bus_type;  //!< always written, like the reference (no omitempty)
+  DiskProgress progress;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+struct VirtualMachineImportStatus {
+  ImportStatus import_status = ImportStatus::kNew;
+  std::string unrecognised_import_status;  //!< the text when import_status is kUnrecognised
+  std::vector<DiskInfo> disk_import_status;
+  std::vector<Condition> import_conditions;
+  std::string new_virtual_machine;  //!< never written by the reference; kept for the round trip
+  std::string imported_virtual_machine_name;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+struct VirtualMachineImport {
+  //! The whole metadata object as read (labels, finalizers, ownerReferences, ...). The typed
+  //! fields below are copies; ToJson writes them over `metadata` when they are not empty.
+  nlohmann::json metadata = nlohmann::json::object();
+  std::string name;
+  std::string namespace_;
+  std::string uid;
+  std::string resource_version;
+  VirtualMachineImportSpec spec;
+  VirtualMachineImportStatus status;
+  nlohmann::json extra = nlohmann::json::object();  //!< unknown top-level keys
+};
+
+[[nodiscard]] core::Result<VirtualMachineImportSpec> SpecFromJson(const nlohmann::json& j);
+nlohmann::json SpecToJson(const VirtualMachineImportSpec& spec);
+
+[[nodiscard]] core::Result<VirtualMachineImportStatus> StatusFromJson(const nlohmann::json& j);
+nlohmann::json StatusToJson(const VirtualMachineImportStatus& status);
+
+//! The whole object. A missing spec or status reads as empty; a non-object is an error.
+[[nodiscard]] core::Result<VirtualMachineImport> VirtualMachineImportFromJson(
+    const nlohmann::json& j);
+//! Includes apiVersion and kind.
+nlohmann::json VirtualMachineImportToJson(const VirtualMachineImport& vm_import);
+
+}  // namespace vmimport::api

@@ -1,0 +1,239 @@
+#include "harvester/virtual_machine.h"
+
+#include <algorithm>
+#include <climits>
+#include <numeric>
+#include <utility>
+
+#include "api/names.h"
+#include "harvester/image.h"
+
+namespace vmimport::harvester {
+
+using nlohmann::json;
+
+namespace {
+
+core::Error Invalid(std::string message) {
+  return core::Error{core::ErrorCode::kInvalidArgument, "virtualmachine: " + std::move(message)};
+}
+
+std::string FirstNonEmpty(std::initializer_list<std::string_view> values) {
+  for (std::string_view v : values) {
+    if (!v.empty()) {
+      return std::string(v);
+    }
+  }
+  return {};
+}
+
+// B1: the reference writes cores=cpus and sockets=cores_per_socket.
+json Cpu(const model::VmDescription& vm, std::vector<std::string>& warnings) {
+  int sockets = vm.cpus;
+  int cores = 1;
+  if (vm.cores_per_socket > 0 && vm.cpus % vm.cores_per_socket == 0) {
+    sockets = vm.cpus / vm.cores_per_socket;
+    cores = vm.cores_per_socket;
+  } else {
+    warnings.push_back(std::to_string(vm.cores_per_socket) + " cores per socket do not divide " +
+                       std::to_string(vm.cpus) + " vCPUs: using " + std::to_string(vm.cpus) +
+                       " sockets of 1 core");
+  }
+  return {{"sockets", sockets}, {"cores", cores}, {"threads", 1}};
+}
+
+// Only for EFI, like the reference's ApplyFirmwareSettings. KubeVirt needs SMM for secure boot;
+// the reference also turns it on for a TPM (#71), which Windows 11 expects.
+void ApplyFirmware(const model::VmDescription& vm, json& domain,
+                   std::vector<std::string>& warnings) {
+  if (vm.firmware != model::Firmware::kEfi) {
+    if (vm.tpm) {
+      warnings.emplace_back("the source has a TPM but BIOS firmware: the TPM is not carried over");
+    }
+    return;
+  }
+  domain["firmware"] = {{"bootloader", {{"efi", {{"secureBoot", vm.secure_boot}}}}}};
+  if (vm.tpm) {
+    domain["devices"]["tpm"] = json::object();
+  }
+  if (vm.secure_boot || vm.tpm) {
+    domain["features"]["smm"] = {{"enabled", true}};
+  }
+}
+
+// 1-based boot orders: disks with a source boot order first (by it, ties by index), then the
+// others in index order. With no source boot order at all this is the reference's i+1.
+std::vector<int> BootOrders(const std::vector<model::DiskDescription>& disks) {
+  std::vector<size_t> order(disks.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto key = [&](size_t i) { return disks[i].boot_order > 0 ? disks[i].boot_order : INT_MAX; };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  std::vector<int> boot(disks.size());
+  for (size_t rank = 0; rank < order.size(); ++rank) {
+    boot[order[rank]] = static_cast<int>(rank) + 1;
+  }
+  return boot;
+}
+
+core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::VmDescription& vm,
+                      json& devices, json& volumes) {
+  const auto& infos = vm_import.status.disk_import_status;
+  if (infos.size() != vm.disks.size()) {
+    return core::MakeError(Invalid("status.diskImportStatus has " + std::to_string(infos.size()) +
+                                   " disks, the source VM " + std::to_string(vm.disks.size())));
+  }
+  const std::vector<int> boot = BootOrders(vm.disks);
+  for (size_t i = 0; i < infos.size(); ++i) {
+    const std::string name = "disk-" + std::to_string(i);
+    if (infos[i].virtual_machine_image.empty()) {
+      return core::MakeError(Invalid("disk " + std::to_string(i) + " (" + infos[i].disk_name +
+                                     ") has no VirtualMachineImage"));
+    }
+    const std::string bus =
+        FirstNonEmpty({infos[i].bus_type, vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
+    devices["disks"].push_back({{"name", name}, {"bootOrder", boot[i]}, {"disk", {{"bus", bus}}}});
+    volumes.push_back({{"name", name},
+                       {"persistentVolumeClaim", {{"claimName", infos[i].virtual_machine_image}}}});
+  }
+  return core::Ok();
+}
+
+json PodInterface(const api::VirtualMachineImport& vm_import, std::string_view mac) {
+  json iface = {{"name", std::string(kPodNetworkName)},
+                {"model", vm_import.spec.NicModelOrDefault()},
+                {"masquerade", json::object()}};
+  if (!mac.empty()) {
+    iface["macAddress"] = std::string(mac);
+  }
+  return iface;
+}
+
+json PodNetwork() { return {{"name", std::string(kPodNetworkName)}, {"pod", json::object()}}; }
+
+core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::VmDescription& vm,
+                     json& devices, json& networks, std::vector<std::string>& warnings) {
+  int mapped = 0;
+  const model::NicDescription* on_pod = nullptr;
+  for (const model::NicDescription& nic : vm.nics) {
+    const api::NetworkMapping* m = FindNetworkMapping(vm_import.spec, nic.network);
+    if (m == nullptr && on_pod != nullptr) {
+      warnings.push_back("nic " + nic.mac + " on network \"" + nic.network +
+                         "\" has no networkMapping entry and the pod network is taken by nic " +
+                         on_pod->mac + ": not attached");
+      continue;
+    }
+    if (m == nullptr) {
+      on_pod = &nic;
+      devices["interfaces"].push_back(PodInterface(vm_import, nic.mac));
+      networks.push_back(PodNetwork());
+      continue;
+    }
+    auto dest = api::ParseDestinationNetwork(m->destination_network, vm_import.namespace_);
+    if (!dest) {
+      return core::MakeError(Invalid(dest.error().message));
+    }
+    const std::string name = "migrated-" + std::to_string(mapped++);
+    json iface = {{"name", name},
+                  {"model", FirstNonEmpty({m->network_interface_model.value_or(""), nic.model,
+                                           vm_import.spec.NicModelOrDefault()})},
+                  {"bridge", json::object()}};
+    if (!nic.mac.empty()) {
+      iface["macAddress"] = nic.mac;
+    }
+    devices["interfaces"].push_back(std::move(iface));
+    networks.push_back(
+        {{"name", name}, {"multus", {{"networkName", dest->namespace_ + "/" + dest->name}}}});
+  }
+  if (vm.nics.empty()) {
+    devices["interfaces"].push_back(PodInterface(vm_import, ""));
+    networks.push_back(PodNetwork());
+  }
+  return core::Ok();
+}
+
+core::Status CheckInputs(const api::VirtualMachineImport& vm_import,
+                         const model::VmDescription& vm) {
+  if (vm_import.status.imported_virtual_machine_name.empty()) {
+    return core::MakeError(Invalid("status.importedVirtualMachineName is empty"));
+  }
+  if (vm_import.namespace_.empty()) {
+    return core::MakeError(Invalid("the import has no namespace"));
+  }
+  if (vm.cpus < 1) {
+    return core::MakeError(Invalid("the source VM has " + std::to_string(vm.cpus) + " vCPUs"));
+  }
+  if (vm.memory_mib == 0) {
+    return core::MakeError(Invalid("the source VM has no memory size"));
+  }
+  return core::Ok();
+}
+
+}  // namespace
+
+const api::NetworkMapping* FindNetworkMapping(const api::VirtualMachineImportSpec& spec,
+                                              std::string_view nic_network) {
+  if (nic_network.empty()) {
+    return nullptr;
+  }
+  for (const api::NetworkMapping& m : spec.network_mapping) {
+    if (m.source_network == nic_network) {
+      return &m;
+    }
+  }
+  for (const api::NetworkMapping& m : spec.network_mapping) {
+    const std::string_view source = m.source_network;
+    const size_t slash = source.rfind('/');
+    if (slash != std::string_view::npos && source.substr(slash + 1) == nic_network) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+core::Result<BuiltVirtualMachine> BuildVirtualMachine(const api::VirtualMachineImport& vm_import,
+                                                      const model::VmDescription& vm) {
+  if (auto ok = CheckInputs(vm_import, vm); !ok) {
+    return core::MakeError(ok.error());
+  }
+  BuiltVirtualMachine out;
+  const std::string& name = vm_import.status.imported_virtual_machine_name;
+  const std::string memory = std::to_string(vm.memory_mib) + "Mi";  // B2: binary, not SI "M"
+
+  json domain = {
+      {"cpu", Cpu(vm, out.warnings)},
+      {"memory", {{"guest", memory}}},
+      {"resources", {{"limits", {{"cpu", std::to_string(vm.cpus)}, {"memory", memory}}}}},
+      {"features", {{"acpi", {{"enabled", true}}}}},
+      {"devices", {{"disks", json::array()}, {"interfaces", json::array()}}},
+  };
+  ApplyFirmware(vm, domain, out.warnings);
+  json volumes = json::array();
+  json networks = json::array();
+  if (auto ok = AddDisks(vm_import, vm, domain["devices"], volumes); !ok) {
+    return core::MakeError(ok.error());
+  }
+  if (auto ok = AddNics(vm_import, vm, domain["devices"], networks, out.warnings); !ok) {
+    return core::MakeError(ok.error());
+  }
+
+  out.object = {
+      {"apiVersion", std::string(kKubevirtApiVersion)},
+      {"kind", "VirtualMachine"},
+      {"metadata",
+       {{"name", name},
+        {"namespace", vm_import.namespace_},
+        {"labels", {{std::string(kLabelImported), "true"}}}}},
+      {"spec",
+       {{"runStrategy", "RerunOnFailure"},
+        {"template",
+         {{"metadata", {{"labels", {{std::string(kLabelVmName), name}}}}},
+          {"spec",
+           {{"evictionStrategy", "LiveMigrateIfPossible"},
+            {"domain", std::move(domain)},
+            {"networks", std::move(networks)},
+            {"volumes", std::move(volumes)}}}}}}},
+  };
+  return out;
+}
+
+}  // namespace vmimport::harvester

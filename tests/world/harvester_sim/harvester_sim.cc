@@ -1,0 +1,658 @@
+// harvester-sim: the part of a Harvester cluster that cannot run in the test world, played against
+// the world's real kube-apiserver, and no more. Test harness only; the product never links it.
+//
+//  - Image controller (harvesterhci.io/v1beta1 VirtualMachineImage, sourceType download): fills
+//    an empty spec.backend with "backingimage" (Harvester's mutator), marks Initialized, downloads
+//    spec.url in full, fails a short body (fewer bytes than Content-Length) or a non-200 answer,
+//    checks spec.checksum (sha512) when set, reports status.progress while bytes arrive, and on
+//    success sets Imported=True (reason Imported), size, virtualSize and storageClassName. A failed
+//    download counts status.failed; past spec.retry it sets RetryLimitExceeded=True and
+//    Imported=False, with Harvester's own messages ("failed due to error: ...",
+//    "retry attempted N/M ..."). The sha256 and sha512 of the bytes it received are written to the
+//    annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests to compare.
+//    backingimage: the per-image StorageClass longhorn-<image> is created, as Harvester does;
+//    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does.
+//  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
+//  - KubeVirt: a VirtualMachine that should run (spec.running or runStrategy Always /
+//    RerunOnFailure / Once) whose every persistentVolumeClaim volume is Bound gets a
+//    VirtualMachineInstance in phase Running, and its status says created, ready, Running.
+//    Until then its printableStatus is WaitingForVolumeBinding.
+//
+// Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
+//   --rate: cap each download's speed (tests that cancel an import mid-download).
+// Logs in logfmt to stderr; SIGTERM/SIGINT stop it.
+
+#include <openssl/evp.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/client.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "kube/informer.h"
+
+namespace {
+
+using namespace vmimport;
+using namespace std::chrono_literals;
+using kube::Json;
+
+const kube::Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
+const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
+const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
+const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
+constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
+constexpr const char* kSha512Annotation = "harvester-sim.vm-import.test/sha512";
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+std::string Now() { return core::FormatRfc3339(std::chrono::system_clock::now()); }
+
+std::string Hex(const unsigned char* data, unsigned len) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += kDigits[data[i] >> 4];
+    out += kDigits[data[i] & 15];
+  }
+  return out;
+}
+
+class Digest {
+ public:
+  explicit Digest(const EVP_MD* md) : ctx_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(ctx_, md, nullptr);
+  }
+  ~Digest() { EVP_MD_CTX_free(ctx_); }
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+  void Update(std::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
+  std::string Final() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(ctx_, out, &len);
+    return Hex(out, len);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+//! object[key] when it is a JSON object, else an empty object (never inserts, never throws).
+const Json& Field(const Json& object, const char* key) {
+  static const Json kEmpty = Json::object();
+  if (!object.is_object()) {
+    return kEmpty;
+  }
+  auto it = object.find(key);
+  return it != object.end() && it->is_object() ? *it : kEmpty;
+}
+
+std::string NamespaceOf(const Json& o) { return Field(o, "metadata").value("namespace", ""); }
+std::string NameOf(const Json& o) { return Field(o, "metadata").value("name", ""); }
+
+//! A condition of a wrangler-style conditions array ("True", "False", or "" when absent).
+std::string ConditionStatus(const Json& object, const std::string& type) {
+  const Json* conds = nullptr;
+  if (object.contains("status") && object["status"].contains("conditions")) {
+    conds = &object["status"]["conditions"];
+  }
+  if (conds == nullptr || !conds->is_array()) {
+    return "";
+  }
+  for (const Json& c : *conds) {
+    if (c.value("type", "") == type) {
+      return c.value("status", "");
+    }
+  }
+  return "";
+}
+
+//! Sets one condition in `status` (wrangler's Cond.True/False/Reason/Message in one call).
+void SetCondition(Json& status, const std::string& type, const std::string& value,
+                  const std::string& reason, const std::string& message) {
+  Json& conds = status["conditions"];
+  if (!conds.is_array()) {
+    conds = Json::array();
+  }
+  for (Json& c : conds) {
+    if (c.value("type", "") == type) {
+      if (c.value("status", "") != value) {
+        c["lastTransitionTime"] = Now();
+      }
+      c["status"] = value;
+      c["reason"] = reason;
+      c["message"] = message;
+      c["lastUpdateTime"] = Now();
+      return;
+    }
+  }
+  conds.push_back({{"type", type},
+                   {"status", value},
+                   {"reason", reason},
+                   {"message", message},
+                   {"lastUpdateTime", Now()},
+                   {"lastTransitionTime", Now()}});
+}
+
+//! A keyed queue: a key waits at most once; workers take keys in arrival order.
+class KeyQueue {
+ public:
+  void Add(const std::string& key) {
+    std::lock_guard lock(mu_);
+    if (queued_.insert(key).second) {
+      keys_.push_back(key);
+      cv_.notify_one();
+    }
+  }
+  void AddAfter(const std::string& key, std::chrono::milliseconds delay) {
+    std::thread([this, key, delay] {
+      std::this_thread::sleep_for(delay);
+      Add(key);
+    }).detach();
+  }
+  //! False once stopped.
+  bool Take(std::string& key) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 200ms, [&] { return !keys_.empty() || g_stop; });
+    if (g_stop || keys_.empty()) {
+      return !g_stop.load();
+    }
+    key = keys_.front();
+    keys_.pop_front();
+    queued_.erase(key);
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> keys_;
+  std::set<std::string> queued_;
+};
+
+std::pair<std::string, std::string> SplitKey(const std::string& key) {
+  const auto slash = key.find('/');
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
+class Simulator {
+ public:
+  Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate)
+      : kube_(kube),
+        http_(http),
+        log_(std::move(log)),
+        rate_(rate),
+        images_(kube, kImages, "", log_),
+        pvcs_(kube, kPvcs, "", log_),
+        vms_(kube, kVms, "", log_) {
+    images_.AddHandlers(
+        {.on_add = [this](const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
+         .on_update = [this](const Json&,
+                             const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); }});
+    auto pvc_changed = [this](const Json& o) {
+      pvc_queue_.Add(kube::ObjectKeyOf(o));
+      for (const Json& vm : vms_.List()) {
+        if (NamespaceOf(vm) == NamespaceOf(o)) {
+          vm_queue_.Add(kube::ObjectKeyOf(vm));
+        }
+      }
+    };
+    pvcs_.AddHandlers({.on_add = pvc_changed,
+                       .on_update = [pvc_changed](const Json&, const Json& o) { pvc_changed(o); },
+                       .on_delete = pvc_changed});
+    vms_.AddHandlers(
+        {.on_add = [this](const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); },
+         .on_update = [this](const Json&, const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); }});
+  }
+
+  void Run(int workers) {
+    images_.Start();
+    pvcs_.Start();
+    vms_.Start();
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < workers; ++i) {
+      threads.emplace_back([this] { Loop(image_queue_, [this](auto& k) { SyncImage(k); }); });
+    }
+    threads.emplace_back([this] { Loop(pvc_queue_, [this](auto& k) { SyncPvc(k); }); });
+    threads.emplace_back([this] { Loop(vm_queue_, [this](auto& k) { SyncVm(k); }); });
+    log_.Info("harvester-sim running", {{"workers", workers}});
+    threads.clear();  // joins once g_stop is set
+    images_.Stop();
+    pvcs_.Stop();
+    vms_.Stop();
+  }
+
+ private:
+  template <class F>
+  void Loop(KeyQueue& queue, F sync) {
+    std::string key;
+    while (queue.Take(key)) {
+      if (!key.empty()) {
+        sync(key);
+        key.clear();
+      }
+    }
+  }
+
+  // --- images ---------------------------------------------------------------------------------
+
+  void SyncImage(const std::string& key) {
+    auto image = images_.Get(key);
+    if (!image || Field(*image, "metadata").contains("deletionTimestamp")) {
+      return;
+    }
+    if (ConditionStatus(*image, "Imported") == "True" ||
+        ConditionStatus(*image, "RetryLimitExceeded") == "True") {
+      return;
+    }
+    // Like Harvester, a failed download is tried again after a pause, not at once.
+    const Json& status = Field(*image, "status");
+    std::chrono::system_clock::time_point failed_at;
+    if (status.value("failed", 0) > 0 &&
+        core::ParseRfc3339(status.value("lastFailedTime", ""), failed_at) &&
+        std::chrono::system_clock::now() - failed_at < 2s) {
+      image_queue_.AddAfter(key, 1s);
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!downloading_.insert(key).second) {
+        return;
+      }
+    }
+    Download(key, *image);
+    std::lock_guard lock(mu_);
+    downloading_.erase(key);
+  }
+
+  //! Merge-patches the image (the CRD has no status subresource: status goes with the object).
+  void PatchImage(const Json& image, const Json& patch) {
+    auto r = kube_.MergePatch({}, kImages, NamespaceOf(image), NameOf(image), patch);
+    if (!r) {
+      log_.Warn("patching image failed",
+                {{"image", kube::ObjectKeyOf(image)}, {"error", r.error().ToString()}});
+    }
+  }
+
+  void Download(const std::string& key, Json image) {
+    const Json spec = Field(image, "spec");
+    Json status = image.value("status", Json::object());
+    std::string backend = spec.value("backend", "");
+    if (backend.empty()) {
+      backend = "backingimage";  // Harvester's mutator
+      PatchImage(image, {{"spec", {{"backend", backend}}}});
+    }
+    if (spec.value("sourceType", "") != "download") {
+      Fail(image, status, "only sourceType download is simulated");
+      return;
+    }
+    SetCondition(status, "Initialized", "True", "", "");
+    PatchImage(image, {{"status", status}});
+
+    const std::string url = spec.value("url", "");
+    log_.Info("downloading image", {{"image", key}});
+    Digest sha256(EVP_sha256());
+    Digest sha512(EVP_sha512());
+    uint64_t bytes = 0;
+    uint64_t length = 0;
+    bool have_length = false;
+    long code = 0;
+    auto last_report = std::chrono::steady_clock::now();
+    const auto started = last_report;
+    bool gone = false;
+    http::Request req{.url = url, .timeout = 0ms, .stall_timeout = 30s};
+    auto res = http_.Stream(
+        {}, req,
+        [&](const http::Response& head) {
+          code = head.status;
+          if (auto cl = head.Header("content-length")) {
+            length = std::strtoull(cl->c_str(), nullptr, 10);
+            have_length = true;
+          }
+          return code == 200;
+        },
+        [&](std::string_view chunk) {
+          sha256.Update(chunk);
+          sha512.Update(chunk);
+          bytes += chunk.size();
+          if (rate_ > 0) {
+            const auto due =
+                started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(double(bytes) / rate_));
+            std::this_thread::sleep_until(due);
+          }
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_report > 1s) {
+            last_report = now;
+            if (!images_.Get(key)) {  // deleted: stop downloading, as Harvester does
+              gone = true;
+              return false;
+            }
+            if (have_length && length > 0) {
+              PatchImage(image, {{"status", {{"progress", int(bytes * 100 / length)}}}});
+            }
+          }
+          return !g_stop;
+        });
+    if (gone || g_stop) {
+      log_.Info("download abandoned", {{"image", key}, {"bytes", bytes}});
+      return;
+    }
+    auto fresh = images_.Get(key);
+    if (!fresh) {
+      return;
+    }
+    image = *fresh;
+    status = image.value("status", Json::object());
+    std::string error;
+    if (code != 0 && code != 200) {
+      error = "unexpected status code " + std::to_string(code);
+    } else if (!res) {
+      error = res.error().ToString();
+    } else if (have_length && bytes != length) {
+      error =
+          "short download: " + std::to_string(bytes) + " of " + std::to_string(length) + " bytes";
+    }
+    const std::string sum512 = sha512.Final();
+    const std::string wanted = spec.value("checksum", "");
+    if (error.empty() && !wanted.empty() && wanted != sum512) {
+      error = "checksum mismatch: expected " + wanted + ", got " + sum512;
+    }
+    if (!error.empty()) {
+      Fail(image, status, error);
+      return;
+    }
+    Succeed(image, status, backend, bytes, sha256.Final(), sum512);
+  }
+
+  void Succeed(const Json& image, Json status, const std::string& backend, uint64_t bytes,
+               const std::string& sum256, const std::string& sum512) {
+    const std::string ns = NamespaceOf(image);
+    const std::string name = NameOf(image);
+    const Json& spec = Field(image, "spec");
+    std::string sc;
+    if (backend == "cdi") {
+      sc = spec.value("targetStorageClassName", "");
+      if (!EnsureCdiPvc(image, sc, bytes)) {
+        Fail(image, status, "cdi: cannot create the volume in storage class " + sc);
+        return;
+      }
+    } else {
+      sc = "longhorn-" + name;
+      EnsureImageStorageClass(image, sc);
+    }
+    status["progress"] = 100;
+    status["size"] = bytes;
+    status["virtualSize"] = bytes;
+    status["storageClassName"] = sc;
+    SetCondition(status, "Imported", "True", "Imported", "");
+    SetCondition(status, "RetryLimitExceeded", "False", "", "");
+    PatchImage(image,
+               {{"metadata",
+                 {{"annotations", {{kSha256Annotation, sum256}, {kSha512Annotation, sum512}}}}},
+                {"status", status}});
+    log_.Info("image imported",
+              {{"image", ns + "/" + name}, {"bytes", bytes}, {"storage_class", sc}});
+  }
+
+  //! Harvester's failStateTransit: count, message, and RetryLimitExceeded past spec.retry.
+  void Fail(const Json& image, Json status, const std::string& error) {
+    const int failed = status.value("failed", 0) + 1;
+    const int retry = Field(image, "spec").value("retry", 3);
+    std::string msg = "failed due to error: " + error;
+    if (failed > 1) {
+      msg =
+          "retry attempted " + std::to_string(failed - 1) + "/" + std::to_string(retry) + " " + msg;
+    }
+    status["failed"] = failed;
+    status["lastFailedTime"] = Now();
+    if (failed > retry) {
+      SetCondition(status, "RetryLimitExceeded", "True", "", msg);
+      SetCondition(status, "Imported", "False", "", msg);
+    } else {
+      SetCondition(status, "RetryLimitExceeded", "False", "", msg);
+      image_queue_.AddAfter(kube::ObjectKeyOf(image), 2s);
+    }
+    PatchImage(image, {{"status", status}});
+    log_.Warn("image download failed",
+              {{"image", kube::ObjectKeyOf(image)}, {"failed", failed}, {"error", error}});
+  }
+
+  void EnsureImageStorageClass(const Json& image, const std::string& sc) {
+    Json obj = {{"apiVersion", "storage.k8s.io/v1"},
+                {"kind", "StorageClass"},
+                {"metadata", {{"name", sc}}},
+                {"provisioner", "driver.longhorn.io"},
+                {"allowVolumeExpansion", true},
+                {"volumeBindingMode", "Immediate"},
+                {"parameters",
+                 {{"backingImage", NamespaceOf(image) + "-" + NameOf(image)},
+                  {"migratable", "true"},
+                  {"numberOfReplicas", "3"}}}};
+    auto r = kube_.Create({}, kStorageClasses, "", obj);
+    if (!r && r.error().code != core::ErrorCode::kAlreadyExists) {
+      log_.Warn("creating storage class failed", {{"error", r.error().ToString()}});
+    }
+  }
+
+  bool EnsureCdiPvc(const Json& image, const std::string& sc, uint64_t bytes) {
+    if (sc.empty() || !kube_.Get({}, kStorageClasses, "", sc)) {
+      return false;
+    }
+    Json pvc = {{"apiVersion", "v1"},
+                {"kind", "PersistentVolumeClaim"},
+                {"metadata",
+                 {{"name", NameOf(image)},
+                  {"namespace", NamespaceOf(image)},
+                  {"ownerReferences",
+                   {{{"apiVersion", "harvesterhci.io/v1beta1"},
+                     {"kind", "VirtualMachineImage"},
+                     {"name", NameOf(image)},
+                     {"uid", Field(image, "metadata").value("uid", "")}}}}}},
+                {"spec",
+                 {{"accessModes", {"ReadWriteMany"}},
+                  {"volumeMode", "Block"},
+                  {"storageClassName", sc},
+                  {"resources", {{"requests", {{"storage", std::to_string(bytes)}}}}}}}};
+    auto r = kube_.Create({}, kPvcs, NamespaceOf(image), pvc);
+    return r || r.error().code == core::ErrorCode::kAlreadyExists;
+  }
+
+  // --- PVCs -----------------------------------------------------------------------------------
+
+  void SyncPvc(const std::string& key) {
+    auto pvc = pvcs_.Get(key);
+    if (!pvc || Field(*pvc, "metadata").contains("deletionTimestamp")) {
+      return;
+    }
+    if (pvc->value("status", Json::object()).value("phase", "") == "Bound") {
+      return;
+    }
+    const Json& spec = Field(*pvc, "spec");
+    const std::string sc = spec.value("storageClassName", "");
+    if (sc.empty() || !kube_.Get({}, kStorageClasses, "", sc)) {
+      pvc_queue_.AddAfter(key, 1s);  // the class may appear (an image's class is made on import)
+      return;
+    }
+    Json obj = *pvc;
+    const Json& requests = Field(Field(spec, "resources"), "requests");
+    obj["status"] = {{"phase", "Bound"},
+                     {"accessModes", spec.value("accessModes", Json::array())},
+                     {"capacity", requests}};
+    auto r = kube_.UpdateStatus({}, kPvcs, NamespaceOf(obj), obj);
+    if (!r) {
+      log_.Warn("binding pvc failed", {{"pvc", key}, {"error", r.error().ToString()}});
+      pvc_queue_.AddAfter(key, 1s);
+      return;
+    }
+    log_.Info("pvc bound", {{"pvc", key}, {"storage_class", sc}});
+  }
+
+  // --- KubeVirt -------------------------------------------------------------------------------
+
+  static bool ShouldRun(const Json& vm) {
+    const Json& spec = Field(vm, "spec");
+    if (spec.contains("running")) {
+      return spec["running"].is_boolean() && spec["running"].get<bool>();
+    }
+    const std::string strategy = spec.value("runStrategy", "");
+    return strategy == "Always" || strategy == "RerunOnFailure" || strategy == "Once";
+  }
+
+  void SyncVm(const std::string& key) {
+    auto vm = vms_.Get(key);
+    if (!vm || Field(*vm, "metadata").contains("deletionTimestamp") || !ShouldRun(*vm)) {
+      return;
+    }
+    const auto [ns, name] = SplitKey(key);
+    std::string waiting;
+    const Json& template_spec = Field(Field(Field(*vm, "spec"), "template"), "spec");
+    const Json volumes = template_spec.value("volumes", Json::array());
+    for (const Json& v : volumes) {
+      if (!v.contains("persistentVolumeClaim")) {
+        continue;
+      }
+      const std::string claim = v["persistentVolumeClaim"].value("claimName", "");
+      auto pvc = pvcs_.Get(ns + "/" + claim);
+      if (!pvc || pvc->value("status", Json::object()).value("phase", "") != "Bound") {
+        waiting = claim;
+        break;
+      }
+    }
+    Json status = vm->value("status", Json::object());
+    if (!waiting.empty()) {
+      if (status.value("printableStatus", "") != "WaitingForVolumeBinding") {
+        status["printableStatus"] = "WaitingForVolumeBinding";
+        status["ready"] = false;
+        Json obj = *vm;
+        obj["status"] = status;
+        (void)kube_.UpdateStatus({}, kVms, ns, obj);
+      }
+      return;
+    }
+    if (!kube_.Get({}, kVmis, ns, name)) {
+      Json vmi = {{"apiVersion", "kubevirt.io/v1"},
+                  {"kind", "VirtualMachineInstance"},
+                  {"metadata",
+                   {{"name", name},
+                    {"namespace", ns},
+                    {"labels", Field(Field(Field(*vm, "spec"), "template"), "metadata")
+                                   .value("labels", Json::object())},
+                    {"ownerReferences",
+                     {{{"apiVersion", "kubevirt.io/v1"},
+                       {"kind", "VirtualMachine"},
+                       {"name", name},
+                       {"uid", Field(*vm, "metadata").value("uid", "")},
+                       {"controller", true},
+                       {"blockOwnerDeletion", true}}}}}},
+                  {"spec", template_spec}};
+      auto created = kube_.Create({}, kVmis, ns, vmi);
+      if (!created) {
+        log_.Warn("creating vmi failed", {{"vm", key}, {"error", created.error().ToString()}});
+        vm_queue_.AddAfter(key, 1s);
+        return;
+      }
+      Json running = *created;
+      running["status"] = {{"phase", "Running"}, {"nodeName", "harvester-sim"}};
+      // Like KubeVirt's, the VMI CRD has no status subresource: status goes with the object.
+      if (auto r = kube_.Update({}, kVmis, ns, running); !r) {
+        log_.Warn("vmi status failed", {{"vm", key}, {"error", r.error().ToString()}});
+      }
+      log_.Info("vm running", {{"vm", key}});
+    }
+    if (status.value("printableStatus", "") != "Running") {
+      status["printableStatus"] = "Running";
+      status["ready"] = true;
+      status["created"] = true;
+      Json obj = *vm;
+      obj["status"] = status;
+      (void)kube_.UpdateStatus({}, kVms, ns, obj);
+    }
+  }
+
+  kube::Client& kube_;
+  http::Client& http_;
+  core::Logger log_;
+  double rate_;
+  kube::Informer images_;
+  kube::Informer pvcs_;
+  kube::Informer vms_;
+  KeyQueue image_queue_;
+  KeyQueue pvc_queue_;
+  KeyQueue vm_queue_;
+  std::mutex mu_;
+  std::set<std::string> downloading_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string kubeconfig = std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "";
+  double rate = 0;
+  int workers = 4;
+  std::string level = "info";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--kubeconfig" && i + 1 < argc) {
+      kubeconfig = argv[++i];
+    } else if (arg == "--rate" && i + 1 < argc) {
+      rate = std::atof(argv[++i]);
+    } else if (arg == "--workers" && i + 1 < argc) {
+      workers = std::max(1, std::atoi(argv[++i]));
+    } else if (arg == "--log-level" && i + 1 < argc) {
+      level = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N]\n");
+      return 2;
+    }
+  }
+  http::GlobalInit();
+  ::signal(SIGTERM, OnSignal);
+  ::signal(SIGINT, OnSignal);
+  core::LogLevel parsed_level = core::LogLevel::kInfo;
+  if (!core::ParseLogLevel(level, parsed_level)) {
+    std::fprintf(stderr, "harvester-sim: unknown log level %s\n", level.c_str());
+    return 2;
+  }
+  core::Logger log(std::make_shared<core::StderrSink>(), parsed_level, core::LogFormat::kLogfmt);
+  log = log.With({{"component", "harvester-sim"}});
+  auto config = kube::LoadKubeconfig(kubeconfig);
+  if (!config) {
+    log.Error("kubeconfig", {{"error", config.error().ToString()}});
+    return 2;
+  }
+  auto kube = kube::Client::Create(*config);
+  if (!kube) {
+    log.Error("kube client", {{"error", kube.error().ToString()}});
+    return 2;
+  }
+  // Image URLs point at the controller's image server: plain HTTP in the world, or HTTPS with a
+  // CA the cluster trusts; the simulator trusts the system store like Harvester's downloader.
+  auto http = http::Client::Create({});
+  if (!http) {
+    log.Error("http client", {{"error", http.error().ToString()}});
+    return 2;
+  }
+  Simulator sim(**kube, **http, log, rate);
+  sim.Run(workers);
+  log.Info("harvester-sim stopped");
+  return 0;
+}
