@@ -16,18 +16,21 @@
 #include <random>
 #include <thread>
 
+#include "controller/import_reconciler.h"
 #include "controller/runner.h"
 #include "controller/source_reconciler.h"
 #include "controller/work_queue.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/client.h"
+#include "imageserver/image_server.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "kube/events.h"
 #include "kube/informer.h"
 #include "kube/leader_election.h"
 #include "source/ova/checker.h"
+#include "source/vmware/importer.h"
 #include "source/vmware/session.h"
 
 namespace vmimport::app {
@@ -47,6 +50,8 @@ struct Options {
   std::string log_level = "info";
   std::string log_format = "logfmt";
   std::string image_server_address = "0.0.0.0:8080";
+  std::string image_server_url;  // empty: http://<address>
+  int image_server_streams = 16;
   int source_recheck_s = 300;
   int source_retry_s = 30;
 };
@@ -58,6 +63,25 @@ std::string Hostname() {
   }
   return buf;
 }
+
+// Stream events reach the import reconciler, which is made after the server it observes.
+class ForwardingObserver final : public imageserver::StreamObserver {
+ public:
+  void Set(imageserver::StreamObserver* target) { target_ = target; }
+  // imageserver::StreamObserver
+  void OnStreamStarted(const imageserver::StreamInfo& info) override {
+    if (auto* t = target_.load()) t->OnStreamStarted(info);
+  }
+  void OnProgress(const imageserver::StreamProgress& progress) override {
+    if (auto* t = target_.load()) t->OnProgress(progress);
+  }
+  void OnStreamFinished(const imageserver::StreamResult& result) override {
+    if (auto* t = target_.load()) t->OnStreamFinished(result);
+  }
+
+ private:
+  std::atomic<imageserver::StreamObserver*> target_{nullptr};
+};
 
 // One set of informer + queue + reconciler + runner per source kind.
 struct SourceController {
@@ -173,29 +197,84 @@ int Run(const Options& opt) {
         {.on_add = on_secret,
          .on_update = [&on_secret](const kube::Json&, const kube::Json& s) { on_secret(s); },
          .on_delete = on_secret});
+    // Imports: the image server (its streams belong to the leader), the imports and the images.
+    ForwardingObserver observer;
+    const auto colon = opt.image_server_address.rfind(':');
+    imageserver::ServerConfig server_config;
+    server_config.bind_address = opt.image_server_address.substr(0, colon);
+    server_config.port = std::atoi(opt.image_server_address.substr(colon + 1).c_str());
+    server_config.advertise_url = opt.image_server_url;
+    server_config.max_streams = static_cast<size_t>(opt.image_server_streams);
+    auto server = imageserver::ImageServer::Start(server_config, &observer, clock, log);
+    if (!server) {
+      log.Error("cannot start the image server", {{"error", server.error().ToString()}});
+      return;
+    }
+    log.Info("image server listening", {{"port", (*server)->port()}});
+    kube::Informer imports(**client, controller::ImportResource(), opt.watch_namespace, log);
+    kube::Informer images(**client, controller::ImageResource(), opt.watch_namespace, log);
+    controller::WorkQueue import_queue(clock);
+    source::vmware::VmwareImporter vmware_importer;
+    controller::ImportReconciler import_reconciler(**client, imports, images,
+                                                   {{source::SourceKind::kVmware, &vmware_importer},
+                                                    {source::SourceKind::kOpenstack, nullptr},
+                                                    {source::SourceKind::kOva, nullptr}},
+                                                   **server, import_queue, events, clock, log);
+    observer.Set(&import_reconciler);
+    auto enqueue_import = [&import_queue](const kube::Json& o) {
+      import_queue.Add(kube::ObjectKeyOf(o));
+    };
+    imports.AddHandlers(
+        {.on_add = enqueue_import,
+         .on_update = [&](const kube::Json&, const kube::Json& o) { enqueue_import(o); },
+         .on_delete = enqueue_import});
+    // An image that changes wakes the import that owns it.
+    auto image_changed = [&import_queue](const kube::Json& image) {
+      const kube::Json md = image.value("metadata", kube::Json::object());
+      for (const auto& ref : md.value("ownerReferences", kube::Json::array())) {
+        if (ref.value("kind", "") == "VirtualMachineImport") {
+          import_queue.Add(md.value("namespace", "") + "/" + ref.value("name", ""));
+        }
+      }
+    };
+    images.AddHandlers(
+        {.on_add = image_changed,
+         .on_update = [&](const kube::Json&, const kube::Json& o) { image_changed(o); },
+         .on_delete = image_changed});
+    controller::Runner import_runner("import", import_queue, import_reconciler, log);
+
     for (auto& c : controllers) {
       c.informer->Start();
     }
+    images.Start();
+    imports.Start();
     for (auto& c : controllers) {
       c.informer->WaitForSync(leading, std::chrono::hours(24));
     }
+    images.WaitForSync(leading, std::chrono::hours(24));
+    imports.WaitForSync(leading, std::chrono::hours(24));
     secrets.Start();
     for (auto& c : controllers) {
       c.runner->Start(opt.workers);
     }
+    import_runner.Start(opt.workers);
     log.Info("controllers started");
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock lock(m);
     cv.wait(lock, leading, [] { return false; });
     log.Info("stopping controllers");
+    import_runner.Stop();
     for (auto& c : controllers) {
       c.runner->Stop();  // waits for running reconciles: nothing is left half-written
     }
     secrets.Stop();
+    imports.Stop();
+    images.Stop();
     for (auto& c : controllers) {
       c.informer->Stop();
     }
+    observer.Set(nullptr);
   };
 
   if (!opt.leader_elect) {
@@ -257,8 +336,17 @@ int main(int argc, char** argv) {
       ->envname("VMIMPORT_LOG_LEVEL");
   app.add_option("--log-format", opt.log_format, "logfmt|json")->envname("VMIMPORT_LOG_FORMAT");
   app.add_option("--image-server-address", opt.image_server_address,
-                 "host:port the disk image server listens on (used from the disk-path issue on)")
+                 "host:port the disk image server listens on (port 0: any free port)")
       ->envname("VMIMPORT_IMAGE_SERVER_ADDRESS");
+  app.add_option("--image-server-url", opt.image_server_url,
+                 "base of the disk URLs Harvester downloads, e.g. "
+                 "http://vm-import-controller.harvester-system.svc:8080 (default: "
+                 "http://<image-server-address>)")
+      ->envname("VMIMPORT_IMAGE_SERVER_URL");
+  app.add_option("--image-server-streams", opt.image_server_streams,
+                 "disk streams served at once; more GETs are answered 503")
+      ->envname("VMIMPORT_IMAGE_SERVER_STREAMS")
+      ->check(CLI::Range(1, 256));
   app.add_option("--source-recheck-interval", opt.source_recheck_s,
                  "seconds between re-checks of a ready source")
       ->envname("VMIMPORT_SOURCE_RECHECK_SECONDS")

@@ -95,14 +95,19 @@ std::vector<std::string> SourceReconciler::SourcesReferencingSecret(
 
 core::Result<source::SourceConfig> SourceReconciler::LoadConfig(std::stop_token stop,
                                                                 const Json& object) {
+  return LoadSourceConfig(stop, client_, kind_, object);
+}
+
+core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Client& client,
+                                                    source::SourceKind kind, const Json& object) {
   source::SourceConfig config;
-  config.kind = kind_;
+  config.kind = kind;
   const Json spec = object.value("spec", Json::object());
   auto str = [&spec](const char* key) {
     return spec.contains(key) && spec[key].is_string() ? spec[key].get<std::string>()
                                                        : std::string();
   };
-  if (kind_ == source::SourceKind::kOva) {
+  if (kind == source::SourceKind::kOva) {
     config.endpoint = str("url");
     if (spec.contains("httpTimeoutSeconds") && spec["httpTimeoutSeconds"].is_number_integer()) {
       config.http_timeout = std::chrono::seconds(spec["httpTimeoutSeconds"].get<long>());
@@ -113,20 +118,20 @@ core::Result<source::SourceConfig> SourceReconciler::LoadConfig(std::stop_token 
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, kind_ == source::SourceKind::kOva
+    return MakeError(ErrorCode::kInvalidArgument, kind == source::SourceKind::kOva
                                                       ? "spec.url is empty"
                                                       : "spec.endpoint is empty");
   }
   const std::string secret_key = SecretKeyOf(object);
   if (secret_key.empty()) {
-    if (kind_ == source::SourceKind::kOva) {
+    if (kind == source::SourceKind::kOva) {
       return config;  // credentials are optional for OVA
     }
     return MakeError(ErrorCode::kInvalidArgument, "spec.credentials.name is empty");
   }
   const size_t slash = secret_key.find('/');
-  auto secret = client_.Get(stop, SecretResource(), secret_key.substr(0, slash),
-                            secret_key.substr(slash + 1));
+  auto secret =
+      client.Get(stop, SecretResource(), secret_key.substr(0, slash), secret_key.substr(slash + 1));
   if (!secret) {
     if (secret.error().code == ErrorCode::kNotFound) {
       return MakeError(ErrorCode::kNotFound, "secret " + secret_key + " not found");

@@ -32,6 +32,13 @@ const kube::Resource& SecretResource();
 //! A CamelCase condition reason for a failed check, from its error.
 std::string ReadinessReason(const core::Error& error);
 
+//! The neutral config of a source object (spec and the decoded data of the Secret it names).
+//! Errors: kInvalidArgument for an empty endpoint or credentials name, or data that is not
+//! base64; kNotFound when the Secret does not exist.
+core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Client& client,
+                                                    source::SourceKind kind,
+                                                    const kube::Json& object);
+
 struct SourceReconcilerOptions {
   std::chrono::seconds ready_recheck{std::chrono::minutes(5)};
   std::chrono::seconds not_ready_recheck{std::chrono::seconds(30)};

@@ -10,6 +10,8 @@ namespace vmimport::core {
 std::string_view TrimSpace(std::string_view s);
 std::vector<std::string_view> Split(std::string_view s, char sep);
 std::string ToLower(std::string_view s);
+//! The parts with `sep` between them.
+std::string Join(const std::vector<std::string>& parts, std::string_view sep);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 //! Standard base64 (RFC 4648 §4); padding optional, whitespace ignored. nullopt on a bad character.

@@ -1,0 +1,148 @@
+#pragma once
+
+// VirtualMachineImport: from a spec to a running KubeVirt VM, one level-triggered step per
+// reconcile, with the reference's states (status.importStatus) and conditions:
+//
+//   ""  ─ validate spec and target name ─► virtualMachineImportValid | virtualMachineImportInvalid
+//   virtualMachineImportValid ─ source clusterReady? (else requeue) ─ preflight: exactly one
+//       source VM, disks > 0, storage class and destination NADs exist ─► sourceReady | Invalid
+//   sourceReady ─ power off, export, publish every disk on the image server ─► disksExported
+//   disksExported ─ one VirtualMachineImage per disk (url = our image server) ─► diskImageSubmitted
+//   diskImageSubmitted ─ images Active (progress, rate, ETA and checksums in status meanwhile)
+//       ─► diskImagesReady | diskImageFailed
+//   diskImagesReady ─ PVCs (backing images), the KubeVirt VM ─► virtualMachineCreated
+//   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
+//
+// The reconcile never waits on a transfer: disks stream on the image server's threads when
+// Harvester downloads them; their progress arrives through the StreamObserver and is written on
+// the next reconcile. A finalizer lets a delete before the end remove what the import made
+// (images, PVCs), cut the streams and abort the export; after success everything made stays.
+// Every phase change and every action on the source VM is an Event on the import.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/virtual_machine_import.h"
+#include "controller/runner.h"
+#include "controller/work_queue.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "imageserver/image_server.h"
+#include "kube/client.h"
+#include "kube/events.h"
+#include "kube/informer.h"
+#include "source/importer.h"
+
+namespace vmimport::controller {
+
+inline constexpr const char* kImportFinalizer = "migration.harvesterhci.io/vm-import-cleanup";
+
+const kube::Resource& ImportResource();
+const kube::Resource& ImageResource();
+
+struct ImportReconcilerOptions {
+  std::chrono::seconds source_not_ready_requeue{10};
+  std::chrono::seconds poll{5};  //!< re-check of a VM waiting to run
+};
+
+//! Per-disk stream figures from the image server, for status.
+struct DiskStreamState {
+  uint64_t bytes = 0;
+  uint64_t total = 0;
+  double bytes_per_second = 0;
+  std::optional<disk::Checksums> checksums;  //!< of the last complete stream
+  std::string last_error;
+};
+
+class ImportReconciler final : public Reconciler, public imageserver::StreamObserver {
+ public:
+  //! `importers` maps each source kind to its provider (null: not supported yet). `queue` is the
+  //! import queue: stream progress enqueues the import so that status shows it.
+  ImportReconciler(kube::Client& client, kube::Informer& imports, kube::Informer& images,
+                   std::map<source::SourceKind, source::Importer*> importers,
+                   imageserver::ImageServer& image_server, WorkQueue& queue,
+                   kube::EventRecorder& events, const core::Clock& clock, core::Logger log,
+                   ImportReconcilerOptions options = {});
+  ~ImportReconciler() override;
+
+  // controller::Reconciler
+  core::Result<ReconcileResult> Reconcile(std::stop_token stop, const std::string& key) override;
+
+  // imageserver::StreamObserver
+  void OnStreamStarted(const imageserver::StreamInfo& info) override;
+  void OnProgress(const imageserver::StreamProgress& progress) override;
+  void OnStreamFinished(const imageserver::StreamResult& result) override;
+
+  //! Imports that hold a source VM open (tests, metrics).
+  size_t RunningImports() const;
+
+ private:
+  struct Running;
+  using Json = kube::Json;
+
+  core::Result<ReconcileResult> Step(std::stop_token stop, const std::string& key, Json object,
+                                     api::VirtualMachineImport& vm_import);
+  core::Result<ReconcileResult> Validate(api::VirtualMachineImport& vm_import, const Json& object);
+  core::Result<ReconcileResult> Preflight(std::stop_token stop, const std::string& key,
+                                          api::VirtualMachineImport& vm_import, const Json& object);
+  core::Result<ReconcileResult> Export(std::stop_token stop, const std::string& key,
+                                       api::VirtualMachineImport& vm_import, const Json& object);
+  core::Result<ReconcileResult> SubmitImages(std::stop_token stop, const std::string& key,
+                                             api::VirtualMachineImport& vm_import,
+                                             const Json& object);
+  core::Result<ReconcileResult> WatchImages(std::stop_token stop, const std::string& key,
+                                            api::VirtualMachineImport& vm_import,
+                                            const Json& object);
+  core::Result<ReconcileResult> CreateVm(std::stop_token stop, const std::string& key,
+                                         api::VirtualMachineImport& vm_import, const Json& object);
+  core::Result<ReconcileResult> WaitRunning(std::stop_token stop, const std::string& key,
+                                            api::VirtualMachineImport& vm_import,
+                                            const Json& object);
+  core::Result<ReconcileResult> Finalize(std::stop_token stop, const std::string& key,
+                                         const api::VirtualMachineImport& vm_import,
+                                         const Json& object);
+
+  //! The open source VM of `key`, opening (login, find, describe) it when needed.
+  core::Result<Running*> OpenSource(std::stop_token stop, const std::string& key,
+                                    const api::VirtualMachineImport& vm_import);
+  //! The open source VM of `key` with the VM off, its export started and every disk published.
+  core::Result<Running*> EnsurePublished(std::stop_token stop, const std::string& key,
+                                         api::VirtualMachineImport& vm_import, const Json& object);
+  //! Unpublishes the disks of `key` and ends its export (completed or aborted).
+  void Release(std::stop_token stop, const std::string& key, bool completed,
+               const std::string& reason);
+  //! Writes status (merge patch of the status subresource) and records the phase Event.
+  core::Status WriteStatus(std::stop_token stop, const Json& object,
+                           const api::VirtualMachineImport& vm_import);
+  //! Moves to `next`: status, Event, log line.
+  core::Status Transition(std::stop_token stop, const Json& object,
+                          api::VirtualMachineImport& vm_import, api::ImportStatus next,
+                          const std::string& reason, const std::string& message);
+  core::Status Fail(std::stop_token stop, const Json& object, api::VirtualMachineImport& vm_import,
+                    api::ImportStatus state, const std::string& reason, const std::string& message);
+  core::Result<Json> SourceObject(std::stop_token stop, const api::VirtualMachineImport& vm_import,
+                                  source::SourceKind& kind);
+  void FillProgress(const std::string& key, api::VirtualMachineImport& vm_import);
+
+  kube::Client& client_;
+  kube::Informer& imports_;
+  kube::Informer& images_;
+  const std::map<source::SourceKind, source::Importer*> importers_;
+  imageserver::ImageServer& image_server_;
+  WorkQueue& queue_;
+  kube::EventRecorder& events_;
+  const core::Clock& clock_;
+  core::Logger log_;
+  const ImportReconcilerOptions options_;
+
+  mutable std::mutex mu_;                                    // guards running_ and streams_
+  std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
+  std::map<std::string, DiskStreamState> streams_;           // by disk stream name
+};
+
+}  // namespace vmimport::controller

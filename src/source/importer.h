@@ -1,0 +1,87 @@
+#pragma once
+
+// What the import reconciler needs from a source, independent of its protocol: find exactly one
+// VM, describe it, power it off, and stream its disks. Implementations live in source/<name>/;
+// app/ registers them by hand. The controller never sees a provider type.
+//
+// Lifetime: one SourceVm per running import, kept by the controller from preflight until the
+// disks are in Harvester (or the import fails or is deleted). After a controller restart a new
+// SourceVm is opened for the same VM: everything here must be safe to do again.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+#include "disk/byte_source.h"
+#include "disk/disk_reader.h"
+#include "model/vm.h"
+#include "source/provider.h"
+
+namespace vmimport::source {
+
+//! Which VM of the source to import.
+struct ImportRequest {
+  std::string vm_name;  //!< a name (vSphere, OpenStack, OVA) or a UUID (vSphere BIOS/instance
+                        //!< UUID, OpenStack server id)
+  std::string folder;   //!< vSphere: spec.folder, searched recursively; empty: the datacenter
+};
+
+struct PowerOffRequest {
+  bool force = false;  //!< skip the graceful shutdown
+  std::chrono::seconds graceful_timeout{60};
+};
+
+//! Called for every action taken on the source VM (reason in CamelCase, e.g. "ShutdownGuest",
+//! "PowerOff", "AlreadyPoweredOff", "ExportStarted"), so that the controller records an Event.
+using SourceActionCallback = std::function<void(std::string_view reason, std::string_view message)>;
+
+//! One VM of a source, found and described. PowerOff, StartExport and FinishExport are called
+//! from one thread at a time; OpenDisk from many at once (one per consumer GET).
+class SourceVm {
+ public:
+  virtual ~SourceVm() = default;
+
+  //! What was found: hardware, firmware, disks (in the order they are exported), NICs.
+  virtual const model::VmDescription& Description() const = 0;
+
+  //! Powers the VM off (gracefully unless forced, then hard); a VM already off is left alone.
+  //! Errors: the source's, with a message that says what failed.
+  virtual core::Status PowerOff(std::stop_token stop, const PowerOffRequest& request,
+                                const SourceActionCallback& on_action) = 0;
+
+  //! Makes the disks readable (vSphere: an NFC export lease). Idempotent. The VM must be off.
+  virtual core::Status StartExport(std::stop_token stop, const SourceActionCallback& on_action) = 0;
+
+  //! A fresh stream of disk `index` from its first byte, in the source's format (the disk path
+  //! detects it). Errors: kInvalidArgument for a bad index, kConflict
+  //! before StartExport, kGone after FinishExport, the transport's otherwise.
+  virtual core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token stop, size_t index) = 0;
+
+  //! Ends the export: `completed` (every disk is in Harvester) or aborted with `reason`. No-op
+  //! when no export runs. Also releases the session.
+  virtual core::Status FinishExport(std::stop_token stop, bool completed,
+                                    std::string_view reason) = 0;
+};
+using SourceVmPtr = std::unique_ptr<SourceVm>;
+
+//! Disk `index` of `vm` decoded to raw bytes (the format detected from its first bytes): what the
+//! image server streams. Errors: OpenDisk's and the decoder's.
+[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm,
+                                                               size_t index);
+
+//! Opens VMs of one kind of source. Thread-safe.
+class Importer {
+ public:
+  virtual ~Importer() = default;
+  //! Logs in and finds exactly one VM. Errors: kNotFound (no such VM, folder, datacenter) and
+  //! kInvalidArgument when the name matches several VMs (the message lists them), plus those of
+  //! ConnectionChecker::CheckConnection.
+  virtual core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
+                                         const ImportRequest& request) = 0;
+};
+
+}  // namespace vmimport::source

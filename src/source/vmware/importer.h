@@ -1,0 +1,19 @@
+#pragma once
+
+// The vSphere side of an import: source::Importer over a vim25 session. Open logs in, finds
+// exactly one VM (Inventory::FindVm refuses an ambiguous name) and describes it; the SourceVm it
+// returns powers the VM off (power.h) and exports its disks through an NFC lease (export.h). The
+// session is kept alive while the import runs and logged out when the SourceVm goes.
+
+#include "source/importer.h"
+
+namespace vmimport::source::vmware {
+
+class VmwareImporter final : public Importer {
+ public:
+  // source::Importer
+  core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
+                                 const ImportRequest& request) override;
+};
+
+}  // namespace vmimport::source::vmware

@@ -1,0 +1,784 @@
+// vmimport-e2e-bench: the whole disk path, vSphere export to raw bytes at the consumer, against
+// the test world's vcsim. Three ways to move the disks of one powered-off VM:
+//   ours       ExportVm, each disk published on our ImageServer (factory: a fresh NFC GET of the
+//              lease, decoded by disk::OpenDiskStream), one reader thread per disk GETting the
+//              image URL with libcurl; timed from ExportVm to the last byte of the last disk.
+//              Each reader hashes what it received: its sha256 must be the seed manifest's.
+//   reference  what the Go reference implementation does: `govc export.ovf` into a folder,
+//              `qemu-img convert -f vmdk -O raw` of each disk into a second folder, that folder
+//              served by `python3 -m http.server`, each raw file downloaded with curl; disks one
+//              after the other, as govc does. The raw files are checked against the manifest
+//              after the clock stopped.
+//   curl       ExportVm and a plain GET of every NFC URL (the VMDK, not decoded) to /dev/null,
+//              disks in parallel: the one-pass limit of the source.
+// Prints one line per figure, "name value unit":
+//   e2e_disks, e2e_raw_MiB          what was moved (raw bytes of every disk of the VM)
+//   e2e_ours_seconds, e2e_ours_MBps            ours: ExportVm to last byte; raw bytes / s
+//   e2e_reference_seconds, e2e_reference_MBps  the reference chain, end to end
+//   e2e_vs_reference_ratio          reference seconds / ours (goal >= 3)
+//   nfc_curl_seconds, nfc_curl_MBps the curl baseline (MBps: VMDK bytes / s)
+//   e2e_vs_curl_ratio               curl seconds / ours (goal >= 0.8)
+//   e2e_scratch_bytes_ours          bytes this process wrote to storage during ours
+//                                   (/proc/self/io write_bytes)
+//   e2e_scratch_bytes_reference     bytes of the files the reference wrote (allocated, as du)
+//   e2e_peak_rss_MiB                VmHWM of this process during ours (reset before it)
+// With --repeat N every path runs N times (interleaved) and the fastest run of each is reported.
+// Usage: . .world/env.sh && vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR]
+//   default VM /DC0/vm/vmi-big: start the world with VCSIM_WORLD_BIG_DISK=1G (or more) for it;
+//   --quick: /DC0/vm/vmi-multi of the default seed (3 disks, 113 MiB), one run (the
+//   e2e_bench_smoke ctest). DIR holds the reference's scratch folders (default $TMPDIR or
+//   /var/tmp); they are removed afterwards.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/result.h"
+#include "disk/hashing_reader.h"
+#include "disk/open.h"
+#include "http/client.h"
+#include "imageserver/image_server.h"
+#include "source/vmware/export.h"
+#include "source/vmware/session.h"
+
+extern char** environ;
+
+namespace {
+
+using namespace vmimport;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using core::ErrorCode;
+using core::MakeError;
+using core::Result;
+namespace fs = std::filesystem;
+namespace vmware = source::vmware;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "vmimport-e2e-bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+void Figure(const std::string& name, double value, const std::string& unit) {
+  std::printf("%s %.4g %s\n", name.c_str(), value, unit.c_str());
+  std::fflush(stdout);
+}
+
+void Count(const std::string& name, uint64_t value, const std::string& unit) {
+  std::printf("%s %llu %s\n", name.c_str(), static_cast<unsigned long long>(value), unit.c_str());
+  std::fflush(stdout);
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+core::Logger QuietLog() {
+  return core::Logger(std::make_shared<core::StderrSink>(), core::LogLevel::kWarn,
+                      core::LogFormat::kLogfmt);
+}
+
+// ------------------------------------------------------------------------ the world ----------
+
+struct WorldEnv {
+  std::string sdk_url;
+  std::string user;
+  std::string password;
+  std::string ca;
+  std::string manifest;
+  std::string govc;
+};
+
+Result<WorldEnv> ReadWorldEnv() {
+  WorldEnv env;
+  const std::pair<const char*, std::string*> vars[] = {
+      {"VCSIM_SDK_URL", &env.sdk_url},   {"VCSIM_USERNAME", &env.user},
+      {"VCSIM_PASSWORD", &env.password}, {"VCSIM_CA", &env.ca},
+      {"VCSIM_MANIFEST", &env.manifest}, {"GOVC", &env.govc}};
+  for (const auto& [name, value] : vars) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          std::string(name) +
+              " is not set: start the world (tools/world.sh up) and source its env.sh");
+    }
+    *value = v;
+  }
+  return env;
+}
+
+struct SeededDisk {
+  size_t index = 0;
+  uint64_t size_bytes = 0;
+  std::string sha256;
+};
+
+std::vector<std::string> SplitTabs(const std::string& line) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  while (true) {
+    const size_t tab = line.find('\t', start);
+    fields.push_back(
+        line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) {
+      return fields;
+    }
+    start = tab + 1;
+  }
+}
+
+// The disk rows of `vm_path` in the seed manifest, in index order:
+//   disk <vm_inventory_path> <index> <size_bytes> <sha256_raw> ...
+Result<std::vector<SeededDisk>> SeededDisks(const std::string& manifest,
+                                            const std::string& vm_path) {
+  std::ifstream in(manifest);
+  if (!in) {
+    return MakeError(ErrorCode::kNotFound, "cannot read the seed manifest " + manifest);
+  }
+  std::vector<SeededDisk> disks;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto f = SplitTabs(line);
+    if (f.size() < 5 || f[0] != "disk" || f[1] != vm_path) {
+      continue;
+    }
+    disks.push_back(
+        {std::strtoull(f[2].c_str(), nullptr, 10), std::strtoull(f[3].c_str(), nullptr, 10), f[4]});
+  }
+  std::sort(disks.begin(), disks.end(),
+            [](const SeededDisk& a, const SeededDisk& b) { return a.index < b.index; });
+  if (disks.empty()) {
+    return MakeError(ErrorCode::kNotFound,
+                     "the seed manifest " + manifest + " has no disk of " + vm_path);
+  }
+  for (size_t i = 0; i < disks.size(); ++i) {
+    if (disks[i].index != i) {
+      return MakeError(ErrorCode::kInternal, "the seed manifest lists disk " +
+                                                 std::to_string(disks[i].index) + " of " + vm_path +
+                                                 " at position " + std::to_string(i));
+    }
+  }
+  return disks;
+}
+
+// --------------------------------------------------------------------- this process ----------
+
+// A field of /proc/self/<file> ("write_bytes: N", "VmHWM:   N kB"); 0 when unreadable.
+uint64_t ProcField(const char* file, const std::string& key) {
+  std::ifstream in(std::string("/proc/self/") + file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) {
+      return std::strtoull(line.c_str() + key.size(), nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+uint64_t StorageWriteBytes() { return ProcField("io", "write_bytes:"); }
+uint64_t PeakRssKib() { return ProcField("status", "VmHWM:"); }
+
+// Resets VmHWM to the current RSS (Linux >= 4.0); false if the kernel refused.
+bool ResetPeakRss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+// ------------------------------------------------------------------------ downloads ----------
+
+struct Received {
+  uint64_t bytes = 0;
+  std::string sha256;  // when hashed
+};
+
+// GETs `url` to nowhere, counting (and optionally hashing) the body; anything but 200 fails.
+Result<Received> Download(http::Client& http, const std::string& url, const http::Headers& headers,
+                          bool hash) {
+  http::Request request{.url = url, .headers = headers};
+  request.timeout = 0ms;  // a disk takes as long as it takes
+  request.stall_timeout = 60s;
+  std::optional<disk::Hasher> hasher;
+  if (hash) {
+    hasher.emplace(disk::Hasher::Digests::kSha256Only);
+  }
+  Received got;
+  auto response = http.Stream(
+      {}, request, [](const http::Response& head) { return head.status == 200; },
+      [&](std::string_view chunk) {
+        got.bytes += chunk.size();
+        if (hasher) {
+          hasher->Update(std::as_bytes(std::span(chunk.data(), chunk.size())));
+        }
+        return true;
+      });
+  if (!response) {
+    return MakeError(response.error());
+  }
+  if (response->status != 200) {
+    return MakeError(ErrorCode::kUnavailable, "GET answered " + std::to_string(response->status));
+  }
+  if (hasher) {
+    got.sha256 = hasher->Finish().sha256;
+  }
+  return got;
+}
+
+// One reader thread per URL; the results in URL order, or the first disk's error.
+Result<std::vector<Received>> DownloadAll(http::Client& http, const std::vector<std::string>& urls,
+                                          const http::Headers& headers, bool hash) {
+  std::vector<Result<Received>> results(urls.size(),
+                                        MakeError(ErrorCode::kInternal, "reader did not run"));
+  {
+    std::vector<std::jthread> readers;
+    for (size_t i = 0; i < urls.size(); ++i) {
+      readers.emplace_back([&, i] { results[i] = Download(http, urls[i], headers, hash); });
+    }
+  }
+  std::vector<Received> out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i]) {
+      return MakeError(results[i].error().Wrap("disk " + std::to_string(i)));
+    }
+    out.push_back(*results[i]);
+  }
+  return out;
+}
+
+// -------------------------------------------------------------------------- ours -------------
+
+struct OursRun {
+  double seconds = 0;
+  uint64_t raw_bytes = 0;
+  uint64_t scratch_bytes = 0;
+  uint64_t peak_rss_kib = 0;
+};
+
+Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
+                        const std::vector<SeededDisk>& seeded) {
+  const core::SystemClock clock;
+  auto server = imageserver::ImageServer::Start({}, nullptr, clock, QuietLog());
+  if (!server) {
+    return MakeError(server.error().Wrap("image server"));
+  }
+  auto reader_http = http::Client::Create({});
+  if (!reader_http) {
+    return MakeError(reader_http.error());
+  }
+  const bool rss_reset = ResetPeakRss();
+  const uint64_t written_before = StorageWriteBytes();
+
+  const auto start = Clock::now();
+  auto lease = vmware::ExportLease::Start({}, session, vm);
+  if (!lease) {
+    return MakeError(lease.error().Wrap("export " + vm.inventory_path));
+  }
+  vmware::ExportLease& l = **lease;
+  if (l.disks().size() != seeded.size()) {
+    return MakeError(ErrorCode::kInternal, "the lease of " + vm.inventory_path + " has " +
+                                               std::to_string(l.disks().size()) +
+                                               " disks, the manifest " +
+                                               std::to_string(seeded.size()));
+  }
+  std::vector<std::string> urls;
+  std::vector<std::string> tokens;
+  for (size_t i = 0; i < seeded.size(); ++i) {
+    auto published = (*server)->Publish(
+        [&l, i](std::stop_token stop) -> Result<disk::DiskReaderPtr> {
+          auto source = l.OpenDisk(stop, i);
+          if (!source) {
+            return MakeError(source.error());
+          }
+          return disk::OpenDiskStream(stop, std::move(*source), std::nullopt);
+        },
+        {.name = vm.name + "/disk-" + std::to_string(i)});
+    if (!published) {
+      return MakeError(published.error());
+    }
+    urls.push_back(published->url);
+    tokens.push_back(published->token);
+  }
+  auto received = DownloadAll(**reader_http, urls, {}, /*hash=*/true);
+  const auto end = Clock::now();
+
+  OursRun run;
+  run.seconds = Seconds(end - start);
+  run.scratch_bytes = StorageWriteBytes() - written_before;
+  run.peak_rss_kib = rss_reset ? PeakRssKib() : 0;
+  // The consumer's connections go first (the server waits for kept-alive ones), then the
+  // server, whose factories borrow the lease.
+  reader_http->reset();
+  for (const std::string& token : tokens) {
+    (*server)->Unpublish(token);
+  }
+  server->reset();
+  if (!received) {
+    (void)l.Abort({}, "benchmark reader failed");
+    return MakeError(received.error().Wrap("ours"));
+  }
+  if (auto done = l.Complete({}); !done) {
+    return MakeError(done.error().Wrap("complete the lease"));
+  }
+  for (size_t i = 0; i < seeded.size(); ++i) {
+    const Received& r = (*received)[i];
+    if (r.bytes != seeded[i].size_bytes || r.sha256 != seeded[i].sha256) {
+      return MakeError(ErrorCode::kCorruptData,
+                       "ours: disk " + std::to_string(i) + " of " + vm.inventory_path +
+                           ": the reader received " + std::to_string(r.bytes) +
+                           " bytes with sha256 " + r.sha256 + ", the manifest says " +
+                           std::to_string(seeded[i].size_bytes) + " bytes with sha256 " +
+                           seeded[i].sha256);
+    }
+    run.raw_bytes += r.bytes;
+  }
+  return run;
+}
+
+// -------------------------------------------------------------------------- curl -------------
+
+struct CurlRun {
+  double seconds = 0;
+  uint64_t nfc_bytes = 0;
+};
+
+Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm) {
+  const auto start = Clock::now();
+  auto lease = vmware::ExportLease::Start({}, session, vm);
+  if (!lease) {
+    return MakeError(lease.error().Wrap("export " + vm.inventory_path));
+  }
+  std::vector<std::string> urls;
+  for (const vmware::ExportDisk& d : (*lease)->disks()) {
+    urls.push_back(d.url);
+  }
+  const http::Headers headers{{"Cookie", "vmware_soap_session=" + session.soap().SessionCookie()}};
+  auto received = DownloadAll(session.soap().http(), urls, headers, /*hash=*/false);
+  const auto end = Clock::now();
+  if (!received) {
+    (void)(*lease)->Abort({}, "benchmark download failed");
+    return MakeError(received.error().Wrap("nfc curl"));
+  }
+  if (auto done = (*lease)->Complete({}); !done) {
+    return MakeError(done.error().Wrap("complete the lease"));
+  }
+  CurlRun run{.seconds = Seconds(end - start)};
+  for (const Received& r : *received) {
+    run.nfc_bytes += r.bytes;
+  }
+  return run;
+}
+
+// --------------------------------------------------------------------- reference -------------
+
+std::string Join(const std::vector<std::string>& args) {
+  std::string out;
+  for (const std::string& a : args) {
+    out += (out.empty() ? "" : " ") + a;
+  }
+  return out;
+}
+
+// Starts `args` (PATH lookup) with stdout and stderr to `out_fd` (-1: /dev/null).
+Result<pid_t> Spawn(const std::vector<std::string>& args, int out_fd) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (out_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+    posix_spawn_file_actions_addclose(&actions, out_fd);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  }
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return MakeError(ErrorCode::kUnavailable, "cannot start " + args[0] + ": " + std::strerror(rc));
+  }
+  return pid;
+}
+
+// Runs `args` to its end; its output (stdout and stderr), or an error carrying it.
+Result<std::string> Run(const std::vector<std::string>& args) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return MakeError(ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));
+  }
+  auto pid = Spawn(args, fds[1]);
+  ::close(fds[1]);
+  if (!pid) {
+    ::close(fds[0]);
+    return MakeError(pid.error());
+  }
+  std::string output;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) {
+      output.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    break;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return MakeError(ErrorCode::kInternal, "`" + Join(args) + "` failed (status " +
+                                               std::to_string(status) + "): " + output);
+  }
+  return output;
+}
+
+Result<int> FreeLoopbackPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return MakeError(ErrorCode::kInternal, std::string("socket: ") + std::strerror(errno));
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return MakeError(ErrorCode::kUnavailable, std::string("bind: ") + std::strerror(errno));
+  }
+  ::close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
+bool Accepts(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// `python3 -m http.server` on 127.0.0.1 serving `dir`; stopped (by its PID) on destruction.
+class FileServer {
+ public:
+  static Result<std::unique_ptr<FileServer>> Start(const std::string& dir) {
+    auto port = FreeLoopbackPort();
+    if (!port) {
+      return MakeError(port.error());
+    }
+    auto pid = Spawn({"python3", "-m", "http.server", std::to_string(*port), "--bind", "127.0.0.1",
+                      "--directory", dir},
+                     -1);
+    if (!pid) {
+      return MakeError(pid.error());
+    }
+    auto server = std::unique_ptr<FileServer>(new FileServer(*pid, *port));
+    const auto deadline = Clock::now() + 20s;
+    while (!Accepts(*port)) {
+      int status = 0;
+      if (::waitpid(*pid, &status, WNOHANG) == *pid) {
+        server->pid_ = -1;
+        return MakeError(ErrorCode::kUnavailable, "python3 -m http.server exited at start");
+      }
+      if (Clock::now() > deadline) {
+        return MakeError(ErrorCode::kDeadlineExceeded,
+                         "python3 -m http.server did not listen within 20 s");
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return server;
+  }
+  ~FileServer() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  FileServer(const FileServer&) = delete;
+  FileServer& operator=(const FileServer&) = delete;
+
+  std::string Url(const std::string& file) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + "/" + file;
+  }
+
+ private:
+  FileServer(pid_t pid, int port) : pid_(pid), port_(port) {}
+  pid_t pid_;
+  int port_;
+};
+
+// Bytes allocated to the files under `dir` (what du counts: sparse holes are free).
+uint64_t AllocatedBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return total;
+}
+
+Result<std::string> Sha256File(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return MakeError(ErrorCode::kNotFound, "cannot read " + path);
+  }
+  disk::Hasher hasher(disk::Hasher::Digests::kSha256Only);
+  std::vector<char> buf(size_t{1} << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto n = static_cast<size_t>(in.gcount());
+    hasher.Update(std::as_bytes(std::span(buf.data(), n)));
+  }
+  return hasher.Finish().sha256;
+}
+
+struct ReferenceRun {
+  double seconds = 0;
+  uint64_t raw_bytes = 0;
+  uint64_t scratch_bytes = 0;
+};
+
+// The chain in `work` (an empty folder of ours): export, convert, serve, download.
+Result<ReferenceRun> RunReferenceIn(const WorldEnv& env, const vmware::VmRef& vm,
+                                    const std::vector<SeededDisk>& seeded,
+                                    const std::string& work) {
+  const std::string ovf_dir = work + "/ovf";
+  const std::string raw_dir = work + "/raw";
+  std::error_code ec;
+  fs::create_directories(ovf_dir, ec);
+  fs::create_directories(raw_dir, ec);
+  if (ec) {
+    return MakeError(ErrorCode::kInternal, "mkdir " + work + ": " + ec.message());
+  }
+  const auto start = Clock::now();
+  if (auto exported = Run({env.govc, "export.ovf", "-vm", vm.inventory_path, ovf_dir}); !exported) {
+    return MakeError(exported.error());
+  }
+  std::vector<std::string> raw_names;
+  for (size_t i = 0; i < seeded.size(); ++i) {
+    // govc names the disks <vm>/<vm>-disk-<i>.vmdk, in device order.
+    const std::string vmdk =
+        ovf_dir + "/" + vm.name + "/" + vm.name + "-disk-" + std::to_string(i) + ".vmdk";
+    raw_names.push_back(vm.name + "-disk-" + std::to_string(i) + ".raw");
+    if (auto converted = Run(
+            {"qemu-img", "convert", "-f", "vmdk", "-O", "raw", vmdk, raw_dir + "/" + raw_names[i]});
+        !converted) {
+      return MakeError(converted.error());
+    }
+  }
+  auto server = FileServer::Start(raw_dir);
+  if (!server) {
+    return MakeError(server.error());
+  }
+  std::vector<uint64_t> downloaded;
+  for (const std::string& name : raw_names) {
+    auto out =
+        Run({"curl", "-fsS", "-o", "/dev/null", "-w", "%{size_download}", (*server)->Url(name)});
+    if (!out) {
+      return MakeError(out.error());
+    }
+    downloaded.push_back(std::strtoull(out->c_str(), nullptr, 10));
+  }
+  const auto end = Clock::now();
+  server->reset();
+
+  ReferenceRun run{.seconds = Seconds(end - start), .scratch_bytes = AllocatedBytes(work)};
+  for (size_t i = 0; i < seeded.size(); ++i) {
+    auto sha = Sha256File(raw_dir + "/" + raw_names[i]);
+    if (!sha) {
+      return MakeError(sha.error());
+    }
+    if (downloaded[i] != seeded[i].size_bytes || *sha != seeded[i].sha256) {
+      return MakeError(ErrorCode::kCorruptData,
+                       "reference: disk " + std::to_string(i) + " of " + vm.inventory_path +
+                           ": curl received " + std::to_string(downloaded[i]) +
+                           " bytes of a raw file with sha256 " + *sha + ", the manifest says " +
+                           std::to_string(seeded[i].size_bytes) + " bytes with sha256 " +
+                           seeded[i].sha256);
+    }
+    run.raw_bytes += downloaded[i];
+  }
+  return run;
+}
+
+Result<ReferenceRun> RunReference(const WorldEnv& env, const vmware::VmRef& vm,
+                                  const std::vector<SeededDisk>& seeded, const std::string& dir) {
+  std::string pattern = dir + "/vmimport-e2e-reference-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return MakeError(ErrorCode::kInternal,
+                     "mkdtemp in " + dir + ": " + std::string(std::strerror(errno)));
+  }
+  auto run = RunReferenceIn(env, vm, seeded, pattern);
+  std::error_code ec;
+  fs::remove_all(pattern, ec);
+  return run;
+}
+
+// --------------------------------------------------------------------------- main ------------
+
+struct Options {
+  std::string vm_path = "/DC0/vm/vmi-big";
+  int repeat = 3;
+  bool quick = false;
+  std::string dir;
+};
+
+Options ParseOptions(int argc, char** argv) {
+  Options o;
+  bool vm_given = false;
+  bool repeat_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--vm" && i + 1 < argc) {
+      o.vm_path = argv[++i];
+      vm_given = true;
+    } else if (a == "--repeat" && i + 1 < argc) {
+      o.repeat = std::atoi(argv[++i]);
+      repeat_given = true;
+    } else if (a == "--dir" && i + 1 < argc) {
+      o.dir = argv[++i];
+    } else {
+      Die("usage: vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR]");
+    }
+  }
+  if (o.quick && !vm_given) {
+    o.vm_path = "/DC0/vm/vmi-multi";
+  }
+  if (o.quick && !repeat_given) {
+    o.repeat = 1;
+  }
+  if (o.repeat < 1) {
+    Die("--repeat must be at least 1");
+  }
+  if (o.dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    o.dir = tmp != nullptr && *tmp != '\0' ? tmp : "/var/tmp";
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = ParseOptions(argc, argv);
+  http::GlobalInit();
+  auto env = ReadWorldEnv();
+  if (!env) {
+    Die(env.error().ToString());
+  }
+  auto seeded = SeededDisks(env->manifest, options.vm_path);
+  if (!seeded) {
+    Die(seeded.error().ToString() +
+        (options.vm_path == "/DC0/vm/vmi-big"
+             ? " (start a world with a big disk: VCSIM_WORLD_BIG_DISK=1G tools/world.sh up)"
+             : ""));
+  }
+  auto http = http::Client::Create(http::TlsConfig{.ca_file = env->ca});
+  if (!http) {
+    Die(http.error().ToString());
+  }
+  auto session = vmware::Session::Login({}, **http, env->sdk_url, env->user, env->password);
+  if (!session) {
+    Die("login: " + session.error().ToString());
+  }
+  auto ref = (*session)->FindByInventoryPath({}, options.vm_path);
+  if (!ref) {
+    Die(ref.error().ToString());
+  }
+  const vmware::VmRef vm{*ref, options.vm_path.substr(options.vm_path.rfind('/') + 1),
+                         options.vm_path};
+
+  std::optional<OursRun> ours;
+  std::optional<CurlRun> curl;
+  std::optional<ReferenceRun> reference;
+  uint64_t peak_rss_kib = 0;
+  for (int round = 0; round < options.repeat; ++round) {
+    // The curl baseline first: it also brings the source's files into the page cache.
+    auto c = RunCurl(**session, vm);
+    if (!c) {
+      Die(c.error().ToString());
+    }
+    if (!curl || c->seconds < curl->seconds) {
+      curl = *c;
+    }
+    auto o = RunOurs(**session, vm, *seeded);
+    if (!o) {
+      Die(o.error().ToString());
+    }
+    peak_rss_kib = std::max(peak_rss_kib, o->peak_rss_kib);
+    if (!ours || o->seconds < ours->seconds) {
+      ours = *o;
+    }
+    auto r = RunReference(*env, vm, *seeded, options.dir);
+    if (!r) {
+      Die(r.error().ToString());
+    }
+    if (!reference || r->seconds < reference->seconds) {
+      reference = *r;
+    }
+  }
+  if (peak_rss_kib == 0) {
+    peak_rss_kib = PeakRssKib();  // clear_refs refused: the whole run's peak
+  }
+
+  const double raw_mb = static_cast<double>(ours->raw_bytes) / 1e6;
+  Count("e2e_disks", seeded->size(), "disks");
+  Figure("e2e_raw_MiB", static_cast<double>(ours->raw_bytes) / 1048576.0, "MiB");
+  Figure("e2e_ours_seconds", ours->seconds, "s");
+  Figure("e2e_ours_MBps", raw_mb / ours->seconds, "MB/s");
+  Figure("e2e_reference_seconds", reference->seconds, "s");
+  Figure("e2e_reference_MBps", raw_mb / reference->seconds, "MB/s");
+  Figure("e2e_vs_reference_ratio", reference->seconds / ours->seconds, "x");
+  Figure("nfc_curl_seconds", curl->seconds, "s");
+  Figure("nfc_curl_MBps", static_cast<double>(curl->nfc_bytes) / 1e6 / curl->seconds, "MB/s");
+  Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
+  Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
+  Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
+  Figure("e2e_peak_rss_MiB", static_cast<double>(peak_rss_kib) / 1024.0, "MiB");
+  return 0;
+}
