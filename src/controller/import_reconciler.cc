@@ -386,10 +386,10 @@ core::Result<ReconcileResult> ImportReconciler::Validate(api::VirtualMachineImpo
   const std::string ns = vm_import.namespace_;
   auto problems = api::ValidateImportSpec(vm_import.spec);
   auto target = api::SanitizeTargetName(vm_import.spec.virtual_machine_name);
-  const bool openstack_uuid =
-      KindOf(vm_import.spec.source_cluster.kind) == source::SourceKind::kOpenstack &&
-      api::LooksLikeUuid(vm_import.spec.virtual_machine_name);
-  if (!target && !openstack_uuid) {
+  // A VM named by UUID (vSphere BIOS/instance UUID, OpenStack server id) gets the source VM's
+  // name, known after preflight (the reference does this for OpenStack only).
+  const bool by_uuid = api::LooksLikeUuid(vm_import.spec.virtual_machine_name);
+  if (!target && !by_uuid) {
     // The seed's log lines: the error names the target, then the import is invalid.
     log_.Error("vm migration target " + vm_import.spec.virtual_machine_name + " in VM " +
                vm_import.name + " in namespace " + ns + " is not RFC 1123 compliant");
@@ -407,7 +407,7 @@ core::Result<ReconcileResult> ImportReconciler::Validate(api::VirtualMachineImpo
     events_.Record(object, "Warning", "InvalidSpec", core::Join(problems, "; "));
     return Done();
   }
-  if (target) {
+  if (target && !by_uuid) {
     vm_import.status.imported_virtual_machine_name = *target;
   }
   if (auto st = Transition(stop, object, vm_import, ImportStatus::kVirtualMachineImportValid,
@@ -492,6 +492,18 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
     return MakeError(e);
   }
   const model::VmDescription& vm = (*running)->description;
+  if (vm_import.status.imported_virtual_machine_name.empty()) {
+    auto target = api::SanitizeTargetName(vm.name);
+    if (!target) {
+      log_.Error("vm migration target " + vm.name + " in VM " + vm_import.name + " in namespace " +
+                 vm_import.namespace_ + " is not RFC 1123 compliant");
+      Release(stop, key, false, "invalid target name");
+      (void)Fail(stop, object, vm_import, ImportStatus::kVirtualMachineImportInvalid, "InvalidSpec",
+                 target.error().message);
+      return Done();
+    }
+    vm_import.status.imported_virtual_machine_name = *target;
+  }
   if (vm.disks.empty()) {
     Release(stop, key, false, "the VM has no disks");
     (void)Fail(stop, object, vm_import, ImportStatus::kVirtualMachineImportInvalid, "NoDisks",

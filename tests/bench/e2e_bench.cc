@@ -14,9 +14,12 @@
 // Prints one line per figure, "name value unit":
 //   e2e_disks, e2e_raw_MiB          what was moved (raw bytes of every disk of the VM)
 //   e2e_ours_seconds, e2e_ours_MBps            ours: ExportVm to last byte; raw bytes / s
+//   e2e_ours_cpu_seconds            CPU (user + system) of this process in that time: server,
+//                                   decoder, sha256 + sha512, and the reader with its sha256
 //   e2e_reference_seconds, e2e_reference_MBps  the reference chain, end to end
 //   e2e_vs_reference_ratio          reference seconds / ours (goal >= 3)
 //   nfc_curl_seconds, nfc_curl_MBps the curl baseline (MBps: VMDK bytes / s)
+//   nfc_curl_cpu_seconds            CPU of this process in that time
 //   e2e_vs_curl_ratio               curl seconds / ours (goal >= 0.8)
 //   e2e_scratch_bytes_ours          bytes this process wrote to storage during ours
 //                                   (/proc/self/io write_bytes)
@@ -32,16 +35,18 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -95,8 +100,7 @@ void Count(const std::string& name, uint64_t value, const std::string& unit) {
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 core::Logger QuietLog() {
-  return core::Logger(std::make_shared<core::StderrSink>(), core::LogLevel::kWarn,
-                      core::LogFormat::kLogfmt);
+  return {std::make_shared<core::StderrSink>(), core::LogLevel::kWarn, core::LogFormat::kLogfmt};
 }
 
 // ------------------------------------------------------------------------ the world ----------
@@ -112,10 +116,12 @@ struct WorldEnv {
 
 Result<WorldEnv> ReadWorldEnv() {
   WorldEnv env;
-  const std::pair<const char*, std::string*> vars[] = {
-      {"VCSIM_SDK_URL", &env.sdk_url},   {"VCSIM_USERNAME", &env.user},
-      {"VCSIM_PASSWORD", &env.password}, {"VCSIM_CA", &env.ca},
-      {"VCSIM_MANIFEST", &env.manifest}, {"GOVC", &env.govc}};
+  const std::array<std::pair<const char*, std::string*>, 6> vars{{{"VCSIM_SDK_URL", &env.sdk_url},
+                                                                  {"VCSIM_USERNAME", &env.user},
+                                                                  {"VCSIM_PASSWORD", &env.password},
+                                                                  {"VCSIM_CA", &env.ca},
+                                                                  {"VCSIM_MANIFEST", &env.manifest},
+                                                                  {"GOVC", &env.govc}}};
   for (const auto& [name, value] : vars) {
     const char* v = std::getenv(name);
     if (v == nullptr || *v == '\0') {
@@ -198,6 +204,16 @@ uint64_t ProcField(const char* file, const std::string& key) {
 }
 
 uint64_t StorageWriteBytes() { return ProcField("io", "write_bytes:"); }
+
+// User + system CPU seconds of this process so far (every thread).
+double CpuSeconds() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const auto secs = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return secs(usage.ru_utime) + secs(usage.ru_stime);
+}
 uint64_t PeakRssKib() { return ProcField("status", "VmHWM:"); }
 
 // Resets VmHWM to the current RSS (Linux >= 4.0); false if the kernel refused.
@@ -272,6 +288,7 @@ Result<std::vector<Received>> DownloadAll(http::Client& http, const std::vector<
 
 struct OursRun {
   double seconds = 0;
+  double cpu_seconds = 0;
   uint64_t raw_bytes = 0;
   uint64_t scratch_bytes = 0;
   uint64_t peak_rss_kib = 0;
@@ -290,6 +307,7 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   }
   const bool rss_reset = ResetPeakRss();
   const uint64_t written_before = StorageWriteBytes();
+  const double cpu_before = CpuSeconds();
 
   const auto start = Clock::now();
   auto lease = vmware::ExportLease::Start({}, session, vm);
@@ -307,7 +325,7 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   std::vector<std::string> tokens;
   for (size_t i = 0; i < seeded.size(); ++i) {
     auto published = (*server)->Publish(
-        [&l, i](std::stop_token stop) -> Result<disk::DiskReaderPtr> {
+        [&l, i](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
           auto source = l.OpenDisk(stop, i);
           if (!source) {
             return MakeError(source.error());
@@ -326,6 +344,7 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
 
   OursRun run;
   run.seconds = Seconds(end - start);
+  run.cpu_seconds = CpuSeconds() - cpu_before;
   run.scratch_bytes = StorageWriteBytes() - written_before;
   run.peak_rss_kib = rss_reset ? PeakRssKib() : 0;
   // The consumer's connections go first (the server waits for kept-alive ones), then the
@@ -361,10 +380,12 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
 
 struct CurlRun {
   double seconds = 0;
+  double cpu_seconds = 0;
   uint64_t nfc_bytes = 0;
 };
 
 Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm) {
+  const double cpu_before = CpuSeconds();
   const auto start = Clock::now();
   auto lease = vmware::ExportLease::Start({}, session, vm);
   if (!lease) {
@@ -384,7 +405,7 @@ Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm) {
   if (auto done = (*lease)->Complete({}); !done) {
     return MakeError(done.error().Wrap("complete the lease"));
   }
-  CurlRun run{.seconds = Seconds(end - start)};
+  CurlRun run{.seconds = Seconds(end - start), .cpu_seconds = CpuSeconds() - cpu_before};
   for (const Received& r : *received) {
     run.nfc_bytes += r.bytes;
   }
@@ -404,6 +425,7 @@ std::string Join(const std::vector<std::string>& args) {
 // Starts `args` (PATH lookup) with stdout and stderr to `out_fd` (-1: /dev/null).
 Result<pid_t> Spawn(const std::vector<std::string>& args, int out_fd) {
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (const std::string& a : args) {
     argv.push_back(const_cast<char*>(a.c_str()));
   }
@@ -430,8 +452,8 @@ Result<pid_t> Spawn(const std::vector<std::string>& args, int out_fd) {
 
 // Runs `args` to its end; its output (stdout and stderr), or an error carrying it.
 Result<std::string> Run(const std::vector<std::string>& args) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
+  std::array<int, 2> fds{};
+  if (::pipe2(fds.data(), O_CLOEXEC) != 0) {
     return MakeError(ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));
   }
   auto pid = Spawn(args, fds[1]);
@@ -441,11 +463,11 @@ Result<std::string> Run(const std::vector<std::string>& args) {
     return MakeError(pid.error());
   }
   std::string output;
-  char buf[4096];
+  std::array<char, 4096> buf{};
   while (true) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    const ssize_t n = ::read(fds[0], buf.data(), buf.size());
     if (n > 0) {
-      output.append(buf, static_cast<size_t>(n));
+      output.append(buf.data(), static_cast<size_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) {
@@ -771,11 +793,13 @@ int main(int argc, char** argv) {
   Figure("e2e_raw_MiB", static_cast<double>(ours->raw_bytes) / 1048576.0, "MiB");
   Figure("e2e_ours_seconds", ours->seconds, "s");
   Figure("e2e_ours_MBps", raw_mb / ours->seconds, "MB/s");
+  Figure("e2e_ours_cpu_seconds", ours->cpu_seconds, "s");
   Figure("e2e_reference_seconds", reference->seconds, "s");
   Figure("e2e_reference_MBps", raw_mb / reference->seconds, "MB/s");
   Figure("e2e_vs_reference_ratio", reference->seconds / ours->seconds, "x");
   Figure("nfc_curl_seconds", curl->seconds, "s");
   Figure("nfc_curl_MBps", static_cast<double>(curl->nfc_bytes) / 1e6 / curl->seconds, "MB/s");
+  Figure("nfc_curl_cpu_seconds", curl->cpu_seconds, "s");
   Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
   Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
