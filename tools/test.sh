@@ -16,6 +16,7 @@ QUICK=0
 step() { echo "=== $* ($(date +%H:%M:%S))"; }
 export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vm-import/ccache}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}  # cache hits across clones in other folders
 
 step "install Debian packages"
 tools/install-deps.sh
