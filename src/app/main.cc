@@ -2,6 +2,7 @@
 // VirtualMachineImport) objects and reconciles them. This is the only file that names concrete
 // implementations; everything else sees interfaces.
 
+#include <httplib.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "controller/work_queue.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "http/client.h"
 #include "imageserver/image_server.h"
 #include "kube/client.h"
@@ -29,7 +31,9 @@
 #include "kube/events.h"
 #include "kube/informer.h"
 #include "kube/leader_election.h"
+#include "source/openstack/importer.h"
 #include "source/ova/checker.h"
+#include "source/ova/importer.h"
 #include "source/vmware/importer.h"
 #include "source/vmware/session.h"
 
@@ -52,6 +56,7 @@ struct Options {
   std::string image_server_address = "0.0.0.0:8080";
   std::string image_server_url;  // empty: http://<address>
   int image_server_streams = 16;
+  std::string health_address = ":8081";
   int source_recheck_s = 300;
   int source_retry_s = 30;
 };
@@ -81,6 +86,45 @@ class ForwardingObserver final : public imageserver::StreamObserver {
 
  private:
   std::atomic<imageserver::StreamObserver*> target_{nullptr};
+};
+
+// /healthz (the process runs), /readyz (this replica leads and serves disks: only then may the
+// Service send Harvester's downloads here) and /metrics (Prometheus text), on --health-address.
+class HealthServer {
+ public:
+  HealthServer(core::Metrics& metrics, std::atomic<bool>& ready) {
+    server_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
+    server_.Get("/readyz", [&ready](const httplib::Request&, httplib::Response& res) {
+      res.status = ready ? 200 : 503;
+      res.set_content(ready ? "ok\n" : "not leading\n", "text/plain");
+    });
+    server_.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.Render(), "text/plain; version=0.0.4");
+    });
+  }
+  ~HealthServer() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  //! Binds "host:port" (empty host: every address; port 0: any); the port, or -1.
+  int Start(const std::string& address) {
+    const auto colon = address.rfind(':');
+    std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+    if (host.empty()) host = "0.0.0.0";
+    const int want = std::atoi(address.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
+    const int port = want == 0                          ? server_.bind_to_any_port(host)
+                     : server_.bind_to_port(host, want) ? want
+                                                        : -1;
+    if (port <= 0) return -1;
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    return port;
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
 };
 
 // One set of informer + queue + reconciler + runner per source kind.
@@ -144,12 +188,62 @@ int Run(const Options& opt) {
   }
   core::SystemClock clock;
   kube::EventRecorder events(**client, "vm-import-controller", clock, log);
+  core::Metrics metrics;
+  metrics.Declare("vmimport_imports", core::Metrics::Type::kGauge,
+                  "VirtualMachineImports by status.importStatus (leader only).");
+  metrics.Declare("vmimport_workqueue_depth", core::Metrics::Type::kGauge,
+                  "Keys waiting in a controller's work queue.");
+  metrics.Declare("vmimport_image_server_streams", core::Metrics::Type::kGauge,
+                  "Disk streams the image server serves now.");
+  std::atomic<bool> ready{false};
+  HealthServer health(metrics, ready);
+  // A health port in use is logged, not fatal: the controller's work goes on, and a probe that
+  // cannot connect makes the problem visible to the cluster.
+  if (const int port = health.Start(opt.health_address); port < 0) {
+    log.Error("cannot listen for health and metrics: going on without them",
+              {{"address", opt.health_address}});
+  } else {
+    log.Info("health and metrics listening", {{"port", port}});
+  }
+  // What the current leader term publishes at scrape time (null while not leading).
+  struct Scrape {
+    std::mutex mu;
+    kube::Informer* imports = nullptr;
+    std::vector<std::pair<std::string, controller::WorkQueue*>> queues;
+    imageserver::ImageServer* server = nullptr;
+  } scrape;
+  metrics.AddCollector([&scrape](core::Metrics& m) {
+    std::lock_guard lock(scrape.mu);
+    if (scrape.imports != nullptr) {
+      std::map<std::string, int> by_status;
+      for (const char* s :
+           {"", "virtualMachineImportValid", "virtualMachineImportInvalid", "sourceReady",
+            "disksExported", "diskImageSubmitted", "diskImagesReady", "diskImageFailed",
+            "virtualMachineCreated", "virtualMachineRunning", "VMMigrationFailed"}) {
+        by_status[s] = 0;
+      }
+      for (const auto& o : scrape.imports->List()) {
+        by_status[o.value("status", kube::Json::object()).value("importStatus", "")]++;
+      }
+      for (const auto& [status, n] : by_status) {
+        m.Set("vmimport_imports", {{"status", status.empty() ? "new" : status}}, n);
+      }
+    }
+    for (const auto& [name, q] : scrape.queues) {
+      m.Set("vmimport_workqueue_depth", {{"queue", name}}, static_cast<double>(q->Len()));
+    }
+    if (scrape.server != nullptr) {
+      m.Set("vmimport_image_server_streams", {},
+            static_cast<double>(scrape.server->ActiveStreams()));
+    }
+  });
 
   source::vmware::VmwareConnectionChecker vmware_checker;
   source::ova::OvaConnectionChecker ova_checker;
+  source::openstack::OpenstackConnectionChecker openstack_checker;
   const std::vector<std::pair<source::SourceKind, source::ConnectionChecker*>> kinds = {
       {source::SourceKind::kVmware, &vmware_checker},
-      {source::SourceKind::kOpenstack, nullptr},  // the OpenStack provider comes with its issue
+      {source::SourceKind::kOpenstack, &openstack_checker},
       {source::SourceKind::kOva, &ova_checker},
   };
 
@@ -215,11 +309,14 @@ int Run(const Options& opt) {
     kube::Informer images(**client, controller::ImageResource(), opt.watch_namespace, log);
     controller::WorkQueue import_queue(clock);
     source::vmware::VmwareImporter vmware_importer;
-    controller::ImportReconciler import_reconciler(**client, imports, images,
-                                                   {{source::SourceKind::kVmware, &vmware_importer},
-                                                    {source::SourceKind::kOpenstack, nullptr},
-                                                    {source::SourceKind::kOva, nullptr}},
-                                                   **server, import_queue, events, clock, log);
+    source::openstack::OpenstackImporter openstack_importer;
+    source::ova::OvaImporter ova_importer;
+    controller::ImportReconciler import_reconciler(
+        **client, imports, images,
+        {{source::SourceKind::kVmware, &vmware_importer},
+         {source::SourceKind::kOpenstack, &openstack_importer},
+         {source::SourceKind::kOva, &ova_importer}},
+        **server, import_queue, events, clock, log);
     observer.Set(&import_reconciler);
     auto enqueue_import = [&import_queue](const kube::Json& o) {
       import_queue.Add(kube::ObjectKeyOf(o));
@@ -242,6 +339,7 @@ int Run(const Options& opt) {
          .on_update = [&](const kube::Json&, const kube::Json& o) { image_changed(o); },
          .on_delete = image_changed});
     controller::Runner import_runner("import", import_queue, import_reconciler, log);
+    import_reconciler.SetMetrics(&metrics);
 
     for (auto& c : controllers) {
       c.informer->Start();
@@ -258,11 +356,29 @@ int Run(const Options& opt) {
       c.runner->Start(opt.workers);
     }
     import_runner.Start(opt.workers);
+    {
+      std::lock_guard slock(scrape.mu);
+      scrape.imports = &imports;
+      scrape.server = server->get();
+      scrape.queues = {{"import", &import_queue}};
+      for (size_t i = 0; i < controllers.size() && i < kinds.size(); ++i) {
+        scrape.queues.emplace_back(std::string(source::SourceKindName(kinds[i].first)) + "-source",
+                                   controllers[i].queue.get());
+      }
+    }
+    ready = true;
     log.Info("controllers started");
     std::mutex m;
     std::condition_variable_any cv;
     std::unique_lock lock(m);
     cv.wait(lock, leading, [] { return false; });
+    ready = false;
+    {
+      std::lock_guard slock(scrape.mu);
+      scrape.imports = nullptr;
+      scrape.server = nullptr;
+      scrape.queues.clear();
+    }
     log.Info("stopping controllers");
     import_runner.Stop();
     for (auto& c : controllers) {
@@ -347,6 +463,9 @@ int main(int argc, char** argv) {
                  "disk streams served at once; more GETs are answered 503")
       ->envname("VMIMPORT_IMAGE_SERVER_STREAMS")
       ->check(CLI::Range(1, 256));
+  app.add_option("--health-address", opt.health_address,
+                 "host:port of /healthz, /readyz and /metrics (port 0: any free port)")
+      ->envname("VMIMPORT_HEALTH_ADDRESS");
   app.add_option("--source-recheck-interval", opt.source_recheck_s,
                  "seconds between re-checks of a ready source")
       ->envname("VMIMPORT_SOURCE_RECHECK_SECONDS")

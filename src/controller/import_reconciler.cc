@@ -128,6 +128,28 @@ ImportReconciler::~ImportReconciler() {
   }
 }
 
+void ImportReconciler::SetMetrics(core::Metrics* metrics) {
+  if (metrics != nullptr) {
+    using T = core::Metrics::Type;
+    metrics->Declare("vmimport_import_duration_seconds", T::kHistogram,
+                     "Time from an import's creation to its VM running.");
+    metrics->Declare("vmimport_import_phase_duration_seconds", T::kHistogram,
+                     "Time an import spent in a phase (importStatus), as this process saw it.");
+    metrics->Declare("vmimport_imports_finished_total", T::kCounter,
+                     "Imports that reached a final state, by state.");
+    metrics->Declare("vmimport_stream_bytes_total", T::kCounter,
+                     "Raw disk bytes sent by the image server, by namespace, import and disk.");
+    metrics->Declare("vmimport_stream_throughput_bytes_per_second", T::kHistogram,
+                     "Average rate of each finished disk stream.", core::ThroughputBuckets());
+    metrics->Declare(
+        "vmimport_streams_total", T::kCounter,
+        "Finished disk streams, by outcome (completed, clientGone, sourceError, ...).");
+    metrics->Declare("vmimport_disk_bytes_done", T::kGauge,
+                     "Bytes of a disk stream sent so far, by namespace, import and disk.");
+  }
+  metrics_ = metrics;
+}
+
 size_t ImportReconciler::RunningImports() const {
   std::lock_guard lock(mu_);
   return running_.size();
@@ -140,6 +162,17 @@ namespace {
 std::string ImportKeyOfStream(const std::string& stream) {
   const auto slash = stream.rfind('/');
   return slash == std::string::npos ? stream : stream.substr(0, slash);
+}
+
+//! namespace, import and disk of a stream named "ns/name/disk-3".
+core::Labels StreamLabels(const std::string& stream) {
+  const auto parts = core::Split(stream, '/');
+  if (parts.size() != 3) {
+    return {{"disk", stream}};
+  }
+  return {{"namespace", std::string(parts[0])},
+          {"import", std::string(parts[1])},
+          {"disk", std::string(parts[2])}};
 }
 }  // namespace
 
@@ -158,6 +191,10 @@ void ImportReconciler::OnProgress(const imageserver::StreamProgress& progress) {
     s.total = progress.info.total_bytes;
     s.bytes_per_second = progress.bytes_per_second;
   }
+  if (auto* m = metrics_.load()) {
+    m->Set("vmimport_disk_bytes_done", StreamLabels(progress.info.disk_name),
+           static_cast<double>(progress.bytes));
+  }
   queue_.Add(ImportKeyOfStream(progress.info.disk_name));
 }
 
@@ -173,6 +210,16 @@ void ImportReconciler::OnStreamFinished(const imageserver::StreamResult& result)
     s.last_error = result.error ? result.error->ToString()
                                 : std::string(imageserver::StreamOutcomeName(result.outcome));
   }
+  if (auto* m = metrics_.load()) {
+    const core::Labels labels = StreamLabels(result.info.disk_name);
+    m->Add("vmimport_stream_bytes_total", labels, static_cast<double>(result.bytes));
+    m->Set("vmimport_disk_bytes_done", labels, static_cast<double>(result.bytes));
+    m->Add("vmimport_streams_total",
+           {{"outcome", std::string(imageserver::StreamOutcomeName(result.outcome))}});
+    if (result.outcome == imageserver::StreamOutcome::kCompleted) {
+      m->Observe("vmimport_stream_throughput_bytes_per_second", {}, result.bytes_per_second);
+    }
+  }
   log_.Info("disk stream finished", {{"disk", result.info.disk_name},
                                      {"outcome", imageserver::StreamOutcomeName(result.outcome)},
                                      {"bytes", result.bytes},
@@ -182,6 +229,8 @@ void ImportReconciler::OnStreamFinished(const imageserver::StreamResult& result)
 
 void ImportReconciler::FillProgress(const std::string& key, api::VirtualMachineImport& vm_import) {
   std::lock_guard lock(mu_);
+  uint64_t done = 0;
+  uint64_t total = 0;
   for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
     auto it = streams_.find(StreamName(key, i));
     if (it == streams_.end()) {
@@ -200,6 +249,12 @@ void ImportReconciler::FillProgress(const std::string& key, api::VirtualMachineI
       p.sha256 = s.checksums->sha256;
       p.sha512 = s.checksums->sha512;
     }
+    done += std::min(s.bytes, s.total);
+    total += s.total;
+  }
+  // status.progress: one figure for the printer column, over every disk streamed so far.
+  if (total > 0) {
+    vm_import.status.extra["progress"] = std::to_string(done * 100 / total) + "%";
   }
 }
 
@@ -216,15 +271,54 @@ core::Status ImportReconciler::WriteStatus(std::stop_token stop, const Json& obj
   return {};
 }
 
+void ImportReconciler::RecordPhase(const Json& object, api::ImportStatus previous,
+                                   api::ImportStatus next) {
+  const std::string key = kube::ObjectKeyOf(object);
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<double> spent;
+  {
+    std::lock_guard lock(mu_);
+    auto it = phase_since_.find(key);
+    if (it != phase_since_.end() && it->second.first == previous) {
+      spent = std::chrono::duration<double>(now - it->second.second).count();
+    }
+    if (api::IsTerminal(next)) {
+      phase_since_.erase(key);
+    } else {
+      phase_since_[key] = {next, now};
+    }
+  }
+  auto* m = metrics_.load();
+  if (m == nullptr) {
+    return;
+  }
+  if (spent) {
+    m->Observe("vmimport_import_phase_duration_seconds",
+               {{"phase", std::string(api::ImportStatusName(previous))}}, *spent);
+  }
+  if (!api::IsTerminal(next)) {
+    return;
+  }
+  m->Add("vmimport_imports_finished_total", {{"status", std::string(api::ImportStatusName(next))}});
+  std::chrono::system_clock::time_point created;
+  if (next == api::ImportStatus::kVirtualMachineRunning &&
+      core::ParseRfc3339(object["metadata"].value("creationTimestamp", ""), created)) {
+    m->Observe("vmimport_import_duration_seconds", {},
+               std::chrono::duration<double>(clock_.WallNow() - created).count());
+  }
+}
+
 core::Status ImportReconciler::Transition(std::stop_token stop, const Json& object,
                                           api::VirtualMachineImport& vm_import,
                                           api::ImportStatus next, const std::string& reason,
                                           const std::string& message) {
+  const api::ImportStatus previous = vm_import.status.import_status;
   vm_import.status.import_status = next;
   if (auto st = WriteStatus(stop, object, vm_import); !st) {
     return st;
   }
   events_.Record(object, "Normal", reason, message);
+  RecordPhase(object, previous, next);
   log_.Info(message, {{"import", kube::ObjectKeyOf(object)},
                       {"status", std::string(api::ImportStatusName(next))}});
   return {};
@@ -233,12 +327,14 @@ core::Status ImportReconciler::Transition(std::stop_token stop, const Json& obje
 core::Status ImportReconciler::Fail(std::stop_token stop, const Json& object,
                                     api::VirtualMachineImport& vm_import, api::ImportStatus state,
                                     const std::string& reason, const std::string& message) {
+  const api::ImportStatus previous = vm_import.status.import_status;
   vm_import.status.import_status = state;
   api::SetCondition(vm_import.status.import_conditions,
                     MakeCondition("Failed", "True", reason, message), clock_.WallNow());
   if (auto st = WriteStatus(stop, object, vm_import); !st) {
     return st;
   }
+  RecordPhase(object, previous, state);
   events_.Record(object, "Warning", reason, message);
   log_.Error(message, {{"import", kube::ObjectKeyOf(object)},
                        {"status", std::string(api::ImportStatusName(state))},
@@ -742,7 +838,8 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
   }
   FillProgress(key, vm_import);
   size_t ready = 0;
-  for (auto& disk : vm_import.status.disk_import_status) {
+  for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
+    api::DiskInfo& disk = vm_import.status.disk_import_status[i];
     auto image = images_.Get(vm_import.namespace_ + "/" + disk.virtual_machine_image);
     if (!image) {
       continue;  // the informer has not seen it yet
@@ -760,10 +857,22 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
             disk.disk_conditions,
             MakeCondition(api::kConditionImageFailed, "True", state.reason, state.message),
             clock_.WallNow());
+        // Harvester only sees a short or cut download; our stream knows why (a digest mismatch,
+        // a truncated source, an unreachable peer): say both.
+        std::string cause;
+        {
+          std::lock_guard lock(mu_);
+          auto it = streams_.find(StreamName(key, i));
+          if (it != streams_.end() && !it->second.last_error.empty() &&
+              it->second.last_error != std::string(imageserver::StreamOutcomeName(
+                                           imageserver::StreamOutcome::kCompleted))) {
+            cause = "; the source stream ended with: " + it->second.last_error;
+          }
+        }
         Release(stop, key, false, "a disk image failed");
         (void)Fail(stop, object, vm_import, ImportStatus::kDiskImagesFailed, "ImageFailed",
                    "VirtualMachineImage " + disk.virtual_machine_image + " of " + disk.disk_name +
-                       " failed: " + state.message);
+                       " failed: " + state.message + cause);
         return Done();
       }
       case harvester::ImagePhase::kPending:
@@ -777,6 +886,7 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
     return Requeue(options_.poll);
   }
   Release(stop, key, true, "");
+  vm_import.status.extra["progress"] = "100%";
   if (auto st = Transition(stop, object, vm_import, ImportStatus::kDiskImagesReady,
                            "DiskImagesReady", "every disk image is in Harvester");
       !st) {

@@ -19,6 +19,7 @@
 // (images, PVCs), cut the streams and abort the export; after success everything made stays.
 // Every phase change and every action on the source VM is an Event on the import.
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -32,6 +33,7 @@
 #include "controller/work_queue.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "imageserver/image_server.h"
 #include "kube/client.h"
 #include "kube/events.h"
@@ -81,6 +83,9 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   //! Imports that hold a source VM open (tests, metrics).
   size_t RunningImports() const;
 
+  //! Records import and stream figures into `metrics` from now on (may be null). Declares them.
+  void SetMetrics(core::Metrics* metrics);
+
  private:
   struct Running;
   using Json = kube::Json;
@@ -123,6 +128,8 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Status Transition(std::stop_token stop, const Json& object,
                           api::VirtualMachineImport& vm_import, api::ImportStatus next,
                           const std::string& reason, const std::string& message);
+  //! Phase durations and final states into the metrics.
+  void RecordPhase(const Json& object, api::ImportStatus previous, api::ImportStatus next);
   core::Status Fail(std::stop_token stop, const Json& object, api::VirtualMachineImport& vm_import,
                     api::ImportStatus state, const std::string& reason, const std::string& message);
   core::Result<Json> SourceObject(std::stop_token stop, const api::VirtualMachineImport& vm_import,
@@ -140,7 +147,11 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Logger log_;
   const ImportReconcilerOptions options_;
 
-  mutable std::mutex mu_;                                    // guards running_ and streams_
+  std::atomic<core::Metrics*> metrics_{nullptr};
+  //! When each import entered its current phase (this process's view), for phase durations.
+  std::map<std::string, std::pair<api::ImportStatus, std::chrono::steady_clock::time_point>>
+      phase_since_;        // guarded by mu_
+  mutable std::mutex mu_;  // guards running_, streams_ and phase_since_
   std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
   std::map<std::string, DiskStreamState> streams_;           // by disk stream name
 };

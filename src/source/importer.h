@@ -68,8 +68,9 @@ class SourceVm {
 };
 using SourceVmPtr = std::unique_ptr<SourceVm>;
 
-//! Disk `index` of `vm` decoded to raw bytes (the format detected from its first bytes): what the
-//! image server streams. Errors: OpenDisk's and the decoder's.
+//! Disk `index` of `vm` decoded to raw bytes (the format detected from its first bytes; a raw
+//! disk is as long as its capacity in the description): what the image server streams. Errors:
+//! OpenDisk's and the decoder's.
 [[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm,
                                                                size_t index);
 

@@ -84,7 +84,11 @@ class ControllerWorldTest : public ::testing::Test {
                                      "--log-level",
                                      "debug",
                                      "--source-retry-interval",
-                                     "2"};
+                                     "2",
+                                     "--health-address",
+                                     "127.0.0.1:0",
+                                     "--image-server-address",
+                                     "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<ChildProcess>(argv, (log_dir_ / (name + ".log")).string());
   }
@@ -221,7 +225,7 @@ TEST_F(ControllerWorldTest, OvaAndOpenstackSourcesSayWhyTheyAreNotReady) {
                                {"spec", {{"url", "ftp://127.0.0.1/x.ova"}}}}));
   EXPECT_EQ(WaitStatus(kOvaSources, "ova", "clusterNotReady").second, "Unreachable") << ctl->Log();
   EXPECT_EQ(WaitStatus(kOvaSources, "ftp", "clusterNotReady").second, "InvalidSpec");
-  // Until the OpenStack provider lands (its own issue), an OpenstackSource says so.
+  // An OpenstackSource whose Keystone does not answer.
   PutSecret(
       "os",
       {{"username", "u"}, {"password", "p"}, {"project_name", "p"}, {"domain_name", "Default"}});
@@ -233,7 +237,7 @@ TEST_F(ControllerWorldTest, OvaAndOpenstackSourcesSayWhyTheyAreNotReady) {
                                 {{"endpoint", "http://127.0.0.1:1/identity"},
                                  {"region", "RegionOne"},
                                  {"credentials", {{"name", "os"}, {"namespace", ns_}}}}}}));
-  EXPECT_EQ(WaitStatus(kOpenstackSources, "os", "clusterNotReady").second, "Unsupported");
+  EXPECT_EQ(WaitStatus(kOpenstackSources, "os", "clusterNotReady").second, "Unreachable");
   ctl->Signal(SIGTERM);
   EXPECT_EQ(ctl->Wait(20s), 0);
 }

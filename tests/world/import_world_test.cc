@@ -128,8 +128,8 @@ class ImportWorldTest : public ::testing::Test {
     controller_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
                                  "--namespace", ns_, "--leader-elect=false",
-                                 "--image-server-address", "127.0.0.1:0", "--source-retry-interval",
-                                 "1"},
+                                 "--image-server-address", "127.0.0.1:0", "--health-address",
+                                 "127.0.0.1:0", "--source-retry-interval", "1"},
         (log_dir_ / "controller.log").string());
   }
 

@@ -45,11 +45,14 @@ TEST(Qcow2, BackingFileIsUnsupported) {
 }
 
 TEST(Qcow2, EncryptionIsUnsupported) {
+  // A plain qcow2 whose header says LUKS (crypt_method 2 at offset 32): qemu-img's own LUKS
+  // create benchmarks PBKDF and fails on a loaded machine ("Unable to get accurate CPU usage").
   testing::TempDir dir;
-  ASSERT_TRUE(
-      testing::Run("qemu-img create -q -f qcow2 --object secret,id=sec0,data=s3cret "
-                   "-o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 " +
-                   dir.File("enc.qcow2") + " 1M"));
+  ASSERT_TRUE(testing::Run("qemu-img create -q -f qcow2 " + dir.File("enc.qcow2") + " 1M"));
+  auto bytes = testing::ReadFile(dir.File("enc.qcow2"));
+  ASSERT_GT(bytes.size(), 36U);
+  bytes[35] = std::byte{2};
+  testing::WriteFile(dir.File("enc.qcow2"), bytes);
   auto e = OpenError(dir.File("enc.qcow2"));
   EXPECT_EQ(e.code, ErrorCode::kUnsupported);
   EXPECT_NE(e.message.find("encrypted"), std::string::npos) << e.ToString();

@@ -1,0 +1,306 @@
+// Pure parsing of OpenStack answers: the Keystone token and its catalog (endpoints by type,
+// interface and region), API error bodies, and a server with its volumes, ports and image
+// properties turned into the neutral model. The JSON is shaped like what OpenStack Zed sends (the
+// test world's peer).
+
+#include <gtest/gtest.h>
+
+#include "source/openstack/client.h"
+#include "source/openstack/describe.h"
+#include "source/openstack/json_util.h"
+
+namespace vmimport::source::openstack {
+namespace {
+
+using core::ErrorCode;
+
+nlohmann::json J(const char* text) {
+  auto doc = ParseJson(text);
+  EXPECT_TRUE(doc.has_value()) << text;
+  return doc.value_or(nlohmann::json());
+}
+
+constexpr const char* kToken = R"({"token": {
+  "methods": ["password"], "expires_at": "2026-05-01T12:30:00.000000Z",
+  "project": {"id": "p-123", "name": "admin", "domain": {"id": "default", "name": "Default"}},
+  "catalog": [
+    {"type": "compute", "name": "nova", "endpoints": [
+      {"interface": "public", "region_id": "RegionOne", "region": "RegionOne",
+       "url": "http://127.0.0.1:8774/v2.1"},
+      {"interface": "internal", "region_id": "RegionOne", "url": "http://10.0.0.1:8774/v2.1"},
+      {"interface": "public", "region_id": "RegionTwo", "url": "http://two:8774/v2.1/"}]},
+    {"type": "block-storage", "name": "cinder", "endpoints": [
+      {"interface": "public", "region_id": "RegionOne", "url": "http://127.0.0.1:8776/v3/bs"}]},
+    {"type": "volumev3", "name": "cinderv3", "endpoints": [
+      {"interface": "public", "region_id": "RegionOne", "url": "http://127.0.0.1:8776/v3/p-123"}]},
+    {"type": "image", "name": "glance", "endpoints": [
+      {"interface": "public", "region": "RegionOne", "url": "http://127.0.0.1:9292"}]}
+  ]}})";
+
+TEST(TokenResponse, ReadsProjectExpiryAndCatalog) {
+  auto t = ParseTokenResponse(kToken);
+  ASSERT_TRUE(t) << t.error().ToString();
+  EXPECT_EQ(t->project_id, "p-123");
+  EXPECT_EQ(t->catalog.size(), 6U);
+  EXPECT_EQ(std::chrono::system_clock::to_time_t(t->expires_at), 1777638600);
+  // The older "region" field stands in for region_id.
+  EXPECT_EQ(t->catalog.back().region, "RegionOne");
+}
+
+TEST(TokenResponse, RejectsWhatIsNotAToken) {
+  EXPECT_EQ(ParseTokenResponse("<html>").error().code, ErrorCode::kCorruptData);
+  EXPECT_EQ(ParseTokenResponse(R"({"error": {"code": 401}})").error().code,
+            ErrorCode::kCorruptData);
+  EXPECT_EQ(ParseTokenResponse(R"({"token": {"expires_at": "tomorrow"}})").error().code,
+            ErrorCode::kCorruptData);
+}
+
+TEST(Catalog, PicksPublicEndpointOfTheRegionAndPrefersVolumev3) {
+  auto t = ParseTokenResponse(kToken);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(FindEndpoint(t->catalog, Service::kCompute, "RegionOne").value(),
+            "http://127.0.0.1:8774/v2.1");
+  EXPECT_EQ(FindEndpoint(t->catalog, Service::kCompute, "RegionTwo").value(),
+            "http://two:8774/v2.1");  // trailing slash dropped
+  EXPECT_EQ(FindEndpoint(t->catalog, Service::kCompute, "RegionOne", "internal").value(),
+            "http://10.0.0.1:8774/v2.1");
+  EXPECT_EQ(FindEndpoint(t->catalog, Service::kBlockStorage, "RegionOne").value(),
+            "http://127.0.0.1:8776/v3/p-123");
+  EXPECT_EQ(FindEndpoint(t->catalog, Service::kImage, "RegionOne").value(),
+            "http://127.0.0.1:9292");
+}
+
+TEST(Catalog, UnknownRegionAndMissingServiceAreNotFoundAndSaySo) {
+  auto t = ParseTokenResponse(kToken);
+  ASSERT_TRUE(t);
+  auto region = FindEndpoint(t->catalog, Service::kImage, "RegionNine");
+  ASSERT_FALSE(region);
+  EXPECT_EQ(region.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(region.error().message.find("region \"RegionNine\""), std::string::npos);
+  EXPECT_NE(region.error().message.find("regions: RegionOne"), std::string::npos);
+  auto network = FindEndpoint(t->catalog, Service::kNetwork, "RegionOne");
+  ASSERT_FALSE(network);
+  EXPECT_EQ(network.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(network.error().message.find("neutron"), std::string::npos);
+}
+
+TEST(IdentityUrl, AppendsV3OnlyWhenMissing) {
+  EXPECT_EQ(IdentityV3Url("http://127.0.0.1:5000/v3"), "http://127.0.0.1:5000/v3");
+  EXPECT_EQ(IdentityV3Url("http://127.0.0.1:5000/v3/"), "http://127.0.0.1:5000/v3");
+  EXPECT_EQ(IdentityV3Url("https://devstack/identity"), "https://devstack/identity/v3");
+}
+
+TEST(ApiErrors, CarryTheServiceTheStatusAndTheApiMessage) {
+  auto e =
+      ApiError("nova", "read server x", 404,
+               R"({"itemNotFound": {"code": 404, "message": "Instance x could not be found."}})");
+  EXPECT_EQ(e.code, ErrorCode::kNotFound);
+  EXPECT_EQ(e.message, "nova: read server x: http 404: Instance x could not be found.");
+  EXPECT_EQ(ApiError("cinder", "snapshot", 400, "{}").code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ApiError("keystone", "login", 401, "").code, ErrorCode::kUnauthenticated);
+  EXPECT_EQ(ApiError("glance", "get", 403, "").code, ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ApiError("cinder", "delete", 409, "").code, ErrorCode::kConflict);
+  EXPECT_EQ(ApiError("nova", "list", 503, "<html>").code, ErrorCode::kUnavailable);
+  EXPECT_EQ(ApiError("glance", "x", 404, R"({"message": "gone", "code": "404 Not Found"})").message,
+            "glance: x: http 404: gone");
+}
+
+TEST(Credentials, NeedUserPasswordAndProjectAndDefaultTheDomain) {
+  auto c = CredentialsFromSecret(
+      {{"username", "admin"}, {"password", "pw "}, {"project_name", "admin"}});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->domain_name, "Default");
+  EXPECT_EQ(c->password, "pw ");
+  auto missing = CredentialsFromSecret({{"username", "admin"}, {"password", "pw"}});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(missing.error().message.find("project_name"), std::string::npos);
+}
+
+constexpr const char* kServer = R"({"server": {
+  "id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11", "name": "web-1", "status": "ACTIVE",
+  "flavor": {"vcpus": 4, "ram": 8192, "disk": 1, "original_name": "m1.large"},
+  "image": "",
+  "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+  "os-extended-volumes:volumes_attached": [{"id": "vol-data"}, {"id": "vol-boot"}],
+  "addresses": {
+    "private2": [{"addr": "198.51.100.7", "version": 4,
+                  "OS-EXT-IPS-MAC:mac_addr": "FA:16:3E:00:00:02"}],
+    "private": [{"addr": "192.0.2.5", "version": 4, "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"},
+                {"addr": "2001:db8::5", "version": 6,
+                 "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:00:00:01"}]}}})";
+
+Volume V(const char* json, const char* server = "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11") {
+  auto v = ParseVolume(J(json), server);
+  EXPECT_TRUE(v) << v.error().ToString();
+  return v.value_or(Volume{});
+}
+
+TEST(Server, ReadsFlavorVolumesAndAddresses) {
+  auto s = ParseServer(J(kServer));
+  ASSERT_TRUE(s) << s.error().ToString();
+  EXPECT_EQ(s->name, "web-1");
+  EXPECT_EQ(s->vcpus, 4);
+  EXPECT_EQ(s->ram_mib, 8192U);
+  EXPECT_TRUE(s->image_id.empty());
+  EXPECT_EQ(s->volume_ids, (std::vector<std::string>{"vol-data", "vol-boot"}));
+  // MACs lower-cased; one port with IPv4 and IPv6 is one NIC.
+  ASSERT_EQ(s->address_macs.size(), 2U);
+  EXPECT_EQ(s->address_macs[0],
+            (std::pair<std::string, std::string>{"private", "fa:16:3e:00:00:01"}));
+  EXPECT_EQ(s->address_macs[1].second, "fa:16:3e:00:00:02");
+}
+
+TEST(Server, OldMicroversionGivesOnlyTheFlavorId) {
+  auto s = ParseServer(J(R"({"server": {"id": "x", "name": "n", "flavor": {"id": "f1"},
+                              "image": {"id": "img-1"}}})"));
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->vcpus);
+  EXPECT_EQ(s->flavor_id, "f1");
+  EXPECT_EQ(s->image_id, "img-1");
+  ASSERT_TRUE(ApplyFlavor(J(R"({"flavor": {"id": "f1", "vcpus": 2, "ram": 2048}})"), *s));
+  EXPECT_EQ(s->vcpus, 2);
+  EXPECT_EQ(s->ram_mib, 2048U);
+  EXPECT_FALSE(ApplyFlavor(J(R"({"flavor": {"id": "f1"}})"), *s));
+}
+
+TEST(Server, WrongTypesReadAsMissingAndNonServersFail) {
+  EXPECT_FALSE(ParseServer(J(R"({"servers": []})")));
+  auto s = ParseServer(J(R"({"server": {"id": "x", "name": 7, "flavor": "m1",
+                              "os-extended-volumes:volumes_attached": {"id": "v"},
+                              "addresses": {"net": "x"}}})"));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->name, "");
+  EXPECT_TRUE(s->volume_ids.empty());
+  EXPECT_TRUE(s->address_macs.empty());
+}
+
+TEST(ServerList, KeepsIdsAndNames) {
+  auto list = ParseServerList(J(R"({"servers": [{"id": "a", "name": "web"},
+                                                {"id": "b", "name": "web-2"}, {"name": "no id"}]})"));
+  ASSERT_EQ(list.size(), 2U);
+  EXPECT_EQ(list[1].id, "b");
+  EXPECT_EQ(list[1].name, "web-2");
+}
+
+TEST(Volume, ReadsSizeBootableDeviceAndImageMetadata) {
+  Volume v = V(R"({"volume": {"id": "vol-boot", "name": "boot", "status": "in-use", "size": 10,
+    "bootable": "true",
+    "attachments": [{"server_id": "other", "device": "/dev/vdc"},
+                    {"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11", "device": "/dev/vda"}],
+    "volume_image_metadata": {"hw_firmware_type": "uefi", "hw_disk_bus": "scsi", "size": "1"}}})");
+  EXPECT_EQ(v.size_gib, 10U);
+  EXPECT_TRUE(v.bootable);
+  EXPECT_EQ(v.device, "/dev/vda");
+  EXPECT_EQ(v.image_metadata.at("hw_firmware_type"), "uefi");
+  EXPECT_FALSE(ParseVolume(J(R"({"volume": {}})"), "s"));
+}
+
+TEST(Buses, MapHwDiskBusAndHwVifModel) {
+  EXPECT_EQ(DiskBusFor(""), "virtio");
+  EXPECT_EQ(DiskBusFor("virtio"), "virtio");
+  EXPECT_EQ(DiskBusFor("SCSI"), "scsi");
+  EXPECT_EQ(DiskBusFor("sata"), "sata");
+  EXPECT_EQ(DiskBusFor("ide"), "sata");
+  EXPECT_EQ(DiskBusFor("usb"), "usb");
+  EXPECT_EQ(DiskBusFor("xen"), "virtio");
+  EXPECT_EQ(NicModelFor(""), "virtio");
+  EXPECT_EQ(NicModelFor("e1000"), "e1000");
+  EXPECT_EQ(NicModelFor("e1000e"), "e1000e");
+  EXPECT_EQ(NicModelFor("rtl8139"), "rtl8139");
+  EXPECT_EQ(NicModelFor("vmxnet3"), "virtio");
+}
+
+ServerFacts Facts() {
+  ServerFacts f;
+  f.server = ParseServer(J(kServer)).value();
+  f.volumes.push_back(V(R"({"volume": {"id": "vol-data", "name": "data", "size": 2,
+      "bootable": "false", "attachments": [{"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11",
+      "device": "/dev/vdb"}]}})"));
+  f.volumes.push_back(V(R"({"volume": {"id": "vol-boot", "name": "boot", "size": 1,
+      "bootable": "true", "attachments": [{"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11",
+      "device": "/dev/vda"}], "volume_image_metadata": {"hw_firmware_type": "uefi",
+      "hw_disk_bus": "scsi", "hw_vif_model": "e1000e"}}})"));
+  f.interfaces = ParseInterfaces(J(R"({"interfaceAttachments": [
+      {"port_id": "p2", "net_id": "n2", "mac_addr": "fa:16:3e:00:00:02", "port_state": "ACTIVE"},
+      {"port_id": "p1", "net_id": "n1", "mac_addr": "FA:16:3E:00:00:01", "port_state": "ACTIVE"}]})"));
+  f.network_names = {{"n1", "private"}, {"n2", "private2"}};
+  f.image_properties = BootImageMetadata(f.volumes, f.server.root_device_name);
+  return f;
+}
+
+TEST(Describe, RootVolumeFirstThenByDeviceWithSizesAndBuses) {
+  const model::VmDescription d = Describe(Facts());
+  EXPECT_EQ(d.name, "web-1");
+  EXPECT_EQ(d.id, "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11");
+  EXPECT_EQ(d.cpus, 4);
+  EXPECT_EQ(d.memory_mib, 8192U);
+  EXPECT_EQ(d.power_state, model::PowerState::kOn);
+  EXPECT_EQ(d.firmware, model::Firmware::kEfi);
+  ASSERT_EQ(d.disks.size(), 2U);
+  EXPECT_EQ(d.disks[0].id, "vol-boot");
+  EXPECT_EQ(d.disks[0].boot_order, 1);
+  EXPECT_EQ(d.disks[0].capacity_bytes, 1ULL << 30);
+  EXPECT_EQ(d.disks[0].bus, "scsi");
+  EXPECT_EQ(d.disks[1].id, "vol-data");
+  EXPECT_EQ(d.disks[1].boot_order, 0);
+  EXPECT_EQ(d.disks[1].capacity_bytes, 2ULL << 30);
+  EXPECT_EQ(d.disks[1].location, "/dev/vdb");
+}
+
+TEST(Describe, NicsInPortOrderNamedByTheirNetwork) {
+  const model::VmDescription d = Describe(Facts());
+  ASSERT_EQ(d.nics.size(), 2U);
+  EXPECT_EQ(d.nics[0].mac, "fa:16:3e:00:00:02");
+  EXPECT_EQ(d.nics[0].network, "private2");
+  EXPECT_EQ(d.nics[1].mac, "fa:16:3e:00:00:01");
+  EXPECT_EQ(d.nics[1].network, "private");
+  EXPECT_EQ(d.nics[1].model, "e1000e");
+  EXPECT_EQ(d.nics[1].adapter_type, "e1000e");
+}
+
+TEST(Describe, WithoutNeutronTheAddressesNameTheNetworks) {
+  ServerFacts f = Facts();
+  f.network_names.clear();
+  model::VmDescription d = Describe(f);
+  ASSERT_EQ(d.nics.size(), 2U);
+  EXPECT_EQ(d.nics[0].network, "private2");  // by MAC from the addresses
+  f.interfaces.clear();
+  d = Describe(f);
+  ASSERT_EQ(d.nics.size(), 2U);
+  EXPECT_EQ(d.nics[0].network, "private");  // by network name
+  EXPECT_EQ(d.nics[1].network, "private2");
+}
+
+TEST(Describe, DefaultsWithoutImagePropertiesAndNoVolumesMeansNoDisks) {
+  ServerFacts f = Facts();
+  f.volumes.clear();
+  f.image_properties.clear();
+  f.server.status = "SHUTOFF";
+  const model::VmDescription d = Describe(f);
+  EXPECT_TRUE(d.disks.empty());
+  EXPECT_EQ(d.firmware, model::Firmware::kBios);
+  EXPECT_EQ(d.power_state, model::PowerState::kOff);
+  EXPECT_EQ(d.nics[0].model, "virtio");
+}
+
+TEST(Describe, WithoutRootDeviceNameTheBootableVolumeLeads) {
+  ServerFacts f = Facts();
+  f.server.root_device_name.clear();
+  std::swap(f.volumes[0], f.volumes[1]);
+  f.volumes[0].device.clear();  // unknown device, still bootable
+  const model::VmDescription d = Describe(f);
+  EXPECT_EQ(d.disks[0].id, "vol-boot");
+  EXPECT_EQ(d.disks[0].boot_order, 1);
+}
+
+TEST(Names, UuidsAndExactNameRegexes) {
+  EXPECT_TRUE(LooksLikeUuid("4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11"));
+  EXPECT_TRUE(LooksLikeUuid("4f0b4a4e7a514a5c9b892f1c1d3c9e11"));
+  EXPECT_FALSE(LooksLikeUuid("web-1"));
+  EXPECT_FALSE(LooksLikeUuid("4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e1g"));
+  EXPECT_EQ(ExactNameRegex("a.b(1)"), "^a\\.b\\(1\\)$");
+}
+
+}  // namespace
+}  // namespace vmimport::source::openstack
