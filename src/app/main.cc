@@ -57,6 +57,9 @@ struct Options {
   std::string image_server_url;  // empty: http://<address>
   int image_server_streams = 16;
   std::string health_address = ":8081";
+  int max_concurrent_imports = 10;
+  int max_streams_per_source = 4;
+  double stream_rate_limit = 0;
   int source_recheck_s = 300;
   int source_retry_s = 30;
 };
@@ -316,7 +319,11 @@ int Run(const Options& opt) {
         {{source::SourceKind::kVmware, &vmware_importer},
          {source::SourceKind::kOpenstack, &openstack_importer},
          {source::SourceKind::kOva, &ova_importer}},
-        **server, import_queue, events, clock, log);
+        **server, import_queue, events, clock, log,
+        controller::ImportReconcilerOptions{
+            .max_concurrent_imports = static_cast<size_t>(opt.max_concurrent_imports),
+            .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
+            .stream_bytes_per_second = opt.stream_rate_limit});
     observer.Set(&import_reconciler);
     auto enqueue_import = [&import_queue](const kube::Json& o) {
       import_queue.Add(kube::ObjectKeyOf(o));
@@ -463,6 +470,18 @@ int main(int argc, char** argv) {
                  "disk streams served at once; more GETs are answered 503")
       ->envname("VMIMPORT_IMAGE_SERVER_STREAMS")
       ->check(CLI::Range(1, 256));
+  app.add_option("--max-concurrent-imports", opt.max_concurrent_imports,
+                 "imports that hold a source VM at once; more wait (0: no limit)")
+      ->envname("VMIMPORT_MAX_CONCURRENT_IMPORTS")
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--max-streams-per-source", opt.max_streams_per_source,
+                 "disk streams open at once per source host; more wait (0: no limit)")
+      ->envname("VMIMPORT_MAX_STREAMS_PER_SOURCE")
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--stream-rate-limit", opt.stream_rate_limit,
+                 "cap of each disk stream, in source bytes per second (0: none)")
+      ->envname("VMIMPORT_STREAM_RATE_LIMIT")
+      ->check(CLI::Range(0.0, 1e12));
   app.add_option("--health-address", opt.health_address,
                  "host:port of /healthz, /readyz and /metrics (port 0: any free port)")
       ->envname("VMIMPORT_HEALTH_ADDRESS");

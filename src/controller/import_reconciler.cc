@@ -91,6 +91,7 @@ std::string ReasonOf(const core::Error& error) {
 
 struct ImportReconciler::Running {
   source::SourceVmPtr vm;
+  std::string host;  // the source's host: the key of its stream slots
   model::VmDescription description;
   std::vector<std::string> tokens;  // published disks, by index
   std::vector<std::string> urls;    // their URLs: capabilities, never logged or in status
@@ -112,7 +113,8 @@ ImportReconciler::ImportReconciler(kube::Client& client, kube::Informer& imports
       events_(events),
       clock_(clock),
       log_(std::move(log)),
-      options_(options) {}
+      options_(options),
+      stream_slots_(options.max_streams_per_source) {}
 
 ImportReconciler::~ImportReconciler() {
   std::stop_source none;
@@ -390,6 +392,7 @@ core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(
     return MakeError(vm.error());
   }
   auto running = std::make_unique<Running>();
+  running->host = source::HostOfUrl(config->endpoint);
   running->description = (*vm)->Description();
   running->vm = std::move(*vm);
   std::lock_guard lock(mu_);
@@ -402,6 +405,7 @@ void ImportReconciler::Release(std::stop_token stop, const std::string& key, boo
   std::unique_ptr<Running> running;
   {
     std::lock_guard lock(mu_);
+    admitted_.erase(key);
     auto it = running_.find(key);
     if (it == running_.end()) {
       return;
@@ -576,6 +580,22 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
                "PreflightFailed", core::Join(problems, "; "));
     return Done();
   }
+  // At most max_concurrent_imports hold a source VM at once; the others wait here, untouched.
+  if (options_.max_concurrent_imports > 0) {
+    std::lock_guard lock(mu_);
+    // Admission and its count are one step: two workers cannot both take the last slot.
+    std::set<std::string> holders = admitted_;
+    for (const auto& [k, r] : running_) {
+      holders.insert(k);
+    }
+    if (!holders.contains(key) && holders.size() >= options_.max_concurrent_imports) {
+      events_.Record(object, "Normal", "WaitingForImportSlot",
+                     "waiting: " + std::to_string(holders.size()) + " imports run, the limit is " +
+                         std::to_string(options_.max_concurrent_imports));
+      return Requeue(options_.poll);
+    }
+    admitted_.insert(key);
+  }
   // Exactly one source VM.
   auto running = OpenSource(stop, key, vm_import);
   if (!running) {
@@ -671,7 +691,12 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(
   r.urls.clear();
   for (size_t i = 0; i < count; ++i) {
     source::SourceVm* vm = r.vm.get();
-    auto factory = [vm, i](std::stop_token s) { return source::OpenDiskReader(s, *vm, i); };
+    const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
+                                          .slots = &stream_slots_,
+                                          .host = r.host};
+    auto factory = [vm, i, limits](std::stop_token s) {
+      return source::OpenDiskReader(s, *vm, i, limits);
+    };
     auto pub = image_server_.Publish(factory, {.name = StreamName(key, i)});
     if (!pub) {
       return MakeError(pub.error().Wrap("publishing disk " + std::to_string(i)));

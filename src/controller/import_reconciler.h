@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,13 @@ const kube::Resource& ImageResource();
 struct ImportReconcilerOptions {
   std::chrono::seconds source_not_ready_requeue{10};
   std::chrono::seconds poll{5};  //!< re-check of a VM waiting to run
+  //! Imports that may hold a source VM at once (preflight until the disks are in Harvester);
+  //! more wait in virtualMachineImportValid. 0: no limit.
+  size_t max_concurrent_imports = 0;
+  //! Disk streams open at once per source host; a further GET waits for a slot. 0: no limit.
+  size_t max_streams_per_source = 0;
+  //! Cap on each stream's source bytes per second. 0: none.
+  double stream_bytes_per_second = 0;
 };
 
 //! Per-disk stream figures from the image server, for status.
@@ -150,8 +158,10 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   std::atomic<core::Metrics*> metrics_{nullptr};
   //! When each import entered its current phase (this process's view), for phase durations.
   std::map<std::string, std::pair<api::ImportStatus, std::chrono::steady_clock::time_point>>
-      phase_since_;        // guarded by mu_
-  mutable std::mutex mu_;  // guards running_, streams_ and phase_since_
+      phase_since_;  // guarded by mu_
+  source::StreamSlots stream_slots_;
+  std::set<std::string> admitted_;  // imports let past the concurrency limit; guarded by mu_
+  mutable std::mutex mu_;           // guards running_, streams_ and phase_since_
   std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
   std::map<std::string, DiskStreamState> streams_;           // by disk stream name
 };

@@ -115,6 +115,11 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   } else {
     config.endpoint = str("endpoint");
   }
+  auto integer = [&spec](const char* key) {
+    return spec.contains(key) && spec[key].is_number_integer() ? spec[key].get<int>() : 0;
+  };
+  config.upload_image_retry_count = integer("uploadImageRetryCount");
+  config.upload_image_retry_delay_seconds = integer("uploadImageRetryDelay");
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "disk/checked_cast.h"
 
@@ -155,6 +156,30 @@ Result<size_t> SequentialSource::Read(std::stop_token stop, std::span<std::byte>
     return MakeError(st.error());
   }
   pos_ += n;
+  return n;
+}
+
+Result<size_t> RateLimitedSource::Read(std::stop_token stop, std::span<std::byte> out) {
+  if (!started_) {
+    start_ = std::chrono::steady_clock::now();
+    started_ = true;
+  }
+  // Read at most a tenth of a second's worth at a time, so that the pace is even.
+  const auto chunk = std::max<size_t>(4096, static_cast<size_t>(rate_ / 10));
+  auto n = source_->Read(stop, out.first(std::min(out.size(), chunk)));
+  if (!n) {
+    return n;
+  }
+  bytes_ += *n;
+  const auto due = start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double>(static_cast<double>(bytes_) / rate_));
+  while (std::chrono::steady_clock::now() < due) {
+    if (stop.stop_requested()) {
+      return CancelledError();
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        due - std::chrono::steady_clock::now(), std::chrono::milliseconds(50)));
+  }
   return n;
 }
 

@@ -7,6 +7,7 @@
 //    (qcow2, VMDK monolithicSparse, descriptors with extents) need this.
 // Implementations here: files, memory, and adapters between the two shapes.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -135,6 +136,25 @@ class PrefixedSource final : public ByteSource {
   std::vector<std::byte> prefix_;
   size_t prefix_pos_ = 0;
   ByteSourcePtr rest_;
+};
+
+//! Passes `source` on at no more than `bytes_per_second` on average since the first Read (a
+//! bandwidth cap per stream: protects the source's network and hosts). Sleeps in small steps
+//! that notice `stop`.
+class RateLimitedSource final : public ByteSource {
+ public:
+  RateLimitedSource(ByteSourcePtr source, double bytes_per_second)
+      : source_(std::move(source)), rate_(bytes_per_second) {}
+
+  // disk::ByteSource
+  Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override;
+
+ private:
+  ByteSourcePtr source_;
+  const double rate_;
+  uint64_t bytes_ = 0;
+  std::chrono::steady_clock::time_point start_{};
+  bool started_ = false;
 };
 
 //! Reads a whole file into memory (for tests and small fixtures).

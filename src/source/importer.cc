@@ -4,10 +4,94 @@
 
 namespace vmimport::source {
 
-core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm, size_t index) {
+bool StreamSlots::Acquire(std::stop_token stop, const std::string& host) {
+  if (per_host_ == 0) {
+    return true;
+  }
+  std::unique_lock lock(mu_);
+  if (!cv_.wait(lock, stop, [&] { return in_use_[host] < per_host_; })) {
+    return false;
+  }
+  in_use_[host]++;
+  return true;
+}
+
+void StreamSlots::Release(const std::string& host) {
+  if (per_host_ == 0) {
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = in_use_.find(host); it != in_use_.end() && it->second > 0) {
+      it->second--;
+    }
+  }
+  cv_.notify_all();
+}
+
+size_t StreamSlots::InUseForTest(const std::string& host) const {
+  std::lock_guard lock(mu_);
+  auto it = in_use_.find(host);
+  return it == in_use_.end() ? 0 : it->second;
+}
+
+std::string HostOfUrl(std::string_view url) {
+  auto start = url.find("//");
+  start = start == std::string_view::npos ? 0 : start + 2;
+  auto end = url.find_first_of("/?#", start);
+  auto host =
+      url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  if (auto at = host.rfind('@'); at != std::string_view::npos) {
+    host = host.substr(at + 1);  // no credentials in a slot key
+  }
+  return std::string(host);
+}
+
+namespace {
+
+// Holds a stream slot for as long as the reader lives.
+class SlotHoldingReader final : public disk::DiskReader {
+ public:
+  SlotHoldingReader(disk::DiskReaderPtr reader, StreamSlots& slots, std::string host)
+      : reader_(std::move(reader)), slots_(slots), host_(std::move(host)) {}
+  ~SlotHoldingReader() override {
+    reader_.reset();
+    slots_.Release(host_);
+  }
+  SlotHoldingReader(const SlotHoldingReader&) = delete;
+  SlotHoldingReader& operator=(const SlotHoldingReader&) = delete;
+
+  // disk::DiskReader
+  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
+  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
+    return reader_->Read(stop, out);
+  }
+  std::string_view FormatName() const override { return reader_->FormatName(); }
+
+ private:
+  disk::DiskReaderPtr reader_;
+  StreamSlots& slots_;
+  const std::string host_;
+};
+
+}  // namespace
+
+core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm, size_t index,
+                                                 const DiskStreamLimits& limits) {
+  if (limits.slots != nullptr && !limits.slots->Acquire(stop, limits.host)) {
+    return disk::CancelledError();
+  }
+  auto release = [&] {
+    if (limits.slots != nullptr) limits.slots->Release(limits.host);
+  };
   auto bytes = vm.OpenDisk(stop, index);
   if (!bytes) {
+    release();
     return core::MakeError(bytes.error());
+  }
+  disk::ByteSourcePtr source = std::move(*bytes);
+  if (limits.bytes_per_second > 0) {
+    source = std::make_unique<disk::RateLimitedSource>(std::move(source), limits.bytes_per_second);
   }
   // A raw disk (OpenStack's Glance images) has no header to say its size: its capacity does.
   std::optional<uint64_t> raw_size;
@@ -15,7 +99,16 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   if (index < disks.size() && disks[index].capacity_bytes > 0) {
     raw_size = disks[index].capacity_bytes;
   }
-  return disk::OpenDiskStream(stop, std::move(*bytes), raw_size);
+  auto reader = disk::OpenDiskStream(stop, std::move(source), raw_size);
+  if (!reader) {
+    release();
+    return core::MakeError(reader.error());
+  }
+  if (limits.slots == nullptr) {
+    return std::move(*reader);
+  }
+  return disk::DiskReaderPtr(
+      std::make_unique<SlotHoldingReader>(std::move(*reader), *limits.slots, limits.host));
 }
 
 }  // namespace vmimport::source

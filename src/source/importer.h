@@ -9,8 +9,11 @@
 // SourceVm is opened for the same VM: everything here must be safe to do again.
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -68,11 +71,42 @@ class SourceVm {
 };
 using SourceVmPtr = std::unique_ptr<SourceVm>;
 
+//! Counts the disk streams open per source host (a vCenter/ESXi, a Glance, an OVA server) and
+//! makes a further stream wait for a free slot, so that many imports do not overload one host.
+//! Thread-safe.
+class StreamSlots {
+ public:
+  explicit StreamSlots(size_t per_host) : per_host_(per_host) {}
+  //! Waits for a slot of `host`; false when `stop` was requested first. per_host 0: no limit.
+  bool Acquire(std::stop_token stop, const std::string& host);
+  void Release(const std::string& host);
+  size_t InUseForTest(const std::string& host) const;
+
+ private:
+  const size_t per_host_;
+  mutable std::mutex mu_;  // guards in_use_
+  std::condition_variable_any cv_;
+  std::map<std::string, size_t> in_use_;
+};
+
+//! Limits applied to one disk stream.
+struct DiskStreamLimits {
+  double bytes_per_second = 0;   //!< cap on the source bytes read; 0: none
+  StreamSlots* slots = nullptr;  //!< per-host stream slots; null: none
+  std::string host;              //!< the slot key: the source's host
+};
+
+//! "host" (or "host:port") of a URL; the whole text when it has no "//".
+std::string HostOfUrl(std::string_view url);
+
 //! Disk `index` of `vm` decoded to raw bytes (the format detected from its first bytes; a raw
 //! disk is as long as its capacity in the description): what the image server streams. Errors:
 //! OpenDisk's and the decoder's.
+//! `limits` hold the stream to a slot of its host (waited for first; freed with the reader) and
+//! cap its rate.
 [[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm,
-                                                               size_t index);
+                                                               size_t index,
+                                                               const DiskStreamLimits& limits = {});
 
 //! Opens VMs of one kind of source. Thread-safe.
 class Importer {

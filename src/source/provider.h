@@ -25,6 +25,10 @@ struct SourceConfig {
   std::string region;                         //!< OpenStack: spec.region
   std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged
   std::chrono::seconds http_timeout{600};     //!< OVA: spec.httpTimeoutSeconds (0 = none)
+  //! OpenStack: spec.uploadImageRetryCount / spec.uploadImageRetryDelay (seconds); <= 0 means
+  //! the reference's defaults, 30 polls 10 s apart.
+  int upload_image_retry_count = 0;
+  int upload_image_retry_delay_seconds = 0;
 };
 
 //! Checks that a source can be used: reachable, TLS verified, credentials accepted, and the

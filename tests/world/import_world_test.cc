@@ -117,20 +117,29 @@ class ImportWorldTest : public ::testing::Test {
     }
   }
 
-  void StartWorld(const std::vector<std::string>& sim_args = {}) {
+  void StartWorld(const std::vector<std::string>& sim_args = {},
+                  const std::vector<std::string>& controller_args = {}) {
     std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
     sim.insert(sim.end(), sim_args.begin(), sim_args.end());
     sim_ = std::make_unique<ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
-    StartController();
+    StartController(controller_args);
   }
 
-  void StartController() {
-    controller_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
-                                 "--namespace", ns_, "--leader-elect=false",
-                                 "--image-server-address", "127.0.0.1:0", "--health-address",
-                                 "127.0.0.1:0", "--source-retry-interval", "1"},
-        (log_dir_ / "controller.log").string());
+  void StartController(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
+                                  "--kubeconfig",
+                                  kubeconfig_,
+                                  "--namespace",
+                                  ns_,
+                                  "--leader-elect=false",
+                                  "--image-server-address",
+                                  "127.0.0.1:0",
+                                  "--health-address",
+                                  "127.0.0.1:0",
+                                  "--source-retry-interval",
+                                  "1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    controller_ = std::make_unique<ChildProcess>(argv, (log_dir_ / "controller.log").string());
   }
 
   void CreateSecret(const std::string& name) {
@@ -471,6 +480,38 @@ TEST_F(ImportWorldTest, ControllerKilledMidDownloadResumes) {
   ExpectDisksMatch("resume", "/DC0/vm/vmi-multi");
   EXPECT_EQ(Items(kImages).size(), 3U);
   EXPECT_EQ(Items(kVms).size(), 1U);
+}
+
+// Operator limits: one import at a time (the other waits, untouched, and says so), and each disk
+// stream capped at 4 MB/s of source bytes.
+TEST_F(ImportWorldTest, ConcurrencyAndBandwidthLimitsHold) {
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld({}, {"--max-concurrent-imports", "1", "--stream-rate-limit", "4000000"});
+  ASSERT_TRUE(Eventually([&] {  // both imports then reach preflight together
+    auto src = client_->Get({}, kVmwareSources, ns_, "vcsim");
+    return src && src->value("status", Json::object()).value("status", "") == "clusterReady";
+  }));
+  CreateImport("one", {{"virtualMachineName", "vmi-bios-small"}});
+  CreateImport("two", {{"virtualMachineName", "vmi-dup"}, {"folder", "team-a"}});
+  EXPECT_EQ(WaitImport("one", "virtualMachineRunning", 120s), "virtualMachineRunning");
+  EXPECT_EQ(WaitImport("two", "virtualMachineRunning", 120s), "virtualMachineRunning");
+  ExpectDisksMatch("one", "/DC0/vm/vmi-bios-small");
+  ExpectDisksMatch("two", "/DC0/vm/team-a/vmi-dup");
+  auto events = client_->List({}, kEvents, ns_);
+  ASSERT_TRUE(events);
+  bool waited = false;
+  for (const Json& e : (*events)["items"]) {
+    waited |= e.value("reason", "") == "WaitingForImportSlot";
+  }
+  EXPECT_TRUE(waited);
+  for (const char* name : {"one", "two"}) {
+    const Json disks = GetImport(name)["status"]["diskImportStatus"];
+    ASSERT_EQ(disks.size(), 1U);
+    const double rate = disks[0].value("bytesPerSecond", 0.0);
+    EXPECT_GT(rate, 0);
+    EXPECT_LE(rate, 4000000 * 1.15) << name;  // random data: raw bytes ≈ source bytes
+  }
 }
 
 }  // namespace

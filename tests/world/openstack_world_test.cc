@@ -693,15 +693,32 @@ class OpenstackImportWorldTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().ToString();
   }
 
-  void CreateSource(const std::string& name, const std::string& secret) {
+  void CreateSource(const std::string& name, const std::string& secret,
+                    const kube::Json& extra_spec = kube::Json::object()) {
+    kube::Json spec = {{"endpoint", OsVar("OS_AUTH_URL")},
+                       {"region", OsVar("OS_REGION_NAME")},
+                       {"credentials", {{"name", secret}, {"namespace", ns_}}}};
+    spec.update(extra_spec);
     auto r = client_->Create({}, kOpenstackSources, ns_,
                              {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
                               {"kind", "OpenstackSource"},
                               {"metadata", {{"name", name}, {"namespace", ns_}}},
+                              {"spec", spec}});
+    ASSERT_TRUE(r) << r.error().ToString();
+  }
+
+  void CreateImport(const std::string& name, const std::string& source, const std::string& vm) {
+    auto r = client_->Create({}, kImports, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "VirtualMachineImport"},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
                               {"spec",
-                               {{"endpoint", OsVar("OS_AUTH_URL")},
-                                {"region", OsVar("OS_REGION_NAME")},
-                                {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
+                               {{"virtualMachineName", vm},
+                                {"sourceCluster",
+                                 {{"name", source},
+                                  {"namespace", ns_},
+                                  {"kind", "OpenstackSource"},
+                                  {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}});
     ASSERT_TRUE(r) << r.error().ToString();
   }
 
@@ -826,6 +843,61 @@ TEST_F(OpenstackImportWorldTest, ServerNamedByUuidImportsWithIdenticalDisksAndLe
   EXPECT_EQ(Str(Obj(*server, "server"), "status"), "SHUTOFF");
   // The images go when the import is done (FinishExport).
   EXPECT_TRUE(Eventually([&] { return Temporaries(*session, id).empty(); }, 120s));
+  for (const std::string& t : Temporaries(*session, id)) {
+    ADD_FAILURE() << "left behind: " << t;
+  }
+}
+
+// Seed: "(Negative) Test We Do Not Import VMs with no disks associated to them": refused before
+// anything is touched; the server keeps running.
+TEST_F(OpenstackImportWorldTest, ServerWithoutVolumesIsRefusedAndLeftRunning) {
+  auto session = Login();
+  ASSERT_TRUE(session);
+  const std::string id = OsVar("OPENSTACK_NOVOL_ID");
+  EnsureActive(*session, id);
+  CreateSecret("openstack", OsVar("OS_PASSWORD"));
+  CreateSource("devstack", "openstack");
+  StartWorld();
+  CreateImport("novol", "devstack", id);
+  std::string last;
+  Eventually(
+      [&] {
+        last = ImportStatus("novol");
+        return last == "virtualMachineImportInvalid" || last == "virtualMachineRunning";
+      },
+      120s);
+  ASSERT_EQ(last, "virtualMachineImportInvalid") << controller_->Log();
+  auto obj = client_->Get({}, kImports, ns_, "novol");
+  ASSERT_TRUE(obj);
+  EXPECT_NE(obj->dump().find("no disks"), std::string::npos) << obj->dump();
+  auto server = session->Call({}, Service::kCompute, "GET", "/servers/" + id, "read");
+  ASSERT_TRUE(server);
+  EXPECT_EQ(Str(Obj(*server, "server"), "status"), "ACTIVE");
+  EXPECT_TRUE(Temporaries(*session, id).empty());
+  auto images = client_->List({}, kImages, ns_);
+  ASSERT_TRUE(images);
+  EXPECT_TRUE((*images)["items"].empty());
+}
+
+// spec.uploadImageRetryCount / uploadImageRetryDelay bound the wait for Glance: 1 poll of 1 s is
+// too short for a 1 GiB upload, so the export fails (and is retried) without leaking; deleting
+// the import leaves nothing behind in OpenStack.
+TEST_F(OpenstackImportWorldTest, UploadWaitComesFromTheSourceAndAFailedExportLeavesNothing) {
+  auto session = Login();
+  ASSERT_TRUE(session);
+  const std::string id = OsVar("OPENSTACK_MULTI_ID");
+  CreateSecret("openstack", OsVar("OS_PASSWORD"));
+  CreateSource("impatient", "openstack",
+               {{"uploadImageRetryCount", 1}, {"uploadImageRetryDelay", 1}});
+  StartWorld();
+  CreateImport("impatient", "impatient", id);
+  ASSERT_TRUE(
+      Eventually([&] { return controller_->Log().find("after 1 s") != std::string::npos; }, 300s))
+      << controller_->Log();
+  EXPECT_NE(ImportStatus("impatient"), "virtualMachineRunning");
+  ASSERT_TRUE(client_->Delete({}, kImports, ns_, "impatient"));
+  EXPECT_TRUE(Eventually([&] { return !client_->Get({}, kImports, ns_, "impatient"); }, 120s));
+  EXPECT_TRUE(Eventually([&] { return Temporaries(*session, id).empty(); }, 180s));
   for (const std::string& t : Temporaries(*session, id)) {
     ADD_FAILURE() << "left behind: " << t;
   }

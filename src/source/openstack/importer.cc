@@ -557,8 +557,16 @@ core::Result<SourceVmPtr> OpenstackImporter::Open(std::stop_token stop, const So
   if (!description) {
     return MakeError(description.error());
   }
-  return std::make_unique<OpenstackSourceVm>(std::move(*session), std::move(*description),
-                                             options_);
+  // The source's own upload wait, when its spec sets one (the reference's uploadImageRetry*).
+  OpenstackOptions options = options_;
+  if (config.upload_image_retry_count > 0) {
+    options.upload_image_retry_count = config.upload_image_retry_count;
+  }
+  if (config.upload_image_retry_delay_seconds > 0) {
+    options.upload_image_retry_delay =
+        std::chrono::seconds(config.upload_image_retry_delay_seconds);
+  }
+  return std::make_unique<OpenstackSourceVm>(std::move(*session), std::move(*description), options);
 }
 
 }  // namespace vmimport::source::openstack
