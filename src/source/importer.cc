@@ -4,6 +4,14 @@
 
 namespace vmimport::source {
 
+core::Result<std::vector<model::VmDescription>> Importer::ListVms(std::stop_token /*stop*/,
+                                                                  const SourceConfig& config,
+                                                                  const std::string& /*folder*/) {
+  return core::MakeError(core::ErrorCode::kUnsupported, std::string("listing the VMs of a ") +
+                                                            SourceKindName(config.kind) +
+                                                            " source is not supported");
+}
+
 bool StreamSlots::Acquire(std::stop_token stop, const std::string& host) {
   if (per_host_ == 0) {
     return true;

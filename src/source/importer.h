@@ -17,6 +17,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 #include "disk/byte_source.h"
@@ -117,6 +118,11 @@ class Importer {
   //! ConnectionChecker::CheckConnection.
   virtual core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
                                          const ImportRequest& request) = 0;
+  //! Every VM of the source (vSphere: of the datacenter, under `folder` when given), described,
+  //! nothing changed: what a user needs to write an import. kUnsupported by default.
+  virtual core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
+                                                                  const SourceConfig& config,
+                                                                  const std::string& folder);
 };
 
 }  // namespace vmimport::source

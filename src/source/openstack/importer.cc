@@ -543,6 +543,27 @@ core::Result<model::VmDescription> DescribeServer(std::stop_token stop, Session&
   return Describe(facts);
 }
 
+core::Result<std::vector<model::VmDescription>> OpenstackImporter::ListVms(
+    std::stop_token stop, const SourceConfig& config, const std::string& /*folder*/) {
+  auto session = Session::Login(stop, config, options_.session);
+  if (!session) {
+    return MakeError(session.error());
+  }
+  auto list = (*session)->Call(stop, Service::kCompute, "GET", "/servers", "list servers");
+  if (!list) {
+    return MakeError(list.error());
+  }
+  std::vector<model::VmDescription> out;
+  for (const ServerRef& s : ParseServerList(*list)) {
+    auto d = DescribeServer(stop, **session, s.id);
+    if (!d) {
+      return MakeError(d.error());
+    }
+    out.push_back(std::move(*d));
+  }
+  return out;
+}
+
 core::Result<SourceVmPtr> OpenstackImporter::Open(std::stop_token stop, const SourceConfig& config,
                                                   const ImportRequest& request) {
   auto session = Session::Login(stop, config, options_.session);

@@ -63,6 +63,10 @@ class OpenstackImporter final : public Importer {
   // source::Importer
   core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
                                  const ImportRequest& request) override;
+  //! Every server of the project, described.
+  core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
+                                                          const SourceConfig& config,
+                                                          const std::string& folder) override;
 
  private:
   const OpenstackOptions options_;

@@ -484,4 +484,15 @@ core::Result<SourceVmPtr> OvaImporter::Open(std::stop_token stop, const SourceCo
                                        std::move(description));
 }
 
+core::Result<std::vector<model::VmDescription>> OvaImporter::ListVms(
+    std::stop_token stop, const SourceConfig& config, const std::string& /*folder*/) {
+  auto vm = Open(stop, config, {});
+  if (!vm) {
+    return core::MakeError(vm.error());
+  }
+  std::vector<model::VmDescription> out{(*vm)->Description()};
+  (void)(*vm)->FinishExport(stop, false, "listed only");
+  return out;
+}
+
 }  // namespace vmimport::source::ova

@@ -40,6 +40,10 @@ class OvaImporter final : public Importer {
   // source::Importer
   core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
                                  const ImportRequest& request) override;
+  //! The OVA's VM as its OVF describes it (the first VirtualSystem).
+  core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
+                                                          const SourceConfig& config,
+                                                          const std::string& folder) override;
 };
 
 }  // namespace vmimport::source::ova

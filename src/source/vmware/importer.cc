@@ -1,5 +1,6 @@
 #include "source/vmware/importer.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "source/tls.h"
@@ -109,8 +110,14 @@ class VmwareSourceVm final : public SourceVm {
 
 }  // namespace
 
-core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,
-                                               const ImportRequest& request) {
+namespace {
+
+struct Connection {
+  std::unique_ptr<http::Client> http;
+  std::unique_ptr<Session> session;
+};
+
+core::Result<Connection> Connect(std::stop_token stop, const SourceConfig& config) {
   auto tls = TlsFromSecret(config.secret);
   if (!tls) {
     return MakeError(tls.error());
@@ -129,18 +136,69 @@ core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const Sourc
   if (!session) {
     return MakeError(session.error());
   }
-  Inventory inventory(**session);
+  return Connection{std::move(*http), std::move(*session)};
+}
+
+}  // namespace
+
+core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::stop_token stop,
+                                                                        const SourceConfig& config,
+                                                                        const std::string& folder) {
+  auto conn = Connect(stop, config);
+  if (!conn) {
+    return MakeError(conn.error());
+  }
+  Session& session = *conn->session;
+  Inventory inventory(session);
+  auto root = inventory.VmFolder(stop, config.datacenter, folder);
+  if (!root) {
+    (void)session.Logout(stop);
+    return MakeError(root.error());
+  }
+  auto vms = inventory.ListVms(stop, *root);
+  if (!vms) {
+    (void)session.Logout(stop);
+    return MakeError(vms.error());
+  }
+  std::vector<model::VmDescription> out;
+  for (VmRef& vm : *vms) {
+    auto path = inventory.InventoryPath(stop, vm.ref);
+    if (path) {
+      vm.inventory_path = *path;
+    }
+    auto d = inventory.Describe(stop, vm);
+    if (!d) {
+      (void)session.Logout(stop);
+      return MakeError(d.error().Wrap("describe " + vm.name));
+    }
+    out.push_back(std::move(*d));
+  }
+  (void)session.Logout(stop);
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.inventory_path < b.inventory_path; });
+  return out;
+}
+
+core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,
+                                               const ImportRequest& request) {
+  auto conn = Connect(stop, config);
+  if (!conn) {
+    return MakeError(conn.error());
+  }
+  auto http = std::move(conn->http);
+  auto session = std::move(conn->session);
+  Inventory inventory(*session);
   auto vm = inventory.FindVm(stop, config.datacenter, request.folder, request.vm_name);
   if (!vm) {
-    (void)(*session)->Logout(stop);
+    (void)session->Logout(stop);
     return MakeError(vm.error());
   }
   auto description = inventory.Describe(stop, *vm);
   if (!description) {
-    (void)(*session)->Logout(stop);
+    (void)session->Logout(stop);
     return MakeError(description.error());
   }
-  return std::make_unique<VmwareSourceVm>(std::move(*http), std::move(*session), std::move(*vm),
+  return std::make_unique<VmwareSourceVm>(std::move(http), std::move(session), std::move(*vm),
                                           std::move(*description));
 }
 

@@ -14,6 +14,9 @@ class VmwareImporter final : public Importer {
   // source::Importer
   core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
                                  const ImportRequest& request) override;
+  core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
+                                                          const SourceConfig& config,
+                                                          const std::string& folder) override;
 };
 
 }  // namespace vmimport::source::vmware

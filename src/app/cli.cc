@@ -1,0 +1,381 @@
+// kubectl-vmimport: the operator's view of vm-import, as a kubectl plugin (`kubectl vmimport ...`
+// when it is on PATH) or run directly.
+//
+//   kubectl vmimport list vmwaresource/NAME [-n NS] [--folder F]
+//       the VMs of a source with their disks, NICs and power state (the names an import needs)
+//   kubectl vmimport plan -f import.yaml [-n NS]
+//       every preflight check of a VirtualMachineImport, touching nothing: target name, source
+//       readiness, exactly one source VM, disks, network mapping, storage class, destination
+//       networks. Exit 0 when the import would start, 1 otherwise.
+//   kubectl vmimport watch [NAME...] [-n NS] [--once]
+//       running imports with per-disk progress bars, rate and ETA, until they end
+//
+// It reads what the controller reads, with the user's kubeconfig, and never writes.
+
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "api/names.h"
+#include "api/virtual_machine_import.h"
+#include "controller/import_reconciler.h"
+#include "controller/source_reconciler.h"
+#include "core/strings.h"
+#include "harvester/virtual_machine.h"
+#include "http/client.h"
+#include "kube/client.h"
+#include "kube/config.h"
+#include "source/openstack/importer.h"
+#include "source/ova/importer.h"
+#include "source/vmware/importer.h"
+
+namespace vmimport::cli {
+namespace {
+
+using kube::Json;
+
+const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
+const kube::Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
+
+struct Context {
+  std::unique_ptr<kube::Client> client;
+  std::string ns = "default";
+  source::vmware::VmwareImporter vmware;
+  source::openstack::OpenstackImporter openstack;
+  source::ova::OvaImporter ova;
+
+  source::Importer& ImporterFor(source::SourceKind kind) {
+    switch (kind) {
+      case source::SourceKind::kVmware: return vmware;
+      case source::SourceKind::kOpenstack: return openstack;
+      case source::SourceKind::kOva: return ova;
+    }
+    return vmware;
+  }
+};
+
+std::optional<source::SourceKind> KindOf(std::string kind) {
+  kind = core::ToLower(kind);
+  if (kind == "vmwaresource" || kind == "vmwaresources" || kind == "vmware") {
+    return source::SourceKind::kVmware;
+  }
+  if (kind == "openstacksource" || kind == "openstacksources" || kind == "openstack") {
+    return source::SourceKind::kOpenstack;
+  }
+  if (kind == "ovasource" || kind == "ovasources" || kind == "ova") {
+    return source::SourceKind::kOva;
+  }
+  return std::nullopt;
+}
+
+std::string Size(uint64_t bytes) {
+  char buf[32];
+  if (bytes >= (1ULL << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.1fGi", static_cast<double>(bytes) / (1ULL << 30));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.0fMi", static_cast<double>(bytes) / (1ULL << 20));
+  }
+  return buf;
+}
+
+//! A YAML node as JSON: plain scalars become numbers, booleans or null when they read as such.
+Json YamlToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      Json out = Json::object();
+      for (const auto& kv : node) {
+        out[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      }
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      Json out = Json::array();
+      for (const auto& item : node) {
+        out.push_back(YamlToJson(item));
+      }
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string text = node.Scalar();
+      if (node.Tag() == "!") {
+        return text;  // quoted
+      }
+      if (text == "true" || text == "false") return text == "true";
+      if (text == "null" || text == "~") return nullptr;
+      char* end = nullptr;
+      const long long v = std::strtoll(text.c_str(), &end, 10);
+      if (!text.empty() && end != nullptr && *end == '\0') return v;
+      return text;
+    }
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+  }
+  return nullptr;
+}
+
+int List(Context& ctx, const std::string& ref, const std::string& folder) {
+  const auto slash = ref.find('/');
+  auto kind = KindOf(ref.substr(0, slash));
+  if (slash == std::string::npos || !kind) {
+    std::cerr
+        << "list: name a source as vmwaresource/NAME, openstacksource/NAME or ovasource/NAME\n";
+    return 2;
+  }
+  const std::string name = ref.substr(slash + 1);
+  auto obj = ctx.client->Get({}, controller::SourceResource(*kind), ctx.ns, name);
+  if (!obj) {
+    std::cerr << "list: " << obj.error().ToString() << "\n";
+    return 1;
+  }
+  auto config = controller::LoadSourceConfig({}, *ctx.client, *kind, *obj);
+  if (!config) {
+    std::cerr << "list: " << config.error().ToString() << "\n";
+    return 1;
+  }
+  auto vms = ctx.ImporterFor(*kind).ListVms({}, *config, folder);
+  if (!vms) {
+    std::cerr << "list: " << vms.error().ToString() << "\n";
+    return 1;
+  }
+  std::printf("%-20s %-32s %-10s %4s %8s %-5s %s\n", "NAME", "PATH/ID", "POWER", "CPUS", "MEMORY",
+              "FW", "DISKS / NICS");
+  for (const auto& vm : *vms) {
+    std::string disks;
+    for (const auto& d : vm.disks) {
+      disks += (disks.empty() ? "" : ",") + Size(d.capacity_bytes) + "(" + d.bus + ")";
+    }
+    std::string nics;
+    for (const auto& n : vm.nics) {
+      nics += (nics.empty() ? "" : ",") + n.network + "=" + n.mac;
+    }
+    std::printf("%-20s %-32s %-10s %4d %6lluMi %-5s %s / %s\n", vm.name.c_str(),
+                (vm.inventory_path.empty() ? vm.id : vm.inventory_path).c_str(),
+                model::PowerStateName(vm.power_state), vm.cpus,
+                static_cast<unsigned long long>(vm.memory_mib), model::FirmwareName(vm.firmware),
+                disks.empty() ? "-" : disks.c_str(), nics.empty() ? "-" : nics.c_str());
+  }
+  return 0;
+}
+
+struct Check {
+  bool ok = true;
+  void Line(bool pass, const std::string& what) {
+    std::printf("  %s %s\n", pass ? "ok  " : "FAIL", what.c_str());
+    ok &= pass;
+  }
+};
+
+int Plan(Context& ctx, const std::string& file) {
+  Json object;
+  try {
+    object = YamlToJson(YAML::LoadFile(file));
+  } catch (const YAML::Exception& e) {
+    std::cerr << "plan: " << file << ": " << e.what() << "\n";
+    return 2;
+  }
+  if (!object.contains("metadata") || !object["metadata"].is_object()) {
+    object["metadata"] = Json::object();
+  }
+  if (object["metadata"].value("namespace", "").empty()) {
+    object["metadata"]["namespace"] = ctx.ns;
+  }
+  auto vm_import = api::VirtualMachineImportFromJson(object);
+  if (!vm_import) {
+    std::cerr << "plan: " << vm_import.error().ToString() << "\n";
+    return 2;
+  }
+  const auto& spec = vm_import->spec;
+  std::printf("plan for VirtualMachineImport %s/%s (nothing is changed)\n",
+              vm_import->namespace_.c_str(), vm_import->name.c_str());
+  Check check;
+  auto not_start = [] {
+    std::printf("the import would not start\n");
+    return 1;
+  };
+  const auto problems = api::ValidateImportSpec(spec);
+  check.Line(problems.empty(), problems.empty() ? "spec is valid" : core::Join(problems, "; "));
+  auto target = api::SanitizeTargetName(spec.virtual_machine_name);
+  const bool by_uuid = api::LooksLikeUuid(spec.virtual_machine_name);
+  if (!by_uuid) {
+    check.Line(bool(target), target ? "target name " + *target : target.error().message);
+  }
+  auto kind = KindOf(spec.source_cluster.kind);
+  if (!kind) {
+    check.Line(false, "unsupported source kind \"" + spec.source_cluster.kind + "\"");
+    return not_start();
+  }
+  const std::string source_ns = spec.source_cluster.namespace_.empty()
+                                    ? vm_import->namespace_
+                                    : spec.source_cluster.namespace_;
+  auto source_obj =
+      ctx.client->Get({}, controller::SourceResource(*kind), source_ns, spec.source_cluster.name);
+  if (!source_obj) {
+    check.Line(false, "source " + source_ns + "/" + spec.source_cluster.name + ": " +
+                          source_obj.error().message);
+    return not_start();
+  }
+  const std::string status = source_obj->value("status", Json::object()).value("status", "");
+  check.Line(status == controller::kClusterReady, "source " + spec.source_cluster.name + " is " +
+                                                      (status.empty() ? "unchecked" : status));
+  auto config = controller::LoadSourceConfig({}, *ctx.client, *kind, *source_obj);
+  if (!config) {
+    check.Line(false, "source credentials: " + config.error().message);
+    return not_start();
+  }
+  auto vm = ctx.ImporterFor(*kind).Open(
+      {}, *config, {.vm_name = spec.virtual_machine_name, .folder = spec.folder});
+  if (!vm) {
+    check.Line(false, "source VM: " + vm.error().message);
+    return not_start();
+  }
+  const model::VmDescription description = (*vm)->Description();
+  (void)(*vm)->FinishExport({}, false, "plan only");  // logs out; nothing was exported
+  check.Line(
+      true, "exactly one source VM: " +
+                (description.inventory_path.empty() ? description.id : description.inventory_path) +
+                " (" + model::PowerStateName(description.power_state) + ")");
+  if (by_uuid) {
+    auto t = api::SanitizeTargetName(description.name);
+    check.Line(bool(t), t ? "target name " + *t : t.error().message);
+  }
+  check.Line(!description.disks.empty(),
+             std::to_string(description.disks.size()) + " disks to import");
+  for (size_t i = 0; i < description.disks.size(); ++i) {
+    const auto& d = description.disks[i];
+    std::printf("        disk-%zu %s %s bus %s\n", i, d.name.c_str(),
+                Size(d.capacity_bytes).c_str(), d.bus.c_str());
+  }
+  bool pod_used = false;
+  for (const auto& nic : description.nics) {
+    const auto* m = harvester::FindNetworkMapping(spec, nic.network);
+    if (m != nullptr) {
+      std::printf("        nic %s on %s -> %s\n", nic.mac.c_str(), nic.network.c_str(),
+                  m->destination_network.c_str());
+    } else {
+      std::printf("        nic %s on %s -> %s\n", nic.mac.c_str(), nic.network.c_str(),
+                  pod_used ? "(dropped: one pod network only)" : "pod-network");
+      pod_used = true;
+    }
+  }
+  if (!spec.storage_class.empty()) {
+    auto sc = ctx.client->Get({}, kStorageClasses, "", spec.storage_class);
+    check.Line(bool(sc), "storage class " + spec.storage_class + (sc ? " exists" : " not found"));
+  } else {
+    check.Line(true, "storage class: the cluster's default");
+  }
+  for (const auto& m : spec.network_mapping) {
+    auto dest = api::ParseDestinationNetwork(m.destination_network, vm_import->namespace_);
+    if (!dest) {
+      check.Line(false, dest.error().message);
+      continue;
+    }
+    auto nad = ctx.client->Get({}, kNads, dest->namespace_, dest->name);
+    check.Line(bool(nad), "destination network " + dest->namespace_ + "/" + dest->name +
+                              (nad ? " exists" : " not found"));
+  }
+  std::printf("%s\n", check.ok ? "the import would start" : "the import would not start");
+  return check.ok ? 0 : 1;
+}
+
+bool Terminal(const std::string& status) {
+  return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
+         status == "diskImageFailed" || status == "VMMigrationFailed";
+}
+
+std::string Bar(uint64_t done, uint64_t total) {
+  const int width = 24;
+  const int filled = total > 0 ? static_cast<int>(done * width / total) : 0;
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(width - filled), ' ') + "]";
+}
+
+int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
+  for (;;) {
+    auto list = ctx.client->List({}, controller::ImportResource(), ctx.ns);
+    if (!list) {
+      std::cerr << "watch: " << list.error().ToString() << "\n";
+      return 1;
+    }
+    bool all_done = true;
+    for (const Json& item : (*list)["items"]) {
+      const std::string name = item["metadata"].value("name", "");
+      if (!names.empty() && std::find(names.begin(), names.end(), name) == names.end()) {
+        continue;
+      }
+      const Json status = item.value("status", Json::object());
+      const std::string state = status.value("importStatus", "");
+      all_done &= Terminal(state);
+      std::printf("%-24s %-28s %s\n", name.c_str(), state.empty() ? "(new)" : state.c_str(),
+                  status.value("progress", "").c_str());
+      for (const Json& d : status.value("diskImportStatus", Json::array())) {
+        const uint64_t done = d.value("bytesDone", uint64_t{0});
+        const uint64_t total = d.value("bytesTotal", d.value("diskSize", uint64_t{0}));
+        const double rate = d.value("bytesPerSecond", 0.0);
+        const long eta = d.value("etaSeconds", -1L);
+        std::printf("    %-34s %s %7.1f/%7.1f MiB %7.1f MB/s ETA %s\n",
+                    d.value("diskName", "").c_str(), Bar(done, total).c_str(),
+                    static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
+                    rate / 1e6, eta >= 0 ? (std::to_string(eta) + "s").c_str() : "-");
+      }
+    }
+    std::fflush(stdout);
+    if (once || all_done) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+}  // namespace vmimport::cli
+
+int main(int argc, char** argv) {
+  using namespace vmimport;
+  CLI::App app{"kubectl vmimport: see the VMs of a source, plan an import, follow imports"};
+  std::string kubeconfig;
+  std::string context;
+  std::string ns = "default";
+  app.add_option("--kubeconfig", kubeconfig, "kubeconfig (default: $KUBECONFIG, ~/.kube/config)");
+  app.add_option("--context", context, "kubeconfig context");
+  app.add_option("-n,--namespace", ns, "namespace");
+  app.require_subcommand(1);
+  auto* list = app.add_subcommand("list", "the VMs of a source: names, disks, NICs, power");
+  std::string source_ref;
+  std::string folder;
+  list->add_option("source", source_ref, "vmwaresource/NAME, openstacksource/NAME, ovasource/NAME")
+      ->required();
+  list->add_option("--folder", folder, "vSphere: only VMs under this folder");
+  auto* plan = app.add_subcommand("plan", "every preflight check of an import, touching nothing");
+  std::string file;
+  plan->add_option("-f,--filename", file, "the VirtualMachineImport YAML")->required();
+  auto* watch = app.add_subcommand("watch", "imports with per-disk progress, rate and ETA");
+  std::vector<std::string> names;
+  bool once = false;
+  watch->add_option("names", names, "imports to follow (default: all in the namespace)");
+  watch->add_flag("--once", once, "print once and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  http::GlobalInit();
+  auto config = kube::LoadDefault(kubeconfig, context, kube::ProcessEnvironment());
+  if (!config) {
+    std::cerr << "kubectl-vmimport: " << config.error().ToString() << "\n";
+    return 2;
+  }
+  auto client = kube::Client::Create(*config);
+  if (!client) {
+    std::cerr << "kubectl-vmimport: " << client.error().ToString() << "\n";
+    return 2;
+  }
+  cli::Context ctx;
+  ctx.client = std::move(*client);
+  ctx.ns = ns;
+  if (list->parsed()) return cli::List(ctx, source_ref, folder);
+  if (plan->parsed()) return cli::Plan(ctx, file);
+  return cli::Watch(ctx, names, once);
+}
