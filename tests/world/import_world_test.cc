@@ -512,6 +512,30 @@ TEST_F(ImportWorldTest, ConcurrencyAndBandwidthLimitsHold) {
     EXPECT_GT(rate, 0);
     EXPECT_LE(rate, 4000000 * 1.15) << name;  // random data: raw bytes ≈ source bytes
   }
+  // What an operator scrapes: /metrics on the health port the controller logged.
+  const std::string log = ControllerLog();
+  const auto at = log.find("msg=\"health and metrics listening\" port=");
+  ASSERT_NE(at, std::string::npos) << log;
+  const int port = std::atoi(log.c_str() + log.find("port=", at) + 5);
+  auto http = http::Client::Create({});
+  ASSERT_TRUE(http);
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  auto ready = (*http)->Do({}, {.url = base + "/readyz"});
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  auto metrics = (*http)->Do({}, {.url = base + "/metrics"});
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  const std::string& text = metrics->body;
+  EXPECT_NE(text.find("vmimport_imports{status=\"virtualMachineRunning\"} 2"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("vmimport_stream_bytes_total{disk=\"disk-0\",import=\"one\",namespace=\"" +
+                      ns_ + "\"} 8388608"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("vmimport_import_duration_seconds_count 2"), std::string::npos);
+  EXPECT_NE(text.find("vmimport_streams_total{outcome=\"completed\"}"), std::string::npos);
+  EXPECT_NE(text.find("vmimport_workqueue_depth{queue=\"import\"}"), std::string::npos);
 }
 
 }  // namespace
