@@ -178,6 +178,14 @@ core::Labels StreamLabels(const std::string& stream) {
 }
 }  // namespace
 
+core::Labels ImportReconciler::MetricLabels(const std::string& stream) const {
+  core::Labels labels = StreamLabels(stream);
+  std::lock_guard lock(mu_);
+  auto it = source_hosts_.find(ImportKeyOfStream(stream));
+  labels.emplace_back("source", it == source_hosts_.end() ? "" : it->second);
+  return labels;
+}
+
 void ImportReconciler::OnStreamStarted(const imageserver::StreamInfo& info) {
   std::lock_guard lock(mu_);
   auto& s = streams_[info.disk_name];
@@ -194,7 +202,7 @@ void ImportReconciler::OnProgress(const imageserver::StreamProgress& progress) {
     s.bytes_per_second = progress.bytes_per_second;
   }
   if (auto* m = metrics_.load()) {
-    m->Set("vmimport_disk_bytes_done", StreamLabels(progress.info.disk_name),
+    m->Set("vmimport_disk_bytes_done", MetricLabels(progress.info.disk_name),
            static_cast<double>(progress.bytes));
   }
   queue_.Add(ImportKeyOfStream(progress.info.disk_name));
@@ -213,7 +221,7 @@ void ImportReconciler::OnStreamFinished(const imageserver::StreamResult& result)
                                 : std::string(imageserver::StreamOutcomeName(result.outcome));
   }
   if (auto* m = metrics_.load()) {
-    const core::Labels labels = StreamLabels(result.info.disk_name);
+    const core::Labels labels = MetricLabels(result.info.disk_name);
     m->Add("vmimport_stream_bytes_total", labels, static_cast<double>(result.bytes));
     m->Set("vmimport_disk_bytes_done", labels, static_cast<double>(result.bytes));
     m->Add("vmimport_streams_total",
@@ -396,6 +404,7 @@ core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(
   running->description = (*vm)->Description();
   running->vm = std::move(*vm);
   std::lock_guard lock(mu_);
+  source_hosts_[key] = running->host;
   auto [pos, inserted] = running_.emplace(key, std::move(running));
   return pos->second.get();
 }

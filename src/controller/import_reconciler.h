@@ -136,6 +136,8 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Status Transition(std::stop_token stop, const Json& object,
                           api::VirtualMachineImport& vm_import, api::ImportStatus next,
                           const std::string& reason, const std::string& message);
+  //! namespace, import, disk and source host of a stream, for its metrics.
+  core::Labels MetricLabels(const std::string& stream) const;
   //! Phase durations and final states into the metrics.
   void RecordPhase(const Json& object, api::ImportStatus previous, api::ImportStatus next);
   core::Status Fail(std::stop_token stop, const Json& object, api::VirtualMachineImport& vm_import,
@@ -161,7 +163,9 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
       phase_since_;  // guarded by mu_
   source::StreamSlots stream_slots_;
   std::set<std::string> admitted_;  // imports let past the concurrency limit; guarded by mu_
-  mutable std::mutex mu_;           // guards running_, streams_ and phase_since_
+  //! The source host of every import this process opened (metric labels); guarded by mu_.
+  std::map<std::string, std::string> source_hosts_;
+  mutable std::mutex mu_;  // guards running_, streams_ and phase_since_
   std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
   std::map<std::string, DiskStreamState> streams_;           // by disk stream name
 };

@@ -529,8 +529,10 @@ TEST_F(ImportWorldTest, ConcurrencyAndBandwidthLimitsHold) {
   const std::string& text = metrics->body;
   EXPECT_NE(text.find("vmimport_imports{status=\"virtualMachineRunning\"} 2"), std::string::npos)
       << text;
+  const std::string sdk = WorldVar("VCSIM_SDK_URL");  // https://127.0.0.1:PORT/sdk
+  const std::string host = sdk.substr(8, sdk.find('/', 8) - 8);
   EXPECT_NE(text.find("vmimport_stream_bytes_total{disk=\"disk-0\",import=\"one\",namespace=\"" +
-                      ns_ + "\"} 8388608"),
+                      ns_ + "\",source=\"" + host + "\"} 8388608"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("vmimport_import_duration_seconds_count 2"), std::string::npos);
