@@ -345,6 +345,30 @@ int Run(const Options& opt) {
         {.on_add = image_changed,
          .on_update = [&](const kube::Json&, const kube::Json& o) { image_changed(o); },
          .on_delete = image_changed});
+    // A source whose readiness changes wakes the imports that name it (instead of their requeue).
+    for (auto& c : controllers) {
+      c.informer->AddHandlers({.on_update = [&imports, &import_queue](const kube::Json& old_src,
+                                                                      const kube::Json& src) {
+        const auto status_of = [](const kube::Json& o) {
+          return o.value("status", kube::Json::object()).value("status", "");
+        };
+        if (status_of(old_src) == status_of(src)) {
+          return;
+        }
+        const kube::Json md = src.value("metadata", kube::Json::object());
+        for (const kube::Json& imp : imports.List()) {
+          const kube::Json ref =
+              imp.value("spec", kube::Json::object()).value("sourceCluster", kube::Json::object());
+          std::string ns = ref.value("namespace", "");
+          if (ns.empty()) {
+            ns = imp.value("metadata", kube::Json::object()).value("namespace", "");
+          }
+          if (ref.value("name", "") == md.value("name", "") && ns == md.value("namespace", "")) {
+            import_queue.Add(kube::ObjectKeyOf(imp));
+          }
+        }
+      }});
+    }
     controller::Runner import_runner("import", import_queue, import_reconciler, log);
     import_reconciler.SetMetrics(&metrics);
 
