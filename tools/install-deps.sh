@@ -13,7 +13,7 @@ PKGS=(
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # test world and oracles
-  qemu-utils openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
+  qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
 )
 
 quiet=0

@@ -8,6 +8,8 @@
 #   status  what runs, on which port, its memory
 #   env     print the path of the env file (source it to reach the peers)
 #   build   build the peers only
+#   seed-load N  add N small powered-off VMs for load tests to the running vcsim (idempotent;
+#           tests/world/vcsim/vcsim-world.sh seed-load)
 #   openstack up|down|status|env|fixtures|smoke
 #           the OpenStack peer (tests/world/openstack/openstack-world.sh; as root): separate from
 #           up/down because it takes minutes and GBs; writes .world/openstack/env.sh
@@ -69,6 +71,10 @@ case "$cmd" in
   env)
     [ -f "$ENV_FILE" ] || { say "not up (no $ENV_FILE)"; exit 1; }
     echo "$ENV_FILE"
+    ;;
+  seed-load)
+    shift
+    exec "$VCSIM" seed-load "$@"
     ;;
   openstack)
     shift

@@ -1,6 +1,7 @@
 #include "controller/import_reconciler.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "api/names.h"
@@ -73,6 +74,24 @@ api::Condition MakeCondition(std::string_view type, const std::string& status,
   return api::Condition{std::string(type), status, reason, message, "", ""};
 }
 
+//! `message` with every image-server token ("/disks/<hex>") replaced: Harvester's download
+//! errors quote the disk URL, a capability that must not reach status, Events or logs.
+std::string RedactDiskTokens(std::string message) {
+  static constexpr std::string_view kPath = "/disks/";
+  for (size_t at = message.find(kPath); at != std::string::npos;
+       at = message.find(kPath, at + kPath.size())) {
+    const size_t begin = at + kPath.size();
+    size_t end = begin;
+    while (end < message.size() && std::isxdigit(static_cast<unsigned char>(message[end])) != 0) {
+      ++end;
+    }
+    if (end > begin) {
+      message.replace(begin, end - begin, "<token>");
+    }
+  }
+  return message;
+}
+
 bool DiskHas(const api::DiskInfo& disk, std::string_view type) {
   return api::IsConditionTrue(disk.disk_conditions, std::string(type));
 }
@@ -83,6 +102,7 @@ std::string ReasonOf(const core::Error& error) {
     case ErrorCode::kNotFound: return "VirtualMachineNotFound";
     case ErrorCode::kInvalidArgument: return "AmbiguousOrInvalid";
     case ErrorCode::kUnauthenticated: return "InvalidCredentials";
+    case ErrorCode::kCorruptData: return "CorruptSource";
     default: return ReadinessReason(error);
   }
 }
@@ -216,6 +236,12 @@ void ImportReconciler::OnStreamFinished(const imageserver::StreamResult& result)
     s.bytes_per_second = result.bytes_per_second;
     if (result.checksums) {
       s.checksums = result.checksums;
+    }
+    if (result.outcome == imageserver::StreamOutcome::kCompleted) {
+      s.permanent_error.reset();
+    } else if (result.error && (result.error->code == ErrorCode::kCorruptData ||
+                                result.error->code == ErrorCode::kUnsupported)) {
+      s.permanent_error = result.error;
     }
     s.last_error = result.error ? result.error->ToString()
                                 : std::string(imageserver::StreamOutcomeName(result.outcome));
@@ -393,9 +419,10 @@ core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(
   if (!config) {
     return MakeError(config.error());
   }
-  auto vm = it->second->Open(
-      stop, *config,
-      {.vm_name = vm_import.spec.virtual_machine_name, .folder = vm_import.spec.folder});
+  auto vm = it->second->Open(stop, *config,
+                             {.vm_name = vm_import.spec.virtual_machine_name,
+                              .folder = vm_import.spec.folder,
+                              .owner = vm_import.uid});
   if (!vm) {
     return MakeError(vm.error());
   }
@@ -505,7 +532,10 @@ core::Result<ReconcileResult> ImportReconciler::Validate(api::VirtualMachineImpo
     problems.push_back(target.error().message);
   }
   if (!problems.empty()) {
-    log_.Info("vm " + vm_import.name + " in namespace " + ns + " has an invalid spec");
+    log_.Info("vm " + vm_import.name + " in namespace " + ns + " has an invalid spec",
+              {{"import", kube::ObjectKeyOf(object)},
+               {"reason", "InvalidSpec"},
+               {"error", core::Join(problems, "; ")}});
     vm_import.status.import_status = ImportStatus::kVirtualMachineImportInvalid;
     api::SetCondition(vm_import.status.import_conditions,
                       MakeCondition("Invalid", "True", "InvalidSpec", core::Join(problems, "; ")),
@@ -537,6 +567,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
     if (source_obj.error().code == ErrorCode::kNotFound) {
       // As in one manifest holding Secret + source + imports: the source may come later.
       events_.Record(object, "Warning", "SourceNotFound", source_obj.error().message);
+      log_.Warn(
+          "the source of the import does not exist (yet)",
+          {{"import", key}, {"reason", "SourceNotFound"}, {"error", source_obj.error().message}});
       return Requeue(options_.source_not_ready_requeue);
     }
     if (source_obj.error().code == ErrorCode::kInvalidArgument) {
@@ -549,10 +582,22 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
   const std::string source_status =
       (*source_obj).value("status", Json::object()).value("status", "");
   if (source_status != kClusterReady) {
+    // Say why, as the source's ClusterError condition does (its reason and message).
+    std::string why;
+    const auto source_conditions = api::ConditionsFromJson(
+        (*source_obj).value("status", Json::object()).value("conditions", Json::array()));
+    if (const auto* c = api::FindCondition(source_conditions, "ClusterError");
+        c != nullptr && c->status == "True") {
+      why = ": " + c->reason + ": " + c->message;
+    }
     log_.Warn("The source cluster is not ready yet",
-              {{"import", key}, {"source", vm_import.spec.source_cluster.name}});
-    events_.Record(object, "Normal", "SourceNotReady",
-                   "waiting for source " + vm_import.spec.source_cluster.name + " to be ready");
+              {{"import", key},
+               {"source", vm_import.spec.source_cluster.name},
+               {"reason", "SourceNotReady"},
+               {"error", why.empty() ? "" : why.substr(2)}});
+    events_.Record(
+        object, "Normal", "SourceNotReady",
+        "waiting for source " + vm_import.spec.source_cluster.name + " to be ready" + why);
     return Requeue(options_.source_not_ready_requeue);
   }
 
@@ -628,6 +673,22 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
       return Done();
     }
     vm_import.status.imported_virtual_machine_name = *target;
+  }
+  // Never take over a VirtualMachine this import did not make: a VM of the target name already
+  // there is refused before the source VM is touched.
+  if (auto existing = client_.Get(stop, kVms, vm_import.namespace_,
+                                  vm_import.status.imported_virtual_machine_name);
+      existing || existing.error().code != ErrorCode::kNotFound) {
+    if (!existing) {
+      return MakeError(existing.error());
+    }
+    Release(stop, key, false, "the target VM exists");
+    (void)Fail(stop, object, vm_import, ImportStatus::kVirtualMachineImportInvalid,
+               "VirtualMachineExists",
+               "VirtualMachine " + vm_import.namespace_ + "/" +
+                   vm_import.status.imported_virtual_machine_name +
+                   " already exists: delete it or import under another virtualMachineName");
+    return Done();
   }
   if (vm.disks.empty()) {
     Release(stop, key, false, "the VM has no disks");
@@ -716,12 +777,26 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(
   return &r;
 }
 
+core::Result<ReconcileResult> ImportReconciler::ExportFailed(std::stop_token stop,
+                                                             const std::string& key,
+                                                             api::VirtualMachineImport& vm_import,
+                                                             const Json& object,
+                                                             const core::Error& error) {
+  if (!error.Terminal()) {
+    return MakeError(error);
+  }
+  Release(stop, key, false, "the export failed");
+  (void)Fail(stop, object, vm_import, ImportStatus::kVmMigrationFailed, "ExportFailed",
+             error.message);
+  return Done();
+}
+
 core::Result<ReconcileResult> ImportReconciler::Export(std::stop_token stop, const std::string& key,
                                                        api::VirtualMachineImport& vm_import,
                                                        const Json& object) {
   auto running = EnsurePublished(stop, key, vm_import, object);
   if (!running) {
-    return MakeError(running.error());
+    return ExportFailed(stop, key, vm_import, object, running.error());
   }
   const model::VmDescription& vm = (*running)->description;
   if (vm_import.status.disk_import_status.size() != vm.disks.size()) {
@@ -753,7 +828,7 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
   // After a restart the disks are published again (the VM is off already: nothing is redone).
   auto running = EnsurePublished(stop, key, vm_import, object);
   if (!running) {
-    return MakeError(running.error());
+    return ExportFailed(stop, key, vm_import, object, running.error());
   }
   const std::vector<std::string> urls = (*running)->urls;
   if (urls.size() != vm_import.status.disk_import_status.size()) {
@@ -878,6 +953,23 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
     if (!image) {
       continue;  // the informer has not seen it yet
     }
+    // Corrupt or unsupported source data fails the same way on every retry: fail now rather
+    // than after Harvester's retries, which would read the whole source again each time.
+    std::optional<core::Error> permanent;
+    {
+      std::lock_guard lock(mu_);
+      auto it = streams_.find(StreamName(key, i));
+      if (it != streams_.end()) {
+        permanent = it->second.permanent_error;
+      }
+    }
+    if (permanent) {
+      Release(stop, key, false, "a disk cannot be read");
+      (void)Fail(stop, object, vm_import, ImportStatus::kDiskImagesFailed,
+                 permanent->code == ErrorCode::kCorruptData ? "CorruptDisk" : "UnsupportedDisk",
+                 disk.disk_name + " cannot be imported: " + permanent->message);
+      return Done();
+    }
     const auto state = harvester::InterpretImageStatus(*image);
     switch (state.phase) {
       case harvester::ImagePhase::kActive:
@@ -887,10 +979,10 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
         ++ready;
         break;
       case harvester::ImagePhase::kFailed: {
-        api::SetCondition(
-            disk.disk_conditions,
-            MakeCondition(api::kConditionImageFailed, "True", state.reason, state.message),
-            clock_.WallNow());
+        api::SetCondition(disk.disk_conditions,
+                          MakeCondition(api::kConditionImageFailed, "True", state.reason,
+                                        RedactDiskTokens(state.message)),
+                          clock_.WallNow());
         // Harvester only sees a short or cut download; our stream knows why (a digest mismatch,
         // a truncated source, an unreachable peer): say both.
         std::string cause;
@@ -906,7 +998,7 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
         Release(stop, key, false, "a disk image failed");
         (void)Fail(stop, object, vm_import, ImportStatus::kDiskImagesFailed, "ImageFailed",
                    "VirtualMachineImage " + disk.virtual_machine_image + " of " + disk.disk_name +
-                       " failed: " + state.message + cause);
+                       " failed: " + RedactDiskTokens(state.message) + cause);
         return Done();
       }
       case harvester::ImagePhase::kPending:
@@ -1006,6 +1098,31 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
   }
   if ((*vmi).value("status", Json::object()).value("phase", "") != "Running") {
     return Requeue(options_.poll);
+  }
+  // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
+  // import's ownerReference; deleting the import must not let the garbage collector take them.
+  for (const auto& disk : vm_import.status.disk_import_status) {
+    auto image =
+        client_.Get(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image);
+    if (!image) {
+      return MakeError(image.error().Wrap("image " + disk.virtual_machine_image));
+    }
+    const Json refs = (*image)["metadata"].value("ownerReferences", Json::array());
+    Json kept = Json::array();
+    for (const Json& ref : refs) {
+      if (ref.value("uid", "") != vm_import.uid) {
+        kept.push_back(ref);
+      }
+    }
+    if (kept.size() == refs.size()) {
+      continue;
+    }
+    auto r =
+        client_.MergePatch(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image,
+                           {{"metadata", {{"ownerReferences", kept}}}});
+    if (!r) {
+      return MakeError(r.error().Wrap("image " + disk.virtual_machine_image));
+    }
   }
   if (auto st = Transition(
           stop, object, vm_import, ImportStatus::kVirtualMachineRunning, "VirtualMachineRunning",

@@ -67,6 +67,9 @@ struct DiskStreamState {
   double bytes_per_second = 0;
   std::optional<disk::Checksums> checksums;  //!< of the last complete stream
   std::string last_error;
+  //! The last stream's source error when retrying cannot help (corrupt or unsupported data);
+  //! cleared by a completed stream.
+  std::optional<core::Error> permanent_error;
 };
 
 class ImportReconciler final : public Reconciler, public imageserver::StreamObserver {
@@ -126,6 +129,12 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   //! The open source VM of `key` with the VM off, its export started and every disk published.
   core::Result<Running*> EnsurePublished(std::stop_token stop, const std::string& key,
                                          api::VirtualMachineImport& vm_import, const Json& object);
+  //! EnsurePublished failed: a terminal error (no permission, unsupported, invalid) fails the
+  //! import with its message instead of leaving it where it is; any other error is returned, to
+  //! be retried with backoff.
+  core::Result<ReconcileResult> ExportFailed(std::stop_token stop, const std::string& key,
+                                             api::VirtualMachineImport& vm_import,
+                                             const Json& object, const core::Error& error);
   //! Unpublishes the disks of `key` and ends its export (completed or aborted).
   void Release(std::stop_token stop, const std::string& key, bool completed,
                const std::string& reason);

@@ -88,7 +88,11 @@ ErrorCode ErrorCodeFor(const ApiStatus& s) {
   switch (s.code) {
     case 400: return ErrorCode::kInvalidArgument;
     case 401: return ErrorCode::kUnauthenticated;
-    case 403: return ErrorCode::kPermissionDenied;
+    case 403:
+      // A ResourceQuota refusal ("exceeded quota") passes once objects go: worth retrying. Any
+      // other 403 (RBAC) needs an operator.
+      return s.message.find("exceeded quota") != std::string::npos ? ErrorCode::kUnavailable
+                                                                   : ErrorCode::kPermissionDenied;
     case 404: return ErrorCode::kNotFound;
     case 409: return s.reason == "AlreadyExists" ? ErrorCode::kAlreadyExists : ErrorCode::kConflict;
     case 410: return ErrorCode::kGone;

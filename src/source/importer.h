@@ -32,6 +32,10 @@ struct ImportRequest {
   std::string vm_name;  //!< a name (vSphere, OpenStack, OVA) or a UUID (vSphere BIOS/instance
                         //!< UUID, OpenStack server id)
   std::string folder;   //!< vSphere: spec.folder, searched recursively; empty: the datacenter
+  //! A stable id of the import (its uid). vSphere: the session carries it in its userAgent, and
+  //! sessions of an earlier process for the same import (killed before it could log out) are
+  //! ended on Open, which also ends the export lease they held.
+  std::string owner;
 };
 
 struct PowerOffRequest {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -38,8 +39,10 @@ const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachinei
 const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 const Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
 const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+const Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 const Resource kEvents{"", "v1", "events", true};
+const Resource kResourceQuotas{"", "v1", "resourcequotas", true};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -119,13 +122,19 @@ class ImportWorldTest : public ::testing::Test {
 
   void StartWorld(const std::vector<std::string>& sim_args = {},
                   const std::vector<std::string>& controller_args = {}) {
-    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
-    sim.insert(sim.end(), sim_args.begin(), sim_args.end());
-    sim_ = std::make_unique<ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
+    StartSim(sim_args);
     StartController(controller_args);
   }
 
-  void StartController(const std::vector<std::string>& extra = {}) {
+  void StartSim(const std::vector<std::string>& sim_args = {},
+                const std::string& log_name = "harvester-sim.log") {
+    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+    sim.insert(sim.end(), sim_args.begin(), sim_args.end());
+    sim_ = std::make_unique<ChildProcess>(sim, (log_dir_ / log_name).string());
+  }
+
+  void StartController(const std::vector<std::string>& extra = {},
+                       const std::string& log_name = "controller.log") {
     std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
                                   "--kubeconfig",
                                   kubeconfig_,
@@ -139,7 +148,7 @@ class ImportWorldTest : public ::testing::Test {
                                   "--source-retry-interval",
                                   "1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    controller_ = std::make_unique<ChildProcess>(argv, (log_dir_ / "controller.log").string());
+    controller_ = std::make_unique<ChildProcess>(argv, (log_dir_ / log_name).string());
   }
 
   void CreateSecret(const std::string& name) {
@@ -154,11 +163,11 @@ class ImportWorldTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().ToString();
   }
 
-  void CreateSource(const std::string& secret = "vsphere") {
+  void CreateSource(const std::string& secret = "vsphere", const std::string& name = "vcsim") {
     auto r = client_->Create({}, kVmwareSources, ns_,
                              {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
                               {"kind", "VmwareSource"},
-                              {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
                               {"spec",
                                {{"endpoint", WorldVar("VCSIM_SDK_URL")},
                                 {"dc", WorldVar("VCSIM_DATACENTER")},
@@ -166,8 +175,8 @@ class ImportWorldTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().ToString();
   }
 
-  void CreateImport(const std::string& name, Json spec) {
-    spec["sourceCluster"] = {{"name", "vcsim"},
+  void CreateImport(const std::string& name, Json spec, const std::string& source = "vcsim") {
+    spec["sourceCluster"] = {{"name", source},
                              {"namespace", ns_},
                              {"kind", "VmwareSource"},
                              {"apiVersion", "migration.harvesterhci.io/v1beta1"}};
@@ -271,6 +280,86 @@ class ImportWorldTest : public ::testing::Test {
     ASSERT_EQ(SourcePower(path), model::PowerState::kOn);
   }
 
+  //! https://127.0.0.1:PORT of vcsim.
+  std::string VcsimBase() {
+    const std::string sdk = WorldVar("VCSIM_SDK_URL");
+    return sdk.substr(0, sdk.rfind("/sdk"));
+  }
+
+  //! A request to vcsim-ext's test endpoints (over the world's TLS).
+  http::Response VcsimExt(const std::string& method, const std::string& path) {
+    auto http = http::Client::Create({.ca_file = WorldVar("VCSIM_CA")});
+    EXPECT_TRUE(http);
+    if (!http) {
+      return {};
+    }
+    auto r = (*http)->Do({}, {.method = method, .url = VcsimBase() + path});
+    EXPECT_TRUE(r) << method << " " << path;
+    return r ? *r : http::Response{};
+  }
+
+  //! vcsim-ext's GET /vmimport/debug: every export lease made and the live sessions.
+  Json VcsimDebug() {
+    const http::Response r = VcsimExt("GET", "/vmimport/debug");
+    EXPECT_EQ(r.status, 200) << r.body;
+    Json out = Json::parse(r.body, nullptr, false);
+    return out.is_object() ? out : Json{{"leases", Json::array()}, {"sessions", Json::array()}};
+  }
+
+  std::set<std::string> VcsimSessions() {
+    std::set<std::string> keys;
+    const Json debug = VcsimDebug();
+    for (const Json& s : debug["sessions"]) {
+      keys.insert(s.value("key", ""));
+    }
+    return keys;
+  }
+
+  //! `kubectl create --dry-run=server` of a minimal object of `kind`: whether admission (the
+  //! ResourceQuota holds below) would let the controller create one now.
+  bool Admitted(const std::string& kind) {
+    const Json obj =
+        kind == "VirtualMachine"
+            ? Json{{"apiVersion", "kubevirt.io/v1"},
+                   {"kind", "VirtualMachine"},
+                   {"metadata", {{"name", "probe"}, {"namespace", ns_}}},
+                   {"spec", {{"runStrategy", "Halted"}, {"template", {{"spec", Json::object()}}}}}}
+            : Json{{"apiVersion", "harvesterhci.io/v1beta1"},
+                   {"kind", "VirtualMachineImage"},
+                   {"metadata", {{"name", "probe"}, {"namespace", ns_}}},
+                   {"spec",
+                    {{"displayName", "probe"}, {"sourceType", "download"}, {"url", "http://x"}}}};
+    const fs::path file = log_dir_ / "probe.json";
+    std::ofstream(file) << obj.dump();
+    const std::string cmd = "KUBECONFIG='" + kubeconfig_ + "' '" + WorldVar("KUBECTL") +
+                            "' create --dry-run=server -f '" + file.string() + "' >/dev/null 2>&1";
+    return testing::RunCommand(cmd) == 0;
+  }
+
+  //! Holds the controller before it creates a `kind` (VirtualMachineImage or VirtualMachine):
+  //! a ResourceQuota of 0 for it. The world runs no quota controller, so its status is written
+  //! here; the quota admission then refuses every create (403) until Unhold.
+  void Hold(const std::string& kind) {
+    const std::string count = kind == "VirtualMachine"
+                                  ? "count/virtualmachines.kubevirt.io"
+                                  : "count/virtualmachineimages.harvesterhci.io";
+    const Json hard = {{count, "0"}};
+    ASSERT_TRUE(client_->Create({}, kResourceQuotas, ns_,
+                                {{"apiVersion", "v1"},
+                                 {"kind", "ResourceQuota"},
+                                 {"metadata", {{"name", "hold"}, {"namespace", ns_}}},
+                                 {"spec", {{"hard", hard}}}}));
+    ASSERT_TRUE(client_->MergePatch({}, kResourceQuotas, ns_, "hold",
+                                    {{"status", {{"hard", hard}, {"used", {{count, "0"}}}}}},
+                                    "status"));
+    ASSERT_TRUE(Eventually([&] { return !Admitted(kind); }, 20s)) << kind;
+  }
+
+  void Unhold(const std::string& kind) {
+    ASSERT_TRUE(client_->Delete({}, kResourceQuotas, ns_, "hold"));
+    ASSERT_TRUE(Eventually([&] { return Admitted(kind); }, 40s)) << kind;
+  }
+
   std::string ControllerLog() { return ReadFile((log_dir_ / "controller.log").string()); }
 
   std::string kubeconfig_;
@@ -361,6 +450,48 @@ TEST_F(ImportWorldTest, TargetNameThatCannotBeValidIsRejectedWithTheSeedLogLines
       log.find("level=info msg=\"vm focal-bad-name in namespace " + ns_ + " has an invalid spec\""),
       std::string::npos);
   EXPECT_TRUE(Items(kImages).empty());
+}
+
+// Issue #7, the seed's "Test VM With CamelCased Name": a source VM named with upper-case letters
+// that is a valid RFC 1123 name once lower-cased is imported under that name.
+TEST_F(ImportWorldTest, CamelCaseVmImportsUnderItsLowerCasedName) {
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld();
+  CreateImport("camel", {{"virtualMachineName", "vmi-CamelCase"}});
+  ASSERT_EQ(WaitImport("camel", "virtualMachineRunning"), "virtualMachineRunning");
+  ExpectDisksMatch("camel", "/DC0/vm/vmi-CamelCase");
+  EXPECT_EQ(GetImport("camel")["status"].value("importedVirtualMachineName", ""), "vmi-camelcase");
+  const auto vms = Items(kVms);
+  ASSERT_EQ(vms.size(), 1U);
+  EXPECT_EQ(vms[0]["metadata"].value("name", ""), "vmi-camelcase");
+  EXPECT_EQ(SourcePower("/DC0/vm/vmi-CamelCase"), model::PowerState::kOff);
+}
+
+// The imported disk boots: the simulator keeps the bytes it downloaded and, once KubeVirt would
+// run the VM, boots its boot disk with qemu (BIOS); the seeded boot sector prints a marker on the
+// serial port. A disk that arrived short or wrong would not print it.
+TEST_F(ImportWorldTest, ImportedDiskBootsInQemu) {
+  CreateSecret("vsphere");
+  CreateSource();
+  const fs::path boot_dir = log_dir_ / "boot";
+  fs::create_directories(boot_dir);
+  StartWorld({"--boot-dir", boot_dir.string()});
+  CreateImport("boot", {{"virtualMachineName", "vmi-bootable"}});
+  ASSERT_EQ(WaitImport("boot", "virtualMachineRunning"), "virtualMachineRunning");
+  ExpectDisksMatch("boot", "/DC0/vm/vmi-bootable");
+  std::string outcome;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto vm = client_->Get({}, kVms, ns_, "vmi-bootable");
+        outcome = vm ? (*vm)["metadata"]
+                           .value("annotations", Json::object())
+                           .value("harvester-sim.vm-import.test/boot", "")
+                     : "";
+        return !outcome.empty();
+      },
+      90s));
+  EXPECT_EQ(outcome, "booted") << ReadFile((log_dir_ / "harvester-sim.log").string());
 }
 
 // The wrong VM must never be powered off: an ambiguous name is refused with every candidate.
@@ -480,6 +611,233 @@ TEST_F(ImportWorldTest, ControllerKilledMidDownloadResumes) {
   ExpectDisksMatch("resume", "/DC0/vm/vmi-multi");
   EXPECT_EQ(Items(kImages).size(), 3U);
   EXPECT_EQ(Items(kVms).size(), 1U);
+}
+
+// Where ControllerKilledAtEveryPointResumes SIGKILLs the controller: just after each importStatus
+// is reached, and in the middle of a disk stream. Each point is held there by the world (see the
+// test) so that the kill lands at that point, not one step later.
+enum class KillPoint {
+  kValid,            // virtualMachineImportValid: the source is not ready (its Secret is missing)
+  kSourceReady,      // sourceReady: ExportVm fails (vcsim-ext fault switch); session open
+  kDisksExported,    // disksExported: creating images is refused (quota); lease open
+  kImagesSubmitted,  // diskImageSubmitted: no Harvester yet, nothing downloaded; lease open
+  kMidStream,        // diskImageSubmitted with a disk half downloaded (slow Harvester)
+  kImagesReady,      // diskImagesReady: creating the VM is refused (quota); export completed
+  kVmCreated,        // virtualMachineCreated: no Harvester to run the VM
+};
+
+const char* KillPointName(KillPoint p) {
+  switch (p) {
+    case KillPoint::kValid: return "virtualMachineImportValid";
+    case KillPoint::kSourceReady: return "sourceReady";
+    case KillPoint::kDisksExported: return "disksExported";
+    case KillPoint::kImagesSubmitted: return "diskImageSubmitted";
+    case KillPoint::kMidStream: return "diskImageSubmitted";
+    case KillPoint::kImagesReady: return "diskImagesReady";
+    case KillPoint::kVmCreated: return "virtualMachineCreated";
+  }
+  return "";
+}
+
+// Issue #10: SIGKILLed at any point of an import and started again, the controller finishes it:
+// the VM runs, every disk is the source's, nothing is duplicated (one image per disk, one PVC
+// per image, one VM), and nothing of ours is left on vSphere (no open export lease, no session).
+// One VM with two small disks; the kill points run one after the other in one namespace.
+TEST_F(ImportWorldTest, ControllerKilledAtEveryPointResumes) {
+  const std::string vm_path = "/DC0/vm/vmi-resume";
+  const size_t disk_count = SeededDiskSha256(vm_path).size();
+  ASSERT_EQ(disk_count, 2U);
+  CreateSecret("vsphere");
+  CreateSource();
+  int n = 0;
+  for (KillPoint point : {KillPoint::kValid, KillPoint::kSourceReady, KillPoint::kDisksExported,
+                          KillPoint::kImagesSubmitted, KillPoint::kMidStream,
+                          KillPoint::kImagesReady, KillPoint::kVmCreated}) {
+    const std::string tag = std::to_string(n++);
+    const std::string want = KillPointName(point);
+    SCOPED_TRACE(tag + " " + want + (point == KillPoint::kMidStream ? " (mid-stream)" : ""));
+    const auto started = std::chrono::steady_clock::now();
+    const std::string name = "kill-" + tag;
+    const std::set<std::string> sessions_before = VcsimSessions();
+    std::set<std::string> leases_before;
+    const Json debug_before = VcsimDebug();
+    for (const Json& l : debug_before["leases"]) {
+      leases_before.insert(l.value("lease", ""));
+    }
+
+    // Hold the import at the point, with the world's means.
+    std::string source = "vcsim";
+    std::vector<std::string> sim_args;
+    switch (point) {
+      case KillPoint::kValid:
+        source = "late-" + tag;
+        CreateSource("late-secret-" + tag, source);
+        break;
+      case KillPoint::kSourceReady: {
+        const auto armed =
+            VcsimExt("POST", "/vmimport-ext/faults?target=method:ExportVm&count=100000");
+        ASSERT_EQ(armed.status / 100, 2) << armed.body;
+        break;
+      }
+      case KillPoint::kDisksExported: Hold("VirtualMachineImage"); break;
+      case KillPoint::kMidStream: sim_args = {"--rate", "1000000"}; break;
+      case KillPoint::kImagesReady:
+      case KillPoint::kVmCreated: Hold("VirtualMachine"); break;
+      case KillPoint::kImagesSubmitted: break;
+    }
+    if (HasFatalFailure()) {
+      return;
+    }
+    if (point != KillPoint::kImagesSubmitted) {  // else no Harvester yet
+      StartSim(sim_args, "harvester-sim-" + tag + ".log");
+    }
+    StartController({}, "controller-" + tag + "-killed.log");
+    CreateImport(name, {{"virtualMachineName", "vmi-resume"}}, source);
+
+    switch (point) {
+      case KillPoint::kValid:
+      case KillPoint::kDisksExported:
+      case KillPoint::kImagesSubmitted:
+      case KillPoint::kImagesReady:
+        ASSERT_EQ(WaitImport(name, want, 60s), want);
+        std::this_thread::sleep_for(1s);  // the held step has run (and been refused) by now
+        break;
+      case KillPoint::kSourceReady:
+        ASSERT_EQ(WaitImport(name, want, 60s), want);
+        ASSERT_TRUE(Eventually([&] {  // ExportVm was tried (and refused) at least once
+          const Json f = Json::parse(VcsimExt("GET", "/vmimport-ext/faults").body, nullptr, false);
+          return f.is_object() &&
+                 f.value("injected", Json::object()).value("method:ExportVm", 0) > 0;
+        }));
+        break;
+      case KillPoint::kMidStream:
+        ASSERT_EQ(WaitImport(name, want, 60s), want);
+        ASSERT_TRUE(Eventually([&] {  // disk 0 is partly in Harvester
+          const Json d = GetImport(name)["status"].value("diskImportStatus", Json::array());
+          return !d.empty() && d[0].value("bytesDone", 0) > 0;
+        }));
+        break;
+      case KillPoint::kVmCreated:
+        // Held before the VM; Harvester goes away, then the hold: the VM is created, never runs.
+        ASSERT_EQ(WaitImport(name, "diskImagesReady", 60s), "diskImagesReady");
+        sim_.reset();
+        Unhold("VirtualMachine");
+        ASSERT_TRUE(client_->MergePatch({}, kImports, ns_, name,
+                                        {{"metadata", {{"annotations", {{"test/poke", "1"}}}}}}));
+        ASSERT_EQ(WaitImport(name, want, 60s), want);
+        std::this_thread::sleep_for(1s);
+        break;
+    }
+    controller_->Signal(SIGKILL);
+    controller_->Wait(10s);
+    ASSERT_EQ(ImportStatus(name), want) << "the kill landed after the point";
+    if (point == KillPoint::kMidStream) {
+      const Json d = GetImport(name)["status"]["diskImportStatus"];
+      EXPECT_LT(d[0].value("bytesDone", 0), d[0].value("bytesTotal", 1)) << "disk 0 was done";
+    }
+    std::set<std::string> killed_sessions;  // sessions the killed process left open
+    for (const auto& s : VcsimSessions()) {
+      if (!sessions_before.contains(s)) {
+        killed_sessions.insert(s);
+      }
+    }
+
+    // Release the hold and start again.
+    switch (point) {
+      case KillPoint::kValid: CreateSecret("late-secret-" + tag); break;
+      case KillPoint::kSourceReady:
+        EXPECT_EQ(VcsimExt("DELETE", "/vmimport-ext/faults").status / 100, 2);
+        break;
+      case KillPoint::kDisksExported: Unhold("VirtualMachineImage"); break;
+      case KillPoint::kImagesReady: Unhold("VirtualMachine"); break;
+      case KillPoint::kImagesSubmitted:
+      case KillPoint::kVmCreated:  // Harvester comes (back)
+        StartSim({}, "harvester-sim-" + tag + "-b.log");
+        break;
+      case KillPoint::kMidStream: break;
+    }
+    StartController({}, "controller-" + tag + "-resumed.log");
+    ASSERT_EQ(WaitImport(name, "virtualMachineRunning", 120s), "virtualMachineRunning");
+    ExpectDisksMatch(name, vm_path);
+
+    // Nothing duplicated: one image per disk, one PVC per image, one VM.
+    const Json disks = GetImport(name)["status"]["diskImportStatus"];
+    std::set<std::string> status_images;
+    for (const Json& d : disks) {
+      status_images.insert(d.value("VirtualMachineImage", ""));
+    }
+    std::set<std::string> images;
+    for (const Json& i : Items(kImages)) {
+      images.insert(i["metadata"].value("name", ""));
+    }
+    EXPECT_EQ(images.size(), disk_count);
+    EXPECT_EQ(images, status_images);
+    std::multiset<std::string> pvcs;
+    for (const Json& p : Items(kPvcs)) {
+      pvcs.insert(p["metadata"].value("name", ""));
+    }
+    EXPECT_EQ(std::set<std::string>(pvcs.begin(), pvcs.end()), images);
+    EXPECT_EQ(pvcs.size(), images.size());
+    const auto vms = Items(kVms);
+    ASSERT_EQ(vms.size(), 1U);
+    EXPECT_EQ(vms[0]["metadata"].value("name", ""), "vmi-resume");
+    EXPECT_EQ(SourcePower(vm_path), model::PowerState::kOff);
+
+    // Nothing of ours left on vSphere: every export lease of this round ended and no session
+    // of ours is open, not even those of the killed process (it could not log out; the resumed
+    // controller ends the sessions whose userAgent names this import, and vSphere ends their
+    // leases with them).
+    std::string left;
+    const bool clean = Eventually(
+        [&] {
+          left.clear();
+          const Json debug = VcsimDebug();
+          for (const Json& l : debug["leases"]) {
+            const std::string id = l.value("lease", "");
+            if (leases_before.contains(id) || l.value("state", "") != "open") {
+              continue;
+            }
+            left += " lease " + id +
+                    (killed_sessions.contains(l.value("session", "")) ? " (killed)" : "");
+          }
+          for (const Json& session : debug["sessions"]) {
+            const std::string key = session.value("key", "");
+            if (!sessions_before.contains(key)) {
+              left += " session " + key + (killed_sessions.contains(key) ? " (killed)" : "");
+            }
+          }
+          return left.empty();
+        },
+        20s);
+    EXPECT_TRUE(clean) << "left on vSphere:" << left;
+
+    // Clean up for the next point: the import, then what it made.
+    controller_.reset();
+    sim_.reset();
+    ASSERT_TRUE(client_->Delete({}, kImports, ns_, name));
+    ASSERT_TRUE(client_->MergePatch({}, kImports, ns_, name,
+                                    {{"metadata", {{"finalizers", Json::array()}}}}) ||
+                ImportStatus(name) == "<gone>");
+    ASSERT_TRUE(Eventually([&] { return ImportStatus(name) == "<gone>"; }, 30s));
+    ASSERT_TRUE(client_->Delete({}, kVms, ns_, "vmi-resume"));
+    (void)client_->Delete({}, kVmis, ns_, "vmi-resume");  // no KubeVirt here to collect it
+    for (const auto& image : images) {
+      (void)client_->Delete({}, kPvcs, ns_, image);
+      (void)client_->Delete({}, kImages, ns_, image);
+    }
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return Items(kVms).empty() && Items(kVmis).empty() && Items(kImages).empty() &&
+                 Items(kPvcs).empty();
+        },
+        30s));
+    std::cerr << "[ kill point " << tag << " " << want << " ] "
+              << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                     .count()
+              << " s; the killed process left " << killed_sessions.size()
+              << " sessions, all ended\n";
+  }
 }
 
 // Operator limits: one import at a time (the other waits, untouched, and says so), and each disk

@@ -64,6 +64,11 @@ void TcpProxy::Cut() {
 
 void TcpProxy::Restore() { cut_ = false; }
 
+void TcpProxy::CutAfter(uint64_t bytes, int times) {
+  cut_after_bytes_ = bytes;
+  cuts_armed_ = times;
+}
+
 void TcpProxy::AcceptLoop(std::stop_token stop) {
   while (!stop.stop_requested()) {
     pollfd p{listen_fd_, POLLIN, 0};
@@ -93,6 +98,7 @@ void TcpProxy::Pump(std::stop_token stop, int client_fd) {
   }
   std::array<char, 64 * 1024> buf{};
   pollfd fds[2] = {{client_fd, POLLIN, 0}, {upstream, POLLIN, 0}};
+  uint64_t downstream = 0;  // bytes from the target to the client on this connection
   while (!stop.stop_requested() && generation_.load() == gen) {
     if (poll(fds, 2, 50) <= 0) {
       continue;
@@ -102,10 +108,24 @@ void TcpProxy::Pump(std::stop_token stop, int client_fd) {
       if ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
         continue;
       }
-      const ssize_t n = read(fds[i].fd, buf.data(), buf.size());
+      ssize_t n = read(fds[i].fd, buf.data(), buf.size());
       if (n <= 0) {
         done = true;
         break;
+      }
+      if (i == 1) {
+        const uint64_t limit = cut_after_bytes_.load();
+        if (cuts_armed_.load() > 0 && downstream + static_cast<uint64_t>(n) > limit) {
+          int armed = cuts_armed_.load();
+          while (armed > 0 && !cuts_armed_.compare_exchange_weak(armed, armed - 1)) {
+          }
+          if (armed > 0) {  // this connection is cut: forward up to the limit, then close
+            n = downstream >= limit ? 0 : static_cast<ssize_t>(limit - downstream);
+            done = true;
+            cuts_done_++;
+          }
+        }
+        downstream += static_cast<uint64_t>(n);
       }
       const int out = fds[1 - i].fd;
       ssize_t off = 0;

@@ -2,9 +2,12 @@
 
 // A TCP proxy on 127.0.0.1 (port 0) for fault injection in world tests: it forwards bytes to a
 // target until Cut() closes every connection and makes new ones fail at once; Restore() lets
-// them through again. TLS passes through untouched.
+// them through again. CutAfter(n, times) drops the next `times` connections that carry more than
+// n bytes from the target, exactly at byte n (a download cut mid-body). TLS passes through
+// untouched.
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,7 +25,12 @@ class TcpProxy {
   int port() const { return port_; }
   void Cut();
   void Restore();
+  //! Arms `times` cuts: each of the next connections to carry more than `bytes` bytes from the
+  //! target to the client gets exactly `bytes` of them, then both sides are closed.
+  void CutAfter(uint64_t bytes, int times);
   int connections_accepted() const { return accepted_.load(); }
+  //! Connections dropped by CutAfter so far.
+  int cuts_done() const { return cuts_done_.load(); }
 
  private:
   void AcceptLoop(std::stop_token stop);
@@ -35,6 +43,9 @@ class TcpProxy {
   std::atomic<bool> cut_{false};
   std::atomic<int> generation_{0};  // bumped by Cut: pumps of older generations close
   std::atomic<int> accepted_{0};
+  std::atomic<uint64_t> cut_after_bytes_{0};
+  std::atomic<int> cuts_armed_{0};
+  std::atomic<int> cuts_done_{0};
   std::mutex mu_;  // guards pumps_
   std::vector<std::jthread> pumps_;
   std::jthread acceptor_;

@@ -117,22 +117,23 @@ struct Connection {
   std::unique_ptr<Session> session;
 };
 
-core::Result<Connection> Connect(std::stop_token stop, const SourceConfig& config) {
+core::Result<Connection> Connect(std::stop_token stop, const SourceConfig& config,
+                                 const std::string& user_agent = "") {
   auto tls = TlsFromSecret(config.secret);
   if (!tls) {
     return MakeError(tls.error());
   }
+  if (auto inputs = CheckLoginInputs(config); !inputs) {
+    return MakeError(inputs.error());
+  }
   const auto user = config.secret.find("username");
   const auto password = config.secret.find("password");
-  if (user == config.secret.end() || password == config.secret.end() || user->second.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "secret must hold username and password");
-  }
   auto http = http::Client::Create(*tls);
   if (!http) {
     return MakeError(http.error());
   }
   auto session = Session::Login(stop, **http, NormalizeSdkUrl(config.endpoint), user->second,
-                                password->second);
+                                password->second, user_agent);
   if (!session) {
     return MakeError(session.error());
   }
@@ -181,12 +182,16 @@ core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::sto
 
 core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,
                                                const ImportRequest& request) {
-  auto conn = Connect(stop, config);
+  auto conn =
+      Connect(stop, config, request.owner.empty() ? "" : "vm-import/import-" + request.owner);
   if (!conn) {
     return MakeError(conn.error());
   }
   auto http = std::move(conn->http);
   auto session = std::move(conn->session);
+  // Best effort: what an earlier, killed process left for this import would otherwise hold the
+  // VM's export lease until vSphere's timeouts end it.
+  (void)session->EndOtherSessionsOfThisAgent(stop);
   Inventory inventory(*session);
   auto vm = inventory.FindVm(stop, config.datacenter, request.folder, request.vm_name);
   if (!vm) {

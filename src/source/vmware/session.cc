@@ -1,6 +1,8 @@
 #include "source/vmware/session.h"
 
+#include "core/strings.h"
 #include "source/tls.h"
+#include "source/vmware/properties.h"
 #include "source/vmware/task.h"
 
 namespace vmimport::source::vmware {
@@ -25,6 +27,23 @@ std::string NormalizeSdkUrl(const std::string& endpoint) {
     return endpoint + "sdk";
   }
   return endpoint;
+}
+
+core::Status CheckLoginInputs(const SourceConfig& config) {
+  if (!core::ToLower(config.endpoint).starts_with("https://")) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "spec.endpoint must be an https:// URL (the login would send the password "
+                     "in clear text otherwise)");
+  }
+  for (const char* key : {"username", "password"}) {
+    const auto it = config.secret.find(key);
+    if (it == config.secret.end() || (it->second.empty() && std::string_view(key) == "username")) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          std::string("the secret has no ") + key + " (it must hold username and " + "password)");
+    }
+  }
+  return {};
 }
 
 Session::Session(http::Client& http, const std::string& sdk_url) : soap_(http, sdk_url) {}
@@ -67,8 +86,11 @@ void Session::StopKeepAlive() {
 core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop, http::Client& http,
                                                       const std::string& sdk_url,
                                                       const std::string& user,
-                                                      const std::string& password) {
+                                                      const std::string& password,
+                                                      const std::string& user_agent) {
   std::unique_ptr<Session> s(new Session(http, sdk_url));
+  s->user_agent_ = user_agent;
+  s->soap_.SetUserAgent(user_agent);
   auto sc = s->soap_.Call(stop, "RetrieveServiceContent",
                           MoRef{"ServiceInstance", "ServiceInstance"}.Xml("_this"));
   if (!sc) {
@@ -101,6 +123,40 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop, http
     return {};
   });
   return s;
+}
+
+core::Result<int> Session::EndOtherSessionsOfThisAgent(std::stop_token stop) {
+  if (user_agent_.empty()) {
+    return 0;
+  }
+  // SessionManager.sessionList: <val><UserSession><key/><userAgent/>...</UserSession>...</val>;
+  // currentSession: <val><key/>...</val>.
+  auto props =
+      RetrieveProperties(stop, *this, content_.session_manager, {"sessionList", "currentSession"});
+  if (!props) {
+    return MakeError(props.error().Wrap("reading the session list"));
+  }
+  const std::string current = (*props)["currentSession"].child_value("key");
+  std::string keys;
+  int stale = 0;
+  for (pugi::xml_node s : (*props)["sessionList"].children("UserSession")) {
+    const std::string key = s.child_value("key");
+    if (key != current && s.child_value("userAgent") == user_agent_) {
+      keys += "<sessionId>" + XmlEscape(key) + "</sessionId>";
+      ++stale;
+    }
+  }
+  if (stale == 0) {
+    return 0;
+  }
+  auto r = soap_.Call(stop, "TerminateSession", content_.session_manager.Xml("_this") + keys);
+  if (!r) {
+    if (r.error().code == ErrorCode::kPermissionDenied) {
+      return 0;
+    }
+    return MakeError(r.error().Wrap("ending " + std::to_string(stale) + " stale sessions"));
+  }
+  return stale;
 }
 
 core::Status Session::Logout(std::stop_token stop) {
@@ -157,11 +213,11 @@ core::Status VmwareConnectionChecker::CheckConnection(std::stop_token stop,
   if (!tls) {
     return MakeError(tls.error());
   }
+  if (auto inputs = CheckLoginInputs(config); !inputs) {
+    return inputs;
+  }
   const auto user = config.secret.find("username");
   const auto password = config.secret.find("password");
-  if (user == config.secret.end() || password == config.secret.end() || user->second.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "secret must hold username and password");
-  }
   if (config.datacenter.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "spec.dc is empty");
   }

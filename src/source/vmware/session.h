@@ -33,14 +33,21 @@ struct ServiceContent {
 //! https://host -> https://host/sdk; a URL with a path is kept as it is.
 std::string NormalizeSdkUrl(const std::string& endpoint);
 
+//! What must hold before a login is tried: an https endpoint (the password never goes out in
+//! clear text) and a Secret with a non-empty username and a password. kInvalidArgument names
+//! what is wrong.
+core::Status CheckLoginInputs(const SourceConfig& config);
+
 class Session {
  public:
   //! Errors: transport (kUnavailable, "tls:" in the message for TLS), kUnauthenticated for a
-  //! refused login. `http` must outlive the session.
+  //! refused login. `http` must outlive the session. `user_agent`, when not empty, is the HTTP
+  //! User-Agent of every call: vSphere shows it as the session's userAgent.
   static core::Result<std::unique_ptr<Session>> Login(std::stop_token stop, http::Client& http,
                                                       const std::string& sdk_url,
                                                       const std::string& user,
-                                                      const std::string& password);
+                                                      const std::string& password,
+                                                      const std::string& user_agent = "");
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -52,6 +59,12 @@ class Session {
   //! the destructor, so that a session used only by long downloads does not expire. Calling it
   //! again changes the interval.
   void StartKeepAlive(std::chrono::milliseconds interval);
+  //! Ends every other session whose userAgent is this session's (a process killed before it
+  //! logged out leaves its session, and the export lease it holds, behind). Returns how many
+  //! were ended. Needs the Sessions.TerminateSession privilege: without it (NoPermission) the
+  //! stale sessions are left to expire and 0 is returned.
+  core::Result<int> EndOtherSessionsOfThisAgent(std::stop_token stop);
+
   //! How many times the session logged in again after it had expired.
   int relogins() const { return relogins_.load(); }
 
@@ -72,6 +85,7 @@ class Session {
   SoapClient soap_;
   ServiceContent content_;
   std::string user_;
+  std::string user_agent_;
   std::string password_;  // kept to log in again; never logged
   bool logged_in_ = false;
   std::atomic<int> relogins_{0};

@@ -255,6 +255,9 @@ Result<SoapResponse> SoapClient::CallOnce(std::stop_token stop, std::string_view
   req.body.append(inner_xml).append("</").append(method).append(">").append(kEnvelopeTail);
   req.headers.emplace_back("Content-Type", "text/xml; charset=utf-8");
   req.headers.emplace_back("SOAPAction", "urn:vim25/6.5");
+  if (!user_agent_.empty()) {
+    req.headers.emplace_back("User-Agent", user_agent_);
+  }
   if (const std::string cookie = SessionCookie(); !cookie.empty()) {
     req.headers.emplace_back("Cookie", "vmware_soap_session=" + cookie);
   }

@@ -97,6 +97,10 @@ class SoapClient {
   //! reauthenticator is set.
   core::Status Reauthenticate(std::stop_token stop, const std::string& stale_cookie);
 
+  //! The User-Agent header of every call (vSphere records it as the session's userAgent);
+  //! empty: libcurl's default. Set before the first call.
+  void SetUserAgent(std::string user_agent) { user_agent_ = std::move(user_agent); }
+
   //! The vmware_soap_session cookie value ("" before login); needed for NFC downloads.
   std::string SessionCookie() const;
   void SetSessionCookie(std::string cookie);
@@ -111,6 +115,7 @@ class SoapClient {
 
   http::Client& http_;
   std::string sdk_url_;
+  std::string user_agent_;
   mutable std::mutex mu_;  // guards cookie_, reauthenticate_
   std::string cookie_;
   Reauthenticator reauthenticate_;

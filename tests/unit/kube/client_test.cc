@@ -48,6 +48,15 @@ TEST(ApiStatus, MapsCodesAndReasons) {
   EXPECT_EQ(code(429, "TooManyRequests"), ErrorCode::kUnavailable);
   EXPECT_EQ(code(503, "ServiceUnavailable"), ErrorCode::kUnavailable);
   EXPECT_EQ(code(504, "Timeout"), ErrorCode::kDeadlineExceeded);
+  ApiStatus quota;  // what kube-apiserver says when a ResourceQuota refuses a create
+  quota.code = 403;
+  quota.reason = "Forbidden";
+  quota.message =
+      "virtualmachineimages.harvesterhci.io \"img\" is forbidden: exceeded quota: hold, "
+      "requested: count/virtualmachineimages.harvesterhci.io=1, used: "
+      "count/virtualmachineimages.harvesterhci.io=0, limited: "
+      "count/virtualmachineimages.harvesterhci.io=0";
+  EXPECT_EQ(ErrorCodeFor(quota), ErrorCode::kUnavailable);
 }
 
 TEST(ApiStatus, ReadsRetryAfterAndToleratesNonStatusBodies) {

@@ -12,18 +12,34 @@
 //    annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests to compare.
 //    backingimage: the per-image StorageClass longhorn-<image> is created, as Harvester does;
 //    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does.
+//    Storage capacity: when the image's spec.targetStorageClassName names a class with the
+//    parameter harvester-sim.vm-import.test/capacity-bytes, a download that grows past it fails
+//    like a full Longhorn disk does (the write fails with ENOSPC mid-download), and like any
+//    failed download it is retried up to spec.retry times.
 //  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
 //  - KubeVirt: a VirtualMachine that should run (spec.running or runStrategy Always /
 //    RerunOnFailure / Once) whose every persistentVolumeClaim volume is Bound gets a
 //    VirtualMachineInstance in phase Running, and its status says created, ready, Running.
 //    Until then its printableStatus is WaitingForVolumeBinding.
+//  - Boot (--boot-dir DIR, optional): every downloaded image is also kept as DIR/<ns>_<image>.raw;
+//    once a VM runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
+//    TCG, no network) and the serial port watched for --boot-marker (default VMIMPORT-BOOT-OK,
+//    what the seeded bootable disk prints). The outcome goes to the VM's annotation
+//    harvester-sim.vm-import.test/boot: "booted", or "no-boot: <why>" after 60 s.
 //
 // Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
+//                      [--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]
 //   --rate: cap each download's speed (tests that cancel an import mid-download).
+//   --disconnect-after: the first download of each image hangs up after BYTES bytes and counts as
+//     a failed attempt (a consumer that goes away mid-download); the retry downloads in full.
+// The final status of an image (imported or failed) is retried for up to a minute when the
+// kube-apiserver cannot be reached (tests that restart it mid-import).
 // Logs in logfmt to stderr; SIGTERM/SIGINT stop it.
 
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -31,10 +47,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +77,9 @@ const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", f
 const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
+constexpr const char* kBootAnnotation = "harvester-sim.vm-import.test/boot";
 constexpr const char* kSha512Annotation = "harvester-sim.vm-import.test/sha512";
+constexpr const char* kCapacityParameter = "harvester-sim.vm-import.test/capacity-bytes";
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
@@ -195,11 +216,13 @@ std::pair<std::string, std::string> SplitKey(const std::string& key) {
 
 class Simulator {
  public:
-  Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate)
+  Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate,
+            uint64_t disconnect_after)
       : kube_(kube),
         http_(http),
         log_(std::move(log)),
         rate_(rate),
+        disconnect_after_(disconnect_after),
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
         vms_(kube, kVms, "", log_) {
@@ -284,11 +307,25 @@ class Simulator {
   }
 
   //! Merge-patches the image (the CRD has no status subresource: status goes with the object).
-  void PatchImage(const Json& image, const Json& patch) {
-    auto r = kube_.MergePatch({}, kImages, NamespaceOf(image), NameOf(image), patch);
-    if (!r) {
-      log_.Warn("patching image failed",
-                {{"image", kube::ObjectKeyOf(image)}, {"error", r.error().ToString()}});
+  //! `must_land`: an outcome (imported, failed) that nothing would write again is retried for up
+  //! to a minute while the kube-apiserver is unreachable, as Harvester's controller requeues.
+  void PatchImage(const Json& image, const Json& patch, bool must_land = false) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (true) {
+      auto r = kube_.MergePatch({}, kImages, NamespaceOf(image), NameOf(image), patch);
+      if (r) {
+        return;
+      }
+      const bool retry = must_land && !g_stop && !r.error().Terminal() &&
+                         r.error().code != core::ErrorCode::kNotFound &&
+                         std::chrono::steady_clock::now() < deadline;
+      log_.Warn("patching image failed", {{"image", kube::ObjectKeyOf(image)},
+                                          {"error", r.error().ToString()},
+                                          {"retrying", retry}});
+      if (!retry) {
+        return;
+      }
+      std::this_thread::sleep_for(1s);
     }
   }
 
@@ -309,6 +346,9 @@ class Simulator {
 
     const std::string url = spec.value("url", "");
     log_.Info("downloading image", {{"image", key}});
+    const std::string target_class = spec.value("targetStorageClassName", "");
+    const uint64_t capacity = CapacityOf(target_class);
+    bool full = false;
     Digest sha256(EVP_sha256());
     Digest sha512(EVP_sha512());
     uint64_t bytes = 0;
@@ -318,6 +358,14 @@ class Simulator {
     auto last_report = std::chrono::steady_clock::now();
     const auto started = last_report;
     bool gone = false;
+    // --disconnect-after: only the first attempt of an image hangs up.
+    const uint64_t hang_up_at = status.value("failed", 0) == 0 ? disconnect_after_ : 0;
+    bool hung_up = false;
+    std::ofstream kept;  // --boot-dir: the image's bytes, for booting
+    const std::string kept_path = BootFile(NamespaceOf(image), NameOf(image));
+    if (!kept_path.empty()) {
+      kept.open(kept_path, std::ios::binary | std::ios::trunc);
+    }
     http::Request req{.url = url, .timeout = 0ms, .stall_timeout = 30s};
     auto res = http_.Stream(
         {}, req,
@@ -330,9 +378,20 @@ class Simulator {
           return code == 200;
         },
         [&](std::string_view chunk) {
+          if (capacity > 0 && bytes + chunk.size() > capacity) {
+            full = true;  // the write that does not fit fails, the download with it
+            return false;
+          }
           sha256.Update(chunk);
           sha512.Update(chunk);
+          if (kept.is_open()) {
+            kept.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+          }
           bytes += chunk.size();
+          if (hang_up_at > 0 && bytes >= hang_up_at) {
+            hung_up = true;
+            return false;  // curl drops the connection mid-body
+          }
           if (rate_ > 0) {
             const auto due =
                 started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -363,7 +422,12 @@ class Simulator {
     image = *fresh;
     status = image.value("status", Json::object());
     std::string error;
-    if (code != 0 && code != 200) {
+    if (hung_up) {
+      error = "the consumer hung up after " + std::to_string(bytes) + " bytes (--disconnect-after)";
+    } else if (full) {
+      error = "writing the backing image file: no space left on device (storage class " +
+              target_class + " holds " + std::to_string(capacity) + " bytes)";
+    } else if (code != 0 && code != 200) {
       error = "unexpected status code " + std::to_string(code);
     } else if (!res) {
       error = res.error().ToString();
@@ -408,7 +472,8 @@ class Simulator {
     PatchImage(image,
                {{"metadata",
                  {{"annotations", {{kSha256Annotation, sum256}, {kSha512Annotation, sum512}}}}},
-                {"status", status}});
+                {"status", status}},
+               true);
     log_.Info("image imported",
               {{"image", ns + "/" + name}, {"bytes", bytes}, {"storage_class", sc}});
   }
@@ -431,9 +496,23 @@ class Simulator {
       SetCondition(status, "RetryLimitExceeded", "False", "", msg);
       image_queue_.AddAfter(kube::ObjectKeyOf(image), 2s);
     }
-    PatchImage(image, {{"status", status}});
+    PatchImage(image, {{"status", status}}, true);
     log_.Warn("image download failed",
               {{"image", kube::ObjectKeyOf(image)}, {"failed", failed}, {"error", error}});
+  }
+
+  //! The capacity parameter of storage class `sc` in bytes; 0 when unset (no limit).
+  uint64_t CapacityOf(const std::string& sc) {
+    if (sc.empty()) {
+      return 0;
+    }
+    auto obj = kube_.Get({}, kStorageClasses, "", sc);
+    if (!obj) {
+      return 0;
+    }
+    const Json& parameters = Field(*obj, "parameters");
+    const std::string value = parameters.value(kCapacityParameter, "");
+    return value.empty() ? 0 : std::strtoull(value.c_str(), nullptr, 10);
   }
 
   void EnsureImageStorageClass(const Json& image, const std::string& sc) {
@@ -447,9 +526,21 @@ class Simulator {
                  {{"backingImage", NamespaceOf(image) + "-" + NameOf(image)},
                   {"migratable", "true"},
                   {"numberOfReplicas", "3"}}}};
-    auto r = kube_.Create({}, kStorageClasses, "", obj);
-    if (!r && r.error().code != core::ErrorCode::kAlreadyExists) {
-      log_.Warn("creating storage class failed", {{"error", r.error().ToString()}});
+    // Retried like an image's outcome: without its class the image's PVCs never bind.
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (true) {
+      auto r = kube_.Create({}, kStorageClasses, "", obj);
+      if (r || r.error().code == core::ErrorCode::kAlreadyExists) {
+        return;
+      }
+      const bool retry =
+          !g_stop && !r.error().Terminal() && std::chrono::steady_clock::now() < deadline;
+      log_.Warn("creating storage class failed",
+                {{"error", r.error().ToString()}, {"retrying", retry}});
+      if (!retry) {
+        return;
+      }
+      std::this_thread::sleep_for(1s);
     }
   }
 
@@ -578,6 +669,7 @@ class Simulator {
       }
       log_.Info("vm running", {{"vm", key}});
     }
+    MaybeBoot(*vm, ns, name);
     if (status.value("printableStatus", "") != "Running") {
       status["printableStatus"] = "Running";
       status["ready"] = true;
@@ -588,10 +680,119 @@ class Simulator {
     }
   }
 
+  std::string BootFile(const std::string& ns, const std::string& image) const {
+    return boot_dir_.empty() ? "" : boot_dir_ + "/" + ns + "_" + image + ".raw";
+  }
+
+  // --boot-dir: boots the running VM's first disk (lowest bootOrder) once and records the outcome.
+  void MaybeBoot(const Json& vm, const std::string& ns, const std::string& name) {
+    if (boot_dir_.empty() ||
+        Field(Field(vm, "metadata"), "annotations").contains(kBootAnnotation)) {
+      return;
+    }
+    const Json& tspec = Field(Field(Field(vm, "spec"), "template"), "spec");
+    std::string volume;
+    int best = 0;
+    for (const Json& d : Field(Field(tspec, "domain"), "devices").value("disks", Json::array())) {
+      const int order = d.value("bootOrder", 1 << 20);
+      if (volume.empty() || order < best) {
+        best = order;
+        volume = d.value("name", "");
+      }
+    }
+    std::string claim;
+    for (const Json& v : tspec.value("volumes", Json::array())) {
+      if (v.value("name", "") == volume && v.contains("persistentVolumeClaim")) {
+        claim = v["persistentVolumeClaim"].value("claimName", "");
+      }
+    }
+    std::string outcome;
+    auto pvc = pvcs_.Get(ns + "/" + claim);
+    const std::string image_id =
+        pvc ? Field(Field(*pvc, "metadata"), "annotations").value("harvesterhci.io/imageId", "")
+            : "";
+    const auto slash = image_id.find('/');
+    if (slash == std::string::npos) {
+      outcome = "no-boot: boot disk " + volume + " has no image (claim " + claim + ")";
+    } else {
+      outcome = Boot(BootFile(image_id.substr(0, slash), image_id.substr(slash + 1)),
+                     boot_dir_ + "/" + ns + "_" + name + ".serial");
+    }
+    log_.Info("boot", {{"vm", ns + "/" + name}, {"outcome", outcome}});
+    (void)kube_.MergePatch({}, kVms, ns, name,
+                           {{"metadata", {{"annotations", {{kBootAnnotation, outcome}}}}}});
+  }
+
+  // Boots a raw disk file with qemu (BIOS, TCG, 64 MiB, no network) until the marker appears on
+  // its serial port, 60 s at most.
+  std::string Boot(const std::string& disk, const std::string& serial) {
+    if (!std::filesystem::exists(disk)) {
+      return "no-boot: no downloaded bytes at " + disk;
+    }
+    std::filesystem::remove(serial);
+    const std::string drive = "file=" + disk + ",format=raw,if=ide,snapshot=on";
+    const std::string serial_arg = "file:" + serial;
+    std::vector<const char*> argv = {"qemu-system-x86_64",
+                                     "-machine",
+                                     "pc,accel=tcg",
+                                     "-m",
+                                     "64",
+                                     "-display",
+                                     "none",
+                                     "-nodefaults",
+                                     "-no-reboot",
+                                     "-monitor",
+                                     "none",
+                                     "-drive",
+                                     drive.c_str(),
+                                     "-serial",
+                                     serial_arg.c_str(),
+                                     nullptr};
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      return "no-boot: fork failed";
+    }
+    if (pid == 0) {
+      ::execvp(argv[0], const_cast<char* const*>(argv.data()));
+      ::_exit(127);
+    }
+    std::string outcome;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (outcome.empty()) {
+      std::ifstream in(serial, std::ios::binary);
+      std::ostringstream text;
+      text << in.rdbuf();
+      int status = 0;
+      if (text.str().find(boot_marker_) != std::string::npos) {
+        outcome = "booted";
+      } else if (::waitpid(pid, &status, WNOHANG) == pid) {
+        return "no-boot: qemu exited (status " + std::to_string(status) + ") before printing " +
+               boot_marker_;
+      } else if (g_stop || std::chrono::steady_clock::now() > deadline) {
+        outcome = "no-boot: no " + boot_marker_ + " on the serial port within 60 s";
+      } else {
+        std::this_thread::sleep_for(200ms);
+      }
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return outcome;
+  }
+
+ public:
+  void SetBoot(std::string dir, std::string marker) {
+    boot_dir_ = std::move(dir);
+    boot_marker_ = std::move(marker);
+  }
+
+ private:
+  std::string boot_dir_;
+  std::string boot_marker_;
   kube::Client& kube_;
   http::Client& http_;
   core::Logger log_;
   double rate_;
+  uint64_t disconnect_after_;
   kube::Informer images_;
   kube::Informer pvcs_;
   kube::Informer vms_;
@@ -607,20 +808,31 @@ class Simulator {
 int main(int argc, char** argv) {
   std::string kubeconfig = std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "";
   double rate = 0;
+  uint64_t disconnect_after = 0;
   int workers = 4;
   std::string level = "info";
+  std::string boot_dir;
+  std::string boot_marker = "VMIMPORT-BOOT-OK";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--kubeconfig" && i + 1 < argc) {
       kubeconfig = argv[++i];
     } else if (arg == "--rate" && i + 1 < argc) {
       rate = std::atof(argv[++i]);
+    } else if (arg == "--disconnect-after" && i + 1 < argc) {
+      disconnect_after = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--workers" && i + 1 < argc) {
       workers = std::max(1, std::atoi(argv[++i]));
     } else if (arg == "--log-level" && i + 1 < argc) {
       level = argv[++i];
+    } else if (arg == "--boot-dir" && i + 1 < argc) {
+      boot_dir = argv[++i];
+    } else if (arg == "--boot-marker" && i + 1 < argc) {
+      boot_marker = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N]\n");
+      std::fprintf(stderr,
+                   "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
+                   "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]\n");
       return 2;
     }
   }
@@ -651,7 +863,8 @@ int main(int argc, char** argv) {
     log.Error("http client", {{"error", http.error().ToString()}});
     return 2;
   }
-  Simulator sim(**kube, **http, log, rate);
+  Simulator sim(**kube, **http, log, rate, disconnect_after);
+  sim.SetBoot(boot_dir, boot_marker);
   sim.Run(workers);
   log.Info("harvester-sim stopped");
   return 0;

@@ -33,8 +33,10 @@
 #   networks private (192.0.2.0/24) and private2 (198.51.100.0/24), flavor m1.small (2 vCPU,
 #   2048 MiB); image vmi-image (1 MiB raw, hw_firmware_type=uefi, hw_disk_bus=scsi,
 #   hw_vif_model=e1000e); server vmi-multi booted from volume vmi-multi-boot (1 GiB, from the
-#   image) with data volume vmi-multi-data (1 GiB) and one port on each network; two servers
-#   named vmi-dup and one vmi-novol, booted from the image (no volume).
+#   image) with data volume vmi-multi-data (1 GiB) and one port on each network; vmi-one booted
+#   from volume vmi-one-boot (1 GiB, from the image) with a port on private; vmi-two booted from
+#   the blank volume vmi-two-boot (1 GiB, no image properties: BIOS) with a port on private2; two
+#   servers named vmi-dup and one vmi-novol, booted from the image (no volume).
 # Tests put known bytes into a volume by writing its backing file: OPENSTACK_NFS_MOUNTPOINT/
 # volume-<id> (the active file named in volume-<id>.info once a snapshot exists).
 #
@@ -739,10 +741,10 @@ fixtures_cleanup() {
 
 build_fixtures() {
   eval "$(admin_env)"
-  local t0=$SECONDS img boot data multi dup1 dup2 novol net1 net2 id
+  local t0=$SECONDS img boot data multi dup1 dup2 novol one two one_boot two_boot net1 net2 id
   log "fixtures: removing old vmi-* and vm-import-* objects"
   fixtures_cleanup
-  log "fixtures: network private2, image vmi-image, volumes, servers vmi-multi, vmi-dup x2, vmi-novol"
+  log "fixtures: network private2, image vmi-image, volumes, servers vmi-multi, vmi-one, vmi-two, vmi-dup x2, vmi-novol"
   openstack network show private2 >/dev/null 2>&1 || \
     openstack network create --share private2 >/dev/null
   openstack subnet show private2-subnet >/dev/null 2>&1 || \
@@ -756,14 +758,24 @@ build_fixtures() {
     --property hw_vif_model=e1000e vmi-image -f value -c id) || fail glance-api "fixture image upload failed"
   boot=$(openstack volume create --size 1 --image "$img" --bootable vmi-multi-boot -f value -c id)
   data=$(openstack volume create --size 1 vmi-multi-data -f value -c id)
+  one_boot=$(openstack volume create --size 1 --image "$img" --bootable vmi-one-boot -f value -c id)
+  two_boot=$(openstack volume create --size 1 --bootable vmi-two-boot -f value -c id)
   dup1=$(openstack server create --flavor m1.small --image "$img" --network private vmi-dup -f value -c id)
   dup2=$(openstack server create --flavor m1.small --image "$img" --network private vmi-dup -f value -c id)
   novol=$(openstack server create --flavor m1.small --image "$img" --network private vmi-novol -f value -c id)
   wait_fixture volume "$boot" available
   wait_fixture volume "$data" available
+  wait_fixture volume "$one_boot" available
+  wait_fixture volume "$two_boot" available
   multi=$(openstack server create --flavor m1.small --volume "$boot" --nic net-id="$net1" \
     --nic net-id="$net2" vmi-multi -f value -c id)
-  for id in "$dup1" "$dup2" "$novol" "$multi"; do wait_fixture server "$id" ACTIVE; done
+  one=$(openstack server create --flavor m1.small --volume "$one_boot" --nic net-id="$net1" \
+    vmi-one -f value -c id)
+  two=$(openstack server create --flavor m1.small --volume "$two_boot" --nic net-id="$net2" \
+    vmi-two -f value -c id)
+  for id in "$dup1" "$dup2" "$novol" "$multi" "$one" "$two"; do
+    wait_fixture server "$id" ACTIVE
+  done
   openstack server add volume "$multi" "$data" >/dev/null
   wait_fixture volume "$data" in-use
   cat > $FIXTURES.tmp <<EOF
@@ -774,6 +786,12 @@ export OPENSTACK_MULTI_MAC_PRIVATE='$(openstack port list --server "$multi" --ne
 export OPENSTACK_MULTI_MAC_PRIVATE2='$(openstack port list --server "$multi" --network private2 -f value -c "MAC Address")'
 export OPENSTACK_DUP_IDS='$dup1 $dup2'
 export OPENSTACK_NOVOL_ID='$novol'
+export OPENSTACK_ONE_ID='$one'
+export OPENSTACK_ONE_VOLUME='$one_boot'
+export OPENSTACK_ONE_MAC='$(openstack port list --server "$one" -f value -c "MAC Address")'
+export OPENSTACK_TWO_ID='$two'
+export OPENSTACK_TWO_VOLUME='$two_boot'
+export OPENSTACK_TWO_MAC='$(openstack port list --server "$two" -f value -c "MAC Address")'
 export OPENSTACK_IMAGE_ID='$img'
 EOF
   mv $FIXTURES.tmp $FIXTURES

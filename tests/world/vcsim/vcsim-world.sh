@@ -12,6 +12,9 @@
 #   env        print the path of env.sh (source it)
 #   lease VM   ExportVm on VM (inventory path or name under /DC0/vm) with curl; prints VM=, LEASE=,
 #              COOKIE=, THUMBPRINT= and one URL= line per disk (VM must be powered off)
+#   seed-load N  add powered-off VMs /DC0/vm/load/vmi-load-1..N (1 vCPU, 256 MiB, one 1 MiB random
+#              disk, one NIC) to the running world and their rows to manifest.tsv, for load tests;
+#              idempotent (VMs already there are kept), 4 at a time; not part of up's seed
 # Options (flag, or environment variable):
 #   --scale N            VCSIM_WORLD_SCALE=N        multiply every seeded disk size (default 1)
 #   --big-disk SIZE      VCSIM_WORLD_BIG_DISK=SIZE  add powered-off VM vmi-big with one random disk of
@@ -55,6 +58,12 @@ CMD=${1:-}
 shift
 LEASE_VM=""
 if [ "$CMD" = lease ]; then LEASE_VM=${1:-}; [ -n "$LEASE_VM" ] || usage; shift; fi
+LOAD_COUNT=""
+if [ "$CMD" = seed-load ]; then
+  LOAD_COUNT=${1:-}
+  [[ "$LOAD_COUNT" =~ ^[1-9][0-9]*$ ]] && [ "$LOAD_COUNT" -le 500 ] || { say "seed-load N: 1..500"; exit 2; }
+  shift
+fi
 
 SCALE=${VCSIM_WORLD_SCALE:-1}
 BIG_DISK=${VCSIM_WORLD_BIG_DISK:-}
@@ -247,6 +256,16 @@ start_vcsim() {
 # [k MiB, (k+1) MiB), the last one cut at the disk's end), zeros elsewhere.
 stream() { { openssl enc -aes-128-ctr -pbkdf2 -nosalt -pass "pass:$1" </dev/zero 2>/dev/null || true; }; }
 
+# boot = a BIOS boot sector that prints VMIMPORT-BOOT-OK on COM1 and halts, zeros after it:
+#   xor ax,ax; mov ds,ax; cld; mov si,msg; mov dx,0x3f8
+#   next: lodsb; test al,al; jz halt; out dx,al; jmp next
+#   halt: cli; hlt; jmp halt
+#   msg: "VMIMPORT-BOOT-OK",13,10,0 ... 0x55 0xaa at 510
+boot_sector() {
+  local code='\x31\xc0\x8e\xd8\xfc\xbe\x17\x7c\xba\xf8\x03\xac\x84\xc0\x74\x03\xee\xeb\xf8\xfa\xf4\xeb\xfc'
+  { printf '%b' "$code"; printf 'VMIMPORT-BOOT-OK\r\n'; head -c $((510 - 23 - 18)) /dev/zero; printf '\x55\xaa'; }
+}
+
 # make_disk KEY FILL BYTES -> sets DISK_VMDK, DISK_SHA (cached by key, fill and size)
 make_disk() {
   local key=$1 fill=$2 size=$3 dir=$CACHE/disks
@@ -262,6 +281,9 @@ make_disk() {
   rm -f "$raw"
   if [ "$fill" = random ]; then
     stream "$key" | head -c "$size" >"$raw"
+  elif [ "$fill" = boot ]; then
+    boot_sector >"$raw"
+    truncate -s "$size" "$raw"
   else
     truncate -s "$size" "$raw"
     local mib=1048576 n k off len
@@ -293,7 +315,8 @@ token_bytes() {
 
 # --------------------------------------------------------------------------------------- seed ----
 # folder|name|numCPU|coresPerSocket|memoryMiB|firmware|secureBoot|power|disks|nics
-#   disks: controller:size:fill,...   (controller pvscsi|lsilogic|sata; size <N>M[+<K>K])
+#   disks: controller:size:fill,...   (controller pvscsi|lsilogic|sata; size <N>M[+<K>K];
+#          fill random|sparse|boot)
 #   nics:  network:adapter,...        (adapter vmxnet3|e1000e|e1000)
 SEED_VMS=(
   "|vmi-bios-small|1|1|1024|bios|0|off|pvscsi:8M:random|DC0_DVPG0:vmxnet3"
@@ -302,6 +325,9 @@ SEED_VMS=(
   "team-a|vmi-dup|2|1|1024|bios|0|off|lsilogic:8M:random|VM Network:e1000"
   "team-b|vmi-dup|1|1|2048|efi|0|on|sata:8M:random|DC0_DVPG0:vmxnet3"
   "|vmi-running|8|4|4096|bios|0|on|pvscsi:16M:random,lsilogic:32M:sparse|VM Network:vmxnet3,DC0_DVPG0:e1000e,DC0_DVPG1:vmxnet3"
+  "|vmi-CamelCase|1|1|1024|bios|0|off|pvscsi:4M:random|VM Network:vmxnet3"
+  "|vmi-resume|1|1|1024|bios|0|off|pvscsi:6M:random,sata:2M+4K:random|VM Network:vmxnet3"
+  "|vmi-bootable|1|1|256|bios|0|off|pvscsi:1M:boot|VM Network:vmxnet3"
 )
 
 govc() { "$BIN/govc" "$@" 2>>"$SEEDLOG"; }
@@ -504,6 +530,68 @@ lease() {
   grep -o '<url>[^<]*</url>' <<<"$r" | sed 's|<url>\(.*\)</url>|URL=\1|'
 }
 
+# --------------------------------------------------------------------------------- seed-load ----
+# Load VMs live in folder /DC0/vm/load; their disks are 1 MiB of keystream of their own data key,
+# so that two imports crossing their disks would be seen. A VM is seeded when the manifest has no
+# row for it; 4 seed jobs run at once, each with its own part files, merged into the manifest.
+LOAD_JOBS=4
+seed_load() {
+  [ -f "$ENVFILE" ] && [ -s "$MANIFEST" ] && running_pid >/dev/null ||
+    { say "not up (no $ENVFILE or manifest): run up first"; exit 1; }
+  local start=$SECONDS
+  # shellcheck disable=SC1090
+  . "$ENVFILE" # the credentials and seed up used
+  VUSER=$VCSIM_USERNAME VPASS=$VCSIM_PASSWORD
+  BIN=$(dirname "$GOVC") # the govc of the running world, whatever the sources say now
+  export GOVC_URL=$VCSIM_SDK_URL GOVC_USERNAME=$VUSER GOVC_PASSWORD=$VPASS \
+    GOVC_TLS_CA_CERTS=$STATE/tls/ca.pem GOVC_DATACENTER=$DC GOVMOMI_HOME=$STATE/govmomi \
+    GOVC_PERSIST_SESSION=true GOVC_INSECURE=false
+  DS_DIR=$STATE/datastore
+  declare -gA USED_DIRS=()
+  local -a todo=()
+  local i
+  for ((i = 1; i <= LOAD_COUNT; i++)); do
+    awk -F'\t' -v p="/$DC/vm/load/vmi-load-$i" '$1 == "vm" && $2 == p {found = 1} END {exit !found}' \
+      "$MANIFEST" || todo+=("$i")
+  done
+  if [ ${#todo[@]} = 0 ]; then
+    say "seed-load: the $LOAD_COUNT load VMs are there already"
+    return
+  fi
+  "$BIN/govc" folder.info "/$DC/vm/load" >/dev/null 2>&1 || g folder.create "/$DC/vm/load" >/dev/null
+  # a VM left by an interrupted seed-load (in vcsim, not in the manifest) is made again
+  local -A want=()
+  for i in "${todo[@]}"; do want["/$DC/vm/load/vmi-load-$i"]=1; done
+  local vm
+  while read -r vm; do
+    [ -z "${want[$vm]:-}" ] || g vm.destroy "$vm"
+  done < <(g find "/$DC/vm/load" -type m)
+  local job parts=$STATE/load-parts
+  rm -rf "$parts"; mkdir -p "$parts"
+  local -a pids=()
+  for ((job = 0; job < LOAD_JOBS; job++)); do
+    (
+      MANIFEST=$parts/$job # seed_vm appends to $MANIFEST.tmp.{vms,disks,nics}
+      local k
+      for ((k = job; k < ${#todo[@]}; k += LOAD_JOBS)); do
+        seed_vm load "vmi-load-${todo[$k]}" 1 1 256 bios 0 off pvscsi:1M:random "VM Network:vmxnet3"
+      done
+    ) &
+    pids+=($!)
+  done
+  local rc=0 pid
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  [ "$rc" = 0 ] || fail "failed to seed the load VMs" "$SEEDLOG"
+  local kind
+  {
+    cat "$MANIFEST"
+    for kind in vms disks nics; do cat "$parts"/*.tmp."$kind" 2>/dev/null || true; done
+  } >"$MANIFEST.tmp"
+  mv "$MANIFEST.tmp" "$MANIFEST"
+  rm -rf "$parts"
+  say "seed-load: seeded ${#todo[@]} load VMs (of $LOAD_COUNT) in $((SECONDS - start)) s"
+}
+
 # ----------------------------------------------------------------------------------- commands ----
 mkdir -p "$STATE"
 case "$CMD" in
@@ -561,6 +649,11 @@ case "$CMD" in
   lease)
     resolve_bin
     lease
+    ;;
+  seed-load)
+    exec 9>"$STATE/.lock"
+    flock 9
+    seed_load
     ;;
   *) usage ;;
 esac

@@ -17,6 +17,8 @@ package main
 //   - Service.Handle registers "GET /nfc/" (Go 1.22 mux: more specific than the stock "/nfc/"), so
 //     downloads use vSphere-like URLs https://127.0.0.1:PORT/nfc/<ticket>/disk-N.vmdk; tickets this
 //     file does not know are handed to the stock simulator.ServeNFC.
+//   - A lease lives as long as the session that made it, as on vSphere; "GET /vmimport/debug"
+//     lists every lease and session (debug.go).
 
 import (
 	"crypto/rand"
@@ -47,6 +49,9 @@ var (
 	nfcLeaseTimeout time.Duration // -nfc-lease-timeout: 0 = leases never expire
 
 	tickets sync.Map // ticket (URL path element) -> *exportLease
+
+	allLeasesMu sync.Mutex
+	allLeases   []*exportLease // every lease made, for /vmimport/debug
 )
 
 const nfcPrefix = "/nfc/"
@@ -71,6 +76,9 @@ var (
 func installExtensions(m *simulator.Registry) {
 	prev := m.Handler
 	m.Handler = func(ctx *simulator.Context, method *simulator.Method) (mo.Reference, types.BaseMethodFault) {
+		if f := injectMethodFault(method); f != nil { // faults.go
+			return nil, f
+		}
 		switch method.Name {
 		case "ExportVm":
 			if _, ok := ctx.Map.Get(method.This).(*simulator.VirtualMachine); ok {
@@ -90,6 +98,7 @@ func installExtensions(m *simulator.Registry) {
 	}
 	simulator.RegisterEndpoint(func(s *simulator.Service, r *simulator.Registry) {
 		s.Handle("GET "+nfcPrefix, http.HandlerFunc(serveNFC)) // GET patterns also match HEAD
+		registerFaultSwitch(s)
 	})
 }
 
@@ -208,10 +217,16 @@ type exportLease struct {
 	ticket string
 	files  map[string]exportDisk // by URL name (disk-N.vmdk)
 
+	ctx     *simulator.Context // of the ExportVm call: its session made the lease
+	vm      string             // VM name and moref, for /vmimport/debug
+	vmRef   string
+	created time.Time
+
 	mu       sync.Mutex
 	last     time.Time // last progress call or download activity
 	inflight int       // downloads running now
-	closed   bool      // completed, aborted or expired
+	closed   bool      // completed, aborted, expired or its session ended
+	outcome  string    // why closed: completed, aborted, expired, sessionEnded
 }
 
 func (l *exportLease) touch(delta int) {
@@ -221,9 +236,11 @@ func (l *exportLease) touch(delta int) {
 	l.mu.Unlock()
 }
 
-func (l *exportLease) close() {
+func (l *exportLease) close(outcome string) {
 	l.mu.Lock()
-	l.closed = true
+	if !l.closed {
+		l.closed, l.outcome = true, outcome
+	}
 	l.mu.Unlock()
 	tickets.Delete(l.ticket)
 }
@@ -262,12 +279,25 @@ func (e *vmExporter) ExportVm(ctx *simulator.Context, req *types.ExportVm) soap.
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	lease := &exportLease{
-		ticket: hex.EncodeToString(rnd[:]),
-		files:  make(map[string]exportDisk),
-		last:   time.Now(),
+		ticket:  hex.EncodeToString(rnd[:]),
+		files:   make(map[string]exportDisk),
+		ctx:     ctx,
+		vm:      vm.Name,
+		vmRef:   vm.Self.Value,
+		created: time.Now(),
+		last:    time.Now(),
 	}
 	lease.Self = types.ManagedObjectReference{Type: "HttpNfcLease"} // Session.Put fills in the value
 	lease.State = types.HttpNfcLeaseStateReady
+	if arm, ok := takeFault("lease-error"); ok { // faults.go: a lease that failed while initializing
+		lease.State = types.HttpNfcLeaseStateError
+		lease.Error = &types.LocalizedMethodFault{Fault: methodFault(arm.fault),
+			LocalizedMessage: "lease failed: fault injected by the vcsim-ext fault switch"}
+		ctx.Session.Put(lease)
+		log.Printf("ExportVm %s (%s): lease %s in state error (fault switch)", vm.Self.Value, vm.Name, lease.Self.Value)
+		body.Res = &types.ExportVmResponse{Returnval: lease.Self}
+		return body
+	}
 	lease.InitializeProgress = 100
 	lease.Mode = string(types.HttpNfcLeaseModePushOrGet)
 	lease.Capabilities = types.HttpNfcLeaseCapabilities{PullModeSupported: true, CorsSupported: true}
@@ -279,6 +309,9 @@ func (e *vmExporter) ExportVm(ctx *simulator.Context, req *types.ExportVm) soap.
 	}
 	info := &types.HttpNfcLeaseInfo{Lease: lease.Self, Entity: vm.Self, LeaseTimeout: leaseTimeout}
 	u := serverURL(ctx)
+	if _, ok := takeFault("lease-host-star"); ok { // faults.go: ESXi-style "https://*/nfc/..."
+		u = &url.URL{Scheme: u.Scheme, Host: "*"}
+	}
 	thumb := thumbprint(ctx)
 	for _, d := range disks {
 		lease.files[d.name] = d
@@ -294,6 +327,9 @@ func (e *vmExporter) ExportVm(ctx *simulator.Context, req *types.ExportVm) soap.
 	}
 	lease.Info = info
 	tickets.Store(lease.ticket, lease)
+	allLeasesMu.Lock()
+	allLeases = append(allLeases, lease)
+	allLeasesMu.Unlock()
 	log.Printf("ExportVm %s (%s): lease %s, %d disk(s), ticket %s", vm.Self.Value, vm.Name, lease.Self.Value, len(disks), lease.ticket)
 
 	if nfcLeaseTimeout > 0 {
@@ -317,7 +353,7 @@ func (l *exportLease) watch(ctx *simulator.Context) {
 			return
 		}
 		if idle {
-			l.close()
+			l.close("expired")
 			ctx.WithLock(l, func() {
 				ctx.Update(l, []types.PropertyChange{
 					{Name: "state", Val: types.HttpNfcLeaseStateError},
@@ -348,14 +384,14 @@ func (l *exportLease) HttpNfcLeaseComplete(ctx *simulator.Context, req *types.Ht
 		body.Fault_ = f
 		return body
 	}
-	l.close()
+	l.close("completed")
 	ctx.Session.Remove(ctx, req.This)
 	body.Res = new(types.HttpNfcLeaseCompleteResponse)
 	return body
 }
 
 func (l *exportLease) HttpNfcLeaseAbort(ctx *simulator.Context, req *types.HttpNfcLeaseAbort) soap.HasFault {
-	l.close()
+	l.close("aborted")
 	ctx.Session.Remove(ctx, req.This)
 	return &methods.HttpNfcLeaseAbortBody{Res: new(types.HttpNfcLeaseAbortResponse)}
 }
@@ -409,6 +445,10 @@ func serveNFC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lease := v.(*exportLease)
+	if lease.state() != "open" { // its session ended since
+		http.NotFound(w, r)
+		return
+	}
 	if len(elem) != 2 {
 		http.NotFound(w, r)
 		return
@@ -434,6 +474,9 @@ func serveNFC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if nfcFault(w, r, st.Size(), f) { // faults.go
+		return
+	}
 	if !nfcChunked {
 		http.ServeContent(w, r, d.name, st.ModTime(), f) // Content-Length, Range, HEAD
 		return
