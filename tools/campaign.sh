@@ -58,7 +58,7 @@ cmake --build "$BUILD_DIR" --target world_tests vm-import-controller harvester-s
 BIN=$BUILD_DIR/tests/world_tests
 
 started=0
-if ! tools/world.sh status >/dev/null 2>&1; then
+if ! tools/world.sh env >/dev/null 2>&1; then
   say "starting the test world"
   tools/world.sh up >/dev/null
   started=1

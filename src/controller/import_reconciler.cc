@@ -110,7 +110,9 @@ std::string ReasonOf(const core::Error& error) {
 }  // namespace
 
 struct ImportReconciler::Running {
-  source::SourceVmPtr vm;
+  // Shared with the image server's stream factories and open streams: a stream still opening or
+  // reading when the import lets go keeps the VM (session, HTTP client) alive until it ends.
+  std::shared_ptr<source::SourceVm> vm;
   std::string host;  // the source's host: the key of its stream slots
   model::VmDescription description;
   std::vector<std::string> tokens;  // published disks, by index
@@ -760,12 +762,12 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(
   r.tokens.clear();
   r.urls.clear();
   for (size_t i = 0; i < count; ++i) {
-    source::SourceVm* vm = r.vm.get();
+    std::shared_ptr<source::SourceVm> vm = r.vm;
     const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
                                           .slots = &stream_slots_,
                                           .host = r.host};
     auto factory = [vm, i, limits](std::stop_token s) {
-      return source::OpenDiskReader(s, *vm, i, limits);
+      return source::OpenDiskReader(s, vm, i, limits);
     };
     auto pub = image_server_.Publish(factory, {.name = StreamName(key, i)});
     if (!pub) {

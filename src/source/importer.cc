@@ -82,7 +82,34 @@ class SlotHoldingReader final : public disk::DiskReader {
   const std::string host_;
 };
 
+// Shares the ownership of the source VM for as long as the reader lives.
+class VmHoldingReader final : public disk::DiskReader {
+ public:
+  VmHoldingReader(disk::DiskReaderPtr reader, std::shared_ptr<SourceVm> vm)
+      : vm_(std::move(vm)), reader_(std::move(reader)) {}
+
+  // disk::DiskReader
+  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
+  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
+    return reader_->Read(stop, out);
+  }
+  std::string_view FormatName() const override { return reader_->FormatName(); }
+
+ private:
+  std::shared_ptr<SourceVm> vm_;  // declared first: destroyed after the reader that uses it
+  disk::DiskReaderPtr reader_;
+};
+
 }  // namespace
+
+core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shared_ptr<SourceVm> vm,
+                                                 size_t index, const DiskStreamLimits& limits) {
+  auto reader = OpenDiskReader(std::move(stop), *vm, index, limits);
+  if (!reader) {
+    return core::MakeError(reader.error());
+  }
+  return disk::DiskReaderPtr(std::make_unique<VmHoldingReader>(std::move(*reader), std::move(vm)));
+}
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm, size_t index,
                                                  const DiskStreamLimits& limits) {

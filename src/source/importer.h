@@ -112,6 +112,13 @@ std::string HostOfUrl(std::string_view url);
 [[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm,
                                                                size_t index,
                                                                const DiskStreamLimits& limits = {});
+//! The same, and the reader shares the ownership of `vm`: a stream that is still being opened
+//! or read when its import lets go of the VM (the import failed, was deleted, or unpublished
+//! the disk) keeps the VM, its session and HTTP client alive until it ends.
+[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop,
+                                                               std::shared_ptr<SourceVm> vm,
+                                                               size_t index,
+                                                               const DiskStreamLimits& limits = {});
 
 //! Opens VMs of one kind of source. Thread-safe.
 class Importer {

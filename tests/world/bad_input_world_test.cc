@@ -41,6 +41,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::Eventually;
+using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -60,24 +62,6 @@ const Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 constexpr auto kReasonLimit = 10s;                 // each case must show its reason within this
 constexpr const char* kRunningVm = "vmi-running";  // seeded powered on
 constexpr const char* kRunningDup = "/DC0/vm/team-b/vmi-dup";  // seeded powered on
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
 
 std::string Base64(const std::string& s) {
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -221,6 +205,9 @@ class BadInputWorldTest : public ::testing::Test {
     sim_.reset();
     for (auto& [name, server] : ova_servers_) {
       server.process.reset();
+    }
+    if (client_ == nullptr) {
+      return;  // SetUp failed before the namespace existed
     }
     for (const std::string& sc : storage_classes_) {
       (void)client_->Delete({}, kStorageClasses, "", sc);

@@ -19,6 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
@@ -28,13 +29,6 @@ const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresou
 const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
 const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class CliWorldTest : public ::testing::Test {
  protected:

@@ -22,6 +22,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::Eventually;
+using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
@@ -31,24 +33,6 @@ const Resource kOpenstackSources{"migration.harvesterhci.io", "v1beta1", "openst
 const Resource kSecrets{"", "v1", "secrets", true};
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
 const Resource kEvents{"", "v1", "events", true};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 60s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  return pred();
-}
 
 class ControllerWorldTest : public ::testing::Test {
  protected:

@@ -43,7 +43,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::Eventually;
 using testing::ManifestRows;
+using testing::ReadFile;
 using testing::TcpProxy;
 using testing::WorldVar;
 namespace fs = std::filesystem;
@@ -56,24 +58,6 @@ const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", tru
 const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const Resource kEvents{"", "v1", "events", true};
 constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
 
 //! sha256 of each seeded disk of the VM at `path`, in disk order.
 std::vector<std::string> SeededDiskSha256(const std::string& path) {
@@ -214,6 +198,9 @@ class PeerWorldTest : public ::testing::Test {
     controller_.reset();
     sim_.reset();
     ClearFaults();
+    if (client_ == nullptr) {
+      return;  // SetUp failed before the namespace existed
+    }
     (void)client_->Delete({}, kNamespaces, "", ns_);
     if (!HasFailure()) {
       fs::remove_all(log_dir_);
@@ -272,6 +259,9 @@ class PeerWorldTest : public ::testing::Test {
   int Injected(const std::string& target) { return FaultState()["injected"].value(target, 0); }
 
   void ClearFaults() {
+    if (vcsim_http_ == nullptr) {
+      return;
+    }
     auto r = vcsim_http_->Do({}, {.method = "DELETE", .url = vcsim_base_ + "/vmimport-ext/faults"});
     EXPECT_TRUE(r && r->status == 204) << "the world's vcsim has no fault switch: restart it "
                                           "(tools/world.sh down && tools/world.sh up)";

@@ -28,7 +28,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::Eventually;
 using testing::ManifestRows;
+using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
@@ -43,24 +45,6 @@ const Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 const Resource kEvents{"", "v1", "events", true};
 const Resource kResourceQuotas{"", "v1", "resourcequotas", true};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
 
 //! sha256 of each seeded disk of the VM at `path`, in disk order.
 std::vector<std::string> SeededDiskSha256(const std::string& path) {
@@ -112,6 +96,9 @@ class ImportWorldTest : public ::testing::Test {
   void TearDown() override {
     controller_.reset();
     sim_.reset();
+    if (client_ == nullptr) {
+      return;  // SetUp failed before the namespace existed
+    }
     (void)client_->Delete({}, kNamespaces, "", ns_);
     if (!HasFailure()) {
       fs::remove_all(log_dir_);

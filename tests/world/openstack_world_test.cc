@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using core::ErrorCode;
+using testing::Eventually;
 namespace fs = std::filesystem;
 
 // The variables openstack-world.sh up writes to $WORLD_DIR/openstack/env.sh (lines
@@ -627,17 +629,6 @@ const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
 const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const kube::Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(500ms);
-  }
-  return pred();
-}
-
 // Nova's status of server `id` ("" when it cannot be read).
 std::string ServerStatus(Session& session, const std::string& id) {
   auto doc = session.Call({}, Service::kCompute, "GET", "/servers/" + id, "read");
@@ -1146,6 +1137,49 @@ TEST_F(OpenstackImportWorldTest, UploadWaitComesFromTheSourceAndAFailedExportLea
   for (const std::string& t : Temporaries(*session_, id)) {
     ADD_FAILURE() << "left behind: " << t;
   }
+}
+
+// A controller killed (SIGKILL) while it exports leaves a snapshot, a volume or an image named
+// after the server in OpenStack. The restarted controller removes them before it exports again
+// (an Event says so); the import still ends with an identical disk and nothing left behind.
+TEST_F(OpenstackImportWorldTest, ControllerKilledMidExportLeavesNothingBehind) {
+  const std::string id = OsVar("OPENSTACK_TWO_ID");
+  EnsureShutoff(*session_, id);
+  const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
+  StartWithSource();
+  CreateImport("killed", {{"virtualMachineName", "vmi-two"}});
+  ASSERT_TRUE(Eventually([&] { return !Temporaries(*session_, id).empty(); }, 300s))
+      << controller_->Log();
+  controller_->Signal(SIGKILL);
+  controller_->Wait(10s);
+  const auto left = Temporaries(*session_, id);
+  ASSERT_FALSE(left.empty());
+  std::cout << "the killed controller left:";
+  for (const auto& t : left) {
+    std::cout << " " << t;
+  }
+  std::cout << "\n";
+  controller_ = std::make_unique<testing::ChildProcess>(
+      std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
+                               "--namespace", ns_, "--leader-elect=false", "--image-server-address",
+                               "127.0.0.1:0", "--health-address", "127.0.0.1:0",
+                               "--source-retry-interval", "1"},
+      (log_dir_ / "controller-resumed.log").string());
+  ASSERT_EQ(WaitImport("killed", "virtualMachineRunning", 600s), "virtualMachineRunning")
+      << GetImport("killed").dump() << "\n"
+      << controller_->Log();
+  ExpectDisksMatch("killed", want);
+  EXPECT_EQ(Items(kImages).size(), 1U);
+  EXPECT_EQ(Items(kVms).size(), 1U);
+  ExpectNoTemporaries(id);
+  const kube::Resource events{"", "v1", "events", true};
+  auto list = client_->List({}, events, ns_);
+  ASSERT_TRUE(list);
+  bool swept = false;
+  for (const kube::Json& e : (*list)["items"]) {
+    swept |= e.value("reason", "") == "StaleTemporariesRemoved";
+  }
+  EXPECT_TRUE(swept) << list->dump();
 }
 
 #endif  // VMIMPORT_OPENSTACK_IMPORT_TESTS

@@ -24,6 +24,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using testing::Eventually;
+using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
@@ -34,24 +36,6 @@ const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachinei
 const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool Eventually(const std::function<bool()>& pred, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) {
-      return true;
-    }
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
 
 // A running ova_server.py.
 struct OvaServer {

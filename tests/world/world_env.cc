@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "core/strings.h"
 
@@ -133,6 +134,25 @@ std::string Sha256File(const std::string& path) {
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md.data(), &len);
   return core::HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), len));
+}
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit,
+                std::chrono::milliseconds poll) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) {
+      return true;
+    }
+    std::this_thread::sleep_for(poll);
+  }
+  return pred();
 }
 
 }  // namespace vmimport::testing

@@ -4,6 +4,9 @@
 // $WORLD_DIR/env.sh (default <repo>/.world/env.sh), read from that file first and from the
 // process environment second. A missing variable fails the test: world tests never skip.
 
+#include <chrono>
+#include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,14 @@ std::vector<ManifestRow> ManifestRows(const std::string& kind);
 
 //! Runs a shell command; returns its exit status and stdout.
 int RunCommand(const std::string& command, std::string* out = nullptr);
+
+//! A file's bytes; "" if unreadable.
+std::string ReadFile(const std::filesystem::path& path);
+
+//! Polls `pred` every `poll` until it holds or `limit` has passed; returns its last value.
+bool Eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds limit = std::chrono::seconds(90),
+                std::chrono::milliseconds poll = std::chrono::milliseconds(200));
 
 //! sha256 of a file's bytes, lower-case hex; "" if unreadable.
 std::string Sha256File(const std::string& path);

@@ -1,5 +1,6 @@
 #include "source/openstack/importer.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -200,6 +201,7 @@ class OpenstackSourceVm final : public SourceVm {
       return MakeError(ErrorCode::kUnsupported, "openstack: server " + description_.name +
                                                     " has no attached volume to export");
     }
+    SweepStale(stop, on_action);
     std::vector<Temporaries> made(description_.disks.size());
     for (size_t i = 0; i < description_.disks.size(); ++i) {
       auto st = ExportVolume(stop, i, made[i]);
@@ -271,6 +273,48 @@ class OpenstackSourceVm final : public SourceVm {
   }
 
  private:
+  // A controller killed mid-export leaves its temporaries (named TemporaryName(server, disk))
+  // in OpenStack; the next export of the server removes them first. Best effort: what cannot go
+  // yet (a volume still uploading) is reported and left; the new export does not depend on it.
+  void SweepStale(std::stop_token stop, const SourceActionCallback& on_action) {
+    std::vector<Temporaries> stale;
+    const auto ids = [&](Service service, const std::string& path, const char* list) {
+      std::vector<std::string> out;
+      if (auto r = session_->Call(stop, service, "GET", path, "list " + std::string(list))) {
+        for (const Json& item : r->value(list, Json::array())) {
+          if (item.is_object() && item.contains("id") && item["id"].is_string()) {
+            out.push_back(item["id"].get<std::string>());
+          }
+        }
+      }
+      return out;
+    };
+    for (size_t i = 0; i < description_.disks.size(); ++i) {
+      const std::string name = core::UrlEncode(TemporaryName(description_.id, i));
+      for (const auto& id : ids(Service::kImage, "/v2/images?name=" + name, "images")) {
+        stale.push_back({"", "", id});
+      }
+      for (const auto& id : ids(Service::kBlockStorage, "/volumes?name=" + name, "volumes")) {
+        stale.push_back({"", id, ""});
+      }
+      for (const auto& id : ids(Service::kBlockStorage, "/snapshots?name=" + name, "snapshots")) {
+        stale.push_back({id, "", ""});
+      }
+    }
+    if (stale.empty()) {
+      return;
+    }
+    // Volumes before snapshots: a snapshot with a volume made from it cannot go first.
+    std::stable_partition(stale.begin(), stale.end(),
+                          [](const Temporaries& t) { return t.snapshot_id.empty(); });
+    auto st = Cleanup(stale, true);
+    if (on_action) {
+      on_action("StaleTemporariesRemoved",
+                std::to_string(stale.size()) + " temporaries of an earlier export of " +
+                    description_.name + (st ? " removed" : " found; " + st.error().message));
+    }
+  }
+
   // Snapshot, volume from it, upload to an image, wait for it; then the volume and snapshot go.
   core::Status ExportVolume(std::stop_token stop, size_t index, Temporaries& t) {
     const model::DiskDescription& disk = description_.disks[index];

@@ -71,10 +71,10 @@ class VmwareSourceVm final : public SourceVm {
   }
 
   core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token stop, size_t index) override {
-    ExportLease* lease = nullptr;
+    std::shared_ptr<ExportLease> lease;  // a FinishExport meanwhile must not free it under us
     {
       std::lock_guard lock(mu_);
-      lease = lease_.get();
+      lease = lease_;
     }
     if (lease == nullptr) {
       return MakeError(ErrorCode::kConflict, "no export of " + vm_.inventory_path + " is running");
@@ -84,10 +84,11 @@ class VmwareSourceVm final : public SourceVm {
 
   core::Status FinishExport(std::stop_token stop, bool completed,
                             std::string_view reason) override {
-    std::unique_ptr<ExportLease> lease;
+    std::shared_ptr<ExportLease> lease;
     {
       std::lock_guard lock(mu_);
       lease = std::move(lease_);
+      lease_.reset();
     }
     core::Status st;
     if (lease) {
@@ -105,7 +106,7 @@ class VmwareSourceVm final : public SourceVm {
   const VmRef vm_;
   const model::VmDescription description_;
   std::mutex mu_;  // guards lease_
-  std::unique_ptr<ExportLease> lease_;
+  std::shared_ptr<ExportLease> lease_;
 };
 
 }  // namespace
