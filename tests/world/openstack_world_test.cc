@@ -1182,6 +1182,44 @@ TEST_F(OpenstackImportWorldTest, ControllerKilledMidExportLeavesNothingBehind) {
   EXPECT_TRUE(swept) << list->dump();
 }
 
+// Peer fault: glance-api restarted (TERM, then started again) while Cinder uploads the volume
+// into the image our export waits for. That upload fails or its image never becomes active; the
+// export is cleaned up and retried, and the import ends with an identical disk and nothing left
+// behind. The source bounds the wait for Glance at 12 x 5 s.
+TEST_F(OpenstackImportWorldTest, GlanceRestartedMidUploadIsRetried) {
+  const std::string id = OsVar("OPENSTACK_TWO_ID");
+  EnsureShutoff(*session_, id);
+  const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
+  CreateSecret("openstack", OsVar("OS_PASSWORD"));
+  CreateSource("devstack", "openstack",
+               {{"uploadImageRetryCount", 12}, {"uploadImageRetryDelay", 5}});
+  StartWorld();
+  CreateImport("glance", {{"virtualMachineName", "vmi-two"}});
+  std::string uploading;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (const std::string& t : Temporaries(*session_, id)) {
+          if (t.starts_with("image ") && t.find(", active)") == std::string::npos) {
+            uploading = t;
+            return true;
+          }
+        }
+        return false;
+      },
+      300s))
+      << controller_->Log();
+  std::cout << "restarting glance-api while " << uploading << "\n";
+  const std::string script =
+      std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/openstack/openstack-world.sh";
+  ASSERT_EQ(testing::RunCommand(script + " restart-service glance-api >/dev/null 2>&1"), 0);
+  ASSERT_EQ(WaitImport("glance", "virtualMachineRunning", 900s), "virtualMachineRunning")
+      << GetImport("glance").dump() << "\n"
+      << controller_->Log();
+  ExpectDisksMatch("glance", want);
+  EXPECT_EQ(Items(kImages).size(), 1U);
+  ExpectNoTemporaries(id);
+}
+
 #endif  // VMIMPORT_OPENSTACK_IMPORT_TESTS
 
 }  // namespace

@@ -12,6 +12,10 @@
 #   env       print the path of env.sh (source it: OS_* and the fixture ids)
 #   fixtures  (re)build the test fixtures (servers, volumes, networks) and env.sh
 #   smoke     the import's API sequence end to end with the openstack CLI + curl, bytes checked
+#   restart-service NAME
+#             stop one of the OpenStack services below (glance-api ... cinder-volume; not mariadb,
+#             rabbitmq, keystone) and start it again, waiting until the APIs answer (the
+#             reliability tests restart one mid-upload)
 #   reset     down, then drop all databases and stored data (next up starts from scratch)
 #
 # What runs (all on 127.0.0.1, all as root, started in the background, no systemd needed):
@@ -1056,5 +1060,12 @@ case ${1:-} in
   fixtures) build_fixtures; write_env ;;
   reset) cmd_reset; rm -f "$FIXTURES" "$ENVFILE" ;;
   smoke) cmd_smoke ;;
+  restart-service)
+    restartable="glance-api placement neutron-server nova-api nova-conductor nova-scheduler
+      nova-compute cinder-api cinder-scheduler cinder-volume"
+    [ -n "${2:-}" ] && grep -qw -- "$2" <<<"$restartable" || die "restart-service: one of: $restartable"
+    stop_one "$2"
+    start_services
+    ;;
   *) usage ;;
 esac
