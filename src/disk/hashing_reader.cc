@@ -2,7 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -77,23 +79,42 @@ Checksums Hasher::Finish() {
   return c;
 }
 
-// SHA-512 on its own thread: Submit hands over a copy of a chunk once the previous one is done.
+namespace {
+std::atomic<int> g_active_streams{0};
+}  // namespace
+
+// The SHA-512 state, and the thread that may run it: Submit hands a copy of a chunk to the
+// thread (started on first use) once the previous chunk is done; UpdateInline waits for that
+// too, then hashes on the caller's thread. Either way the chunks reach the state in order.
 class HashingReader::Sha512Worker {
  public:
-  Sha512Worker() : thread_([this](std::stop_token stop) { Run(std::move(stop)); }) {}
+  ~Sha512Worker() {
+    if (thread_.joinable()) {
+      thread_.request_stop();
+      thread_.join();
+    }
+  }
 
   void Submit(std::span<const std::byte> data) {
     std::unique_lock lock(mu_);
+    if (!thread_.joinable()) {
+      thread_ = std::jthread([this](std::stop_token stop) { Run(std::move(stop)); });
+    }
     cv_.wait(lock, [this] { return !busy_; });
     chunk_.assign(data.begin(), data.end());
     busy_ = true;
     cv_.notify_all();
   }
-  //! Waits for the last chunk and returns the digest.
-  Checksums Finish() {
+  void UpdateInline(std::span<const std::byte> data) {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return !busy_; });
-    return hasher_.Finish();
+    hasher_.Update(data);
+  }
+  //! Waits for the last chunk and returns the digest.
+  std::string Finish() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+    return hasher_.Finish().sha512;
   }
 
  private:
@@ -101,7 +122,7 @@ class HashingReader::Sha512Worker {
     std::unique_lock lock(mu_);
     while (cv_.wait(lock, stop, [this] { return busy_; })) {
       lock.unlock();
-      hasher_.Update(chunk_);  // chunk_ is ours while busy_
+      hasher_.Update(chunk_);  // chunk_ and hasher_ are ours while busy_
       lock.lock();
       busy_ = false;
       cv_.notify_all();
@@ -109,19 +130,42 @@ class HashingReader::Sha512Worker {
   }
 
   Hasher hasher_{Hasher::Digests::kSha512Only};
-  std::mutex mu_;  // guards busy_ and, while !busy_, chunk_
+  std::mutex mu_;  // guards busy_ and, while !busy_, chunk_ and hasher_
   std::condition_variable_any cv_;
   std::vector<std::byte> chunk_;
   bool busy_ = false;
-  std::jthread thread_;  // last: stopped and joined first
+  std::jthread thread_;  // started by the first Submit
 };
 
-HashingReader::HashingReader(DiskReaderPtr inner, bool parallel)
+HashingReader::HashingReader(DiskReaderPtr inner, Sha512Thread sha512_thread)
     : inner_(std::move(inner)),
-      hasher_(parallel ? Hasher::Digests::kSha256Only : Hasher::Digests::kBoth),
-      worker_(parallel ? std::make_unique<Sha512Worker>() : nullptr) {}
+      sha512_thread_(sha512_thread),
+      cores_(std::max(1U, std::thread::hardware_concurrency())),
+      sha512_(std::make_unique<Sha512Worker>()) {
+  g_active_streams.fetch_add(1, std::memory_order_relaxed);
+}
 
-HashingReader::~HashingReader() = default;
+HashingReader::~HashingReader() { Done(); }
+
+int HashingReader::ActiveStreams() { return g_active_streams.load(std::memory_order_relaxed); }
+
+void HashingReader::Done() {
+  if (active_) {
+    active_ = false;
+    g_active_streams.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+bool HashingReader::UseHelper() const {
+  switch (sha512_thread_) {
+    case Sha512Thread::kNever: return false;
+    case Sha512Thread::kAlways: return true;
+    case Sha512Thread::kWhenCoresAreFree:
+      // Each stream with a helper keeps two cores busy.
+      return 2 * static_cast<unsigned>(std::max(1, ActiveStreams())) <= cores_;
+  }
+  return false;
+}
 
 Result<size_t> HashingReader::Read(std::stop_token stop, std::span<std::byte> out) {
   auto n = inner_->Read(stop, out);
@@ -129,18 +173,22 @@ Result<size_t> HashingReader::Read(std::stop_token stop, std::span<std::byte> ou
     return n;
   }
   if (*n == 0) {
-    if (!checksums_ && hasher_.bytes() == inner_->VirtualSize()) {
-      checksums_ = hasher_.Finish();
-      if (worker_) {
-        checksums_->sha512 = worker_->Finish().sha512;
-      }
+    if (!checksums_ && sha256_.bytes() == inner_->VirtualSize()) {
+      checksums_ = sha256_.Finish();
+      checksums_->sha512 = sha512_->Finish();
+      Done();
     }
     return n;
   }
-  if (worker_) {
-    worker_->Submit(out.first(*n));
+  const auto chunk = out.first(*n);
+  if (UseHelper()) {
+    sha512_->Submit(chunk);
+    ++chunks_on_helper_;
+  } else {
+    sha512_->UpdateInline(chunk);
+    ++chunks_inline_;
   }
-  hasher_.Update(out.first(*n));
+  sha256_.Update(chunk);
   return n;
 }
 

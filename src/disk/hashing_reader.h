@@ -41,13 +41,22 @@ class Hasher {
   uint64_t bytes_ = 0;
 };
 
+//! Where a HashingReader computes SHA-512, the slower of its two digests.
+enum class Sha512Thread {
+  kNever,   //!< on the reading thread, after SHA-256
+  kAlways,  //!< on a helper thread, over a copy of each chunk, while the caller decodes the
+            //!< next one: the stream then costs max(sha512, decode + sha256) instead of the sum
+  //! on the helper only while at most half the cores have a hashing stream each (counted over
+  //! the process's HashingReaders, chunk by chunk): one stream on two cores uses both, four
+  //! streams hash on their own threads and spare the copies and hand-offs
+  kWhenCoresAreFree,
+};
+
 //! Decorator: passes reads through, hashing and counting what they return.
 class HashingReader final : public DiskReader {
  public:
-  //! `parallel`: SHA-512, the slower of the two, runs on a helper thread over a copy of each
-  //! chunk while the caller decodes the next one (one more chunk of memory, one thread). On two
-  //! cores that moves the stream from sha256+sha512 to max(sha512, decode+sha256).
-  explicit HashingReader(DiskReaderPtr inner, bool parallel = true);
+  explicit HashingReader(DiskReaderPtr inner,
+                         Sha512Thread sha512_thread = Sha512Thread::kWhenCoresAreFree);
   ~HashingReader() override;
 
   // disk::DiskReader
@@ -56,16 +65,30 @@ class HashingReader final : public DiskReader {
   std::string_view FormatName() const override { return inner_->FormatName(); }
 
   //! Bytes returned so far.
-  uint64_t bytes() const { return checksums_ ? checksums_->bytes : hasher_.bytes(); }
+  uint64_t bytes() const { return checksums_ ? checksums_->bytes : sha256_.bytes(); }
   //! The checksums, once Read has returned 0 (the whole disk passed); nullopt before.
   const std::optional<Checksums>& checksums() const { return checksums_; }
 
+  //! Chunks whose SHA-512 ran on the helper thread so far, and on the reading thread.
+  uint64_t sha512_chunks_on_helper() const { return chunks_on_helper_; }
+  uint64_t sha512_chunks_inline() const { return chunks_inline_; }
+  //! HashingReaders of this process that have not seen their end (nor been destroyed).
+  static int ActiveStreams();
+
  private:
   class Sha512Worker;
+  bool UseHelper() const;
+  void Done();
+
   DiskReaderPtr inner_;
-  Hasher hasher_;                         // both digests, or SHA-256 only with a worker
-  std::unique_ptr<Sha512Worker> worker_;  // parallel mode
+  const Sha512Thread sha512_thread_;
+  const unsigned cores_;
+  Hasher sha256_{Hasher::Digests::kSha256Only};
+  std::unique_ptr<Sha512Worker> sha512_;  // holds the SHA-512 state; its thread starts lazily
   std::optional<Checksums> checksums_;
+  bool active_ = true;  // counted in ActiveStreams()
+  uint64_t chunks_on_helper_ = 0;
+  uint64_t chunks_inline_ = 0;
 };
 
 }  // namespace vmimport::disk

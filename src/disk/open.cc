@@ -159,7 +159,27 @@ Result<DiskReaderPtr> OpenDiskStream(std::stop_token stop, ByteSourcePtr source,
     return MakeError(n.error());
   }
   head.resize(*n);
-  const DiskFormat format = DetectFormat(head);
+  // A declared raw stream is raw whatever its first bytes say: a guest may well have written a
+  // VMDK or qcow2 header to the start of its disk.
+  const DiskFormat format =
+      options.declared == DiskFormat::kRaw ? DiskFormat::kRaw : DetectFormat(head);
+  // Declared as an image but no known magic: a damaged header, not raw bytes. (Another known
+  // format gets that format's own answer below.)
+  if (options.declared && *options.declared != DiskFormat::kRaw && format == DiskFormat::kRaw) {
+    std::string hex;
+    static constexpr char kDigits[] = "0123456789abcdef";
+    for (size_t i = 0; i < std::min<size_t>(head.size(), 8); ++i) {
+      const auto b = std::to_integer<unsigned>(head[i]);
+      hex += (i == 0 ? "" : " ");
+      hex += kDigits[b >> 4];
+      hex += kDigits[b & 0xf];
+    }
+    return MakeError(ErrorCode::kCorruptData, "disk: the source declares a " +
+                                                  std::string(DiskFormatName(*options.declared)) +
+                                                  " image, but the stream starts with " +
+                                                  (hex.empty() ? "nothing" : hex) +
+                                                  " at offset 0, no known image magic");
+  }
   auto replay = std::make_unique<PrefixedSource>(head, std::move(source));
   switch (format) {
     case DiskFormat::kRaw:

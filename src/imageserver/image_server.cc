@@ -429,9 +429,13 @@ struct ImageServer::Impl {
       std::lock_guard lock(s->disk->mu);
       s->disk->size = size;
     }
-    auto hashing = std::make_unique<disk::HashingReader>(std::move(*reader));
-    s->hashing = hashing.get();
-    s->reader = std::move(hashing);
+    if (config.checksums) {
+      auto hashing = std::make_unique<disk::HashingReader>(std::move(*reader));
+      s->hashing = hashing.get();
+      s->reader = std::move(hashing);
+    } else {
+      s->reader = std::move(*reader);
+    }
     s->info.total_bytes = size;
     Started(*s);
     res.set_content_provider(

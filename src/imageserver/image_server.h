@@ -113,6 +113,9 @@ struct ServerConfig {
   std::chrono::seconds read_timeout{30};
   std::chrono::seconds keep_alive_timeout{5};
   size_t buffer_bytes = size_t{1} << 20;  //!< per stream
+  //! sha256 + sha512 of every streamed disk. Off only for the benchmark figure that shows what
+  //! they cost (vmimport-e2e-bench); a stream without them reports no checksums.
+  bool checksums = true;
   std::chrono::milliseconds progress_interval{1000};
 };
 

@@ -26,6 +26,10 @@ struct DiskDescription {
   std::string bus;         //!< the KubeVirt bus it maps to
   int boot_order = 0;      //!< 1-based; 0 = not bootable/unknown
   std::string location;    //!< provider-specific (datastore path, device URL key)
+  //! What the source's disk bytes are: "vmdk" (a vSphere export, an OVF disk of VMDK format) or
+  //! "raw" (a Glance image uploaded from a Cinder volume: any magic in it is guest data); empty:
+  //! unknown, the magic decides.
+  std::string format;
 };
 
 struct NicDescription {

@@ -152,7 +152,15 @@ std::string NormalizeMac(std::string_view s) {
 struct DiskDef {
   std::string file_ref;
   uint64_t capacity_bytes = 0;
+  std::string format;  // model::DiskDescription::format
 };
+
+// ovf:format of a Disk, e.g.
+// "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized", as
+// model::DiskDescription::format: "vmdk", or empty for anything else (the magic decides).
+std::string DiskFormatOf(const std::string& uri) {
+  return uri.find("/vmdk.html") != std::string::npos ? "vmdk" : "";
+}
 
 bool IsTrue(const std::string& v) { return core::EqualsIgnoreCase(v, "true"); }
 
@@ -290,6 +298,7 @@ core::Result<VirtualSystem> DescribeSystem(pugi::xml_node system, const Envelope
         }
         d.id = ref;
         d.capacity_bytes = disk->second.capacity_bytes;
+        d.format = disk->second.format;
         if (disk->second.file_ref.empty()) {
           return MakeError(ErrorCode::kUnsupported,
                            sys_where + ": disk " + ref + " has no file (an empty disk)");
@@ -488,6 +497,7 @@ core::Result<Envelope> ParseEnvelope(std::string_view xml, std::string_view name
     const std::string id = Attr(d, "diskId");
     DiskDef def;
     def.file_ref = Attr(d, "fileRef");
+    def.format = DiskFormatOf(Attr(d, "format"));
     std::string units = Attr(d, "capacityAllocationUnits");
     if (units.empty()) {
       units = "byte";

@@ -57,17 +57,12 @@ std::string HostOfUrl(std::string_view url) {
 
 namespace {
 
-// Holds a stream slot for as long as the reader lives.
-class SlotHoldingReader final : public disk::DiskReader {
+// Keeps `guard` for as long as the reader lives and lets it go after the reader: the source VM
+// the reader reads from, or a stream slot whose release is the guard's deleter.
+class GuardedReader final : public disk::DiskReader {
  public:
-  SlotHoldingReader(disk::DiskReaderPtr reader, StreamSlots& slots, std::string host)
-      : reader_(std::move(reader)), slots_(slots), host_(std::move(host)) {}
-  ~SlotHoldingReader() override {
-    reader_.reset();
-    slots_.Release(host_);
-  }
-  SlotHoldingReader(const SlotHoldingReader&) = delete;
-  SlotHoldingReader& operator=(const SlotHoldingReader&) = delete;
+  GuardedReader(disk::DiskReaderPtr reader, std::shared_ptr<void> guard)
+      : guard_(std::move(guard)), reader_(std::move(reader)) {}
 
   // disk::DiskReader
   uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
@@ -77,26 +72,7 @@ class SlotHoldingReader final : public disk::DiskReader {
   std::string_view FormatName() const override { return reader_->FormatName(); }
 
  private:
-  disk::DiskReaderPtr reader_;
-  StreamSlots& slots_;
-  const std::string host_;
-};
-
-// Shares the ownership of the source VM for as long as the reader lives.
-class VmHoldingReader final : public disk::DiskReader {
- public:
-  VmHoldingReader(disk::DiskReaderPtr reader, std::shared_ptr<SourceVm> vm)
-      : vm_(std::move(vm)), reader_(std::move(reader)) {}
-
-  // disk::DiskReader
-  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
-  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
-    return reader_->Read(stop, out);
-  }
-  std::string_view FormatName() const override { return reader_->FormatName(); }
-
- private:
-  std::shared_ptr<SourceVm> vm_;  // declared first: destroyed after the reader that uses it
+  std::shared_ptr<void> guard_;  // declared first: destroyed after the reader that uses it
   disk::DiskReaderPtr reader_;
 };
 
@@ -108,7 +84,7 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shar
   if (!reader) {
     return core::MakeError(reader.error());
   }
-  return disk::DiskReaderPtr(std::make_unique<VmHoldingReader>(std::move(*reader), std::move(vm)));
+  return disk::DiskReaderPtr(std::make_unique<GuardedReader>(std::move(*reader), std::move(vm)));
 }
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm, size_t index,
@@ -134,7 +110,15 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   if (index < disks.size() && disks[index].capacity_bytes > 0) {
     raw_size = disks[index].capacity_bytes;
   }
-  auto reader = disk::OpenDiskStream(stop, std::move(source), raw_size);
+  disk::OpenOptions options;
+  if (index < disks.size()) {
+    if (disks[index].format == "vmdk") {
+      options.declared = disk::DiskFormat::kVmdkSparse;
+    } else if (disks[index].format == "raw") {
+      options.declared = disk::DiskFormat::kRaw;
+    }
+  }
+  auto reader = disk::OpenDiskStream(stop, std::move(source), raw_size, options);
   if (!reader) {
     release();
     return core::MakeError(reader.error());
@@ -142,8 +126,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   if (limits.slots == nullptr) {
     return std::move(*reader);
   }
-  return disk::DiskReaderPtr(
-      std::make_unique<SlotHoldingReader>(std::move(*reader), *limits.slots, limits.host));
+  std::shared_ptr<void> slot(
+      nullptr, [slots = limits.slots, host = limits.host](void*) { slots->Release(host); });
+  return disk::DiskReaderPtr(std::make_unique<GuardedReader>(std::move(*reader), std::move(slot)));
 }
 
 }  // namespace vmimport::source

@@ -3,7 +3,11 @@
 //   ours       ExportVm, each disk published on our ImageServer (factory: a fresh NFC GET of the
 //              lease, decoded by disk::OpenDiskStream), one reader thread per disk GETting the
 //              image URL with libcurl; timed from ExportVm to the last byte of the last disk.
-//              Each reader hashes what it received: its sha256 must be the seed manifest's.
+//              The readers only count what they receive (a reader to /dev/null); the sha256 the
+//              server computed on the bytes it sent must be the seed manifest's, and each reader
+//              must have received the disk's size.
+//   ours without checksums   the same with the server's sha256 + sha512 off (a ServerConfig
+//              switch that exists for this figure): what the checksums cost here.
 //   reference  what the Go reference implementation does: `govc export.ovf` into a folder,
 //              `qemu-img convert -f vmdk -O raw` of each disk into a second folder, that folder
 //              served by `python3 -m http.server`, each raw file downloaded with curl; disks one
@@ -15,11 +19,19 @@
 //   e2e_disks, e2e_raw_MiB          what was moved (raw bytes of every disk of the VM)
 //   e2e_ours_seconds, e2e_ours_MBps            ours: ExportVm to last byte; raw bytes / s
 //   e2e_ours_cpu_seconds            CPU (user + system) of this process in that time: server,
-//                                   decoder, sha256 + sha512, and the reader with its sha256
+//                                   decoder, sha256 + sha512, and the readers
+//   e2e_ours_vcsim_cpu_seconds      CPU of the vcsim process (VCSIM_PID) in that time: its TLS
+//   e2e_ours_cpu_bound_seconds      (ours + vcsim CPU) / cores: no schedule on this machine can
+//                                   finish sooner than this
+//   e2e_ours_context_switches       voluntary + involuntary context switches of this process
+//   e2e_ours_unchecked_seconds, e2e_ours_unchecked_cpu_seconds, e2e_unchecked_vs_curl_ratio,
+//   e2e_unchecked_vs_reference_ratio   ours without the checksums
+//   e2e_checksums_cpu_seconds       CPU the checksums cost: ours - unchecked
 //   e2e_reference_seconds, e2e_reference_MBps  the reference chain, end to end
 //   e2e_vs_reference_ratio          reference seconds / ours (goal >= 3)
 //   nfc_curl_seconds, nfc_curl_MBps the curl baseline (MBps: VMDK bytes / s)
 //   nfc_curl_cpu_seconds            CPU of this process in that time
+//   nfc_curl_vcsim_cpu_seconds      CPU of vcsim in that time
 //   e2e_vs_curl_ratio               curl seconds / ours (goal >= 0.8)
 //   e2e_scratch_bytes_ours          bytes this process wrote to storage during ours
 //                                   (/proc/self/io write_bytes)
@@ -52,9 +64,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -216,6 +232,40 @@ double CpuSeconds() {
 }
 uint64_t PeakRssKib() { return ProcField("status", "VmHWM:"); }
 
+// Voluntary + involuntary context switches of this process so far.
+uint64_t ContextSwitches() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_nvcsw) + static_cast<uint64_t>(usage.ru_nivcsw);
+}
+
+// User + system CPU seconds of process `pid` so far (/proc/<pid>/stat utime + stime); 0 when
+// `pid` is 0 or unreadable.
+double PeerCpuSeconds(pid_t pid) {
+  if (pid <= 0) {
+    return 0;
+  }
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) {
+    return 0;
+  }
+  // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string field;
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) {
+      utime = std::strtoull(field.c_str(), nullptr, 10);
+    } else if (i == 15) {
+      stime = std::strtoull(field.c_str(), nullptr, 10);
+    }
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 // Resets VmHWM to the current RSS (Linux >= 4.0); false if the kernel refused.
 bool ResetPeakRss() {
   std::ofstream out("/proc/self/clear_refs");
@@ -289,15 +339,44 @@ Result<std::vector<Received>> DownloadAll(http::Client& http, const std::vector<
 struct OursRun {
   double seconds = 0;
   double cpu_seconds = 0;
+  double vcsim_cpu_seconds = 0;
+  uint64_t context_switches = 0;
   uint64_t raw_bytes = 0;
   uint64_t scratch_bytes = 0;
   uint64_t peak_rss_kib = 0;
 };
 
+// The checksums the server reports for each disk it streamed whole, by disk name.
+class ChecksumCollector final : public imageserver::StreamObserver {
+ public:
+  void OnStreamStarted(const imageserver::StreamInfo&) override {}
+  void OnProgress(const imageserver::StreamProgress&) override {}
+  void OnStreamFinished(const imageserver::StreamResult& result) override {
+    std::lock_guard lock(mu_);
+    if (result.outcome == imageserver::StreamOutcome::kCompleted && result.checksums) {
+      sums_[result.info.disk_name] = *result.checksums;
+    }
+  }
+  std::optional<disk::Checksums> Of(const std::string& disk_name) const {
+    std::lock_guard lock(mu_);
+    auto it = sums_.find(disk_name);
+    return it == sums_.end() ? std::nullopt : std::optional<disk::Checksums>(it->second);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, disk::Checksums> sums_;
+};
+
+// `checksums`: the server's sha256 + sha512 on (what the product does) or off (to show their
+// cost; the bytes are then checked by count only).
 Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
-                        const std::vector<SeededDisk>& seeded) {
+                        const std::vector<SeededDisk>& seeded, bool checksums, pid_t vcsim_pid) {
   const core::SystemClock clock;
-  auto server = imageserver::ImageServer::Start({}, nullptr, clock, QuietLog());
+  ChecksumCollector collector;
+  imageserver::ServerConfig config;
+  config.checksums = checksums;
+  auto server = imageserver::ImageServer::Start(config, &collector, clock, QuietLog());
   if (!server) {
     return MakeError(server.error().Wrap("image server"));
   }
@@ -308,6 +387,8 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   const bool rss_reset = ResetPeakRss();
   const uint64_t written_before = StorageWriteBytes();
   const double cpu_before = CpuSeconds();
+  const double vcsim_cpu_before = PeerCpuSeconds(vcsim_pid);
+  const uint64_t switches_before = ContextSwitches();
 
   const auto start = Clock::now();
   auto lease = vmware::ExportLease::Start({}, session, vm);
@@ -339,12 +420,18 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
     urls.push_back(published->url);
     tokens.push_back(published->token);
   }
-  auto received = DownloadAll(**reader_http, urls, {}, /*hash=*/true);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < seeded.size(); ++i) {
+    names.push_back(vm.name + "/disk-" + std::to_string(i));
+  }
+  auto received = DownloadAll(**reader_http, urls, {}, /*hash=*/false);
   const auto end = Clock::now();
 
   OursRun run;
   run.seconds = Seconds(end - start);
   run.cpu_seconds = CpuSeconds() - cpu_before;
+  run.vcsim_cpu_seconds = PeerCpuSeconds(vcsim_pid) - vcsim_cpu_before;
+  run.context_switches = ContextSwitches() - switches_before;
   run.scratch_bytes = StorageWriteBytes() - written_before;
   run.peak_rss_kib = rss_reset ? PeakRssKib() : 0;
   // The consumer's connections go first (the server waits for kept-alive ones), then the
@@ -363,13 +450,24 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   }
   for (size_t i = 0; i < seeded.size(); ++i) {
     const Received& r = (*received)[i];
-    if (r.bytes != seeded[i].size_bytes || r.sha256 != seeded[i].sha256) {
+    const std::string what = "ours: disk " + std::to_string(i) + " of " + vm.inventory_path;
+    if (r.bytes != seeded[i].size_bytes) {
       return MakeError(ErrorCode::kCorruptData,
-                       "ours: disk " + std::to_string(i) + " of " + vm.inventory_path +
-                           ": the reader received " + std::to_string(r.bytes) +
-                           " bytes with sha256 " + r.sha256 + ", the manifest says " +
-                           std::to_string(seeded[i].size_bytes) + " bytes with sha256 " +
-                           seeded[i].sha256);
+                       what + ": the reader received " + std::to_string(r.bytes) +
+                           " bytes, the manifest says " + std::to_string(seeded[i].size_bytes));
+    }
+    if (checksums) {
+      const auto sums = collector.Of(names[i]);
+      if (!sums || sums->bytes != seeded[i].size_bytes || sums->sha256 != seeded[i].sha256 ||
+          sums->sha512.size() != 128) {
+        return MakeError(
+            ErrorCode::kCorruptData,
+            what + ": the server sent " +
+                (sums ? std::to_string(sums->bytes) + " bytes with sha256 " + sums->sha256
+                      : std::string("a stream without checksums")) +
+                ", the manifest says " + std::to_string(seeded[i].size_bytes) +
+                " bytes with sha256 " + seeded[i].sha256);
+      }
     }
     run.raw_bytes += r.bytes;
   }
@@ -381,11 +479,13 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
 struct CurlRun {
   double seconds = 0;
   double cpu_seconds = 0;
+  double vcsim_cpu_seconds = 0;
   uint64_t nfc_bytes = 0;
 };
 
-Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm) {
+Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm, pid_t vcsim_pid) {
   const double cpu_before = CpuSeconds();
+  const double vcsim_cpu_before = PeerCpuSeconds(vcsim_pid);
   const auto start = Clock::now();
   auto lease = vmware::ExportLease::Start({}, session, vm);
   if (!lease) {
@@ -405,7 +505,9 @@ Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm) {
   if (auto done = (*lease)->Complete({}); !done) {
     return MakeError(done.error().Wrap("complete the lease"));
   }
-  CurlRun run{.seconds = Seconds(end - start), .cpu_seconds = CpuSeconds() - cpu_before};
+  CurlRun run{.seconds = Seconds(end - start),
+              .cpu_seconds = CpuSeconds() - cpu_before,
+              .vcsim_cpu_seconds = PeerCpuSeconds(vcsim_pid) - vcsim_cpu_before};
   for (const Received& r : *received) {
     run.nfc_bytes += r.bytes;
   }
@@ -755,22 +857,32 @@ int main(int argc, char** argv) {
   const vmware::VmRef vm{*ref, options.vm_path.substr(options.vm_path.rfind('/') + 1),
                          options.vm_path};
 
+  const char* pid_env = std::getenv("VCSIM_PID");
+  const pid_t vcsim_pid = pid_env != nullptr ? static_cast<pid_t>(std::atoi(pid_env)) : 0;
   std::optional<OursRun> ours;
+  std::optional<OursRun> unchecked;
   std::optional<CurlRun> curl;
   std::optional<ReferenceRun> reference;
   uint64_t peak_rss_kib = 0;
   for (int round = 0; round < options.repeat; ++round) {
     // The curl baseline first: it also brings the source's files into the page cache.
-    auto c = RunCurl(**session, vm);
+    auto c = RunCurl(**session, vm, vcsim_pid);
     if (!c) {
       Die(c.error().ToString());
     }
     if (!curl || c->seconds < curl->seconds) {
       curl = *c;
     }
-    auto o = RunOurs(**session, vm, *seeded);
+    auto o = RunOurs(**session, vm, *seeded, /*checksums=*/true, vcsim_pid);
     if (!o) {
       Die(o.error().ToString());
+    }
+    auto u = RunOurs(**session, vm, *seeded, /*checksums=*/false, vcsim_pid);
+    if (!u) {
+      Die(u.error().ToString());
+    }
+    if (!unchecked || u->seconds < unchecked->seconds) {
+      unchecked = *u;
     }
     peak_rss_kib = std::max(peak_rss_kib, o->peak_rss_kib);
     if (!ours || o->seconds < ours->seconds) {
@@ -794,13 +906,28 @@ int main(int argc, char** argv) {
   Figure("e2e_ours_seconds", ours->seconds, "s");
   Figure("e2e_ours_MBps", raw_mb / ours->seconds, "MB/s");
   Figure("e2e_ours_cpu_seconds", ours->cpu_seconds, "s");
+  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
+  if (vcsim_pid > 0) {
+    Figure("e2e_ours_vcsim_cpu_seconds", ours->vcsim_cpu_seconds, "s");
+    Figure("e2e_ours_cpu_bound_seconds", (ours->cpu_seconds + ours->vcsim_cpu_seconds) / cores,
+           "s");
+  }
+  Count("e2e_ours_context_switches", ours->context_switches, "switches");
+  Figure("e2e_ours_unchecked_seconds", unchecked->seconds, "s");
+  Figure("e2e_ours_unchecked_cpu_seconds", unchecked->cpu_seconds, "s");
+  Figure("e2e_checksums_cpu_seconds", ours->cpu_seconds - unchecked->cpu_seconds, "s");
   Figure("e2e_reference_seconds", reference->seconds, "s");
   Figure("e2e_reference_MBps", raw_mb / reference->seconds, "MB/s");
   Figure("e2e_vs_reference_ratio", reference->seconds / ours->seconds, "x");
   Figure("nfc_curl_seconds", curl->seconds, "s");
   Figure("nfc_curl_MBps", static_cast<double>(curl->nfc_bytes) / 1e6 / curl->seconds, "MB/s");
   Figure("nfc_curl_cpu_seconds", curl->cpu_seconds, "s");
+  if (vcsim_pid > 0) {
+    Figure("nfc_curl_vcsim_cpu_seconds", curl->vcsim_cpu_seconds, "s");
+  }
   Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
+  Figure("e2e_unchecked_vs_reference_ratio", reference->seconds / unchecked->seconds, "x");
+  Figure("e2e_unchecked_vs_curl_ratio", curl->seconds / unchecked->seconds, "x");
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
   Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
   Figure("e2e_peak_rss_MiB", static_cast<double>(peak_rss_kib) / 1024.0, "MiB");

@@ -5,81 +5,34 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <sstream>
 #include <thread>
 
 #include "kube/client.h"
-#include "kube/config.h"
-#include "world/process.h"
+#include "world/import_fixture.h"
 #include "world/world_env.h"
 
 namespace vmimport::kube {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ChildProcess;
-using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const Resource kNamespaces{"", "v1", "namespaces", false};
-const Resource kSecrets{"", "v1", "secrets", true};
-const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true};
-const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
-const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
-const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-
-class CliWorldTest : public ::testing::Test {
+class CliWorldTest : public ImportFixture {
  protected:
+  CliWorldTest() : ImportFixture("cli") {}
+
   void SetUp() override {
-    kubeconfig_ = WorldVar("KUBECONFIG");
-    ASSERT_FALSE(kubeconfig_.empty());
-    auto config = LoadKubeconfig(kubeconfig_);
-    ASSERT_TRUE(config);
-    auto c = Client::Create(*config);
-    ASSERT_TRUE(c);
-    client_ = std::move(*c);
-    suffix_ = std::to_string(std::random_device{}() % 1000000);
-    ns_ = "cli-" + suffix_;
-    dir_ = fs::temp_directory_path() / ("vmimport-cli-" + suffix_);
-    fs::create_directories(dir_);
-    ASSERT_TRUE(client_->Create(
-        {}, kNamespaces, "",
-        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
-    ASSERT_TRUE(client_->Create({}, kSecrets, ns_,
-                                {{"apiVersion", "v1"},
-                                 {"kind", "Secret"},
-                                 {"metadata", {{"name", "vs"}, {"namespace", ns_}}},
-                                 {"stringData",
-                                  {{"username", WorldVar("VCSIM_USERNAME")},
-                                   {"password", WorldVar("VCSIM_PASSWORD")},
-                                   {"caCert", ReadFile(WorldVar("VCSIM_CA"))}}}}));
-    ASSERT_TRUE(client_->Create({}, kVmwareSources, ns_,
-                                {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                                 {"kind", "VmwareSource"},
-                                 {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
-                                 {"spec",
-                                  {{"endpoint", WorldVar("VCSIM_SDK_URL")},
-                                   {"dc", WorldVar("VCSIM_DATACENTER")},
-                                   {"credentials", {{"name", "vs"}, {"namespace", ns_}}}}}}));
-    ASSERT_TRUE(client_->Create({}, kNads, ns_,
-                                {{"apiVersion", "k8s.cni.cncf.io/v1"},
-                                 {"kind", "NetworkAttachmentDefinition"},
-                                 {"metadata", {{"name", "vlan10"}, {"namespace", ns_}}},
-                                 {"spec", {{"config", "{}"}}}}));
-    controller_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
-                                 "--namespace", ns_, "--leader-elect=false",
-                                 "--image-server-address", "127.0.0.1:0", "--health-address",
-                                 "127.0.0.1:0", "--source-retry-interval", "1"},
-        (dir_ / "controller.log").string());
-  }
-  void TearDown() override {
-    controller_.reset();
-    sim_.reset();
-    (void)client_->Delete({}, kNamespaces, "", ns_);
-    if (!HasFailure()) fs::remove_all(dir_);
+    ImportFixture::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    CreateSecret("vs");
+    CreateSource("vs");
+    CreateNad("vlan10", "{}");
+    if (!HasFatalFailure()) {
+      StartController();
+    }
   }
 
   //! Runs kubectl-vmimport with `args`; its exit code, stdout+stderr in `out`.
@@ -114,14 +67,6 @@ class CliWorldTest : public ::testing::Test {
     }
     return false;
   }
-
-  std::string kubeconfig_;
-  std::unique_ptr<Client> client_;
-  std::string suffix_;
-  std::string ns_;
-  fs::path dir_;
-  std::unique_ptr<ChildProcess> controller_;
-  std::unique_ptr<ChildProcess> sim_;
 };
 
 TEST_F(CliWorldTest, ListShowsEverySeededVmWithDisksNicsAndPower) {
@@ -160,10 +105,7 @@ TEST_F(CliWorldTest, PlanChecksEverythingAndTouchesNothing) {
 }
 
 TEST_F(CliWorldTest, WatchFollowsAnImportToItsEnd) {
-  sim_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_, "--rate",
-                               "20000000"},
-      (dir_ / "harvester-sim.log").string());
+  StartSim({"--rate", "20000000"});
   std::string out;
   ASSERT_EQ(testing::RunCommand("'" + WorldVar("KUBECTL") + "' --kubeconfig '" + kubeconfig_ +
                                     "' apply -n " + ns_ + " -f " +

@@ -7,13 +7,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <sstream>
 #include <thread>
 
-#include "core/strings.h"
 #include "kube/client.h"
-#include "kube/config.h"
+#include "world/import_fixture.h"
 #include "world/process.h"
 #include "world/world_env.h"
 
@@ -27,37 +24,14 @@ using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true};
 const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
 const Resource kOpenstackSources{"migration.harvesterhci.io", "v1beta1", "openstacksources", true};
-const Resource kSecrets{"", "v1", "secrets", true};
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
-const Resource kEvents{"", "v1", "events", true};
 
-class ControllerWorldTest : public ::testing::Test {
+class ControllerWorldTest : public WorldNamespaceTest {
  protected:
-  void SetUp() override {
-    kubeconfig_ = WorldVar("KUBECONFIG");
-    ASSERT_FALSE(kubeconfig_.empty());
-    auto config = LoadKubeconfig(kubeconfig_);
-    ASSERT_TRUE(config);
-    auto c = Client::Create(*config);
-    ASSERT_TRUE(c);
-    client_ = std::move(*c);
-    suffix_ = std::to_string(std::random_device{}() % 1000000);
-    ns_ = "ctl-" + suffix_;
-    ASSERT_TRUE(client_->Create(
-        {}, Resource{"", "v1", "namespaces", false}, "",
-        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
-    log_dir_ = fs::temp_directory_path() / ("vmimport-ctl-" + suffix_);
-    fs::create_directories(log_dir_);
-  }
-  void TearDown() override {
-    (void)client_->Delete({}, Resource{"", "v1", "namespaces", false}, "", ns_);
-    if (!HasFailure()) {
-      fs::remove_all(log_dir_);
-    }
-  }
+  ControllerWorldTest() : WorldNamespaceTest("ctl") {}
+
   std::unique_ptr<ChildProcess> StartController(const std::string& name,
                                                 const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {VMIMPORT_CONTROLLER_BINARY,
@@ -74,7 +48,7 @@ class ControllerWorldTest : public ::testing::Test {
                                      "--image-server-address",
                                      "127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<ChildProcess>(argv, (log_dir_ / (name + ".log")).string());
+    return std::make_unique<ChildProcess>(argv, (dir_ / (name + ".log")).string());
   }
   void PutSecret(const std::string& name, const std::map<std::string, std::string>& data) {
     Json secret = {{"apiVersion", "v1"},
@@ -131,12 +105,6 @@ class ControllerWorldTest : public ::testing::Test {
             {"password", WorldVar("VCSIM_PASSWORD")},
             {"caCert", ReadFile(WorldVar("VCSIM_CA"))}};
   }
-
-  std::string kubeconfig_;
-  std::unique_ptr<Client> client_;
-  std::string suffix_;
-  std::string ns_;
-  fs::path log_dir_;
 };
 
 TEST_F(ControllerWorldTest, VmwareSourceReadinessGivesReasons) {
@@ -275,10 +243,10 @@ TEST_F(ControllerWorldTest, UnreachableApiServerIsRetriedNotFatal) {
   const size_t at = config.find("server: ");
   ASSERT_NE(at, std::string::npos);
   config.replace(at, config.find('\n', at) - at, "server: https://127.0.0.1:1");
-  const std::string path = (log_dir_ / "unreachable.kubeconfig").string();
+  const std::string path = (dir_ / "unreachable.kubeconfig").string();
   std::ofstream(path) << config;
   ChildProcess ctl({VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", path, "--leader-elect", "false"},
-                   (log_dir_ / "unreachable.log").string());
+                   (dir_ / "unreachable.log").string());
   std::this_thread::sleep_for(3s);
   EXPECT_TRUE(ctl.Running()) << ctl.Log();
   EXPECT_NE(ctl.Log().find("list failed, retrying"), std::string::npos) << ctl.Log();

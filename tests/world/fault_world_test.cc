@@ -24,17 +24,13 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
 
 #include "http/client.h"
 #include "kube/client.h"
-#include "kube/config.h"
-#include "source/vmware/inventory.h"
-#include "source/vmware/session.h"
-#include "world/process.h"
+#include "world/import_fixture.h"
 #include "world/tcp_proxy.h"
 #include "world/world_env.h"
 
@@ -42,33 +38,10 @@ namespace vmimport::kube {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ChildProcess;
 using testing::Eventually;
-using testing::ManifestRows;
-using testing::ReadFile;
 using testing::TcpProxy;
 using testing::WorldVar;
 namespace fs = std::filesystem;
-
-const Resource kNamespaces{"", "v1", "namespaces", false};
-const Resource kSecrets{"", "v1", "secrets", true};
-const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true};
-const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
-const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
-const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
-const Resource kEvents{"", "v1", "events", true};
-constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
-
-//! sha256 of each seeded disk of the VM at `path`, in disk order.
-std::vector<std::string> SeededDiskSha256(const std::string& path) {
-  std::vector<std::string> out;
-  for (const auto& row : ManifestRows("disk")) {
-    if (row[1] == path) {
-      out.push_back(row[4]);
-    }
-  }
-  return out;
-}
 
 //! A field of /proc/<pid>/status in KiB (VmHWM, VmRSS); 0 when unreadable.
 uint64_t ProcStatusKib(pid_t pid, const std::string& field) {
@@ -160,16 +133,11 @@ void Figure(const std::string& name, double value, const std::string& unit) {
   }
 }
 
-class PeerWorldTest : public ::testing::Test {
+class PeerWorldTest : public ImportFixture {
  protected:
+  PeerWorldTest() : ImportFixture("flt") {}
+
   void SetUp() override {
-    kubeconfig_ = WorldVar("KUBECONFIG");
-    ASSERT_FALSE(kubeconfig_.empty());
-    auto config = LoadKubeconfig(kubeconfig_);
-    ASSERT_TRUE(config);
-    auto c = Client::Create(*config);
-    ASSERT_TRUE(c);
-    client_ = std::move(*c);
     auto http = http::Client::Create({.ca_file = WorldVar("VCSIM_CA")});
     ASSERT_TRUE(http);
     vcsim_http_ = std::move(*http);
@@ -177,13 +145,7 @@ class PeerWorldTest : public ::testing::Test {
     vcsim_base_ = sdk.substr(0, sdk.rfind("/sdk"));
     ClearFaults();
     open_leases_before_ = OpenLeases();  // left by earlier tests (a killed controller's)
-    suffix_ = std::to_string(std::random_device{}() % 1000000);
-    ns_ = "flt-" + suffix_;
-    ASSERT_TRUE(client_->Create(
-        {}, kNamespaces, "",
-        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
-    log_dir_ = fs::temp_directory_path() / ("vmimport-flt-" + suffix_);
-    fs::create_directories(log_dir_);
+    ImportFixture::SetUp();
   }
 
   void TearDown() override {
@@ -198,15 +160,7 @@ class PeerWorldTest : public ::testing::Test {
     controller_.reset();
     sim_.reset();
     ClearFaults();
-    if (client_ == nullptr) {
-      return;  // SetUp failed before the namespace existed
-    }
-    (void)client_->Delete({}, kNamespaces, "", ns_);
-    if (!HasFailure()) {
-      fs::remove_all(log_dir_);
-    } else {
-      std::cerr << "logs kept in " << log_dir_ << "\n";
-    }
+    ImportFixture::TearDown();
   }
 
   // --- vcsim's fault switch (tests/world/vcsim/cmd/vcsim-ext/faults.go) ----------------------
@@ -269,105 +223,9 @@ class PeerWorldTest : public ::testing::Test {
 
   // --- the import ----------------------------------------------------------------------------
 
-  void StartSim(const std::vector<std::string>& sim_args = {}) {
-    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
-    sim.insert(sim.end(), sim_args.begin(), sim_args.end());
-    sim_ = std::make_unique<ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
-  }
-
-  void StartController(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
-                                  "--kubeconfig",
-                                  kubeconfig_,
-                                  "--namespace",
-                                  ns_,
-                                  "--leader-elect=false",
-                                  "--image-server-address",
-                                  "127.0.0.1:0",
-                                  "--health-address",
-                                  "127.0.0.1:0",
-                                  "--source-retry-interval",
-                                  "1"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    controller_ = std::make_unique<ChildProcess>(argv, (log_dir_ / "controller.log").string());
-  }
-
-  void StartWorld(const std::vector<std::string>& sim_args = {}) {
-    StartSim(sim_args);
-    StartController();
-  }
-
-  //! Secret and VmwareSource "vcsim"; `endpoint` defaults to the world's vcsim.
-  void CreateSource(const std::string& endpoint = "") {
-    Json secret = {{"apiVersion", "v1"},
-                   {"kind", "Secret"},
-                   {"metadata", {{"name", "vsphere"}, {"namespace", ns_}}},
-                   {"stringData",
-                    {{"username", WorldVar("VCSIM_USERNAME")},
-                     {"password", WorldVar("VCSIM_PASSWORD")},
-                     {"caCert", ReadFile(WorldVar("VCSIM_CA"))}}}};
-    auto s = client_->Create({}, kSecrets, ns_, secret);
-    ASSERT_TRUE(s) << s.error().ToString();
-    auto r =
-        client_->Create({}, kVmwareSources, ns_,
-                        {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                         {"kind", "VmwareSource"},
-                         {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
-                         {"spec",
-                          {{"endpoint", endpoint.empty() ? WorldVar("VCSIM_SDK_URL") : endpoint},
-                           {"dc", WorldVar("VCSIM_DATACENTER")},
-                           {"credentials", {{"name", "vsphere"}, {"namespace", ns_}}}}}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
   bool SourceReady() {
     auto src = client_->Get({}, kVmwareSources, ns_, "vcsim");
     return src && src->value("status", Json::object()).value("status", "") == "clusterReady";
-  }
-
-  void CreateImport(const std::string& name, Json spec) {
-    spec["sourceCluster"] = {{"name", "vcsim"},
-                             {"namespace", ns_},
-                             {"kind", "VmwareSource"},
-                             {"apiVersion", "migration.harvesterhci.io/v1beta1"}};
-    auto r = client_->Create({}, kImports, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "VirtualMachineImport"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec", spec}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  std::string ImportStatus(const std::string& name) {
-    auto obj = client_->Get({}, kImports, ns_, name);
-    if (!obj) {
-      return obj.error().code == core::ErrorCode::kNotFound ? "<gone>" : "<error>";
-    }
-    return obj->value("status", Json::object()).value("importStatus", "");
-  }
-
-  static bool Final(const std::string& s) {
-    return s == "virtualMachineRunning" || s == "virtualMachineImportInvalid" ||
-           s == "diskImageFailed" || s == "VMMigrationFailed";
-  }
-
-  //! Waits for `want` (or any terminal state); returns the last status seen.
-  std::string WaitImport(const std::string& name, const std::string& want,
-                         std::chrono::seconds limit = 90s) {
-    std::string last;
-    Eventually(
-        [&] {
-          last = ImportStatus(name);
-          return last == want || Final(last);
-        },
-        limit);
-    return last;
-  }
-
-  Json GetImport(const std::string& name) {
-    auto obj = client_->Get({}, kImports, ns_, name);
-    EXPECT_TRUE(obj);
-    return obj ? *obj : Json::object();
   }
 
   //! The import's Failed condition message ("" if none).
@@ -381,20 +239,6 @@ class PeerWorldTest : public ::testing::Test {
     return "";
   }
 
-  std::vector<Json> Items(const Resource& r) {
-    auto list = client_->List({}, r, ns_);
-    EXPECT_TRUE(list);
-    std::vector<Json> out;
-    if (list) {
-      for (const Json& i : (*list)["items"]) {
-        if (!i["metadata"].contains("deletionTimestamp")) {
-          out.push_back(i);
-        }
-      }
-    }
-    return out;
-  }
-
   std::set<std::string> EventReasons() {
     std::set<std::string> reasons;
     auto events = client_->List({}, kEvents, ns_);
@@ -405,24 +249,6 @@ class PeerWorldTest : public ::testing::Test {
       }
     }
     return reasons;
-  }
-
-  //! Each disk of the import: the sha256 the simulator received equals the seeded one, and so
-  //! does the one our image server computed (in status).
-  void ExpectDisksMatch(const std::string& import_name, const std::string& vm_path) {
-    const auto want = SeededDiskSha256(vm_path);
-    ASSERT_FALSE(want.empty()) << vm_path;
-    const Json status = GetImport(import_name)["status"];
-    const Json disks = status.value("diskImportStatus", Json::array());
-    ASSERT_EQ(disks.size(), want.size()) << import_name;
-    for (size_t i = 0; i < want.size(); ++i) {
-      const std::string image_name = disks[i].value("VirtualMachineImage", "");
-      auto image = client_->Get({}, kImages, ns_, image_name);
-      ASSERT_TRUE(image) << image_name;
-      EXPECT_EQ((*image)["metadata"]["annotations"].value(kSha256Annotation, ""), want[i])
-          << vm_path << " disk " << i;
-      EXPECT_EQ(disks[i].value("sha256", ""), want[i]) << vm_path << " disk " << i;
-    }
   }
 
   //! status.failed of the import's image of disk `index` (failed download attempts).
@@ -452,37 +278,6 @@ class PeerWorldTest : public ::testing::Test {
     Figure("objects_leaked", leaked, "count");
   }
 
-  //! The source VM's power state, read from vcsim.
-  model::PowerState SourcePower(const std::string& path) {
-    auto http = http::Client::Create({.ca_file = WorldVar("VCSIM_CA")});
-    EXPECT_TRUE(http);
-    auto session =
-        source::vmware::Session::Login({}, **http, WorldVar("VCSIM_SDK_URL"),
-                                       WorldVar("VCSIM_USERNAME"), WorldVar("VCSIM_PASSWORD"));
-    EXPECT_TRUE(session);
-    auto ref = (*session)->FindByInventoryPath({}, path);
-    EXPECT_TRUE(ref);
-    source::vmware::Inventory inventory(**session);
-    auto d = inventory.Describe({}, {*ref, path.substr(path.rfind('/') + 1), path});
-    EXPECT_TRUE(d);
-    (void)(*session)->Logout({});
-    return d ? d->power_state : model::PowerState::kUnknown;
-  }
-
-  void PowerOn(const std::string& path) {
-    const std::string cmd = "GOVC_URL='" + WorldVar("GOVC_URL") + "' GOVC_USERNAME='" +
-                            WorldVar("GOVC_USERNAME") + "' GOVC_PASSWORD='" +
-                            WorldVar("GOVC_PASSWORD") + "' GOVC_TLS_CA_CERTS='" +
-                            WorldVar("GOVC_TLS_CA_CERTS") + "' '" + WorldVar("GOVC") +
-                            "' vm.power -on '" + path + "' >/dev/null 2>&1";
-    if (SourcePower(path) != model::PowerState::kOn) {
-      ASSERT_EQ(testing::RunCommand(cmd), 0) << cmd;
-    }
-    ASSERT_EQ(SourcePower(path), model::PowerState::kOn);
-  }
-
-  std::string ControllerLog() { return ReadFile((log_dir_ / "controller.log").string()); }
-
   //! The controller's /metrics text (its health port is in its log).
   std::string Metrics() {
     const std::string log = ControllerLog();
@@ -497,15 +292,8 @@ class PeerWorldTest : public ::testing::Test {
     return r && r->status == 200 ? r->body : "";
   }
 
-  std::string kubeconfig_;
-  std::unique_ptr<Client> client_;
   std::unique_ptr<http::Client> vcsim_http_;
   std::string vcsim_base_;
-  std::string suffix_;
-  std::string ns_;
-  fs::path log_dir_;
-  std::unique_ptr<ChildProcess> sim_;
-  std::unique_ptr<ChildProcess> controller_;
   int injected_ = 0;  // faults this test injected (campaign figures)
   std::set<std::string> open_leases_before_;
 };
@@ -515,6 +303,7 @@ class FaultWorldTest : public PeerWorldTest {};
 // The kube-apiserver goes away for a few seconds while Harvester downloads: the controller's
 // informers and the simulator ride it out; the import completes with identical disks.
 TEST_F(FaultWorldTest, KubeApiserverRestartedMidImportCompletes) {
+  CreateSecret("vsphere");
   CreateSource();
   StartWorld({"--rate", "1000000"});  // 8 MiB at 1 MB/s: the download spans the restart
   CreateImport("restart", {{"virtualMachineName", "vmi-bios-small"}});
@@ -544,6 +333,7 @@ TEST_F(FaultWorldTest, KubeApiserverRestartedMidImportCompletes) {
 // import completes.
 TEST_F(FaultWorldTest, PowerOffFaultsAreRetried) {
   PowerOn("/DC0/vm/team-b/vmi-dup");
+  CreateSecret("vsphere");
   CreateSource();
   ArmFault("method:PowerOffVM_Task", 2);
   StartWorld();
@@ -562,6 +352,7 @@ TEST_F(FaultWorldTest, PowerOffFaultsAreRetried) {
 
 // ExportVm fails twice, then its lease fails while initialising: each is retried.
 TEST_F(FaultWorldTest, ExportVmAndLeaseFaultsAreRetried) {
+  CreateSecret("vsphere");
   CreateSource();
   ArmFault("method:ExportVm", 2);
   ArmFault("lease-error", 1);
@@ -582,6 +373,7 @@ TEST_F(FaultWorldTest, ExportVmAndLeaseFaultsAreRetried) {
 // The NFC download answers 503 once, then is cut after 1 MiB once: Harvester's download fails
 // twice (the image server never sends a short disk as whole) and the third attempt is whole.
 TEST_F(FaultWorldTest, NfcDownloadFaultsAreRetried) {
+  CreateSecret("vsphere");
   CreateSource();
   ArmFault("nfc-status", 1);
   ArmFault("nfc-cut", 1, "", 1 << 20);
@@ -601,6 +393,7 @@ TEST_F(FaultWorldTest, NfcDownloadFaultsAreRetried) {
 // Every NFC download is cut: Harvester gives up after its retries, the import fails and says
 // why, the lease is aborted, no VM is made and no image holds a disk.
 TEST_F(FaultWorldTest, DiskStreamCutEveryTimeFailsWithAClearReason) {
+  CreateSecret("vsphere");
   CreateSource();
   ArmFault("nfc-cut", 100, "", 1 << 20);
   StartWorld();
@@ -624,6 +417,7 @@ TEST_F(FaultWorldTest, DiskStreamCutEveryTimeFailsWithAClearReason) {
 // ExportVm is refused for good (NoPermission): the import must not hang in sourceReady; it fails
 // and names the fault.
 TEST_F(FaultWorldTest, PermanentExportFaultFailsWithAClearReason) {
+  CreateSecret("vsphere");
   CreateSource();
   ArmFault("method:ExportVm", 100, "NoPermission");
   StartWorld();
@@ -641,7 +435,9 @@ TEST_F(FaultWorldTest, PermanentExportFaultFailsWithAClearReason) {
 // vcsim (SOAP and, with ESXi-style "*" lease URLs, NFC). The image is retried and identical.
 TEST_F(FaultWorldTest, DiskStreamCutByTheNetworkIsRetried) {
   TcpProxy proxy("127.0.0.1", std::stoi(WorldVar("VCSIM_PORT")));
-  CreateSource("https://127.0.0.1:" + std::to_string(proxy.port()) + "/sdk");
+  CreateSecret("vsphere");
+  CreateSource("vsphere", "vcsim",
+               {{"endpoint", "https://127.0.0.1:" + std::to_string(proxy.port()) + "/sdk"}});
   ArmFault("lease-host-star", 10);
   StartWorld();
   ASSERT_TRUE(Eventually([&] { return SourceReady(); }, 30s));
@@ -660,6 +456,7 @@ TEST_F(FaultWorldTest, DiskStreamCutByTheNetworkIsRetried) {
 // Harvester hangs up 2 MB into each disk's first download: the image server ends that stream
 // (client_gone), the source download behind it stops, and the retry sends the whole disk.
 TEST_F(FaultWorldTest, ImageConsumerHangingUpIsAbortedAndRetried) {
+  CreateSecret("vsphere");
   CreateSource();
   StartWorld({"--disconnect-after", "2000000"});
   CreateImport("hangup", {{"virtualMachineName", "vmi-multi"}});
@@ -699,6 +496,7 @@ TEST_F(LoadWorldTest, ManyConcurrentImportsWithinMemoryAndDescriptors) {
   std::cout << "seed-load " << count << ": "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_start).count()
             << " s\n";
+  CreateSecret("vsphere");
   CreateSource();
   StartWorld({"--workers", "8"});
   ASSERT_TRUE(Eventually([&] { return SourceReady(); }, 30s));

@@ -10,52 +10,26 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "http/client.h"
 #include "kube/client.h"
-#include "kube/config.h"
-#include "source/vmware/inventory.h"
-#include "source/vmware/session.h"
-#include "world/process.h"
+#include "world/import_fixture.h"
 #include "world/world_env.h"
 
 namespace vmimport::kube {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::ChildProcess;
 using testing::Eventually;
 using testing::ManifestRows;
 using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const Resource kNamespaces{"", "v1", "namespaces", false};
-const Resource kSecrets{"", "v1", "secrets", true};
-const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true};
-const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
-const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
-const Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
-const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
-const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-const Resource kEvents{"", "v1", "events", true};
 const Resource kResourceQuotas{"", "v1", "resourcequotas", true};
-
-//! sha256 of each seeded disk of the VM at `path`, in disk order.
-std::vector<std::string> SeededDiskSha256(const std::string& path) {
-  std::vector<std::string> out;
-  for (const auto& row : ManifestRows("disk")) {
-    if (row[1] == path) {
-      out.push_back(row[4]);
-    }
-  }
-  return out;
-}
 
 //! A field of the manifest's vm row of `path` (4 cpus, 5 cores/socket, 6 memory MiB, 7 firmware,
 //! 9 BIOS UUID).
@@ -68,203 +42,15 @@ std::string VmField(const std::string& path, size_t index) {
   return "";
 }
 
-class ImportWorldTest : public ::testing::Test {
+class ImportWorldTest : public ImportFixture {
  protected:
+  ImportWorldTest() : ImportFixture("imp") {}
+
   void SetUp() override {
-    kubeconfig_ = WorldVar("KUBECONFIG");
-    ASSERT_FALSE(kubeconfig_.empty());
-    auto config = LoadKubeconfig(kubeconfig_);
-    ASSERT_TRUE(config);
-    auto c = Client::Create(*config);
-    ASSERT_TRUE(c);
-    client_ = std::move(*c);
-    suffix_ = std::to_string(std::random_device{}() % 1000000);
-    ns_ = "imp-" + suffix_;
-    ASSERT_TRUE(client_->Create(
-        {}, kNamespaces, "",
-        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
-    log_dir_ = fs::temp_directory_path() / ("vmimport-imp-" + suffix_);
-    fs::create_directories(log_dir_);
-    ASSERT_TRUE(
-        client_->Create({}, kNads, ns_,
-                        {{"apiVersion", "k8s.cni.cncf.io/v1"},
-                         {"kind", "NetworkAttachmentDefinition"},
-                         {"metadata", {{"name", "vlan10"}, {"namespace", ns_}}},
-                         {"spec", {{"config", R"({"cniVersion":"0.3.1","type":"bridge"})"}}}}));
-  }
-
-  void TearDown() override {
-    controller_.reset();
-    sim_.reset();
-    if (client_ == nullptr) {
-      return;  // SetUp failed before the namespace existed
+    ImportFixture::SetUp();
+    if (!HasFatalFailure()) {
+      CreateNad();
     }
-    (void)client_->Delete({}, kNamespaces, "", ns_);
-    if (!HasFailure()) {
-      fs::remove_all(log_dir_);
-    } else {
-      std::cerr << "logs kept in " << log_dir_ << "\n";
-    }
-  }
-
-  void StartWorld(const std::vector<std::string>& sim_args = {},
-                  const std::vector<std::string>& controller_args = {}) {
-    StartSim(sim_args);
-    StartController(controller_args);
-  }
-
-  void StartSim(const std::vector<std::string>& sim_args = {},
-                const std::string& log_name = "harvester-sim.log") {
-    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
-    sim.insert(sim.end(), sim_args.begin(), sim_args.end());
-    sim_ = std::make_unique<ChildProcess>(sim, (log_dir_ / log_name).string());
-  }
-
-  void StartController(const std::vector<std::string>& extra = {},
-                       const std::string& log_name = "controller.log") {
-    std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
-                                  "--kubeconfig",
-                                  kubeconfig_,
-                                  "--namespace",
-                                  ns_,
-                                  "--leader-elect=false",
-                                  "--image-server-address",
-                                  "127.0.0.1:0",
-                                  "--health-address",
-                                  "127.0.0.1:0",
-                                  "--source-retry-interval",
-                                  "1"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    controller_ = std::make_unique<ChildProcess>(argv, (log_dir_ / log_name).string());
-  }
-
-  void CreateSecret(const std::string& name) {
-    Json secret = {{"apiVersion", "v1"},
-                   {"kind", "Secret"},
-                   {"metadata", {{"name", name}, {"namespace", ns_}}},
-                   {"stringData",
-                    {{"username", WorldVar("VCSIM_USERNAME")},
-                     {"password", WorldVar("VCSIM_PASSWORD")},
-                     {"caCert", ReadFile(WorldVar("VCSIM_CA"))}}}};
-    auto r = client_->Create({}, kSecrets, ns_, secret);
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  void CreateSource(const std::string& secret = "vsphere", const std::string& name = "vcsim") {
-    auto r = client_->Create({}, kVmwareSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "VmwareSource"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec",
-                               {{"endpoint", WorldVar("VCSIM_SDK_URL")},
-                                {"dc", WorldVar("VCSIM_DATACENTER")},
-                                {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  void CreateImport(const std::string& name, Json spec, const std::string& source = "vcsim") {
-    spec["sourceCluster"] = {{"name", source},
-                             {"namespace", ns_},
-                             {"kind", "VmwareSource"},
-                             {"apiVersion", "migration.harvesterhci.io/v1beta1"}};
-    auto r = client_->Create({}, kImports, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "VirtualMachineImport"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec", spec}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  std::string ImportStatus(const std::string& name) {
-    auto obj = client_->Get({}, kImports, ns_, name);
-    if (!obj) {
-      return obj.error().code == core::ErrorCode::kNotFound ? "<gone>" : "<error>";
-    }
-    return obj->value("status", Json::object()).value("importStatus", "");
-  }
-
-  //! Waits for `want` (or any terminal state); returns the last status seen.
-  std::string WaitImport(const std::string& name, const std::string& want,
-                         std::chrono::seconds limit = 90s) {
-    std::string last;
-    Eventually(
-        [&] {
-          last = ImportStatus(name);
-          return last == want || last == "virtualMachineImportInvalid" ||
-                 last == "diskImageFailed" || last == "VMMigrationFailed";
-        },
-        limit);
-    return last;
-  }
-
-  Json GetImport(const std::string& name) {
-    auto obj = client_->Get({}, kImports, ns_, name);
-    EXPECT_TRUE(obj);
-    return obj ? *obj : Json::object();
-  }
-
-  std::vector<Json> Items(const Resource& r) {
-    auto list = client_->List({}, r, ns_);
-    EXPECT_TRUE(list);
-    std::vector<Json> out;
-    if (list) {
-      for (const Json& i : (*list)["items"]) {
-        if (!i["metadata"].contains("deletionTimestamp")) {
-          out.push_back(i);
-        }
-      }
-    }
-    return out;
-  }
-
-  //! Each disk of the import: the sha256 the simulator received equals the seeded one, and so
-  //! does the one our image server computed (in status).
-  void ExpectDisksMatch(const std::string& import_name, const std::string& vm_path) {
-    const auto want = SeededDiskSha256(vm_path);
-    ASSERT_FALSE(want.empty()) << vm_path;
-    const Json status = GetImport(import_name)["status"];
-    const Json disks = status.value("diskImportStatus", Json::array());
-    ASSERT_EQ(disks.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) {
-      const std::string image_name = disks[i].value("VirtualMachineImage", "");
-      auto image = client_->Get({}, kImages, ns_, image_name);
-      ASSERT_TRUE(image) << image_name;
-      EXPECT_EQ(
-          (*image)["metadata"]["annotations"].value("harvester-sim.vm-import.test/sha256", ""),
-          want[i])
-          << vm_path << " disk " << i;
-      EXPECT_EQ(disks[i].value("sha256", ""), want[i]) << vm_path << " disk " << i;
-    }
-  }
-
-  //! The source VM's power state, read from vcsim.
-  model::PowerState SourcePower(const std::string& path) {
-    auto http = http::Client::Create({.ca_file = WorldVar("VCSIM_CA")});
-    EXPECT_TRUE(http);
-    auto session =
-        source::vmware::Session::Login({}, **http, WorldVar("VCSIM_SDK_URL"),
-                                       WorldVar("VCSIM_USERNAME"), WorldVar("VCSIM_PASSWORD"));
-    EXPECT_TRUE(session);
-    auto ref = (*session)->FindByInventoryPath({}, path);
-    EXPECT_TRUE(ref);
-    source::vmware::Inventory inventory(**session);
-    auto d = inventory.Describe({}, {*ref, path.substr(path.rfind('/') + 1), path});
-    EXPECT_TRUE(d);
-    (void)(*session)->Logout({});
-    return d ? d->power_state : model::PowerState::kUnknown;
-  }
-
-  //! Powers a source VM on with govc, so that the import has to power it off.
-  void PowerOn(const std::string& path) {
-    const std::string cmd = "GOVC_URL='" + WorldVar("GOVC_URL") + "' GOVC_USERNAME='" +
-                            WorldVar("GOVC_USERNAME") + "' GOVC_PASSWORD='" +
-                            WorldVar("GOVC_PASSWORD") + "' GOVC_TLS_CA_CERTS='" +
-                            WorldVar("GOVC_TLS_CA_CERTS") + "' '" + WorldVar("GOVC") +
-                            "' vm.power -on '" + path + "' >/dev/null 2>&1";
-    if (SourcePower(path) != model::PowerState::kOn) {
-      ASSERT_EQ(testing::RunCommand(cmd), 0) << cmd;
-    }
-    ASSERT_EQ(SourcePower(path), model::PowerState::kOn);
   }
 
   //! https://127.0.0.1:PORT of vcsim.
@@ -316,7 +102,7 @@ class ImportWorldTest : public ::testing::Test {
                    {"metadata", {{"name", "probe"}, {"namespace", ns_}}},
                    {"spec",
                     {{"displayName", "probe"}, {"sourceType", "download"}, {"url", "http://x"}}}};
-    const fs::path file = log_dir_ / "probe.json";
+    const fs::path file = dir_ / "probe.json";
     std::ofstream(file) << obj.dump();
     const std::string cmd = "KUBECONFIG='" + kubeconfig_ + "' '" + WorldVar("KUBECTL") +
                             "' create --dry-run=server -f '" + file.string() + "' >/dev/null 2>&1";
@@ -346,16 +132,6 @@ class ImportWorldTest : public ::testing::Test {
     ASSERT_TRUE(client_->Delete({}, kResourceQuotas, ns_, "hold"));
     ASSERT_TRUE(Eventually([&] { return Admitted(kind); }, 40s)) << kind;
   }
-
-  std::string ControllerLog() { return ReadFile((log_dir_ / "controller.log").string()); }
-
-  std::string kubeconfig_;
-  std::unique_ptr<Client> client_;
-  std::string suffix_;
-  std::string ns_;
-  fs::path log_dir_;
-  std::unique_ptr<ChildProcess> sim_;
-  std::unique_ptr<ChildProcess> controller_;
 };
 
 // Seed: "Test Multiple VM Import From VMWare" (multi-disk, multi-NIC, by name and by UUID, one
@@ -461,7 +237,7 @@ TEST_F(ImportWorldTest, CamelCaseVmImportsUnderItsLowerCasedName) {
 TEST_F(ImportWorldTest, ImportedDiskBootsInQemu) {
   CreateSecret("vsphere");
   CreateSource();
-  const fs::path boot_dir = log_dir_ / "boot";
+  const fs::path boot_dir = dir_ / "boot";
   fs::create_directories(boot_dir);
   StartWorld({"--boot-dir", boot_dir.string()});
   CreateImport("boot", {{"virtualMachineName", "vmi-bootable"}});
@@ -478,7 +254,7 @@ TEST_F(ImportWorldTest, ImportedDiskBootsInQemu) {
         return !outcome.empty();
       },
       90s));
-  EXPECT_EQ(outcome, "booted") << ReadFile((log_dir_ / "harvester-sim.log").string());
+  EXPECT_EQ(outcome, "booted") << ReadFile((dir_ / "harvester-sim.log").string());
 }
 
 // The wrong VM must never be powered off: an ambiguous name is refused with every candidate.

@@ -705,12 +705,17 @@ class OpenstackImportWorldTest : public ::testing::Test {
     std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
     sim.insert(sim.end(), sim_args.begin(), sim_args.end());
     sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
+    StartController();
+  }
+
+  //! The controller, watching ns_ only, without leader election; logs to log_dir_/`log_name`.
+  void StartController(const std::string& log_name = "controller.log") {
     controller_ = std::make_unique<testing::ChildProcess>(
         std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
                                  "--namespace", ns_, "--leader-elect=false",
                                  "--image-server-address", "127.0.0.1:0", "--health-address",
                                  "127.0.0.1:0", "--source-retry-interval", "1"},
-        (log_dir_ / "controller.log").string());
+        (log_dir_ / log_name).string());
   }
 
   void CreateSecret(const std::string& name, const std::string& password) {
@@ -1159,12 +1164,7 @@ TEST_F(OpenstackImportWorldTest, ControllerKilledMidExportLeavesNothingBehind) {
     std::cout << " " << t;
   }
   std::cout << "\n";
-  controller_ = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
-                               "--namespace", ns_, "--leader-elect=false", "--image-server-address",
-                               "127.0.0.1:0", "--health-address", "127.0.0.1:0",
-                               "--source-retry-interval", "1"},
-      (log_dir_ / "controller-resumed.log").string());
+  StartController("controller-resumed.log");
   ASSERT_EQ(WaitImport("killed", "virtualMachineRunning", 600s), "virtualMachineRunning")
       << GetImport("killed").dump() << "\n"
       << controller_->Log();

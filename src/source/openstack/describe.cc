@@ -267,6 +267,7 @@ model::VmDescription Describe(const ServerFacts& facts) {
     disk.bus = DiskBusFor(hw_bus);
     disk.boot_order = i == root ? 1 : 0;
     disk.location = v.device;
+    disk.format = "raw";  // exported as a Glance image of disk_format raw
     d.disks.push_back(std::move(disk));
   }
 

@@ -29,6 +29,21 @@ bool SleepFor(std::stop_token stop, std::chrono::milliseconds duration) {
   return !cv.wait_for(lock, stop, duration, [] { return false; }) && !stop.stop_requested();
 }
 
+// The image streams' errors: kNotFound (404), kUnauthenticated (401/403), kUnavailable (5xx, 429).
+core::Error GlanceStatusError(const std::string& name, long status) {
+  const std::string message = name + ": http status " + std::to_string(status);
+  if (status == 404) {
+    return {ErrorCode::kNotFound, message};
+  }
+  if (status == 401 || status == 403) {
+    return {ErrorCode::kUnauthenticated, message + " (the token was refused)"};
+  }
+  if (status >= 500 || status == 429) {
+    return {ErrorCode::kUnavailable, message};
+  }
+  return {ErrorCode::kInternal, message};
+}
+
 std::string Seconds(std::chrono::milliseconds d) {
   return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
 }
@@ -252,10 +267,15 @@ class OpenstackSourceVm final : public SourceVm {
     http::Request request;
     request.url = session_->Endpoint(Service::kImage) + "/v2/images/" + image_id + "/file";
     request.headers = {{"X-Auth-Token", *token}, {"Accept", "application/octet-stream"}};
-    StreamOptions options = options_.stream;
+    HttpStreamOptions options = options_.stream;
     options.name = "glance: image " + image_id + " (disk " + std::to_string(index) + " of " +
                    description_.name + ")";
-    return OpenGetStream(stop, session_->http(), std::move(request), std::move(options));
+    options.status_error = &GlanceStatusError;
+    auto stream = HttpStream::Open(stop, session_->http(), std::move(request), std::move(options));
+    if (!stream) {
+      return MakeError(stream.error());
+    }
+    return disk::ByteSourcePtr(std::move(*stream));
   }
 
   core::Status FinishExport(std::stop_token /*stop*/, bool /*completed*/,

@@ -19,9 +19,9 @@
 #include <string>
 #include <string_view>
 
+#include "source/http_stream.h"
 #include "source/importer.h"
 #include "source/openstack/client.h"
-#include "source/openstack/http_stream.h"
 #include "source/provider.h"
 
 namespace vmimport::source::openstack {
@@ -39,7 +39,9 @@ struct OpenstackOptions {
   //! Per temporary object: until its deletion is confirmed (404).
   std::chrono::seconds cleanup_timeout{300};
   SessionOptions session;
-  StreamOptions stream;
+  //! Buffering and stall timeout of the image streams; OpenDisk sets the name and the status
+  //! mapping of each.
+  HttpStreamOptions stream{.stall_timeout = std::chrono::seconds(120)};
 };
 
 //! "vm-import-<server id>-<index>": the name of every temporary snapshot, volume and image.

@@ -10,7 +10,7 @@
 #include "ovf/envelope.h"
 #include "ovf/manifest.h"
 #include "ovf/tar.h"
-#include "source/ova/http_body.h"
+#include "source/http_stream.h"
 #include "source/tls.h"
 
 namespace vmimport::source::ova {
@@ -30,6 +30,38 @@ std::string ArchiveName(const std::string& url) {
   const size_t slash = path.rfind('/');
   std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
   return name.empty() ? "ova" : name;
+}
+
+// The error for an HTTP status other than 200/206, naming `name` (never the URL): kNotFound for
+// 404/410, kUnauthenticated for 401/403, kCorruptData for 416 (a range past the end: the file is
+// shorter than its archive says), kUnavailable for 5xx and 429, kInternal otherwise.
+core::Error HttpStatusError(const std::string& name, long status) {
+  const std::string message = name + ": http status " + std::to_string(status);
+  if (status == 404 || status == 410) {
+    return {ErrorCode::kNotFound, message + " (no such file)"};
+  }
+  if (status == 401 || status == 403) {
+    return {ErrorCode::kUnauthenticated, message + " (credentials refused)"};
+  }
+  if (status == 416) {
+    return {ErrorCode::kCorruptData,
+            message + " (range not satisfiable: the file is shorter than its archive says)"};
+  }
+  if (status >= 500 || status == 429) {
+    return {ErrorCode::kUnavailable, message};
+  }
+  return {ErrorCode::kInternal, message};
+}
+
+// A GET of the archive (or a range of it) as a stream: 200 or 206 with its Content-Range.
+core::Result<std::unique_ptr<HttpStream>> OpenBody(std::stop_token stop, http::Client& http,
+                                                   http::Request request, const std::string& name,
+                                                   size_t buffer_bytes = 4U << 20) {
+  return HttpStream::Open(std::move(stop), http, std::move(request),
+                          HttpStreamOptions{.buffer_bytes = buffer_bytes,
+                                            .name = name,
+                                            .accept_partial = true,
+                                            .status_error = &HttpStatusError});
 }
 
 bool EndsWith(const std::string& s, std::string_view suffix) {
@@ -202,7 +234,7 @@ struct DiskFile {
 // A disk's bytes out of a fresh GET of the archive: owns the body and the tar reader on it.
 class EntryStream final : public disk::ByteSource {
  public:
-  EntryStream(std::unique_ptr<HttpBodySource> body, std::unique_ptr<ovf::TarReader> tar)
+  EntryStream(std::unique_ptr<HttpStream> body, std::unique_ptr<ovf::TarReader> tar)
       : body_(std::move(body)), tar_(std::move(tar)) {}
   // disk::ByteSource
   core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
@@ -210,7 +242,7 @@ class EntryStream final : public disk::ByteSource {
   }
 
  private:
-  std::unique_ptr<HttpBodySource> body_;  // first: outlives the reader that uses it
+  std::unique_ptr<HttpStream> body_;  // first: outlives the reader that uses it
   std::unique_ptr<ovf::TarReader> tar_;
 };
 
@@ -269,7 +301,7 @@ class OvaSourceVm final : public SourceVm {
       req.headers.emplace_back("Range",
                                "bytes=" + std::to_string(start) + "-" + std::to_string(last));
     }
-    auto body = HttpBodySource::Open(stop, *http_, std::move(req), name_);
+    auto body = OpenBody(stop, *http_, std::move(req), name_);
     if (!body) {
       return MakeError(body.error());
     }
@@ -373,7 +405,7 @@ core::Result<SourceVmPtr> OvaImporter::Open(std::stop_token stop, const SourceCo
   http::Request probe = base;
   probe.timeout = std::chrono::milliseconds(0);  // sequential mode may read a whole archive
   probe.headers.emplace_back("Range", "bytes=0-" + std::to_string(kWindowBytes - 1));
-  auto body = HttpBodySource::Open(stop, **http, probe, name, 1U << 20);
+  auto body = OpenBody(stop, **http, probe, name, 1U << 20);
   if (!body) {
     return MakeError(body.error().Wrap("open"));
   }

@@ -1,10 +1,6 @@
 #include "source/vmware/export.h"
 
 #include <algorithm>
-#include <charconv>
-#include <condition_variable>
-#include <cstring>
-#include <deque>
 #include <map>
 
 #include "core/strings.h"
@@ -37,7 +33,8 @@ UrlParts SplitHost(std::string_view url) {
   return p;
 }
 
-core::Error HttpStatusError(const std::string& name, long status) {
+// The disk streams' errors speak of the lease: its URLs die with it.
+core::Error NfcStatusError(const std::string& name, long status) {
   const std::string message = name + ": http status " + std::to_string(status);
   if (status == 404) {
     return {ErrorCode::kNotFound,
@@ -51,158 +48,6 @@ core::Error HttpStatusError(const std::string& name, long status) {
   }
   return {ErrorCode::kInternal, message};
 }
-
-// A GET body as a ByteSource: a producer thread runs the transfer and fills a bounded buffer,
-// Read drains it. The producer blocks while the buffer is full, so a slow reader slows the
-// download instead of growing memory.
-class HttpStreamSource final : public disk::ByteSource {
- public:
-  HttpStreamSource(http::Client& http, http::Request request, HttpStreamOptions options,
-                   StreamPositionCallback on_position)
-      : http_(http),
-        request_(std::move(request)),
-        options_(std::move(options)),
-        on_position_(std::move(on_position)) {
-    producer_ = std::jthread([this](std::stop_token stop) { Run(std::move(stop)); });
-  }
-  ~HttpStreamSource() override {
-    producer_.request_stop();
-    producer_.join();
-  }
-  HttpStreamSource(const HttpStreamSource&) = delete;
-  HttpStreamSource& operator=(const HttpStreamSource&) = delete;
-
-  // Waits until the response head (or an error) arrived; the status must be 200.
-  core::Status WaitForHead(std::stop_token stop) {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait(lock, stop, [this] { return head_ || done_; })) {
-      return MakeError(ErrorCode::kCancelled, options_.name + ": cancelled");
-    }
-    if (error_ && (!head_ || status_ != 200)) {
-      return MakeError(*error_);
-    }
-    if (status_ != 200) {
-      return MakeError(HttpStatusError(options_.name, status_));
-    }
-    return {};
-  }
-
-  // disk::ByteSource
-  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
-    if (out.empty()) {
-      return 0;
-    }
-    std::unique_lock lock(mu_);
-    if (!cv_.wait(lock, stop, [this] { return !chunks_.empty() || done_; })) {
-      return disk::CancelledError();
-    }
-    if (chunks_.empty()) {
-      if (error_) {
-        return MakeError(*error_);
-      }
-      return 0;
-    }
-    size_t n = 0;
-    while (n < out.size() && !chunks_.empty()) {
-      std::string& front = chunks_.front();
-      const size_t take = std::min(out.size() - n, front.size() - front_offset_);
-      std::memcpy(out.data() + n, front.data() + front_offset_, take);
-      n += take;
-      front_offset_ += take;
-      if (front_offset_ == front.size()) {
-        buffered_ -= front.size();
-        chunks_.pop_front();
-        front_offset_ = 0;
-      }
-    }
-    delivered_ += n;
-    const uint64_t position = delivered_;
-    lock.unlock();
-    cv_.notify_all();  // room for the producer
-    if (on_position_) {
-      on_position_(position);
-    }
-    return n;
-  }
-
-  std::optional<uint64_t> content_length() const {
-    std::lock_guard lock(mu_);
-    return content_length_;
-  }
-
- private:
-  void Run(std::stop_token stop) {
-    uint64_t received = 0;
-    const http::HeadCallback on_head = [this](const http::Response& head) {
-      {
-        std::lock_guard lock(mu_);
-        head_ = true;
-        status_ = head.status;
-        if (auto length = head.Header("content-length")) {
-          uint64_t value = 0;
-          const char* end = length->data() + length->size();
-          if (auto [ptr, ec] = std::from_chars(length->data(), end, value);
-              ec == std::errc() && ptr == end) {
-            content_length_ = value;
-          }
-        }
-      }
-      cv_.notify_all();
-      return head.status == 200;
-    };
-    const http::BodyCallback on_body = [this, &stop, &received](std::string_view chunk) {
-      {
-        std::unique_lock lock(mu_);
-        if (!cv_.wait(lock, stop, [this] { return buffered_ < options_.buffer_bytes; })) {
-          return false;
-        }
-        chunks_.emplace_back(chunk);
-        buffered_ += chunk.size();
-        received += chunk.size();
-      }
-      cv_.notify_all();
-      return true;
-    };
-    auto r = http_.Stream(stop, request_, on_head, on_body);
-    {
-      std::lock_guard lock(mu_);
-      if (head_ && status_ != 200) {
-        error_ = HttpStatusError(options_.name, status_);
-      } else if (!r) {
-        error_ = r.error().code == ErrorCode::kCancelled
-                     ? core::Error{ErrorCode::kCancelled, options_.name + ": cancelled"}
-                     : core::Error{r.error().code, options_.name + ": " + r.error().message};
-      } else if (r->status != 200) {
-        error_ = HttpStatusError(options_.name, r->status);
-      } else if (content_length_ && received != *content_length_) {
-        error_ = core::Error{ErrorCode::kUnavailable,
-                             options_.name + ": the body ended after " + std::to_string(received) +
-                                 " of " + std::to_string(*content_length_) + " bytes"};
-      }
-      done_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  http::Client& http_;
-  const http::Request request_;
-  const HttpStreamOptions options_;
-  const StreamPositionCallback on_position_;
-
-  mutable std::mutex mu_;  // guards everything below up to producer_
-  std::condition_variable_any cv_;
-  std::deque<std::string> chunks_;
-  size_t front_offset_ = 0;
-  size_t buffered_ = 0;
-  uint64_t delivered_ = 0;
-  bool head_ = false;
-  long status_ = 0;
-  std::optional<uint64_t> content_length_;
-  bool done_ = false;
-  std::optional<core::Error> error_;
-
-  std::jthread producer_;  // last: joined before the state it uses goes away
-};
 
 std::string VmName(const VmRef& vm) {
   if (!vm.inventory_path.empty()) return vm.inventory_path;
@@ -368,19 +213,6 @@ core::Result<std::vector<ExportDisk>> MapDeviceUrls(const std::vector<VirtualDis
   return out;
 }
 
-core::Result<disk::ByteSourcePtr> OpenHttpStream(std::stop_token stop, http::Client& http,
-                                                 http::Request request, HttpStreamOptions options,
-                                                 StreamPositionCallback on_position) {
-  request.timeout = std::chrono::milliseconds(0);  // a disk takes as long as it takes
-  request.stall_timeout = options.stall_timeout;
-  auto source = std::make_unique<HttpStreamSource>(http, std::move(request), std::move(options),
-                                                   std::move(on_position));
-  if (auto head = source->WaitForHead(std::move(stop)); !head) {
-    return MakeError(head.error());
-  }
-  return disk::ByteSourcePtr(std::move(source));
-}
-
 ExportLease::ExportLease(Session& session, MoRef lease, std::string vm_name, ExportOptions options)
     : session_(session),
       lease_(std::move(lease)),
@@ -541,23 +373,22 @@ core::Result<disk::ByteSourcePtr> ExportLease::OpenDisk(std::stop_token stop, si
   HttpStreamOptions options = options_.stream;
   options.name =
       "vsphere: export " + vm_name_ + " disk " + std::to_string(index) + " (" + d.lease_key + ")";
+  options.status_error = &NfcStatusError;
   std::shared_ptr<DiskProgress> progress = progress_[index];
-  auto source = OpenHttpStream(
-      std::move(stop), session_.soap().http(), std::move(request), std::move(options),
-      [progress](uint64_t position) {
-        uint64_t current = progress->bytes.load();
-        while (position > current && !progress->bytes.compare_exchange_weak(current, position)) {
-        }
-      });
+  options.on_position = [progress](uint64_t position) {
+    uint64_t current = progress->bytes.load();
+    while (position > current && !progress->bytes.compare_exchange_weak(current, position)) {
+    }
+  };
+  auto source = HttpStream::Open(std::move(stop), session_.soap().http(), std::move(request),
+                                 std::move(options));
   if (!source) {
     return MakeError(source.error());
   }
-  if (auto* http_source = dynamic_cast<HttpStreamSource*>(source->get())) {
-    if (auto length = http_source->content_length(); length && *length > 0) {
-      progress->expected.store(*length);
-    }
+  if (auto length = (*source)->content_length(); length && *length > 0) {
+    progress->expected.store(*length);
   }
-  return source;
+  return disk::ByteSourcePtr(std::move(*source));
 }
 
 core::Status ExportLease::Complete(std::stop_token stop) {

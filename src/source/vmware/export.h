@@ -12,7 +12,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +24,7 @@
 #include "core/result.h"
 #include "disk/byte_source.h"
 #include "http/client.h"
+#include "source/http_stream.h"
 #include "source/vmware/inventory.h"
 #include "source/vmware/session.h"
 
@@ -81,30 +81,14 @@ core::Result<std::vector<ExportDisk>> MapDeviceUrls(const std::vector<VirtualDis
 //! Replaces a "*" host in a lease URL by the host (and port) of `sdk_url`.
 std::string ResolveLeaseUrl(std::string_view url, std::string_view sdk_url);
 
-//! Called with the bytes a stream has returned so far, after each Read that returned some.
-using StreamPositionCallback = std::function<void(uint64_t position)>;
-
-struct HttpStreamOptions {
-  size_t buffer_bytes = 4U << 20;  //!< body bytes held between the network and Read
-  std::chrono::seconds stall_timeout{60};
-  std::string name = "http stream";  //!< names the stream in errors (never the URL)
-};
-
-//! Starts a GET on a thread of its own and returns once the response head arrived; the body is
-//! then read through the ByteSource. The stream ends with an error, never short: a connection
-//! that drops early, or a body shorter than its Content-Length, is kUnavailable. Errors before
-//! the body: kNotFound for 404, kUnauthenticated for 401/403, kUnavailable for 5xx and transport
-//! errors, kCancelled on stop. Destroying the source stops the transfer.
-core::Result<disk::ByteSourcePtr> OpenHttpStream(std::stop_token stop, http::Client& http,
-                                                 http::Request request, HttpStreamOptions options,
-                                                 StreamPositionCallback on_position = {});
-
 struct ExportOptions {
   //! How often HttpNfcLeaseProgress is sent (vSphere expires a lease idle for ~5 minutes).
   std::chrono::milliseconds keep_alive_interval{std::chrono::seconds(30)};
   std::chrono::milliseconds ready_poll_interval{std::chrono::milliseconds(200)};
   std::chrono::milliseconds ready_timeout{std::chrono::minutes(5)};
-  HttpStreamOptions stream;
+  //! Buffering and stall timeout of the disk streams; OpenDisk sets the name, the status
+  //! mapping and the position callback of each.
+  HttpStreamOptions stream{.stall_timeout = std::chrono::seconds(60)};
 };
 
 //! An open export lease. Thread-safe: disks may be opened and read from several threads at once.
@@ -128,8 +112,11 @@ class ExportLease {
   const std::vector<ExportDisk>& disks() const { return disks_; }
 
   //! A fresh GET of disk `index` (a streamOptimized VMDK), with the session cookie. Each call
-  //! reads the disk from its start again. Errors: kInvalidArgument for an index out of range,
-  //! kGone once the lease was completed or aborted, those of OpenHttpStream.
+  //! reads the disk from its start again. The stream ends with an error, never short: a
+  //! connection that drops early, or a body shorter than its Content-Length, is kUnavailable.
+  //! Errors: kInvalidArgument for an index out of range, kGone once the lease was completed or
+  //! aborted; before the body kNotFound for 404 (the lease ended or expired), kUnauthenticated
+  //! for 401/403, kUnavailable for 5xx and transport errors, kCancelled on stop.
   core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token stop, size_t index);
 
   //! The most bytes any stream of disk `index` has returned.

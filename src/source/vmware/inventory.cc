@@ -295,6 +295,7 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
       disk.controller = it == controller_by_key.end() ? "" : it->second;
       disk.bus = BusForController(disk.controller, "virtio");
       disk.location = dev.child("backing").child_value("fileName");
+      disk.format = "vmdk";  // ExportVm serves every disk as a streamOptimized VMDK
       d.disks.push_back(std::move(disk));
       continue;
     }

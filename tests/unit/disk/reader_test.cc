@@ -5,7 +5,12 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include "disk/byte_sink.h"
 #include "disk/byte_source.h"
@@ -60,6 +65,41 @@ TEST(OpenDiskStream, RawNeedsASize) {
   EXPECT_EQ(reader.error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST(OpenDiskStream, ADeclaredVmdkWithoutMagicIsCorruptNotRaw) {
+  // What a VMDK whose "KDMV" was overwritten looks like: raw bytes of the right size would pass.
+  std::vector<std::byte> bytes(4096, std::byte{0x4b});
+  auto reader = OpenDiskStream({}, std::make_unique<MemoryByteSource>(bytes), uint64_t{4096},
+                               {.declared = DiskFormat::kVmdkSparse});
+  ASSERT_FALSE(reader);
+  EXPECT_EQ(reader.error().code, ErrorCode::kCorruptData);
+  EXPECT_NE(reader.error().message.find("declares a vmdk-sparse image"), std::string::npos)
+      << reader.error().message;
+  EXPECT_NE(reader.error().message.find("4b 4b 4b 4b 4b 4b 4b 4b at offset 0"), std::string::npos)
+      << reader.error().message;
+  // Undeclared, the same bytes are a raw disk.
+  EXPECT_TRUE(OpenDiskStream({}, std::make_unique<MemoryByteSource>(bytes), uint64_t{4096}));
+}
+
+TEST(OpenDiskStream, ADeclaredRawStreamIsRawWhateverItsMagic) {
+  // A guest wrote a VMDK header at the start of its disk: the bytes are data, not a VMDK.
+  const auto& image = testing::CorpusEntry("random.vmdk-streamOptimized");
+  auto file = testing::ReadFile(image.path);
+  const uint64_t size = file.size();
+  auto reader = OpenDiskStream({}, std::make_unique<MemoryByteSource>(file), size,
+                               {.declared = DiskFormat::kRaw});
+  ASSERT_TRUE(reader) << reader.error().ToString();
+  EXPECT_EQ((*reader)->FormatName(), "raw");
+  auto decoded = testing::DecodeAll(**reader);
+  ASSERT_TRUE(decoded) << decoded.error().ToString();
+  EXPECT_EQ(decoded->bytes, size);
+  EXPECT_EQ(decoded->sha256, testing::Sha256Hex(file));
+  // Declared as what it is, it decodes.
+  auto vmdk = OpenDiskStream({}, std::make_unique<MemoryByteSource>(file), std::nullopt,
+                             {.declared = DiskFormat::kVmdkSparse});
+  ASSERT_TRUE(vmdk) << vmdk.error().ToString();
+  EXPECT_EQ((*vmdk)->VirtualSize(), image.size);
+}
+
 TEST(Hasher, MatchesKnownVectors) {
   Hasher h;
   h.Update(Bytes("ab"));
@@ -99,6 +139,75 @@ TEST(HashingReader, ChecksumsTheWholeDiskOnlyOnceItWasRead) {
   auto sha512 = testing::Run("sha512sum " + dir.File("r.raw"));
   ASSERT_TRUE(sha512);
   EXPECT_EQ(reader.checksums()->sha512, sha512->substr(0, 128));
+}
+
+// Reads `reader` to its end in chunks of `chunk` bytes.
+void ReadToEnd(DiskReader& reader, size_t chunk) {
+  std::vector<std::byte> buf(chunk);
+  for (;;) {
+    auto m = reader.Read({}, buf);
+    ASSERT_TRUE(m) << m.error().ToString();
+    if (*m == 0) {
+      return;
+    }
+  }
+}
+
+TEST(HashingReader, EverySha512ThreadGivesTheSameChecksums) {
+  const auto& image = testing::CorpusEntry("random.vmdk-streamOptimized");
+  std::optional<Checksums> first;
+  for (Sha512Thread where :
+       {Sha512Thread::kNever, Sha512Thread::kAlways, Sha512Thread::kWhenCoresAreFree}) {
+    auto inner = OpenDiskFile({}, image.path);
+    ASSERT_TRUE(inner);
+    HashingReader reader(std::move(*inner), where);
+    ReadToEnd(reader, 4099);  // odd chunks: the helper's copies and the state must line up
+    ASSERT_TRUE(reader.checksums());
+    EXPECT_EQ(reader.checksums()->sha256, image.sha256);
+    if (first) {
+      EXPECT_EQ(reader.checksums()->sha512, first->sha512);
+    }
+    first = reader.checksums();
+    if (where == Sha512Thread::kNever) {
+      EXPECT_EQ(reader.sha512_chunks_on_helper(), 0u);
+    }
+    if (where == Sha512Thread::kAlways) {
+      EXPECT_EQ(reader.sha512_chunks_inline(), 0u);
+    }
+  }
+}
+
+TEST(HashingReader, UsesTheHelperThreadOnlyWhileCoresAreFree) {
+  const auto& image = testing::CorpusEntry("random.vmdk-streamOptimized");
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  const auto open = [&] {
+    auto inner = OpenDiskFile({}, image.path);
+    EXPECT_TRUE(inner);
+    return std::make_unique<HashingReader>(std::move(*inner));
+  };
+  const int before = HashingReader::ActiveStreams();
+  {
+    // As many streams as cores: each hashes on its own thread.
+    std::vector<std::unique_ptr<HashingReader>> streams;
+    for (unsigned i = 0; i < cores; ++i) {
+      streams.push_back(open());
+    }
+    EXPECT_EQ(HashingReader::ActiveStreams(), before + static_cast<int>(cores));
+    ReadToEnd(*streams[0], 65536);
+    EXPECT_EQ(streams[0]->sha512_chunks_on_helper(), 0u);
+    EXPECT_GT(streams[0]->sha512_chunks_inline(), 0u);
+    // A stream that saw its end no longer counts.
+    EXPECT_EQ(HashingReader::ActiveStreams(), before + static_cast<int>(cores) - 1);
+  }
+  EXPECT_EQ(HashingReader::ActiveStreams(), before);
+  // Alone (and with at least two cores): SHA-512 goes to the helper.
+  auto alone = open();
+  ReadToEnd(*alone, 65536);
+  if (cores >= 2 && before == 0) {
+    EXPECT_GT(alone->sha512_chunks_on_helper(), 0u);
+    EXPECT_EQ(alone->sha512_chunks_inline(), 0u);
+  }
+  EXPECT_EQ(alone->checksums()->sha256, image.sha256);
 }
 
 TEST(FileSink, LeavesHolesForZeroBlocksAndKeepsTheSize) {

@@ -107,8 +107,10 @@ TEST(Envelope, DescribesAVmwareOvf) {
   EXPECT_EQ(vm.disks[0].bus, "sata");  // like the vSphere path: KubeVirt has no PVSCSI
   EXPECT_EQ(vm.disks[0].boot_order, 1);
   EXPECT_EQ(vm.disks[0].name, "Hard disk 1");
+  EXPECT_EQ(vm.disks[0].format, "vmdk");  // from ovf:format: the stream must carry a VMDK magic
   EXPECT_EQ(vm.disks[1].location, "web-disk2.vmdk");
   EXPECT_EQ(vm.disks[1].capacity_bytes, 50331648U);  // no units: bytes
+  EXPECT_EQ(vm.disks[1].format, "");                 // no ovf:format: the magic decides
   EXPECT_EQ(vm.disks[1].controller, "lsilogic");
   EXPECT_EQ(vm.disks[1].bus, "scsi");
   EXPECT_EQ(vm.disks[1].boot_order, 2);

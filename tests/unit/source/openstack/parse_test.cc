@@ -246,6 +246,7 @@ TEST(Describe, RootVolumeFirstThenByDeviceWithSizesAndBuses) {
   EXPECT_EQ(d.disks[1].boot_order, 0);
   EXPECT_EQ(d.disks[1].capacity_bytes, 2ULL << 30);
   EXPECT_EQ(d.disks[1].location, "/dev/vdb");
+  EXPECT_EQ(d.disks[1].format, "raw");  // a Glance image of disk_format raw: never sniffed
 }
 
 TEST(Describe, NicsInPortOrderNamedByTheirNetwork) {
