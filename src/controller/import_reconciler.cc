@@ -494,7 +494,21 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
     object = *r;
     vm_import.resource_version = (*r)["metadata"].value("resourceVersion", "");
   }
-  return Step(stop, key, std::move(object), vm_import);
+  const Json target = object;
+  auto result = Step(stop, key, std::move(object), vm_import);
+  if (!result && result.error().code == ErrorCode::kPermissionDenied) {
+    // RBAC refused one of our API calls. Not the import's fault, and not final: an operator
+    // grants the permission. Say so where they look (the Event also lands on `kubectl describe`
+    // of the import; repeats only bump its count), keep everything, and retry.
+    const std::string message = result.error().message +
+                                " (grant it to the controller's ServiceAccount; the import "
+                                "retries every " +
+                                std::to_string(options_.forbidden_retry.count()) + " s)";
+    log_.Error("forbidden by RBAC", {{"import", key}, {"error", message}});
+    events_.Record(target, "Warning", "Forbidden", message);
+    return Requeue(options_.forbidden_retry);
+  }
+  return result;
 }
 
 core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, const std::string& key,

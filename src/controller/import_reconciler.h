@@ -51,6 +51,9 @@ const kube::Resource& ImageResource();
 struct ImportReconcilerOptions {
   std::chrono::seconds source_not_ready_requeue{10};
   std::chrono::seconds poll{5};  //!< re-check of a VM waiting to run
+  //! Retry of an import whose step RBAC refused (403), after a Warning Event "Forbidden": the
+  //! operator grants the permission and the import goes on.
+  std::chrono::seconds forbidden_retry{30};
   //! Imports that may hold a source VM at once (preflight until the disks are in Harvester);
   //! more wait in virtualMachineImportValid. 0: no limit.
   size_t max_concurrent_imports = 0;

@@ -519,6 +519,68 @@ class DeployRbacWorldTest : public DeployWorldTest {
     return out.substr(0, out.find_first_of("\r\n"));
   }
 
+  //! The admin creates a Secret, a VmwareSource and an import "small" of vmi-bios-small in ns_,
+  //! as a user would.
+  void CreateSmallImport() {
+    EXPECT_TRUE(client_->Create({}, kSecrets, ns_,
+                                {{"apiVersion", "v1"},
+                                 {"kind", "Secret"},
+                                 {"metadata", {{"name", "vsphere"}, {"namespace", ns_}}},
+                                 {"stringData",
+                                  {{"username", WorldVar("VCSIM_USERNAME")},
+                                   {"password", WorldVar("VCSIM_PASSWORD")},
+                                   {"caCert", ReadFile(WorldVar("VCSIM_CA"))}}}}));
+    EXPECT_TRUE(client_->Create({}, kVmwareSources, ns_,
+                                {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                                 {"kind", "VmwareSource"},
+                                 {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
+                                 {"spec",
+                                  {{"endpoint", WorldVar("VCSIM_SDK_URL")},
+                                   {"dc", WorldVar("VCSIM_DATACENTER")},
+                                   {"credentials", {{"name", "vsphere"}, {"namespace", ns_}}}}}}));
+    EXPECT_TRUE(client_->Create({}, kImports, ns_,
+                                {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                                 {"kind", "VirtualMachineImport"},
+                                 {"metadata", {{"name", "small"}, {"namespace", ns_}}},
+                                 {"spec",
+                                  {{"virtualMachineName", "vmi-bios-small"},
+                                   {"sourceCluster",
+                                    {{"name", "vcsim"},
+                                     {"namespace", ns_},
+                                     {"kind", "VmwareSource"},
+                                     {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}}));
+  }
+
+  //! Harvester (simulated, as the admin) and the controller (as the ServiceAccount of
+  //! `sa_kubeconfig`, with leader election on the chart's Lease, as the Deployment runs it; one
+  //! namespace so that it leaves the other tests' imports alone).
+  void StartSimAndController(const std::string& sa_kubeconfig) {
+    sim_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
+        (dir_ / "harvester-sim.log").string());
+    controller_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", sa_kubeconfig,
+                                 "--namespace", ns_, "--leader-elect=true",
+                                 "--leader-election-namespace", ns_, "--leader-election-id",
+                                 release_, "--image-server-address", "127.0.0.1:0",
+                                 "--health-address", "127.0.0.1:0", "--source-retry-interval", "1"},
+        (dir_ / "controller.log").string());
+  }
+
+  //! The import's status.importStatus once it ends (or whatever it is after `limit`).
+  std::string WaitImportEnds(const std::string& name, std::chrono::seconds limit) {
+    std::string status;
+    (void)Eventually(
+        [&] {
+          auto obj = client_->Get({}, kImports, ns_, name);
+          status = obj ? obj->value("status", Json::object()).value("importStatus", "") : "";
+          return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
+                 status == "VMMigrationFailed" || status == "diskImageFailed";
+        },
+        limit);
+    return status;
+  }
+
   std::string release_;
 };
 
@@ -588,48 +650,9 @@ TEST_F(DeployRbacWorldTest, ControllerImportsAVmWithOnlyTheChartsRbac) {
   // The token is not an admin's.
   ASSERT_EQ(CanI(sa, "create namespaces"), "no");
 
-  // The source and its Secret, created by the admin as a user would.
-  ASSERT_TRUE(client_->Create({}, kSecrets, ns_,
-                              {{"apiVersion", "v1"},
-                               {"kind", "Secret"},
-                               {"metadata", {{"name", "vsphere"}, {"namespace", ns_}}},
-                               {"stringData",
-                                {{"username", WorldVar("VCSIM_USERNAME")},
-                                 {"password", WorldVar("VCSIM_PASSWORD")},
-                                 {"caCert", ReadFile(WorldVar("VCSIM_CA"))}}}}));
-  ASSERT_TRUE(client_->Create({}, kVmwareSources, ns_,
-                              {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                               {"kind", "VmwareSource"},
-                               {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
-                               {"spec",
-                                {{"endpoint", WorldVar("VCSIM_SDK_URL")},
-                                 {"dc", WorldVar("VCSIM_DATACENTER")},
-                                 {"credentials", {{"name", "vsphere"}, {"namespace", ns_}}}}}}));
-  ASSERT_TRUE(client_->Create({}, kImports, ns_,
-                              {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                               {"kind", "VirtualMachineImport"},
-                               {"metadata", {{"name", "small"}, {"namespace", ns_}}},
-                               {"spec",
-                                {{"virtualMachineName", "vmi-bios-small"},
-                                 {"sourceCluster",
-                                  {{"name", "vcsim"},
-                                   {"namespace", ns_},
-                                   {"kind", "VmwareSource"},
-                                   {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}}));
-
-  // Harvester (simulated, as the admin) and the controller (as the ServiceAccount, with leader
-  // election on the chart's Lease, as the Deployment runs it; one namespace so that it leaves
-  // the other tests' imports alone).
-  sim_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
-      (dir_ / "harvester-sim.log").string());
-  controller_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", sa, "--namespace", ns_,
-                               "--leader-elect=true", "--leader-election-namespace", ns_,
-                               "--leader-election-id", release_, "--image-server-address",
-                               "127.0.0.1:0", "--health-address", "127.0.0.1:0",
-                               "--source-retry-interval", "1"},
-      (dir_ / "controller.log").string());
+  CreateSmallImport();
+  StartSimAndController(sa);
+  ASSERT_FALSE(HasFailure());
 
   // /healthz and /readyz, the probes of the Deployment: ready once leading.
   std::string health_port;
@@ -650,18 +673,9 @@ TEST_F(DeployRbacWorldTest, ControllerImportsAVmWithOnlyTheChartsRbac) {
   EXPECT_EQ(http_code("/healthz"), "200");
   EXPECT_TRUE(Eventually([&] { return http_code("/readyz") == "200"; }, 60s)) << controller_->Log();
 
-  std::string status;
-  const bool running = Eventually(
-      [&] {
-        auto obj = client_->Get({}, kImports, ns_, "small");
-        status = obj ? obj->value("status", Json::object()).value("importStatus", "") : "";
-        return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
-               status == "VMMigrationFailed" || status == "diskImageFailed";
-      },
-      180s);
-  EXPECT_TRUE(running && status == "virtualMachineRunning")
-      << "import ended as '" << status << "'\n"
-      << controller_->Log();
+  const std::string status = WaitImportEnds("small", 180s);
+  EXPECT_EQ(status, "virtualMachineRunning") << "import ended as '" << status << "'\n"
+                                             << controller_->Log();
   auto obj = client_->Get({}, kImports, ns_, "small");
   ASSERT_TRUE(obj);
   EXPECT_EQ((*obj)["status"].value("progress", ""), "100%") << (*obj)["status"].dump();
@@ -694,6 +708,81 @@ TEST_F(DeployRbacWorldTest, ControllerImportsAVmWithOnlyTheChartsRbac) {
   for (const char* word : {"Forbidden", "forbidden", "Unauthorized"}) {
     EXPECT_EQ(log.find(word), std::string::npos) << word << " in the controller log:\n" << log;
   }
+}
+
+TEST_F(DeployRbacWorldTest, ForbiddenStepIsReportedAndResumesOnceGranted) {
+  CreateNamespace("deploy");
+  const std::string sa = InstallRbacAndWriteKubeconfig();
+  ASSERT_FALSE(HasFailure());
+  // An operator's mistake: the ClusterRole lacks "create" on VirtualMachineImages.
+  const Resource cluster_roles{"rbac.authorization.k8s.io", "v1", "clusterroles", false};
+  auto role = client_->Get({}, cluster_roles, "", release_);
+  ASSERT_TRUE(role) << role.error().ToString();
+  const Json granted = *role;
+  Json refused = *role;
+  bool found = false;
+  for (Json& rule : refused["rules"]) {
+    if (rule.value("resources", Json::array()).dump().find("\"virtualmachineimages\"") !=
+        std::string::npos) {
+      Json verbs = Json::array();
+      for (const Json& v : rule["verbs"]) {
+        if (v != "create") verbs.push_back(v);
+      }
+      rule["verbs"] = verbs;
+      found = true;
+    }
+  }
+  ASSERT_TRUE(found) << role->dump();
+  ASSERT_TRUE(client_->Update({}, cluster_roles, "", refused));
+  ASSERT_TRUE(Eventually(
+      [&] { return CanI(sa, "create virtualmachineimages.harvesterhci.io") == "no"; }, 30s));
+
+  CreateSmallImport();
+  StartSimAndController(sa);
+  ASSERT_FALSE(HasFailure());
+
+  // The refusal is said where an operator looks: a Warning Event on the import naming the call.
+  std::string message;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto events = client_->List({}, kEvents, ns_);
+        for (const Json& e : events ? (*events)["items"] : Json::array()) {
+          if (e.value("reason", "") == "Forbidden" &&
+              e["involvedObject"].value("name", "") == "small" &&
+              e.value("type", "") == "Warning") {
+            message = e.value("message", "");
+            return true;
+          }
+        }
+        return false;
+      },
+      120s))
+      << controller_->Log();
+  EXPECT_NE(message.find("virtualmachineimages"), std::string::npos) << message;
+  EXPECT_NE(message.find("retries"), std::string::npos) << message;
+  EXPECT_NE(controller_->Log().find("forbidden by RBAC"), std::string::npos);
+  // Nothing final: the import waits, nothing was made.
+  auto obj = client_->Get({}, kImports, ns_, "small");
+  ASSERT_TRUE(obj);
+  const std::string waiting = (*obj)["status"].value("importStatus", "");
+  EXPECT_TRUE(waiting == "disksExported" || waiting == "sourceReady") << (*obj)["status"].dump();
+  auto images = client_->List({}, kImages, ns_);
+  ASSERT_TRUE(images);
+  EXPECT_TRUE((*images)["items"].empty());
+
+  // The operator grants it: the import goes on to the end by itself.
+  Json restore = granted;
+  auto current = client_->Get({}, cluster_roles, "", release_);
+  ASSERT_TRUE(current);
+  restore["metadata"]["resourceVersion"] = (*current)["metadata"]["resourceVersion"];
+  ASSERT_TRUE(client_->Update({}, cluster_roles, "", restore));
+  const std::string status = WaitImportEnds("small", 180s);
+  EXPECT_EQ(status, "virtualMachineRunning") << controller_->Log();
+  images = client_->List({}, kImages, ns_);
+  ASSERT_TRUE(images);
+  EXPECT_EQ((*images)["items"].size(), 1u);
+  controller_->Signal(SIGTERM);
+  EXPECT_EQ(controller_->Wait(30s), 0) << controller_->Log();
 }
 
 }  // namespace
