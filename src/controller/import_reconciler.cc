@@ -444,12 +444,16 @@ void ImportReconciler::Release(std::stop_token stop, const std::string& key, boo
   {
     std::lock_guard lock(mu_);
     admitted_.erase(key);
+    described_.erase(key);
     auto it = running_.find(key);
     if (it == running_.end()) {
       return;
     }
     running = std::move(it->second);
     running_.erase(it);
+    if (completed) {
+      described_[key] = running->description;  // for CreateVm
+    }
   }
   for (const auto& token : running->tokens) {
     image_server_.Unpublish(token);
@@ -1067,10 +1071,22 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop,
     std::lock_guard lock(mu_);
     if (auto it = running_.find(key); it != running_.end()) {
       description = it->second->description;
+    } else if (auto d = described_.find(key); d != described_.end()) {
+      description = d->second;
     }
   }
   if (description.disks.empty()) {
     auto running = OpenSource(stop, key, vm_import);
+    if (!running && running.error().code == ErrorCode::kNotFound) {
+      // Only after a restart: the disks are in Harvester, but the VM's CPUs, memory and NICs
+      // come from the source, which is gone. Nothing is lost; say what brings it back.
+      const std::string message = running.error().message +
+                                  " (the disks are in Harvester; the VM's description comes "
+                                  "from the source: bring it back and the import goes on)";
+      log_.Warn("source needed to create the VM", {{"import", key}, {"error", message}});
+      events_.Record(object, "Warning", "SourceNotFound", message);
+      return Requeue(options_.source_not_ready_requeue);
+    }
     if (!running) {
       return MakeError(running.error());
     }
@@ -1096,6 +1112,10 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop,
           "VirtualMachine " + vm_import.status.imported_virtual_machine_name + " created");
       !st) {
     return MakeError(st.error());
+  }
+  {
+    std::lock_guard lock(mu_);
+    described_.erase(key);
   }
   return Done();
 }

@@ -177,9 +177,12 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   std::set<std::string> admitted_;  // imports let past the concurrency limit; guarded by mu_
   //! The source host of every import this process opened (metric labels); guarded by mu_.
   std::map<std::string, std::string> source_hosts_;
-  mutable std::mutex mu_;  // guards running_, streams_ and phase_since_
+  mutable std::mutex mu_;  // guards running_, described_, streams_ and phase_since_
   std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
-  std::map<std::string, DiskStreamState> streams_;           // by disk stream name
+  //! The source VM's description of an import whose disks are all in Harvester (its source is
+  //! released by then), until its VM is created: the source object may be gone meanwhile.
+  std::map<std::string, model::VmDescription> described_;  // by import key
+  std::map<std::string, DiskStreamState> streams_;         // by disk stream name
 };
 
 }  // namespace vmimport::controller

@@ -358,6 +358,92 @@ TEST_F(ImportWorldTest, RequestedAndMissingStorageClass) {
   EXPECT_EQ(images[0]["spec"].value("backend", ""), "backingimage");
 }
 
+// The VmwareSource deleted while Harvester downloads: the import already holds its source VM
+// and export, so it finishes rather than leave the source VM off and nothing in Harvester; its
+// session and lease end with it. (A controller started after the deletion would wait in
+// sourceReady, as for any missing source.)
+TEST_F(ImportWorldTest, SourceDeletedMidDownloadStillFinishesAndLeavesNothingOnVsphere) {
+  std::set<std::string> leases_before;
+  for (const Json& l : VcsimDebug()["leases"]) {
+    leases_before.insert(l.value("lease", ""));
+  }
+  const std::set<std::string> sessions_before = VcsimSessions();
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld({"--rate", "4000000"});  // 4 MB/s: vmi-multi's 113 MiB take half a minute
+  CreateImport("orphan", {{"virtualMachineName", "vmi-multi"}});
+  ASSERT_EQ(WaitImport("orphan", "diskImageSubmitted", 60s), "diskImageSubmitted");
+  ASSERT_TRUE(Eventually([&] { return Items(kImages).size() == 3; }, 30s));
+  ASSERT_TRUE(client_->Delete({}, kVmwareSources, ns_, "vcsim"));
+  ASSERT_TRUE(Eventually([&] { return Items(kVmwareSources).empty(); }, 30s));
+  EXPECT_EQ(WaitImport("orphan", "virtualMachineRunning", 180s), "virtualMachineRunning")
+      << GetImport("orphan").dump() << "\n"
+      << ControllerLog();
+  ExpectDisksMatch("orphan", "/DC0/vm/vmi-multi");
+  EXPECT_EQ(Items(kImages).size(), 3U);
+  EXPECT_EQ(Items(kVms).size(), 1U);
+  std::string left;
+  const bool clean = Eventually(
+      [&] {
+        left.clear();
+        const Json debug = VcsimDebug();
+        for (const Json& l : debug["leases"]) {
+          if (!leases_before.contains(l.value("lease", "")) && l.value("state", "") == "open") {
+            left += " lease " + l.value("lease", "");
+          }
+        }
+        for (const Json& session : debug["sessions"]) {
+          if (!sessions_before.contains(session.value("key", ""))) {
+            left += " session " + session.value("key", "");
+          }
+        }
+        return left.empty();
+      },
+      30s);
+  EXPECT_TRUE(clean) << "left on vSphere:" << left << "\n" << ControllerLog();
+}
+
+// The same after a restart: the description the controller kept is gone with it, so the VM
+// cannot be described until the source is back. The import waits and says so (Event
+// SourceNotFound), and finishes once the source is recreated.
+TEST_F(ImportWorldTest, SourceDeletedAndControllerRestartedWaitsForTheSourceToComeBack) {
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld({"--rate", "8000000"});
+  Hold("VirtualMachine");  // keeps the import at diskImagesReady
+  CreateImport("orphan", {{"virtualMachineName", "vmi-multi"}});
+  ASSERT_EQ(WaitImport("orphan", "diskImageSubmitted", 60s), "diskImageSubmitted");
+  ASSERT_TRUE(client_->Delete({}, kVmwareSources, ns_, "vcsim"));
+  ASSERT_EQ(WaitImport("orphan", "diskImagesReady", 120s), "diskImagesReady") << ControllerLog();
+  controller_->Signal(SIGKILL);
+  controller_->Wait(10s);
+  StartController();
+  Unhold("VirtualMachine");
+  std::string message;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        for (const Json& e : Items(kEvents)) {
+          if (e.value("reason", "") == "SourceNotFound" &&
+              e["involvedObject"].value("name", "") == "orphan") {
+            message = e.value("message", "");
+            return true;
+          }
+        }
+        return false;
+      },
+      60s))
+      << ControllerLog();
+  EXPECT_NE(message.find("vcsim"), std::string::npos) << message;
+  EXPECT_EQ(ImportStatus("orphan"), "diskImagesReady");
+  EXPECT_TRUE(Items(kVms).empty());
+  CreateSource();
+  EXPECT_EQ(WaitImport("orphan", "virtualMachineRunning", 120s), "virtualMachineRunning")
+      << ControllerLog();
+  ExpectDisksMatch("orphan", "/DC0/vm/vmi-multi");
+  EXPECT_EQ(Items(kImages).size(), 3U);
+  EXPECT_EQ(Items(kVms).size(), 1U);
+}
+
 // Killed while Harvester downloads, the controller resumes: finished disks stay, the others are
 // exported again, and the import still ends with identical disks and no duplicates.
 TEST_F(ImportWorldTest, ControllerKilledMidDownloadResumes) {

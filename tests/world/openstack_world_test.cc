@@ -32,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -1218,6 +1219,19 @@ TEST_F(OpenstackImportWorldTest, GlanceRestartedMidUploadIsRetried) {
   ExpectDisksMatch("glance", want);
   EXPECT_EQ(Items(kImages).size(), 1U);
   ExpectNoTemporaries(id);
+  // The restart must have hurt, or this proves nothing: the export failed and started again,
+  // with a new image (the one uploading during the restart is not the one exported).
+  const std::string restarted_image = uploading.substr(6, uploading.find(' ', 6) - 6);
+  const std::string log = controller_->Log();
+  const std::regex exported_re(R"(of vmi-two is image ([0-9a-f-]+))");
+  std::string exported;  // the last export's image
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), exported_re);
+       it != std::sregex_iterator(); ++it) {
+    exported = (*it)[1].str();
+  }
+  ASSERT_FALSE(exported.empty()) << log;
+  EXPECT_NE(exported, restarted_image) << log;
+  EXPECT_NE(log.find("reconcile failed, retrying"), std::string::npos) << log;
 }
 
 #endif  // VMIMPORT_OPENSTACK_IMPORT_TESTS
