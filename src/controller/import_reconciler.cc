@@ -498,8 +498,7 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
     object = *r;
     vm_import.resource_version = (*r)["metadata"].value("resourceVersion", "");
   }
-  const Json target = object;
-  auto result = Step(stop, key, std::move(object), vm_import);
+  auto result = Step(stop, key, object, vm_import);
   if (!result && result.error().code == ErrorCode::kPermissionDenied) {
     // RBAC refused one of our API calls. Not the import's fault, and not final: an operator
     // grants the permission. Say so where they look (the Event also lands on `kubectl describe`
@@ -509,14 +508,14 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
                                 "retries every " +
                                 std::to_string(options_.forbidden_retry.count()) + " s)";
     log_.Error("forbidden by RBAC", {{"import", key}, {"error", message}});
-    events_.Record(target, "Warning", "Forbidden", message);
+    events_.Record(object, "Warning", "Forbidden", message);
     return Requeue(options_.forbidden_retry);
   }
   return result;
 }
 
 core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, const std::string& key,
-                                                     Json object,
+                                                     const Json& object,
                                                      api::VirtualMachineImport& vm_import) {
   switch (vm_import.status.import_status) {
     case ImportStatus::kNew: return Validate(vm_import, object);

@@ -104,8 +104,8 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   struct Running;
   using Json = kube::Json;
 
-  core::Result<ReconcileResult> Step(std::stop_token stop, const std::string& key, Json object,
-                                     api::VirtualMachineImport& vm_import);
+  core::Result<ReconcileResult> Step(std::stop_token stop, const std::string& key,
+                                     const Json& object, api::VirtualMachineImport& vm_import);
   core::Result<ReconcileResult> Validate(api::VirtualMachineImport& vm_import, const Json& object);
   core::Result<ReconcileResult> Preflight(std::stop_token stop, const std::string& key,
                                           api::VirtualMachineImport& vm_import, const Json& object);

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/strings.h"
+
 namespace vmimport::disk {
 
 namespace {
@@ -34,14 +36,7 @@ std::string FinishHex(EVP_MD_CTX* ctx) {
   if (EVP_DigestFinal_ex(ctx, digest.data(), &len) != 1) {
     std::abort();
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(2 * len);
-  for (unsigned int i = 0; i < len; ++i) {
-    hex.push_back(kDigits[digest[i] >> 4]);
-    hex.push_back(kDigits[digest[i] & 0xf]);
-  }
-  return hex;
+  return core::HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), len));
 }
 
 }  // namespace

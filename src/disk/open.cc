@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "core/strings.h"
 #include "disk/checked_cast.h"
 #include "disk/extent.h"
 #include "disk/format.h"
@@ -167,12 +168,9 @@ Result<DiskReaderPtr> OpenDiskStream(std::stop_token stop, ByteSourcePtr source,
   // format gets that format's own answer below.)
   if (options.declared && *options.declared != DiskFormat::kRaw && format == DiskFormat::kRaw) {
     std::string hex;
-    static constexpr char kDigits[] = "0123456789abcdef";
     for (size_t i = 0; i < std::min<size_t>(head.size(), 8); ++i) {
-      const auto b = std::to_integer<unsigned>(head[i]);
-      hex += (i == 0 ? "" : " ");
-      hex += kDigits[b >> 4];
-      hex += kDigits[b & 0xf];
+      hex += (i == 0 ? "" : " ") +
+             core::HexEncode(std::string_view(reinterpret_cast<const char*>(&head[i]), 1));
     }
     return MakeError(ErrorCode::kCorruptData, "disk: the source declares a " +
                                                   std::string(DiskFormatName(*options.declared)) +

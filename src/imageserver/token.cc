@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/strings.h"
+
 namespace vmimport::imageserver {
 
 core::Result<std::string> NewToken() {
@@ -22,14 +24,8 @@ core::Result<std::string> NewToken() {
     }
     got += static_cast<size_t>(n);
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string token;
-  token.reserve(2 * bytes.size());
-  for (unsigned char b : bytes) {
-    token.push_back(kDigits[b >> 4]);
-    token.push_back(kDigits[b & 0xf]);
-  }
-  return token;
+  return core::HexEncode(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 bool LooksLikeToken(std::string_view s) {

@@ -116,14 +116,7 @@ std::string DigestHasher::Finish() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(state_->ctx, md, &len);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2U);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4U];
-    out += kHex[md[i] & 0xfU];
-  }
-  return out;
+  return core::HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 std::string DigestOf(DigestAlgorithm algorithm, std::span<const std::byte> data) {

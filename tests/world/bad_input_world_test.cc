@@ -43,7 +43,6 @@ using testing::WorldVar;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
 const Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 
 constexpr auto kReasonLimit = 10s;                 // each case must show its reason within this
@@ -190,21 +189,6 @@ class BadInputWorldTest : public ImportFixture {
   // --- the world --------------------------------------------------------------------------
 
   std::string SimLog() { return ReadFile(dir_ / "harvester-sim.log"); }
-
-  void CreateOvaSource(const std::string& name, const std::string& url,
-                       const std::string& secret = "") {
-    Json spec = {{"url", url}, {"httpTimeoutSeconds", 30}};
-    if (!secret.empty()) {
-      spec["credentials"] = {{"name", secret}, {"namespace", ns_}};
-    }
-    auto r = client_->Create({}, kOvaSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "OvaSource"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec", spec}});
-    ASSERT_TRUE(r) << r.error().ToString();
-    created_[name] = Clock::now();
-  }
 
   Json Get(const Resource& r, const std::string& name) {
     auto obj = client_->Get({}, r, ns_, name);

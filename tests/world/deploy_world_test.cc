@@ -18,6 +18,7 @@
 
 #include "kube/client.h"
 #include "kube/config.h"
+#include "world/import_fixture.h"
 #include "world/process.h"
 #include "world/world_env.h"
 
@@ -30,13 +31,7 @@ using testing::RunCommand;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const Resource kNamespaces{"", "v1", "namespaces", false};
-const Resource kSecrets{"", "v1", "secrets", true};
-const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true};
-const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
-const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
-const Resource kEvents{"", "v1", "events", true};
 
 const std::string kSourceDir = VMIMPORT_SOURCE_DIR;
 const std::string kChart = kSourceDir + "/deploy/helm/vm-import-controller";
@@ -574,8 +569,7 @@ class DeployRbacWorldTest : public DeployWorldTest {
         [&] {
           auto obj = client_->Get({}, kImports, ns_, name);
           status = obj ? obj->value("status", Json::object()).value("importStatus", "") : "";
-          return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
-                 status == "VMMigrationFailed" || status == "diskImageFailed";
+          return FinalImportStatus(status);
         },
         limit);
     return status;

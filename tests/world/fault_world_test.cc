@@ -525,7 +525,7 @@ TEST_F(LoadWorldTest, ManyConcurrentImportsWithinMemoryAndDescriptors) {
           const std::string s =
               i.value("status", Json::object()).value("importStatus", std::string());
           last[i["metadata"].value("name", "")] = s;
-          finals += Final(s) ? 1 : 0;
+          finals += FinalImportStatus(s) ? 1 : 0;
         }
         return finals == count;
       },

@@ -167,6 +167,21 @@ Json ImportFixture::SourceRef(const std::string& name, const std::string& kind) 
           {"apiVersion", "migration.harvesterhci.io/v1beta1"}};
 }
 
+void ImportFixture::CreateOvaSource(const std::string& name, const std::string& url,
+                                    const std::string& secret) {
+  Json spec = {{"url", url}, {"httpTimeoutSeconds", 30}};
+  if (!secret.empty()) {
+    spec["credentials"] = {{"name", secret}, {"namespace", ns_}};
+  }
+  auto r = client_->Create({}, kOvaSources, ns_,
+                           {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                            {"kind", "OvaSource"},
+                            {"metadata", {{"name", name}, {"namespace", ns_}}},
+                            {"spec", spec}});
+  ASSERT_TRUE(r) << r.error().ToString();
+  created_[name] = Clock::now();
+}
+
 void ImportFixture::CreateImport(const std::string& name, Json spec, const std::string& source) {
   if (!spec.contains("sourceCluster")) {
     spec["sourceCluster"] = SourceRef(source);
@@ -190,7 +205,7 @@ std::string ImportFixture::ImportStatus(const std::string& name) {
   return obj->value("status", Json::object()).value("importStatus", "");
 }
 
-bool ImportFixture::Final(const std::string& status) {
+bool FinalImportStatus(const std::string& status) {
   return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
          status == "diskImageFailed" || status == "VMMigrationFailed";
 }
@@ -201,7 +216,7 @@ std::string ImportFixture::WaitImport(const std::string& name, const std::string
   Eventually(
       [&] {
         last = ImportStatus(name);
-        return last == want || Final(last);
+        return last == want || FinalImportStatus(last);
       },
       limit);
   return last;

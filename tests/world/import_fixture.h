@@ -33,10 +33,14 @@ inline const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualm
                                true};
 inline const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 inline const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+inline const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
 inline const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 
 //! The annotation in which the Harvester simulator records the sha256 of the bytes it received.
 inline constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
+
+//! Whether an import's status.importStatus is one it ends in.
+bool FinalImportStatus(const std::string& status);
 
 //! sha256 of each seeded disk of the VM at `path` (the vcsim seed manifest), in disk order.
 std::vector<std::string> SeededDiskSha256(const std::string& path);
@@ -101,6 +105,10 @@ class ImportFixture : public WorldNamespaceTest {
   //! The VmwareSource `name` of VmwareSpec(secret, overrides).
   void CreateSource(const std::string& secret = "vsphere", const std::string& name = "vcsim",
                     const Json& overrides = Json::object());
+  //! The OvaSource `name` of `url` (30 s HTTP timeout), with the credentials of Secret `secret`
+  //! when given.
+  void CreateOvaSource(const std::string& name, const std::string& url,
+                       const std::string& secret = "");
   //! A spec.sourceCluster naming the source `name` of `kind` in ns_.
   Json SourceRef(const std::string& name, const std::string& kind = "VmwareSource");
   //! An import of `spec`; spec.sourceCluster, unless given, is the VmwareSource `source`.
@@ -110,8 +118,6 @@ class ImportFixture : public WorldNamespaceTest {
 
   //! The import's status.importStatus; "<gone>" once it is deleted, "<error>" if unreadable.
   std::string ImportStatus(const std::string& name);
-  //! Whether `status` is one an import ends in.
-  static bool Final(const std::string& status);
   //! Waits for `want` (or any terminal state); returns the last status seen.
   std::string WaitImport(const std::string& name, const std::string& want,
                          std::chrono::seconds limit = std::chrono::seconds(90));

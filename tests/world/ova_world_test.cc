@@ -16,6 +16,7 @@
 
 #include "kube/client.h"
 #include "kube/config.h"
+#include "world/import_fixture.h"
 #include "world/process.h"
 #include "world/world_env.h"
 
@@ -29,14 +30,6 @@ using testing::ReadFile;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const Resource kNamespaces{"", "v1", "namespaces", false};
-const Resource kSecrets{"", "v1", "secrets", true};
-const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
-const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
-const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
-const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
-const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-
 // A running ova_server.py.
 struct OvaServer {
   std::unique_ptr<ChildProcess> process;
@@ -44,22 +37,25 @@ struct OvaServer {
   std::string log_path;
 };
 
-class OvaWorldTest : public ::testing::Test {
+class OvaWorldTest : public ImportFixture {
  protected:
+  OvaWorldTest() : ImportFixture("ova") {}
+
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("vmimport-ova-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
+    suite_dir_ =
+        fs::temp_directory_path() / ("vmimport-ova-" + std::to_string(std::random_device{}()));
+    fs::create_directories(suite_dir_);
     const std::string script = std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/ova/make-ovas.sh";
     const std::string cmd = "VCSIM_MANIFEST='" + WorldVar("VCSIM_MANIFEST") +
                             "' VCSIM_DATASTORE_DIR='" + WorldVar("VCSIM_DATASTORE_DIR") + "' '" +
-                            script + "' '" + dir_.string() + "' >'" + dir_.string() +
+                            script + "' '" + suite_dir_.string() + "' >'" + suite_dir_.string() +
                             "/make.log' 2>&1";
-    ASSERT_EQ(testing::RunCommand(cmd), 0) << ReadFile(dir_ / "make.log");
+    ASSERT_EQ(testing::RunCommand(cmd), 0) << ReadFile(suite_dir_ / "make.log");
     ranged_ = Start("ranged", {});
     plain_ = Start("plain", {"--no-range"});
     auth_ = Start("auth", {"--user", "ova", "--password", "s3cret"});
-    tls_ = Start("tls", {"--cert", (dir_ / "tls/server.pem").string(), "--key",
-                         (dir_ / "tls/server.key").string()});
+    tls_ = Start("tls", {"--cert", (suite_dir_ / "tls/server.pem").string(), "--key",
+                         (suite_dir_ / "tls/server.key").string()});
   }
 
   static void TearDownTestSuite() {
@@ -67,22 +63,22 @@ class OvaWorldTest : public ::testing::Test {
       s->process.reset();
     }
     if (!::testing::Test::HasFailure()) {
-      fs::remove_all(dir_);
+      fs::remove_all(suite_dir_);
     }
   }
 
   static OvaServer Start(const std::string& name, std::vector<std::string> extra) {
     OvaServer s;
-    const fs::path port_file = dir_ / (name + ".port");
+    const fs::path port_file = suite_dir_ / (name + ".port");
     // Through the shell: python3 is found on PATH (pyenv shims, /usr/bin).
     std::string command = "exec python3 '" + std::string(VMIMPORT_SOURCE_DIR) +
-                          "/tests/world/ova/ova_server.py' --dir '" + dir_.string() +
+                          "/tests/world/ova/ova_server.py' --dir '" + suite_dir_.string() +
                           "' --port-file '" + port_file.string() + "'";
     for (const std::string& e : extra) {
       command += " '" + e + "'";
     }
     std::vector<std::string> argv = {"/bin/sh", "-c", command};
-    s.log_path = (dir_ / (name + ".log")).string();
+    s.log_path = (suite_dir_ / (name + ".log")).string();
     s.process = std::make_unique<ChildProcess>(argv, s.log_path);
     EXPECT_TRUE(Eventually([&] { return fs::exists(port_file); }, 10s))
         << name << ": exit " << s.process->Wait(100ms) << ": " << ReadFile(s.log_path);
@@ -92,69 +88,17 @@ class OvaWorldTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    kubeconfig_ = WorldVar("KUBECONFIG");
-    ASSERT_FALSE(kubeconfig_.empty());
-    auto config = LoadKubeconfig(kubeconfig_);
-    ASSERT_TRUE(config);
-    auto c = Client::Create(*config);
-    ASSERT_TRUE(c);
-    client_ = std::move(*c);
-    ns_ = "ova-" + std::to_string(std::random_device{}() % 1000000);
-    ASSERT_TRUE(client_->Create(
-        {}, kNamespaces, "",
-        {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
-    log_dir_ = dir_ / ns_;
-    fs::create_directories(log_dir_);
-    ASSERT_TRUE(
-        client_->Create({}, kNads, ns_,
-                        {{"apiVersion", "k8s.cni.cncf.io/v1"},
-                         {"kind", "NetworkAttachmentDefinition"},
-                         {"metadata", {{"name", "vlan10"}, {"namespace", ns_}}},
-                         {"spec", {{"config", R"({"cniVersion":"0.3.1","type":"bridge"})"}}}}));
+    ImportFixture::SetUp();
+    if (!HasFatalFailure()) {
+      CreateNad();
+    }
   }
 
   void TearDown() override {
-    controller_.reset();
-    sim_.reset();
-    (void)client_->Delete({}, kNamespaces, "", ns_);
     if (HasFailure()) {
-      std::cerr << "logs kept in " << log_dir_ << " and " << dir_ << "\n";
+      std::cerr << "the OVA servers' files and logs are in " << suite_dir_ << "\n";
     }
-  }
-
-  void StartWorld() {
-    sim_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
-        (log_dir_ / "harvester-sim.log").string());
-    controller_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
-                                 "--namespace", ns_, "--leader-elect=false",
-                                 "--image-server-address", "127.0.0.1:0", "--source-retry-interval",
-                                 "1"},
-        (log_dir_ / "controller.log").string());
-  }
-
-  void CreateSecret(const std::string& name, const Json& data) {
-    auto r = client_->Create({}, kSecrets, ns_,
-                             {{"apiVersion", "v1"},
-                              {"kind", "Secret"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"stringData", data}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  void CreateSource(const std::string& name, const std::string& url,
-                    const std::string& secret = "") {
-    Json spec = {{"url", url}, {"httpTimeoutSeconds", 30}};
-    if (!secret.empty()) {
-      spec["credentials"] = {{"name", secret}, {"namespace", ns_}};
-    }
-    auto r = client_->Create({}, kOvaSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "OvaSource"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec", spec}});
-    ASSERT_TRUE(r) << r.error().ToString();
+    ImportFixture::TearDown();
   }
 
   //! status.status and the ClusterError reason once status.status is `want` (or the last seen).
@@ -180,47 +124,18 @@ class OvaWorldTest : public ::testing::Test {
     return last;
   }
 
-  void CreateImport(const std::string& name, const std::string& source) {
-    auto r =
-        client_->Create({}, kImports, ns_,
-                        {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                         {"kind", "VirtualMachineImport"},
-                         {"metadata", {{"name", name}, {"namespace", ns_}}},
-                         {"spec",
-                          {{"virtualMachineName", name},
-                           {"networkMapping",
-                            {{{"sourceNetwork", "VM Network"}, {"destinationNetwork", "vlan10"}}}},
-                           {"sourceCluster",
-                            {{"name", source},
-                             {"namespace", ns_},
-                             {"kind", "OvaSource"},
-                             {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}});
-    ASSERT_TRUE(r) << r.error().ToString();
-  }
-
-  Json GetImport(const std::string& name) {
-    auto obj = client_->Get({}, kImports, ns_, name);
-    return obj ? *obj : Json::object();
-  }
-
-  //! Waits for `want` or any terminal state; returns the last status seen.
-  std::string WaitImport(const std::string& name, const std::string& want,
-                         std::chrono::seconds limit = 120s) {
-    std::string last;
-    Eventually(
-        [&] {
-          last = GetImport(name).value("status", Json::object()).value("importStatus", "");
-          return last == want || last == "virtualMachineImportInvalid" ||
-                 last == "diskImageFailed" || last == "VMMigrationFailed";
-        },
-        limit);
-    return last;
+  //! An import of the OVA source `source`, named like its VM, "VM Network" mapped to vlan10.
+  void CreateOvaImport(const std::string& name, const std::string& source) {
+    CreateImport(name, {{"virtualMachineName", name},
+                        {"networkMapping",
+                         {{{"sourceNetwork", "VM Network"}, {"destinationNetwork", "vlan10"}}}},
+                        {"sourceCluster", SourceRef(source, "OvaSource")}});
   }
 
   //! Each disk's sha256 as the simulator received it equals the seeded disk's.
-  void ExpectDisksMatch(const std::string& import_name) {
+  void ExpectOvaDisksMatch(const std::string& import_name) {
     std::vector<std::string> want;
-    std::istringstream tsv(ReadFile(dir_ / "expected.tsv"));
+    std::istringstream tsv(ReadFile(suite_dir_ / "expected.tsv"));
     for (std::string line; std::getline(tsv, line);) {
       want.push_back(line.substr(line.find('\t') + 1, 64));
     }
@@ -237,30 +152,22 @@ class OvaWorldTest : public ::testing::Test {
     }
   }
 
-  std::string ControllerLog() { return ReadFile(log_dir_ / "controller.log"); }
-
-  static inline fs::path dir_;
+  static inline fs::path suite_dir_;  // the OVAs, the servers' files and logs
   static inline OvaServer ranged_, plain_, auth_, tls_;
-  std::string kubeconfig_;
-  std::unique_ptr<Client> client_;
-  std::string ns_;
-  fs::path log_dir_;
-  std::unique_ptr<ChildProcess> sim_;
-  std::unique_ptr<ChildProcess> controller_;
 };
 
 TEST_F(OvaWorldTest, ReadinessSaysWhatIsWrong) {
   CreateSecret("good-auth", {{"username", "ova"}, {"password", "s3cret"}});
   CreateSecret("bad-auth", {{"username", "ova"}, {"password", "wrong"}});
-  CreateSecret("right-ca", {{"ca.crt", ReadFile(dir_ / "tls/ca.pem")}});
-  CreateSecret("wrong-ca", {{"ca.crt", ReadFile(dir_ / "tls/other-ca.pem")}});
-  CreateSource("ok", ranged_.base_url + "good.ova");
-  CreateSource("missing", ranged_.base_url + "no-such.ova");
-  CreateSource("auth-ok", auth_.base_url + "good.ova", "good-auth");
-  CreateSource("auth-bad", auth_.base_url + "good.ova", "bad-auth");
-  CreateSource("auth-none", auth_.base_url + "good.ova");
-  CreateSource("tls-ok", tls_.base_url + "good.ova", "right-ca");
-  CreateSource("tls-bad", tls_.base_url + "good.ova", "wrong-ca");
+  CreateSecret("right-ca", {{"ca.crt", ReadFile(suite_dir_ / "tls/ca.pem")}});
+  CreateSecret("wrong-ca", {{"ca.crt", ReadFile(suite_dir_ / "tls/other-ca.pem")}});
+  CreateOvaSource("ok", ranged_.base_url + "good.ova");
+  CreateOvaSource("missing", ranged_.base_url + "no-such.ova");
+  CreateOvaSource("auth-ok", auth_.base_url + "good.ova", "good-auth");
+  CreateOvaSource("auth-bad", auth_.base_url + "good.ova", "bad-auth");
+  CreateOvaSource("auth-none", auth_.base_url + "good.ova");
+  CreateOvaSource("tls-ok", tls_.base_url + "good.ova", "right-ca");
+  CreateOvaSource("tls-bad", tls_.base_url + "good.ova", "wrong-ca");
   StartWorld();
   using P = std::pair<std::string, std::string>;
   EXPECT_EQ(WaitSourceStatus("ok", "clusterReady").first, "clusterReady");
@@ -275,23 +182,23 @@ TEST_F(OvaWorldTest, ReadinessSaysWhatIsWrong) {
 }
 
 TEST_F(OvaWorldTest, TwoDiskTwoNicOvaImportsWithIdenticalDisks) {
-  CreateSecret("tls-auth", {{"ca.crt", ReadFile(dir_ / "tls/ca.pem")}});
-  CreateSource("ranged", ranged_.base_url + "good.ova");
-  CreateSource("plain", plain_.base_url + "ovf-last.ova");  // no ranges, the OVF at the end
-  CreateSource("tls", tls_.base_url + "no-manifest.ova", "tls-auth");
+  CreateSecret("tls-auth", {{"ca.crt", ReadFile(suite_dir_ / "tls/ca.pem")}});
+  CreateOvaSource("ranged", ranged_.base_url + "good.ova");
+  CreateOvaSource("plain", plain_.base_url + "ovf-last.ova");  // no ranges, the OVF at the end
+  CreateOvaSource("tls", tls_.base_url + "no-manifest.ova", "tls-auth");
   StartWorld();
-  CreateImport("ova-efi", "ranged");
-  CreateImport("ova-last", "plain");
-  CreateImport("ova-tls", "tls");
-  EXPECT_EQ(WaitImport("ova-efi", "virtualMachineRunning"), "virtualMachineRunning")
+  CreateOvaImport("ova-efi", "ranged");
+  CreateOvaImport("ova-last", "plain");
+  CreateOvaImport("ova-tls", "tls");
+  EXPECT_EQ(WaitImport("ova-efi", "virtualMachineRunning", 120s), "virtualMachineRunning")
       << GetImport("ova-efi").dump();
-  EXPECT_EQ(WaitImport("ova-last", "virtualMachineRunning"), "virtualMachineRunning")
+  EXPECT_EQ(WaitImport("ova-last", "virtualMachineRunning", 120s), "virtualMachineRunning")
       << GetImport("ova-last").dump();
-  EXPECT_EQ(WaitImport("ova-tls", "virtualMachineRunning"), "virtualMachineRunning")
+  EXPECT_EQ(WaitImport("ova-tls", "virtualMachineRunning", 120s), "virtualMachineRunning")
       << GetImport("ova-tls").dump();
-  ExpectDisksMatch("ova-efi");
-  ExpectDisksMatch("ova-last");
-  ExpectDisksMatch("ova-tls");
+  ExpectOvaDisksMatch("ova-efi");
+  ExpectOvaDisksMatch("ova-last");
+  ExpectOvaDisksMatch("ova-tls");
 
   // The VM: topology, memory, EFI with secure boot, both NICs with their MACs.
   auto vm = client_->Get({}, kVms, ns_, "ova-efi");
@@ -334,15 +241,16 @@ TEST_F(OvaWorldTest, TwoDiskTwoNicOvaImportsWithIdenticalDisks) {
 }
 
 TEST_F(OvaWorldTest, DigestMismatchAndTruncationFailTheImportWithTheirReason) {
-  CreateSource("bad-digest", ranged_.base_url + "bad-digest.ova");
-  CreateSource("truncated", ranged_.base_url + "truncated.ova");
-  CreateSource("truncated-plain", plain_.base_url + "truncated.ova");
+  CreateOvaSource("bad-digest", ranged_.base_url + "bad-digest.ova");
+  CreateOvaSource("truncated", ranged_.base_url + "truncated.ova");
+  CreateOvaSource("truncated-plain", plain_.base_url + "truncated.ova");
   StartWorld();
-  CreateImport("bad-digest", "bad-digest");
-  CreateImport("truncated", "truncated");
-  CreateImport("truncated-plain", "truncated-plain");
+  CreateOvaImport("bad-digest", "bad-digest");
+  CreateOvaImport("truncated", "truncated");
+  CreateOvaImport("truncated-plain", "truncated-plain");
   // Over ranges the truncation shows when the importer opens the archive.
-  EXPECT_EQ(WaitImport("truncated", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
+  EXPECT_EQ(WaitImport("truncated", "virtualMachineImportInvalid", 120s),
+            "virtualMachineImportInvalid");
   const std::string truncated = GetImport("truncated").dump();
   EXPECT_NE(truncated.find("truncated archive"), std::string::npos) << truncated;
   // The others fail while the disk streams: Harvester's image fails, our log says why.

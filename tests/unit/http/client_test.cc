@@ -7,33 +7,15 @@
 #include <chrono>
 #include <thread>
 
+#include "unit/http/local_server.h"
+
 namespace vmimport::http {
 namespace {
 
 using namespace std::chrono_literals;
 using core::ErrorCode;
 
-// A real HTTP server on 127.0.0.1, port 0, running on its own thread for one test.
-class LocalServer {
- public:
-  LocalServer() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::jthread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  ~LocalServer() { server_.stop(); }
-  httplib::Server& server() { return server_; }
-  std::string Url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::jthread thread_;
-};
+using testing::LocalServer;
 
 std::unique_ptr<Client> NewClient() {
   auto c = Client::Create({});

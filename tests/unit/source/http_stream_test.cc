@@ -13,32 +13,15 @@
 #include <iostream>
 #include <thread>
 
+#include "unit/http/local_server.h"
+
 namespace vmimport::source {
 namespace {
 
 using core::ErrorCode;
 using namespace std::chrono_literals;
 
-class LocalServer {
- public:
-  LocalServer() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::jthread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  }
-  ~LocalServer() { server_.stop(); }
-  httplib::Server& server() { return server_; }
-  std::string Url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::jthread thread_;
-};
+using testing::LocalServer;
 
 std::string Pattern(size_t n) {
   std::string s(n, '\0');

@@ -1,0 +1,38 @@
+#pragma once
+
+// A real HTTP server (cpp-httplib) on 127.0.0.1, port 0, running on its own thread for one test:
+// the peer of the unit tests of the HTTP client and of what streams through it.
+
+#include <httplib.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace vmimport::testing {
+
+class LocalServer {
+ public:
+  LocalServer() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::jthread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ~LocalServer() { server_.stop(); }
+  LocalServer(const LocalServer&) = delete;
+  LocalServer& operator=(const LocalServer&) = delete;
+
+  httplib::Server& server() { return server_; }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::jthread thread_;
+};
+
+}  // namespace vmimport::testing
