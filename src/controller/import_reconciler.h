@@ -5,19 +5,32 @@
 //
 //   ""  ─ validate spec and target name ─► virtualMachineImportValid | virtualMachineImportInvalid
 //   virtualMachineImportValid ─ source clusterReady? (else requeue) ─ preflight: exactly one
-//       source VM, disks > 0, storage class and destination NADs exist ─► sourceReady | Invalid
-//   sourceReady ─ power off, export, publish every disk on the image server ─► disksExported
+//       source VM, not held by another import, disks > 0, storage class and destination NADs
+//       exist, no VM of the target name ─► sourceReady | Invalid
+//   sourceReady ─ power off and start the export (off the workers), publish every disk on the
+//       image server ─► disksExported
 //   disksExported ─ one VirtualMachineImage per disk (url = our image server) ─► diskImageSubmitted
 //   diskImageSubmitted ─ images Active (progress, rate, ETA and checksums in status meanwhile)
 //       ─► diskImagesReady | diskImageFailed
 //   diskImagesReady ─ PVCs (backing images), the KubeVirt VM ─► virtualMachineCreated
 //   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
 //
-// The reconcile never waits on a transfer: disks stream on the image server's threads when
-// Harvester downloads them; their progress arrives through the StreamObserver and is written on
-// the next reconcile. A finalizer lets a delete before the end remove what the import made
-// (images, PVCs), cut the streams and abort the export; after success everything made stays.
-// Every phase change and every action on the source VM is an Event on the import.
+// The outcome contract of one reconcile (docs/adr/0005-import-failure-policy.md):
+//  - A phase only decides: it changes the status in memory and notes Events; Reconcile writes
+//    the status once, conditionally on the resourceVersion it was computed from (a conflict
+//    re-reads and decides again), and records the Events only once the write succeeded.
+//  - Every failure is recorded or retried: a terminal error (the API server's 400/422 on an
+//    object we make, corrupt or unsupported data, an invalid source) fails the import with a
+//    reason, a Warning Event and a log line, ends the export and frees its slot; any other
+//    error is retried with backoff and logged. A failed import removes the images and PVCs it
+//    made (annotation migration.harvesterhci.io/keep-failed-disks: "true" keeps them).
+//  - No worker waits on a transfer or a source: powering off and starting the export (an
+//    OpenStack upload to Glance takes hours) run on a task of the import's own; the disks
+//    stream on the image server's threads when Harvester downloads them.
+//  - In-memory state belongs to one incarnation of one import (its uid) and is dropped when the
+//    import finishes, fails or is deleted; a recreated import of the same name starts clean.
+//  - What the VM needs from the source (its description) is kept in status.sourceVirtualMachine,
+//    so that a restarted controller creates the VM even when the source is gone.
 
 #include <atomic>
 #include <chrono>
@@ -36,21 +49,24 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "imageserver/image_server.h"
-#include "kube/client.h"
-#include "kube/events.h"
-#include "kube/informer.h"
+#include "kube/api.h"
 #include "source/importer.h"
 
 namespace vmimport::controller {
 
 inline constexpr const char* kImportFinalizer = "migration.harvesterhci.io/vm-import-cleanup";
+//! On an import: "true" keeps the images and PVCs of a failed import for an operator to inspect.
+inline constexpr const char* kKeepFailedDisksAnnotation =
+    "migration.harvesterhci.io/keep-failed-disks";
+//! On the VirtualMachine: the uid of the import that made it.
+inline constexpr const char* kImportUidAnnotation = "migration.harvesterhci.io/import-uid";
 
 const kube::Resource& ImportResource();
 const kube::Resource& ImageResource();
 
 struct ImportReconcilerOptions {
   std::chrono::seconds source_not_ready_requeue{10};
-  std::chrono::seconds poll{5};  //!< re-check of a VM waiting to run
+  std::chrono::seconds poll{5};  //!< re-check of a VM waiting to run, a running export task
   //! Retry of an import whose step RBAC refused (403), after a Warning Event "Forbidden": the
   //! operator grants the permission and the import goes on.
   std::chrono::seconds forbidden_retry{30};
@@ -78,13 +94,17 @@ struct DiskStreamState {
 class ImportReconciler final : public Reconciler, public imageserver::StreamObserver {
  public:
   //! `importers` maps each source kind to its provider (null: not supported yet). `queue` is the
-  //! import queue: stream progress enqueues the import so that status shows it.
-  ImportReconciler(kube::Client& client, kube::Informer& imports, kube::Informer& images,
+  //! import queue: stream progress and finished export tasks enqueue the import. Every reference
+  //! must outlive the reconciler.
+  ImportReconciler(kube::Api& api, kube::ObjectCache& imports, kube::ObjectCache& images,
                    std::map<source::SourceKind, source::Importer*> importers,
                    imageserver::ImageServer& image_server, WorkQueue& queue,
-                   kube::EventRecorder& events, const core::Clock& clock, core::Logger log,
+                   kube::EventSink& events, const core::Clock& clock, core::Logger log,
                    ImportReconcilerOptions options = {});
+  //! Aborts every export this process holds (their tasks stopped and joined first).
   ~ImportReconciler() override;
+  ImportReconciler(const ImportReconciler&) = delete;
+  ImportReconciler& operator=(const ImportReconciler&) = delete;
 
   // controller::Reconciler
   core::Result<ReconcileResult> Reconcile(std::stop_token stop, const std::string& key) override;
@@ -96,93 +116,87 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
 
   //! Imports that hold a source VM open (tests, metrics).
   size_t RunningImports() const;
+  //! Incarnations this process keeps state for (tests: none is left behind).
+  size_t TrackedImportsForTest() const;
 
   //! Records import and stream figures into `metrics` from now on (may be null). Declares them.
   void SetMetrics(core::Metrics* metrics);
 
  private:
   struct Running;
+  struct Incarnation;
+  struct Pass;
   using Json = kube::Json;
 
-  core::Result<ReconcileResult> Step(std::stop_token stop, const std::string& key,
-                                     const Json& object, api::VirtualMachineImport& vm_import);
-  core::Result<ReconcileResult> Validate(api::VirtualMachineImport& vm_import, const Json& object);
-  core::Result<ReconcileResult> Preflight(std::stop_token stop, const std::string& key,
-                                          api::VirtualMachineImport& vm_import, const Json& object);
-  core::Result<ReconcileResult> Export(std::stop_token stop, const std::string& key,
-                                       api::VirtualMachineImport& vm_import, const Json& object);
-  core::Result<ReconcileResult> SubmitImages(std::stop_token stop, const std::string& key,
-                                             api::VirtualMachineImport& vm_import,
-                                             const Json& object);
-  core::Result<ReconcileResult> WatchImages(std::stop_token stop, const std::string& key,
-                                            api::VirtualMachineImport& vm_import,
-                                            const Json& object);
-  core::Result<ReconcileResult> CreateVm(std::stop_token stop, const std::string& key,
-                                         api::VirtualMachineImport& vm_import, const Json& object);
-  core::Result<ReconcileResult> WaitRunning(std::stop_token stop, const std::string& key,
-                                            api::VirtualMachineImport& vm_import,
-                                            const Json& object);
-  core::Result<ReconcileResult> Finalize(std::stop_token stop, const std::string& key,
-                                         const api::VirtualMachineImport& vm_import,
-                                         const Json& object);
+  // Phases: each decides on `pass` (status, Events); Reconcile writes the result.
+  core::Result<ReconcileResult> Step(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> Validate(Pass& pass);
+  core::Result<ReconcileResult> Preflight(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> Export(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> SubmitImages(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> CreateVm(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> WaitRunning(std::stop_token stop, Pass& pass);
+  //! A failed or invalid import: ends what it holds and removes the images and PVCs it made.
+  core::Result<ReconcileResult> CleanUpFailed(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> Finalize(std::stop_token stop, Pass& pass);
 
-  //! The open source VM of `key`, opening (login, find, describe) it when needed.
-  core::Result<Running*> OpenSource(std::stop_token stop, const std::string& key,
-                                    const api::VirtualMachineImport& vm_import);
-  //! The open source VM of `key` with the VM off, its export started and every disk published.
-  core::Result<Running*> EnsurePublished(std::stop_token stop, const std::string& key,
-                                         api::VirtualMachineImport& vm_import, const Json& object);
-  //! EnsurePublished failed: a terminal error (no permission, unsupported, invalid) fails the
-  //! import with its message instead of leaving it where it is; any other error is returned, to
-  //! be retried with backoff.
-  core::Result<ReconcileResult> ExportFailed(std::stop_token stop, const std::string& key,
-                                             api::VirtualMachineImport& vm_import,
-                                             const Json& object, const core::Error& error);
-  //! Unpublishes the disks of `key` and ends its export (completed or aborted).
-  void Release(std::stop_token stop, const std::string& key, bool completed,
+  //! The open source VM of the pass's import, opening (login, find, describe) it when needed.
+  core::Result<Running*> OpenSource(std::stop_token stop, Pass& pass);
+  //! The open source VM with the VM off, its export started and every disk published; nullptr
+  //! while the export task (power off, start export) still runs: it enqueues the import when
+  //! done.
+  core::Result<Running*> EnsurePublished(std::stop_token stop, Pass& pass);
+  //! EnsurePublished failed: a terminal error fails the import with its message; any other is
+  //! returned, to be retried with backoff.
+  core::Result<ReconcileResult> ExportFailed(std::stop_token stop, Pass& pass,
+                                             const core::Error& error);
+  //! Unpublishes the disks of incarnation `uid`, stops its export task and ends its export
+  //! (completed or aborted). `keep_description` keeps the description for CreateVm.
+  void Release(std::stop_token stop, const std::string& uid, bool completed,
                const std::string& reason);
-  //! Writes status (merge patch of the status subresource) and records the phase Event.
-  core::Status WriteStatus(std::stop_token stop, const Json& object,
-                           const api::VirtualMachineImport& vm_import);
-  //! Moves to `next`: status, Event, log line.
-  core::Status Transition(std::stop_token stop, const Json& object,
-                          api::VirtualMachineImport& vm_import, api::ImportStatus next,
-                          const std::string& reason, const std::string& message);
+  //! Releases and forgets everything this process keeps for `uid`.
+  void Forget(std::stop_token stop, const std::string& uid, const std::string& reason);
+  //! The source VM's current state in a failure message: "; the source VM X no longer exists".
+  std::string ProbeSource(std::stop_token stop, const Pass& pass);
+
+  //! Moves the pass to `next`, with a Normal Event and a log line once written.
+  void Move(Pass& pass, api::ImportStatus next, const std::string& reason,
+            const std::string& message);
+  //! Fails the pass in `state` with a Failed condition, a Warning Event and an error log line.
+  void Fail(Pass& pass, api::ImportStatus state, const std::string& reason,
+            const std::string& message);
+  //! Writes the pass's status if it changed (conditionally on its resourceVersion), then its
+  //! Events, log lines and metrics.
+  core::Status Commit(std::stop_token stop, Pass& pass);
+
+  core::Result<Json> SourceObject(std::stop_token stop, const api::VirtualMachineImport& vm_import,
+                                  source::SourceKind& kind);
+  void FillProgress(Pass& pass);
   //! namespace, import, disk and source host of a stream, for its metrics.
   core::Labels MetricLabels(const std::string& stream) const;
   //! Phase durations and final states into the metrics.
-  void RecordPhase(const Json& object, api::ImportStatus previous, api::ImportStatus next);
-  core::Status Fail(std::stop_token stop, const Json& object, api::VirtualMachineImport& vm_import,
-                    api::ImportStatus state, const std::string& reason, const std::string& message);
-  core::Result<Json> SourceObject(std::stop_token stop, const api::VirtualMachineImport& vm_import,
-                                  source::SourceKind& kind);
-  void FillProgress(const std::string& key, api::VirtualMachineImport& vm_import);
+  void RecordPhase(Pass& pass, api::ImportStatus previous, api::ImportStatus next);
+  //! The incarnation of `uid`, created for `key` when missing. mu_ must be held.
+  Incarnation& IncarnationLocked(const std::string& key, const std::string& uid);
 
-  kube::Client& client_;
-  kube::Informer& imports_;
-  kube::Informer& images_;
+  kube::Api& api_;
+  kube::ObjectCache& imports_;
+  kube::ObjectCache& images_;
   const std::map<source::SourceKind, source::Importer*> importers_;
   imageserver::ImageServer& image_server_;
   WorkQueue& queue_;
-  kube::EventRecorder& events_;
+  kube::EventSink& events_;
   const core::Clock& clock_;
   core::Logger log_;
   const ImportReconcilerOptions options_;
 
   std::atomic<core::Metrics*> metrics_{nullptr};
-  //! When each import entered its current phase (this process's view), for phase durations.
-  std::map<std::string, std::pair<api::ImportStatus, std::chrono::steady_clock::time_point>>
-      phase_since_;  // guarded by mu_
   source::StreamSlots stream_slots_;
-  std::set<std::string> admitted_;  // imports let past the concurrency limit; guarded by mu_
-  //! The source host of every import this process opened (metric labels); guarded by mu_.
-  std::map<std::string, std::string> source_hosts_;
-  mutable std::mutex mu_;  // guards running_, described_, streams_ and phase_since_
-  std::map<std::string, std::unique_ptr<Running>> running_;  // by import key
-  //! The source VM's description of an import whose disks are all in Harvester (its source is
-  //! released by then), until its VM is created: the source object may be gone meanwhile.
-  std::map<std::string, model::VmDescription> described_;  // by import key
-  std::map<std::string, DiskStreamState> streams_;         // by disk stream name
+  mutable std::mutex mu_;  // guards incarnations_, uid_of_key_ and claims_
+  std::map<std::string, std::unique_ptr<Incarnation>> incarnations_;  // by import uid
+  std::map<std::string, std::string> uid_of_key_;  // "namespace/name" -> uid of its incarnation
+  std::map<std::string, std::string> claims_;      // source VM identity -> uid holding it
 };
 
 }  // namespace vmimport::controller

@@ -36,7 +36,8 @@ std::string ReadinessReason(const core::Error& error) {
     case ErrorCode::kUnauthenticated: return "InvalidCredentials";
     case ErrorCode::kPermissionDenied: return "Forbidden";
     case ErrorCode::kNotFound: return "NotFound";
-    case ErrorCode::kInvalidArgument: return "InvalidSpec";
+    case ErrorCode::kInvalidArgument:
+      return error.message.starts_with("secret ") ? "InvalidSecret" : "InvalidSpec";
     case ErrorCode::kUnsupported: return "Unsupported";
     case ErrorCode::kGone:
     case ErrorCode::kAlreadyExists:
@@ -69,9 +70,9 @@ std::string SecretKeyOf(const Json& object) {
 
 }  // namespace
 
-SourceReconciler::SourceReconciler(source::SourceKind kind, kube::Client& client,
-                                   kube::Informer& sources, source::ConnectionChecker* checker,
-                                   kube::EventRecorder& events, const core::Clock& clock,
+SourceReconciler::SourceReconciler(source::SourceKind kind, kube::Api& client,
+                                   kube::ObjectCache& sources, source::ConnectionChecker* checker,
+                                   kube::EventSink& events, const core::Clock& clock,
                                    core::Logger log, SourceReconcilerOptions options)
     : kind_(kind),
       client_(client),
@@ -98,7 +99,7 @@ core::Result<source::SourceConfig> SourceReconciler::LoadConfig(std::stop_token 
   return LoadSourceConfig(stop, client_, kind_, object);
 }
 
-core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Client& client,
+core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Api& client,
                                                     source::SourceKind kind, const Json& object) {
   source::SourceConfig config;
   config.kind = kind;
@@ -152,6 +153,26 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
       }
       config.secret[k] = std::move(*decoded);
     }
+  }
+  // Say which Secret lacks what, before a provider says only "the secret has no password".
+  std::vector<std::string> required;
+  if (kind == source::SourceKind::kVmware) {
+    required = {"username", "password"};
+  } else if (kind == source::SourceKind::kOpenstack) {
+    required = {"username", "password", "project_name"};
+  }
+  std::vector<std::string> missing;
+  for (const auto& k : required) {
+    auto it = config.secret.find(k);
+    if (it == config.secret.end() || core::TrimSpace(it->second).empty()) {
+      missing.push_back(k);
+    }
+  }
+  if (!missing.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "secret " + secret_key + " has no " + core::Join(missing, ", ") + " (a " +
+                         std::string(source::SourceKindName(kind)) + " source needs " +
+                         core::Join(required, ", ") + ")");
   }
   return config;
 }

@@ -15,6 +15,7 @@
 #include "controller/runner.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "kube/api.h"
 #include "kube/client.h"
 #include "kube/events.h"
 #include "kube/informer.h"
@@ -35,7 +36,7 @@ std::string ReadinessReason(const core::Error& error);
 //! The neutral config of a source object (spec and the decoded data of the Secret it names).
 //! Errors: kInvalidArgument for an empty endpoint or credentials name, or data that is not
 //! base64; kNotFound when the Secret does not exist.
-core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Client& client,
+core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::Api& client,
                                                     source::SourceKind kind,
                                                     const kube::Json& object);
 
@@ -47,8 +48,8 @@ struct SourceReconcilerOptions {
 class SourceReconciler final : public Reconciler {
  public:
   //! `checker` may be null: the kind has no provider yet, and sources say so in their status.
-  SourceReconciler(source::SourceKind kind, kube::Client& client, kube::Informer& sources,
-                   source::ConnectionChecker* checker, kube::EventRecorder& events,
+  SourceReconciler(source::SourceKind kind, kube::Api& client, kube::ObjectCache& sources,
+                   source::ConnectionChecker* checker, kube::EventSink& events,
                    const core::Clock& clock, core::Logger log,
                    SourceReconcilerOptions options = {});
 
@@ -64,10 +65,10 @@ class SourceReconciler final : public Reconciler {
   core::Result<source::SourceConfig> LoadConfig(std::stop_token stop, const kube::Json& object);
 
   const source::SourceKind kind_;
-  kube::Client& client_;
-  kube::Informer& sources_;
+  kube::Api& client_;
+  kube::ObjectCache& sources_;
   source::ConnectionChecker* checker_;
-  kube::EventRecorder& events_;
+  kube::EventSink& events_;
   const core::Clock& clock_;
   core::Logger log_;
   const SourceReconcilerOptions options_;

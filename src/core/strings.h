@@ -25,4 +25,11 @@ std::string HexEncode(std::string_view bytes);
 //! query values).
 std::string UrlEncode(std::string_view s);
 
+//! `s` with every byte sequence that is not well-formed UTF-8 (RFC 3629: no overlong forms, no
+//! surrogates, nothing above U+10FFFF) replaced by U+FFFD: safe to put in JSON, status, Events
+//! and logs. Valid text is returned unchanged.
+std::string SanitizeUtf8(std::string_view s);
+//! Length of the well-formed UTF-8 sequence at the start of `s`; 0 when it is not one.
+size_t Utf8SequenceLength(std::string_view s);
+
 }  // namespace vmimport::core

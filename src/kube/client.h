@@ -16,26 +16,13 @@
 
 #include "core/result.h"
 #include "http/client.h"
+#include "kube/api.h"
 #include "kube/config.h"
 
 namespace vmimport::kube {
 
 using core::Result;
 using core::Status;
-using Json = nlohmann::json;
-
-//! A resource type, e.g. {"migration.harvesterhci.io", "v1beta1", "vmwaresources", true}.
-struct Resource {
-  std::string group;  //!< empty for the core group
-  std::string version;
-  std::string plural;
-  bool namespaced = true;
-
-  std::string ApiVersion() const { return group.empty() ? version : group + "/" + version; }
-  //! /api/v1/namespaces/ns/pods/name/status, with the parts that are given.
-  std::string Path(const std::string& ns, const std::string& name = "",
-                   const std::string& subresource = "") const;
-};
 
 //! A failed API call: the HTTP code and the Status object's fields.
 struct ApiStatus {
@@ -44,23 +31,6 @@ struct ApiStatus {
   std::string message;
   std::vector<std::string> causes;  //!< "field: message" for Invalid
   std::optional<std::chrono::seconds> retry_after;
-};
-
-struct ListOptions {
-  std::string label_selector;
-  std::string field_selector;
-  long limit = 0;
-  std::string continue_token;
-  std::string resource_version;
-  //! Ask for PartialObjectMetadata (no spec, status or data): for caches that only need to know
-  //! that an object changed, such as Secrets.
-  bool metadata_only = false;
-};
-
-struct DeleteOptions {
-  std::string propagation_policy;  //!< Foreground, Background, Orphan, or empty
-  std::string precondition_uid;
-  std::string precondition_resource_version;
 };
 
 //! One event of a watch stream: ADDED, MODIFIED, DELETED, BOOKMARK (object carries only
@@ -73,30 +43,31 @@ struct WatchEvent {
 //! Receives watch events in order; return false to end the watch.
 using WatchHandler = std::function<bool(const WatchEvent& event)>;
 
-class Client {
+class Client final : public Api {
  public:
   static Result<std::unique_ptr<Client>> Create(Config config);
 
+  // kube::Api
   Result<Json> Get(std::stop_token stop, const Resource& r, const std::string& ns,
-                   const std::string& name);
+                   const std::string& name) override;
   //! One page; follow metadata.continue for more.
   Result<Json> List(std::stop_token stop, const Resource& r, const std::string& ns,
-                    const ListOptions& options = {});
+                    const ListOptions& options = {}) override;
   //! Creates `object` (metadata.generateName honoured). Returns the stored object.
   Result<Json> Create(std::stop_token stop, const Resource& r, const std::string& ns,
-                      const Json& object);
+                      const Json& object) override;
   //! PUT of the whole object; metadata.resourceVersion makes it conditional (409 on change).
   Result<Json> Update(std::stop_token stop, const Resource& r, const std::string& ns,
-                      const Json& object);
+                      const Json& object) override;
   //! PUT to the status subresource.
   Result<Json> UpdateStatus(std::stop_token stop, const Resource& r, const std::string& ns,
-                            const Json& object);
+                            const Json& object) override;
   //! JSON merge patch (RFC 7386), optionally of a subresource ("status").
   Result<Json> MergePatch(std::stop_token stop, const Resource& r, const std::string& ns,
                           const std::string& name, const Json& patch,
-                          const std::string& subresource = "");
+                          const std::string& subresource = "") override;
   Status Delete(std::stop_token stop, const Resource& r, const std::string& ns,
-                const std::string& name, const DeleteOptions& options = {});
+                const std::string& name, const DeleteOptions& options = {}) override;
 
   //! Watches from options.resource_version (with bookmarks) until the server ends the stream
   //! (after `timeout`), `on_event` returns false, or `stop`. Returns ok in those cases; an ERROR

@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "core/strings.h"
+
 namespace vmimport::kube {
 namespace {
 
@@ -14,73 +16,134 @@ std::string UniqueSuffix() {
   return fmt::format("{:016x}", rng());
 }
 
+//! A string member of a JSON object, or "" when absent or not a string: never throws.
+std::string StringAt(const Json& object, const char* key) {
+  if (!object.is_object()) {
+    return "";
+  }
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 }  // namespace
 
-EventRecorder::EventRecorder(Client& client, std::string component, const core::Clock& clock,
-                             core::Logger log, size_t cache_size)
-    : client_(client),
+EventRecorder::EventRecorder(Api& api, std::string component, const core::Clock& clock,
+                             core::Logger log, EventRecorderOptions options)
+    : api_(api),
       component_(std::move(component)),
       clock_(clock),
       log_(std::move(log)),
-      cache_size_(cache_size) {}
+      options_(options),
+      writer_([this](std::stop_token stop) { Run(stop); }) {}
+
+EventRecorder::~EventRecorder() {
+  Flush(std::chrono::seconds(3));
+  writer_.request_stop();
+  cv_.notify_all();
+}
 
 void EventRecorder::Record(const Json& object, const std::string& type, const std::string& reason,
                            const std::string& message) {
-  const Json& md = object.contains("metadata") ? object["metadata"] : Json::object();
-  const std::string ns = md.value("namespace", "default");
-  const std::string name = md.value("name", "");
-  const std::string uid = md.value("uid", "");
-  const std::string now = core::FormatRfc3339(clock_.WallNow());
-  const std::string key = uid + "\x1f" + type + "\x1f" + reason + "\x1f" + message;
-
-  std::unique_lock lock(mu_);
-  if (auto it = seen_.find(key); it != seen_.end()) {
-    Seen seen = it->second;
-    ++it->second.count;
-    lock.unlock();
-    auto patched = client_.MergePatch({}, kEvents, seen.ns, seen.event_name,
-                                      {{"count", seen.count + 1}, {"lastTimestamp", now}});
-    if (patched) {
+  const Json empty = Json::object();
+  const Json& md =
+      object.is_object() && object.contains("metadata") && object["metadata"].is_object()
+          ? object["metadata"]
+          : empty;
+  std::string ns = StringAt(md, "namespace");
+  if (ns.empty()) {
+    ns = "default";
+  }
+  Pending event{.involved = {{"apiVersion", StringAt(object, "apiVersion")},
+                             {"kind", StringAt(object, "kind")},
+                             {"name", StringAt(md, "name")},
+                             {"namespace", ns},
+                             {"uid", StringAt(md, "uid")},
+                             {"resourceVersion", StringAt(md, "resourceVersion")}},
+                .type = type,
+                .reason = core::SanitizeUtf8(reason),
+                .message = core::SanitizeUtf8(message),
+                .timestamp = core::FormatRfc3339(clock_.WallNow())};
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= options_.queue_size) {
+      dropped_.fetch_add(1);
+    } else {
+      queue_.push_back(std::move(event));
+      cv_.notify_all();
       return;
     }
-    lock.lock();
-    seen_.erase(key);  // the Event is gone (TTL): create a new one below
-    order_.remove(key);
-    lock.unlock();
-  } else {
-    lock.unlock();
   }
+  log_.Warn("event queue full: event dropped",
+            {{"reason", reason}, {"object", ns + "/" + StringAt(md, "name")}});
+}
 
+bool EventRecorder::Flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] { return queue_.empty() && in_flight_ == 0; });
+}
+
+void EventRecorder::Run(std::stop_token stop) {
+  for (;;) {
+    Pending event;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, stop, [this] { return !queue_.empty(); });
+      if (queue_.empty()) {
+        return;  // stop requested and nothing left
+      }
+      event = std::move(queue_.front());
+      queue_.pop_front();
+      ++in_flight_;
+    }
+    Write(event);
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void EventRecorder::Write(const Pending& event) {
+  const std::string ns = StringAt(event.involved, "namespace");
+  const std::string name = StringAt(event.involved, "name");
+  const std::string key = StringAt(event.involved, "uid") + "\x1f" + event.type + "\x1f" +
+                          event.reason + "\x1f" + event.message;
+  if (auto it = seen_.find(key); it != seen_.end()) {
+    const Seen seen = it->second;
+    auto patched = api_.MergePatch({}, kEvents, seen.ns, seen.event_name,
+                                   {{"count", seen.count + 1}, {"lastTimestamp", event.timestamp}});
+    if (patched) {
+      ++it->second.count;
+      return;
+    }
+    seen_.erase(it);  // the Event is gone (TTL): create a new one below
+    order_.remove(key);
+  }
   const std::string event_name = name + "." + UniqueSuffix();
-  Json event = {{"apiVersion", "v1"},
-                {"kind", "Event"},
-                {"metadata", {{"name", event_name}, {"namespace", ns}}},
-                {"involvedObject",
-                 {{"apiVersion", object.value("apiVersion", "")},
-                  {"kind", object.value("kind", "")},
-                  {"name", name},
-                  {"namespace", ns},
-                  {"uid", uid},
-                  {"resourceVersion", md.value("resourceVersion", "")}}},
-                {"type", type},
-                {"reason", reason},
-                {"message", message},
-                {"source", {{"component", component_}}},
-                {"reportingComponent", component_},
-                {"firstTimestamp", now},
-                {"lastTimestamp", now},
-                {"count", 1}};
-  auto created = client_.Create({}, kEvents, ns, event);
+  const Json body = {{"apiVersion", "v1"},
+                     {"kind", "Event"},
+                     {"metadata", {{"name", event_name}, {"namespace", ns}}},
+                     {"involvedObject", event.involved},
+                     {"type", event.type},
+                     {"reason", event.reason},
+                     {"message", event.message},
+                     {"source", {{"component", component_}}},
+                     {"reportingComponent", component_},
+                     {"firstTimestamp", event.timestamp},
+                     {"lastTimestamp", event.timestamp},
+                     {"count", 1}};
+  auto created = api_.Create({}, kEvents, ns, body);
   if (!created) {
-    log_.Warn(
-        "cannot record event",
-        {{"reason", reason}, {"object", ns + "/" + name}, {"error", created.error().message}});
+    failed_.fetch_add(1);
+    log_.Warn("cannot record event", {{"reason", event.reason},
+                                      {"object", ns + "/" + name},
+                                      {"error", created.error().message}});
     return;
   }
-  lock.lock();
   seen_[key] = Seen{event_name, ns, 1};
   order_.push_back(key);
-  while (order_.size() > cache_size_) {
+  while (order_.size() > options_.cache_size) {
     seen_.erase(order_.front());
     order_.pop_front();
   }

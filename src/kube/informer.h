@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "kube/api.h"
 #include "kube/client.h"
 
 namespace vmimport::kube {
@@ -49,12 +50,12 @@ struct InformerOptions {
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
 };
 
-class Informer {
+class Informer final : public ObjectCache {
  public:
   //! `client` must outlive the informer. `ns` empty = all namespaces.
   Informer(Client& client, Resource resource, std::string ns, core::Logger log,
            InformerOptions options = {});
-  ~Informer();
+  ~Informer() override;
   Informer(const Informer&) = delete;
   Informer& operator=(const Informer&) = delete;
 
@@ -68,8 +69,9 @@ class Informer {
   //! Waits for HasSynced; false on timeout or stop.
   bool WaitForSync(std::stop_token stop, std::chrono::milliseconds timeout) const;
 
-  std::optional<Json> Get(const std::string& key) const;
-  std::vector<Json> List() const;
+  // kube::ObjectCache
+  std::optional<Json> Get(const std::string& key) const override;
+  std::vector<Json> List() const override;
   size_t Size() const;
   //! The resourceVersion the informer would resume from.
   std::string LastResourceVersion() const;

@@ -1,0 +1,98 @@
+#pragma once
+
+// Private to the import reconciler's files (import_reconciler.cc, import_phases.cc,
+// import_streams.cc): the per-incarnation state, one reconcile's decisions, and small helpers.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "api/conditions.h"
+#include "controller/import_reconciler.h"
+#include "model/vm.h"
+
+namespace vmimport::controller {
+
+//! A source VM this process holds open for one import: from preflight until the disks are in
+//! Harvester (or the import fails or is deleted).
+struct ImportReconciler::Running {
+  // Shared with the image server's stream factories and open streams: a stream still opening or
+  // reading when the import lets go keeps the VM (session, HTTP client) alive until it ends.
+  std::shared_ptr<source::SourceVm> vm;
+  std::string host;  // the source's host: the key of its stream slots
+  model::VmDescription description;
+  std::vector<std::string> tokens;  // published disks, by index
+  std::vector<std::string> urls;    // their URLs: capabilities, never logged or in status
+  bool exported = false;            // the export task succeeded
+  // The export task (power off, then start the export) runs on its own thread; its outcome is
+  // read by the next reconcile. Guarded by the reconciler's mu_.
+  bool task_started = false;
+  bool task_done = false;
+  std::optional<core::Error> task_error;
+  std::jthread task;  // joined before the export is finished or the VM dropped
+};
+
+//! Everything this process knows of one incarnation (uid) of one import.
+struct ImportReconciler::Incarnation {
+  std::string key;  // namespace/name
+  std::string uid;
+  std::unique_ptr<Running> running;
+  //! The description of a released source, until the VM is created.
+  std::optional<model::VmDescription> described;
+  std::map<size_t, DiskStreamState> streams;  // by disk index
+  std::optional<std::pair<api::ImportStatus, std::chrono::steady_clock::time_point>> phase_since;
+  std::string source_host;
+  bool admitted = false;   // let past the concurrency limit
+  std::string claim;       // the source VM identity this import holds
+  std::string written_rv;  // resourceVersion of our last write: an older cache read is stale
+};
+
+//! One reconcile of one import: what the phase decided, written once by Commit.
+struct ImportReconciler::Pass {
+  struct Note {
+    std::string type;  // Normal, Warning
+    std::string reason;
+    std::string message;
+  };
+  std::string key;
+  std::string uid;
+  Json object;  // as read: cache, or the API when the cache lagged behind our own write
+  api::VirtualMachineImport vm_import;
+  Json read_status;  // the status as read: Commit writes only a change
+  api::ImportStatus initial = api::ImportStatus::kNew;
+  std::vector<Note> notes;  // Events and log lines, after the write
+  bool forget = false;      // terminal: drop the incarnation once written
+};
+
+namespace import_detail {
+
+inline constexpr const char* kSourceVmStatusKey = "sourceVirtualMachine";
+inline constexpr const char* kObservedGenerationKey = "observedGeneration";
+inline constexpr const char* kDisksRemovedCondition = "DisksRemoved";
+
+inline ReconcileResult Requeue(std::chrono::milliseconds after) { return ReconcileResult{after}; }
+inline ReconcileResult Done() { return ReconcileResult{}; }
+
+inline api::Condition MakeCondition(std::string_view type, const std::string& status,
+                                    const std::string& reason, const std::string& message) {
+  return api::Condition{std::string(type), status, reason, message, "", ""};
+}
+
+//! The image server's name of disk `index` of incarnation `uid`: "<uid>/disk-<index>".
+std::string StreamName(const std::string& uid, size_t index);
+//! uid and disk index of a stream name; nullopt for a name of another form.
+std::optional<std::pair<std::string, size_t>> ParseStreamName(const std::string& name);
+//! `message` with every image-server token ("/disks/<hex>") replaced.
+std::string RedactDiskTokens(std::string message);
+//! A string member, "" when absent or not a string: never throws.
+std::string StringAt(const kube::Json& object, const char* key);
+//! metadata of an object, an empty object when absent: never throws.
+const kube::Json& MetadataOf(const kube::Json& object);
+
+}  // namespace import_detail
+}  // namespace vmimport::controller

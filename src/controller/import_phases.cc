@@ -1,0 +1,830 @@
+// The phases of an import (see import_reconciler.h): each reads what it needs, acts where it
+// must (power off, publish, create images, PVCs, the VM), and decides the next status on the
+// pass; Reconcile writes it once.
+
+#include <algorithm>
+#include <set>
+
+#include "api/names.h"
+#include "api/vm_description.h"
+#include "controller/import_internal.h"
+#include "controller/import_reconciler.h"
+#include "controller/source_reconciler.h"
+#include "core/strings.h"
+#include "harvester/image.h"
+#include "harvester/image_status.h"
+#include "harvester/pvc.h"
+#include "harvester/virtual_machine.h"
+
+namespace vmimport::controller {
+
+using api::ImportStatus;
+using core::ErrorCode;
+using core::MakeError;
+using kube::Json;
+using namespace import_detail;  // NOLINT(google-build-using-namespace): this reconciler's own
+
+namespace {
+
+const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
+const kube::Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
+const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
+const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
+
+constexpr const char* kImageDisplayNameLabel = "harvesterhci.io/imageDisplayName";
+
+//! diskName as the reference writes it for VMware: "<import>-<namespace>-disk-<i>.img".
+std::string DiskName(const api::VirtualMachineImport& vm_import, size_t index) {
+  return vm_import.name + "-" + vm_import.namespace_ + "-disk-" + std::to_string(index) + ".img";
+}
+
+bool DiskHas(const api::DiskInfo& disk, std::string_view type) {
+  return api::IsConditionTrue(disk.disk_conditions, std::string(type));
+}
+
+//! The kube error of a failed source call, as a CamelCase reason.
+std::string ReasonOf(const core::Error& error) {
+  switch (error.code) {
+    case ErrorCode::kNotFound: return "VirtualMachineNotFound";
+    case ErrorCode::kInvalidArgument: return "AmbiguousOrInvalid";
+    case ErrorCode::kUnauthenticated: return "InvalidCredentials";
+    case ErrorCode::kCorruptData: return "CorruptSource";
+    default: return ReadinessReason(error);
+  }
+}
+
+//! Who the source VM is, across imports: its source host and the provider's id (vSphere moref,
+//! Nova server id), else its UUIDs or name.
+std::string SourceVmIdentity(const std::string& host, const model::VmDescription& vm) {
+  std::string id = vm.id;
+  if (id.empty()) id = vm.instance_uuid;
+  if (id.empty()) id = vm.bios_uuid;
+  if (id.empty()) id = vm.name;
+  return host + "/" + id;
+}
+
+//! The description kept in status.sourceVirtualMachine, with the identity the import holds.
+Json SourceVmStatus(const model::VmDescription& vm, const std::string& identity) {
+  Json j = api::VmDescriptionToJson(vm);
+  j["identity"] = identity;
+  return j;
+}
+
+}  // namespace
+
+// --- virtualMachineImportValid and before ------------------------------------------------------
+
+core::Result<ReconcileResult> ImportReconciler::Validate(Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  const std::string ns = vm_import.namespace_;
+  auto problems = api::ValidateImportSpec(vm_import.spec);
+  auto target = api::SanitizeTargetName(vm_import.spec.virtual_machine_name);
+  // A VM named by UUID (vSphere BIOS/instance UUID, OpenStack server id) gets the source VM's
+  // name, known after preflight (the reference does this for OpenStack only).
+  const bool by_uuid = api::LooksLikeUuid(vm_import.spec.virtual_machine_name);
+  if (!target && !by_uuid) {
+    // The seed's log lines: the error names the target, then the import is invalid.
+    log_.Error(core::SanitizeUtf8("vm migration target " + vm_import.spec.virtual_machine_name +
+                                  " in VM " + vm_import.name + " in namespace " + ns +
+                                  " is not RFC 1123 compliant"));
+    if (std::find(problems.begin(), problems.end(), target.error().message) == problems.end()) {
+      problems.push_back(target.error().message);
+    }
+  }
+  if (!problems.empty()) {
+    const std::string message = core::SanitizeUtf8(core::Join(problems, "; "));
+    log_.Info("vm " + vm_import.name + " in namespace " + ns + " has an invalid spec",
+              {{"import", pass.key}, {"reason", "InvalidSpec"}, {"error", message}});
+    vm_import.status.import_status = ImportStatus::kVirtualMachineImportInvalid;
+    api::SetCondition(vm_import.status.import_conditions,
+                      MakeCondition("Invalid", "True", "InvalidSpec", message), clock_.WallNow());
+    pass.notes.push_back({"Warning", "InvalidSpec", message});
+    return Done();
+  }
+  if (target && !by_uuid) {
+    vm_import.status.imported_virtual_machine_name = *target;
+  }
+  Move(pass, ImportStatus::kVirtualMachineImportValid, "Valid", "the import spec is valid");
+  return Done();
+}
+
+core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  const std::string& key = pass.key;
+  source::SourceKind kind{};
+  auto source_obj = SourceObject(stop, vm_import, kind);
+  if (!source_obj) {
+    if (source_obj.error().code == ErrorCode::kNotFound) {
+      // As in one manifest holding Secret + source + imports: the source may come later.
+      events_.Record(pass.object, "Warning", "SourceNotFound", source_obj.error().message);
+      log_.Warn(
+          "the source of the import does not exist (yet)",
+          {{"import", key}, {"reason", "SourceNotFound"}, {"error", source_obj.error().message}});
+      return Requeue(options_.source_not_ready_requeue);
+    }
+    if (source_obj.error().code == ErrorCode::kInvalidArgument) {
+      Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "InvalidSource",
+           source_obj.error().message);
+      return Done();
+    }
+    return MakeError(source_obj.error());
+  }
+  const Json source_status = source_obj->value("status", Json::object());
+  if (StringAt(source_status, "status") != kClusterReady) {
+    // Say why, as the source's ClusterError condition does (its reason and message).
+    std::string why;
+    const Json conditions_json = source_status.is_object()
+                                     ? source_status.value("conditions", Json::array())
+                                     : Json::array();
+    const auto source_conditions = api::ConditionsFromJson(conditions_json);
+    if (const auto* c = api::FindCondition(source_conditions, "ClusterError");
+        c != nullptr && c->status == "True") {
+      why = ": " + c->reason + ": " + c->message;
+    }
+    log_.Warn("The source cluster is not ready yet",
+              {{"import", key},
+               {"source", vm_import.spec.source_cluster.name},
+               {"reason", "SourceNotReady"},
+               {"error", why.empty() ? "" : why.substr(2)}});
+    events_.Record(
+        pass.object, "Normal", "SourceNotReady",
+        "waiting for source " + vm_import.spec.source_cluster.name + " to be ready" + why);
+    return Requeue(options_.source_not_ready_requeue);
+  }
+
+  std::vector<std::string> problems;
+  // Storage class: the named one, else the cluster's default must exist.
+  if (!vm_import.spec.storage_class.empty()) {
+    auto sc = api_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
+    if (!sc) {
+      if (sc.error().code != ErrorCode::kNotFound) return MakeError(sc.error());
+      problems.push_back("storage class " + vm_import.spec.storage_class + " not found");
+    }
+  }
+  // Destination networks.
+  std::set<std::string> seen_sources;
+  for (const auto& m : vm_import.spec.network_mapping) {
+    if (!seen_sources.insert(m.source_network).second) {
+      problems.push_back("source network " + m.source_network +
+                         " appears multiple times in VirtualMachineImport spec");
+    }
+    auto dest = api::ParseDestinationNetwork(m.destination_network, vm_import.namespace_);
+    if (!dest) {
+      problems.push_back(dest.error().message);
+      continue;
+    }
+    auto nad = api_.Get(stop, kNads, dest->namespace_, dest->name);
+    if (!nad) {
+      if (nad.error().code != ErrorCode::kNotFound) return MakeError(nad.error());
+      problems.push_back("destination network " + dest->namespace_ + "/" + dest->name +
+                         " not found");
+    }
+  }
+  if (!problems.empty()) {
+    Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "PreflightFailed",
+         core::Join(problems, "; "));
+    return Done();
+  }
+  // At most max_concurrent_imports hold a source VM at once; the others wait here, untouched.
+  if (options_.max_concurrent_imports > 0) {
+    size_t holders = 0;
+    bool admitted = false;
+    {
+      std::lock_guard lock(mu_);
+      // Admission and its count are one step: two workers cannot both take the last slot.
+      for (const auto& [uid, inc] : incarnations_) {
+        if (inc->admitted || inc->running) {
+          ++holders;
+        }
+      }
+      Incarnation& inc = IncarnationLocked(key, pass.uid);
+      admitted = inc.admitted || inc.running != nullptr;
+      if (!admitted && holders < options_.max_concurrent_imports) {
+        inc.admitted = true;
+        admitted = true;
+      }
+    }
+    if (!admitted) {
+      events_.Record(pass.object, "Normal", "WaitingForImportSlot",
+                     "waiting: " + std::to_string(holders) + " imports run, the limit is " +
+                         std::to_string(options_.max_concurrent_imports));
+      return Requeue(options_.poll);
+    }
+  }
+  // Exactly one source VM.
+  auto running = OpenSource(stop, pass);
+  if (!running) {
+    const auto& e = running.error();
+    if (e.Terminal() || e.code == ErrorCode::kNotFound) {
+      Release(stop, pass.uid, false, "preflight failed");
+      Fail(pass, ImportStatus::kVirtualMachineImportInvalid, ReasonOf(e), e.message);
+      return Done();
+    }
+    return MakeError(e);
+  }
+  const model::VmDescription vm = (*running)->description;
+  const std::string identity = SourceVmIdentity((*running)->host, vm);
+  // One import at a time per source VM, across namespaces and restarts: a second import of the
+  // same VM waits, before anything is touched.
+  std::string holder;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = claims_.find(identity);
+        it != claims_.end() && it->second != pass.uid && incarnations_.contains(it->second)) {
+      holder = incarnations_[it->second]->key;
+    }
+  }
+  if (holder.empty()) {
+    for (const Json& other : imports_.List()) {
+      if (StringAt(MetadataOf(other), "uid") == pass.uid) continue;
+      const Json status = other.value("status", Json::object());
+      if (!status.is_object()) continue;
+      const auto phase = api::ParseImportStatus(StringAt(status, "importStatus"));
+      if (!phase || api::IsTerminal(*phase) || *phase == ImportStatus::kNew ||
+          *phase == ImportStatus::kVirtualMachineImportValid) {
+        continue;
+      }
+      const Json kept = status.value(kSourceVmStatusKey, Json::object());
+      if (StringAt(kept, "identity") == identity) {
+        holder = kube::ObjectKeyOf(other);
+        break;
+      }
+    }
+  }
+  if (!holder.empty()) {
+    Release(stop, pass.uid, false, "the source VM is being imported by another import");
+    events_.Record(pass.object, "Warning", "SourceVmInUse",
+                   "source VM " + (vm.inventory_path.empty() ? vm.name : vm.inventory_path) +
+                       " is being imported by " + holder +
+                       ": this import waits, untouched, until that one ends");
+    return Requeue(options_.poll);
+  }
+  {
+    std::lock_guard lock(mu_);
+    claims_[identity] = pass.uid;
+    IncarnationLocked(key, pass.uid).claim = identity;
+  }
+  if (vm_import.status.imported_virtual_machine_name.empty()) {
+    auto target = api::SanitizeTargetName(vm.name);
+    if (!target) {
+      log_.Error(core::SanitizeUtf8("vm migration target " + vm.name + " in VM " + vm_import.name +
+                                    " in namespace " + vm_import.namespace_ +
+                                    " is not RFC 1123 compliant"));
+      Release(stop, pass.uid, false, "invalid target name");
+      Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "InvalidSpec", target.error().message);
+      return Done();
+    }
+    vm_import.status.imported_virtual_machine_name = *target;
+  }
+  // Never take over a VirtualMachine this import did not make: a VM of the target name already
+  // there is refused before the source VM is touched.
+  if (auto existing = api_.Get(stop, kVms, vm_import.namespace_,
+                               vm_import.status.imported_virtual_machine_name);
+      existing || existing.error().code != ErrorCode::kNotFound) {
+    if (!existing) {
+      return MakeError(existing.error());
+    }
+    Release(stop, pass.uid, false, "the target VM exists");
+    Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "VirtualMachineExists",
+         "VirtualMachine " + vm_import.namespace_ + "/" +
+             vm_import.status.imported_virtual_machine_name +
+             " already exists: delete it or import under another virtualMachineName");
+    return Done();
+  }
+  if (vm.disks.empty()) {
+    Release(stop, pass.uid, false, "the VM has no disks");
+    Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "NoDisks",
+         "source VM " + vm.name + " has no disks to import");
+    return Done();
+  }
+  if (vm.nics.empty()) {
+    pass.notes.push_back(
+        {"Warning", "NoNetworkInterfaces",
+         "source VM " + vm.name + " has no network interface: the VM gets one on the pod network"});
+  }
+  // A mapped source network that no NIC of the VM is on maps nothing: the VM's NICs then go on
+  // the pod network (the seed's bogus-network test). Say so, do not fail.
+  for (const auto& m : vm_import.spec.network_mapping) {
+    const bool used = std::any_of(vm.nics.begin(), vm.nics.end(), [&](const auto& nic) {
+      return harvester::FindNetworkMapping(vm_import.spec, nic.network) == &m;
+    });
+    if (!used) {
+      pass.notes.push_back({"Warning", "SourceNetworkNotFound",
+                            "no NIC of " + vm.name + " is on source network " + m.source_network +
+                                ": unmapped NICs go on the pod network"});
+    }
+  }
+  vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, identity);
+  Move(pass, ImportStatus::kSourceReady, "SourceReady",
+       "found source VM " + (vm.inventory_path.empty() ? vm.name : vm.inventory_path) + " with " +
+           std::to_string(vm.disks.size()) + " disks and " + std::to_string(vm.nics.size()) +
+           " NICs");
+  return Done();
+}
+
+// --- sourceReady, disksExported: the export ------------------------------------------------
+
+core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::stop_token stop,
+                                                                           Pass& pass) {
+  auto opened = OpenSource(stop, pass);
+  if (!opened) {
+    return MakeError(opened.error());
+  }
+  Running& r = **opened;
+  {
+    std::unique_lock lock(mu_);
+    if (!r.exported) {
+      if (!r.task_started) {
+        // Power off and start the export on a task of this import's own: a graceful shutdown
+        // waits minutes, an OpenStack upload to Glance hours; no worker waits for either.
+        r.task_started = true;
+        r.task_done = false;
+        r.task_error.reset();
+        const source::PowerOffRequest power{
+            .force = pass.vm_import.spec.ForcePowerOff(),
+            .graceful_timeout =
+                std::chrono::seconds(pass.vm_import.spec.GracefulShutdownTimeoutSeconds())};
+        r.task = std::jthread([this, vm = r.vm, uid = pass.uid, key = pass.key,
+                               object = pass.object, power](std::stop_token task_stop) {
+          auto on_action = [this, &object, &key](std::string_view reason,
+                                                 std::string_view message) {
+            events_.Record(object, "Normal", std::string(reason), std::string(message));
+            log_.Info(std::string(message), {{"import", key}, {"action", std::string(reason)}});
+          };
+          core::Status st = vm->PowerOff(task_stop, power, on_action);
+          std::string what = "PowerOffFailed";
+          if (st) {
+            what = "ExportFailed";
+            st = vm->StartExport(task_stop, on_action);
+          }
+          if (!st && st.error().code != ErrorCode::kCancelled) {
+            events_.Record(object, "Warning", what, st.error().message);
+          }
+          {
+            std::lock_guard done_lock(mu_);
+            auto it = incarnations_.find(uid);
+            if (it != incarnations_.end() && it->second->running && it->second->running->vm == vm) {
+              it->second->running->task_done = true;
+              if (!st) {
+                it->second->running->task_error = st.error();
+              }
+            }
+          }
+          queue_.Add(key);
+        });
+        return static_cast<Running*>(nullptr);
+      }
+      if (!r.task_done) {
+        return static_cast<Running*>(nullptr);
+      }
+      if (r.task_error) {
+        core::Error e = *r.task_error;
+        r.task_started = false;  // the next reconcile tries again, unless this is terminal
+        lock.unlock();
+        if (r.task.joinable()) {
+          r.task.join();
+        }
+        return MakeError(std::move(e));
+      }
+      r.exported = true;
+      lock.unlock();
+      if (r.task.joinable()) {
+        r.task.join();
+      }
+    }
+  }
+  api::SetCondition(pass.vm_import.status.import_conditions,
+                    MakeCondition(api::kConditionVmPoweredOff, "True", "PoweredOff", ""),
+                    clock_.WallNow());
+  // Publish every disk: the bytes move when Harvester GETs the URL.
+  const size_t count = r.description.disks.size();
+  if (r.tokens.size() == count) {
+    return &r;
+  }
+  for (const auto& token : r.tokens) {
+    image_server_.Unpublish(token);
+  }
+  r.tokens.clear();
+  r.urls.clear();
+  for (size_t i = 0; i < count; ++i) {
+    std::shared_ptr<source::SourceVm> vm = r.vm;
+    const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
+                                          .slots = &stream_slots_,
+                                          .host = r.host};
+    auto factory = [vm, i, limits](std::stop_token s) {
+      return source::OpenDiskReader(s, vm, i, limits);
+    };
+    auto pub = image_server_.Publish(factory, {.name = StreamName(pass.uid, i)});
+    if (!pub) {
+      return MakeError(pub.error().Wrap("publishing disk " + std::to_string(i)));
+    }
+    r.tokens.push_back(pub->token);
+    r.urls.push_back(pub->url);
+  }
+  return &r;
+}
+
+core::Result<ReconcileResult> ImportReconciler::ExportFailed(std::stop_token stop, Pass& pass,
+                                                             const core::Error& error) {
+  if (!error.Terminal()) {
+    return MakeError(error);
+  }
+  Release(stop, pass.uid, false, "the export failed");
+  Fail(pass, ImportStatus::kVmMigrationFailed, "ExportFailed", error.message);
+  return Done();
+}
+
+core::Result<ReconcileResult> ImportReconciler::Export(std::stop_token stop, Pass& pass) {
+  auto running = EnsurePublished(stop, pass);
+  if (!running) {
+    return ExportFailed(stop, pass, running.error());
+  }
+  if (*running == nullptr) {
+    return Requeue(options_.poll);  // the export task enqueues the import when it ends
+  }
+  auto& vm_import = pass.vm_import;
+  const model::VmDescription& vm = (*running)->description;
+  if (vm_import.status.disk_import_status.size() != vm.disks.size()) {
+    vm_import.status.disk_import_status.clear();
+    for (size_t i = 0; i < vm.disks.size(); ++i) {
+      api::DiskInfo info;
+      info.disk_name = DiskName(vm_import, i);
+      info.disk_size = static_cast<int64_t>(vm.disks[i].capacity_bytes);
+      info.bus_type = vm.disks[i].bus;
+      vm_import.status.disk_import_status.push_back(std::move(info));
+    }
+  }
+  api::SetCondition(vm_import.status.import_conditions,
+                    MakeCondition(api::kConditionVmExported, "True", "Exported", ""),
+                    clock_.WallNow());
+  Move(pass, ImportStatus::kDisksExported, "DisksExported",
+       std::to_string(vm.disks.size()) + " disks published on the image server");
+  return Done();
+}
+
+core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token stop, Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  // After a restart the disks are published again (the VM is off already: nothing is redone).
+  auto running = EnsurePublished(stop, pass);
+  if (!running) {
+    return ExportFailed(stop, pass, running.error());
+  }
+  if (*running == nullptr) {
+    return Requeue(options_.poll);
+  }
+  const std::vector<std::string> urls = (*running)->urls;
+  if (urls.size() != vm_import.status.disk_import_status.size()) {
+    return MakeError(ErrorCode::kInternal,
+                     "the source VM has " + std::to_string(urls.size()) + " disks, the status " +
+                         std::to_string(vm_import.status.disk_import_status.size()));
+  }
+  std::optional<harvester::StorageClassInfo> sc_info;
+  if (!vm_import.spec.storage_class.empty()) {
+    auto sc = api_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
+    if (!sc) {
+      return MakeError(sc.error().Wrap("storage class " + vm_import.spec.storage_class));
+    }
+    harvester::StorageClassInfo info{
+        vm_import.spec.storage_class, StringAt(*sc, "provisioner"), {}};
+    const Json parameters = sc->value("parameters", Json::object());
+    if (parameters.is_object()) {
+      for (const auto& [k, v] : parameters.items()) {
+        if (v.is_string()) info.parameters[k] = v.get<std::string>();
+      }
+    }
+    sc_info = info;
+  }
+  size_t created_count = 0;
+  for (size_t i = 0; i < urls.size(); ++i) {
+    api::DiskInfo& disk = vm_import.status.disk_import_status[i];
+    if (DiskHas(disk, api::kConditionImageSubmitted)) {
+      continue;
+    }
+    const std::string display = harvester::ImageDisplayName(vm_import.name, disk.disk_name);
+    // Idempotent: an image of this disk may exist from a reconcile whose status write was lost.
+    auto existing =
+        api_.List(stop, ImageResource(), vm_import.namespace_,
+                  {.label_selector = std::string(kImageDisplayNameLabel) + "=" + display});
+    if (!existing) {
+      return MakeError(existing.error());
+    }
+    std::string image_name;
+    const Json items = existing->value("items", Json::array());
+    Json mine = Json::array();
+    for (const Json& item : items) {
+      // Only an image this incarnation owns counts: a leftover of a deleted import of the same
+      // name is not ours to take.
+      for (const Json& ref : MetadataOf(item).value("ownerReferences", Json::array())) {
+        if (StringAt(ref, "uid") == pass.uid) {
+          mine.push_back(item);
+          break;
+        }
+      }
+    }
+    if (mine.empty() && !items.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "VirtualMachineImage " + StringAt(MetadataOf(items[0]), "name") +
+                           " (display name " + display +
+                           ") exists and was not made by this import (left by an earlier "
+                           "import of the same name?): delete it and create the import again");
+    }
+    if (mine.size() > 1) {
+      return MakeError(ErrorCode::kConflict, "found " + std::to_string(mine.size()) +
+                                                 " VirtualMachineImages labelled " + display +
+                                                 ", expected one");
+    }
+    if (mine.size() == 1) {
+      image_name = StringAt(MetadataOf(mine[0]), "name");
+    } else {
+      auto image = harvester::BuildVirtualMachineImage(vm_import, disk.disk_name, urls[i],
+                                                       sc_info ? &*sc_info : nullptr);
+      if (!image) {
+        return MakeError(image.error());
+      }
+      auto created = api_.Create(stop, ImageResource(), vm_import.namespace_, *image);
+      if (!created) {
+        return MakeError(
+            created.error().Wrap("creating the VirtualMachineImage of " + disk.disk_name));
+      }
+      image_name = StringAt(MetadataOf(*created), "name");
+      pass.notes.push_back(
+          {"Normal", "ImageCreated",
+           "VirtualMachineImage " + image_name + " created for " + disk.disk_name});
+      ++created_count;
+    }
+    disk.virtual_machine_image = image_name;
+    api::SetCondition(disk.disk_conditions,
+                      MakeCondition(api::kConditionImageSubmitted, "True", "Submitted", ""),
+                      clock_.WallNow());
+  }
+  Move(pass, ImportStatus::kDiskImagesSubmitted, "DiskImagesSubmitted",
+       std::to_string(vm_import.status.disk_import_status.size()) +
+           " VirtualMachineImages submitted");
+  return Done();
+}
+
+// --- diskImageSubmitted: Harvester downloads ---------------------------------------------------
+
+core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop, Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  bool restarted = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = incarnations_.find(pass.uid);
+    restarted =
+        it == incarnations_.end() || !it->second->running || it->second->running->tokens.empty();
+  }
+  if (restarted) {
+    // The controller restarted while Harvester downloaded: the URLs the images hold died with the
+    // old process. Disks already in Harvester stay; the others get a new image on new URLs.
+    // Decided on a fresh read of the import (Reconcile replaced a cache read older than our own
+    // write) and of each image: a stale read must not delete a good image.
+    std::vector<size_t> redo;
+    for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
+      const auto& d = vm_import.status.disk_import_status[i];
+      if (d.virtual_machine_image.empty()) {
+        redo.push_back(i);
+        continue;
+      }
+      auto image = api_.Get(stop, ImageResource(), vm_import.namespace_, d.virtual_machine_image);
+      if (!image && image.error().code != ErrorCode::kNotFound) {
+        return MakeError(image.error());
+      }
+      if (!image ||
+          harvester::InterpretImageStatus(*image).phase != harvester::ImagePhase::kActive) {
+        redo.push_back(i);
+      }
+    }
+    if (!redo.empty()) {
+      for (size_t i : redo) {
+        auto& d = vm_import.status.disk_import_status[i];
+        if (!d.virtual_machine_image.empty()) {
+          auto del =
+              api_.Delete(stop, ImageResource(), vm_import.namespace_, d.virtual_machine_image);
+          if (!del && del.error().code != ErrorCode::kNotFound) {
+            return MakeError(del.error());
+          }
+        }
+        d.virtual_machine_image.clear();
+        d.disk_conditions.clear();
+      }
+      Move(pass, ImportStatus::kDisksExported, "Resumed",
+           "resuming after a controller restart: " + std::to_string(redo.size()) +
+               " disks are exported again");
+      return Done();
+    }
+  }
+  FillProgress(pass);
+  size_t ready = 0;
+  for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
+    api::DiskInfo& disk = vm_import.status.disk_import_status[i];
+    auto image = images_.Get(vm_import.namespace_ + "/" + disk.virtual_machine_image);
+    if (!image) {
+      continue;  // the informer has not seen it yet
+    }
+    // Corrupt or unsupported source data fails the same way on every retry: fail now rather
+    // than after Harvester's retries, which would read the whole source again each time.
+    std::optional<core::Error> permanent;
+    std::string last_error;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = incarnations_.find(pass.uid); it != incarnations_.end()) {
+        if (auto s = it->second->streams.find(i); s != it->second->streams.end()) {
+          permanent = s->second.permanent_error;
+          last_error = s->second.last_error;
+        }
+      }
+    }
+    if (permanent) {
+      Release(stop, pass.uid, false, "a disk cannot be read");
+      Fail(pass, ImportStatus::kDiskImagesFailed,
+           permanent->code == ErrorCode::kCorruptData ? "CorruptDisk" : "UnsupportedDisk",
+           disk.disk_name + " cannot be imported: " + RedactDiskTokens(permanent->message));
+      return Done();
+    }
+    const auto state = harvester::InterpretImageStatus(*image);
+    switch (state.phase) {
+      case harvester::ImagePhase::kActive:
+        api::SetCondition(disk.disk_conditions,
+                          MakeCondition(api::kConditionImageReady, "True", "Imported", ""),
+                          clock_.WallNow());
+        ++ready;
+        break;
+      case harvester::ImagePhase::kFailed: {
+        api::SetCondition(disk.disk_conditions,
+                          MakeCondition(api::kConditionImageFailed, "True", state.reason,
+                                        RedactDiskTokens(state.message)),
+                          clock_.WallNow());
+        // Harvester only sees a short or cut download; our stream knows why (a digest mismatch,
+        // a truncated source, an unreachable peer), and the source may say more (the VM gone).
+        std::string cause;
+        if (!last_error.empty() &&
+            last_error != imageserver::StreamOutcomeName(imageserver::StreamOutcome::kCompleted)) {
+          cause = "; the source stream ended with: " + RedactDiskTokens(last_error);
+        }
+        Release(stop, pass.uid, false, "a disk image failed");
+        cause += ProbeSource(stop, pass);
+        Fail(pass, ImportStatus::kDiskImagesFailed, "ImageFailed",
+             "VirtualMachineImage " + disk.virtual_machine_image + " of " + disk.disk_name +
+                 " failed: " + RedactDiskTokens(state.message) + cause);
+        return Done();
+      }
+      case harvester::ImagePhase::kPending:
+      case harvester::ImagePhase::kProgress: break;
+    }
+  }
+  if (ready < vm_import.status.disk_import_status.size()) {
+    return Requeue(options_.poll);
+  }
+  Release(stop, pass.uid, true, "");
+  vm_import.status.extra["progress"] = "100%";
+  Move(pass, ImportStatus::kDiskImagesReady, "DiskImagesReady", "every disk image is in Harvester");
+  return Done();
+}
+
+// --- diskImagesReady, virtualMachineCreated: the VM ------------------------------------------
+
+core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  // PVCs for backing images (CDI makes its own, named like the image).
+  for (const auto& disk : vm_import.status.disk_import_status) {
+    auto image = images_.Get(vm_import.namespace_ + "/" + disk.virtual_machine_image);
+    if (!image) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "VirtualMachineImage " + disk.virtual_machine_image + " not seen yet");
+    }
+    if (!harvester::ImageNeedsPvc(*image)) {
+      continue;
+    }
+    auto pvc = harvester::BuildPvc(*image);
+    if (!pvc) {
+      return MakeError(pvc.error());
+    }
+    auto created = api_.Create(stop, kPvcs, vm_import.namespace_, *pvc);
+    if (!created && created.error().code != ErrorCode::kAlreadyExists) {
+      return MakeError(created.error().Wrap("creating the PVC of " + disk.disk_name));
+    }
+  }
+  // The VM needs the source's description: from the open source, as kept after the source was
+  // released, from status (after a restart: the source may be gone), or described again.
+  std::optional<model::VmDescription> description;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = incarnations_.find(pass.uid); it != incarnations_.end()) {
+      if (it->second->running) {
+        description = it->second->running->description;
+      } else if (it->second->described) {
+        description = it->second->described;
+      }
+    }
+  }
+  if (!description) {
+    if (auto kept = vm_import.status.extra.find(kSourceVmStatusKey);
+        kept != vm_import.status.extra.end()) {
+      auto parsed = api::VmDescriptionFromJson(*kept);
+      if (parsed && !parsed->disks.empty()) {
+        description = std::move(*parsed);
+      } else if (!parsed) {
+        log_.Warn("status.sourceVirtualMachine unreadable: describing the source again",
+                  {{"import", pass.key}, {"error", parsed.error().message}});
+      }
+    }
+  }
+  if (!description) {
+    auto running = OpenSource(stop, pass);
+    if (!running && running.error().code == ErrorCode::kNotFound) {
+      // Only for an import from before status.sourceVirtualMachine, after a restart: the disks
+      // are in Harvester, but the VM's CPUs, memory and NICs come from the source, which is gone.
+      const std::string message = running.error().message +
+                                  " (the disks are in Harvester; the VM's description comes "
+                                  "from the source: bring it back and the import goes on)";
+      log_.Warn("source needed to create the VM", {{"import", pass.key}, {"error", message}});
+      events_.Record(pass.object, "Warning", "SourceNotFound", message);
+      return Requeue(options_.source_not_ready_requeue);
+    }
+    if (!running) {
+      return MakeError(running.error());
+    }
+    description = (*running)->description;
+    Release(stop, pass.uid, false, "described only");
+  }
+  auto built = harvester::BuildVirtualMachine(vm_import, *description);
+  if (!built) {
+    Fail(pass, ImportStatus::kVmMigrationFailed, "InvalidVirtualMachine", built.error().message);
+    return Done();
+  }
+  built->object["metadata"]["annotations"][kImportUidAnnotation] = pass.uid;
+  for (const auto& w : built->warnings) {
+    pass.notes.push_back({"Warning", "NotCarriedOver", w});
+  }
+  auto created = api_.Create(stop, kVms, vm_import.namespace_, built->object);
+  if (!created && created.error().code == ErrorCode::kAlreadyExists) {
+    // Ours when a status write was lost after the create; anyone else's is never taken over.
+    auto existing =
+        api_.Get(stop, kVms, vm_import.namespace_, vm_import.status.imported_virtual_machine_name);
+    if (!existing) {
+      return MakeError(existing.error().Wrap("reading the existing VirtualMachine"));
+    }
+    const Json annotations = MetadataOf(*existing).value("annotations", Json::object());
+    if (StringAt(annotations, kImportUidAnnotation) != pass.uid) {
+      Fail(pass, ImportStatus::kVmMigrationFailed, "VirtualMachineExists",
+           "VirtualMachine " + vm_import.namespace_ + "/" +
+               vm_import.status.imported_virtual_machine_name +
+               " exists and was not made by this import: its disks are removed; import under "
+               "another virtualMachineName");
+      return Done();
+    }
+  } else if (!created) {
+    return MakeError(created.error().Wrap("creating the VirtualMachine"));
+  }
+  vm_import.status.new_virtual_machine = vm_import.status.imported_virtual_machine_name;
+  Move(pass, ImportStatus::kVirtualMachineCreated, "VirtualMachineCreated",
+       "VirtualMachine " + vm_import.status.imported_virtual_machine_name + " created");
+  return Done();
+}
+
+core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop, Pass& pass) {
+  auto& vm_import = pass.vm_import;
+  auto vmi =
+      api_.Get(stop, kVmis, vm_import.namespace_, vm_import.status.imported_virtual_machine_name);
+  if (!vmi) {
+    if (vmi.error().code == ErrorCode::kNotFound) {
+      return Requeue(options_.poll);
+    }
+    return MakeError(vmi.error());
+  }
+  if (StringAt(vmi->value("status", Json::object()), "phase") != "Running") {
+    return Requeue(options_.poll);
+  }
+  // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
+  // import's ownerReference; deleting the import must not let the garbage collector take them.
+  for (const auto& disk : vm_import.status.disk_import_status) {
+    auto image = api_.Get(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image);
+    if (!image) {
+      return MakeError(image.error().Wrap("image " + disk.virtual_machine_image));
+    }
+    const Json refs = MetadataOf(*image).value("ownerReferences", Json::array());
+    Json kept = Json::array();
+    for (const Json& ref : refs) {
+      if (StringAt(ref, "uid") != vm_import.uid) {
+        kept.push_back(ref);
+      }
+    }
+    if (kept.size() == refs.size()) {
+      continue;
+    }
+    auto r =
+        api_.MergePatch(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image,
+                        {{"metadata", {{"ownerReferences", kept}}}});
+    if (!r) {
+      return MakeError(r.error().Wrap("image " + disk.virtual_machine_image));
+    }
+  }
+  pass.forget = true;
+  Move(pass, ImportStatus::kVirtualMachineRunning, "VirtualMachineRunning",
+       "VirtualMachine " + vm_import.status.imported_virtual_machine_name + " is running");
+  return Done();
+}
+
+}  // namespace vmimport::controller
