@@ -17,10 +17,7 @@
 #include <random>
 #include <thread>
 
-#include "controller/import_reconciler.h"
-#include "controller/runner.h"
-#include "controller/source_reconciler.h"
-#include "controller/work_queue.h"
+#include "controller/manager.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -72,25 +69,6 @@ std::string Hostname() {
   return buf;
 }
 
-// Stream events reach the import reconciler, which is made after the server it observes.
-class ForwardingObserver final : public imageserver::StreamObserver {
- public:
-  void Set(imageserver::StreamObserver* target) { target_ = target; }
-  // imageserver::StreamObserver
-  void OnStreamStarted(const imageserver::StreamInfo& info) override {
-    if (auto* t = target_.load()) t->OnStreamStarted(info);
-  }
-  void OnProgress(const imageserver::StreamProgress& progress) override {
-    if (auto* t = target_.load()) t->OnProgress(progress);
-  }
-  void OnStreamFinished(const imageserver::StreamResult& result) override {
-    if (auto* t = target_.load()) t->OnStreamFinished(result);
-  }
-
- private:
-  std::atomic<imageserver::StreamObserver*> target_{nullptr};
-};
-
 // /healthz (the process runs), /readyz (this replica leads and serves disks: only then may the
 // Service send Harvester's downloads here) and /metrics (Prometheus text), on --health-address.
 class HealthServer {
@@ -128,14 +106,6 @@ class HealthServer {
  private:
   httplib::Server server_;
   std::thread thread_;
-};
-
-// One set of informer + queue + reconciler + runner per source kind.
-struct SourceController {
-  std::unique_ptr<kube::Informer> informer;
-  std::unique_ptr<controller::WorkQueue> queue;
-  std::unique_ptr<controller::SourceReconciler> reconciler;
-  std::unique_ptr<controller::Runner> runner;
 };
 
 int Run(const Options& opt) {
@@ -211,7 +181,7 @@ int Run(const Options& opt) {
   // What the current leader term publishes at scrape time (null while not leading).
   struct Scrape {
     std::mutex mu;
-    kube::Informer* imports = nullptr;
+    kube::ObjectCache* imports = nullptr;
     std::vector<std::pair<std::string, controller::WorkQueue*>> queues;
     imageserver::ImageServer* server = nullptr;
   } scrape;
@@ -250,178 +220,52 @@ int Run(const Options& opt) {
       {source::SourceKind::kOva, &ova_checker},
   };
 
-  auto lead = [&](std::stop_token leading) {
-    std::vector<SourceController> controllers;
-    controller::SourceReconcilerOptions source_options{
-        .ready_recheck = std::chrono::seconds(opt.source_recheck_s),
-        .not_ready_recheck = std::chrono::seconds(opt.source_retry_s)};
-    for (const auto& [kind, checker] : kinds) {
-      SourceController c;
-      const std::string name = std::string(source::SourceKindName(kind)) + "-source";
-      c.informer = std::make_unique<kube::Informer>(**client, controller::SourceResource(kind),
-                                                    opt.watch_namespace, log);
-      c.queue = std::make_unique<controller::WorkQueue>(clock);
-      c.reconciler = std::make_unique<controller::SourceReconciler>(
-          kind, **client, *c.informer, checker, events, clock, log, source_options);
-      auto* queue = c.queue.get();
-      c.informer->AddHandlers({
-          .on_add = [queue](const kube::Json& o) { queue->Add(kube::ObjectKeyOf(o)); },
-          .on_update =
-              [queue](const kube::Json& old_obj, const kube::Json& new_obj) {
-                // Status writes (ours) do not change the generation: no re-check for them.
-                if (old_obj["metadata"].value("generation", 0L) !=
-                    new_obj["metadata"].value("generation", 0L)) {
-                  queue->Add(kube::ObjectKeyOf(new_obj));
-                }
-              },
-          .on_delete = [queue](const kube::Json& o) { queue->Add(kube::ObjectKeyOf(o)); },
-      });
-      c.runner = std::make_unique<controller::Runner>(name, *c.queue, *c.reconciler, log);
-      controllers.push_back(std::move(c));
-    }
-    // Secrets: metadata only (no data in memory); a change re-checks the sources naming it.
-    kube::Informer secrets(**client, controller::SecretResource(), opt.watch_namespace, log,
-                           kube::InformerOptions{.metadata_only = true});
-    auto on_secret = [&controllers](const kube::Json& secret) {
-      const std::string key = kube::ObjectKeyOf(secret);
-      for (auto& c : controllers) {
-        for (const std::string& source_key : c.reconciler->SourcesReferencingSecret(key)) {
-          c.queue->Add(source_key);
-        }
-      }
-    };
-    secrets.AddHandlers(
-        {.on_add = on_secret,
-         .on_update = [&on_secret](const kube::Json&, const kube::Json& s) { on_secret(s); },
-         .on_delete = on_secret});
-    // Imports: the image server (its streams belong to the leader), the imports and the images.
-    ForwardingObserver observer;
+  source::vmware::VmwareImporter vmware_importer;
+  source::openstack::OpenstackImporter openstack_importer;
+  source::ova::OvaImporter ova_importer;
+  controller::ManagerOptions manager_options{
+      .watch_namespace = opt.watch_namespace,
+      .workers = opt.workers,
+      .source = {.ready_recheck = std::chrono::seconds(opt.source_recheck_s),
+                 .not_ready_recheck = std::chrono::seconds(opt.source_retry_s)},
+      .import = {.max_concurrent_imports = static_cast<size_t>(opt.max_concurrent_imports),
+                 .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
+                 .stream_bytes_per_second = opt.stream_rate_limit},
+      .image_server = {}};
+  {
     const auto colon = opt.image_server_address.rfind(':');
-    imageserver::ServerConfig server_config;
+    auto& server_config = manager_options.image_server;
     server_config.bind_address = opt.image_server_address.substr(0, colon);
     server_config.port = std::atoi(opt.image_server_address.substr(colon + 1).c_str());
     server_config.advertise_url = opt.image_server_url;
     server_config.max_streams = static_cast<size_t>(opt.image_server_streams);
-    auto server = imageserver::ImageServer::Start(server_config, &observer, clock, log);
-    if (!server) {
-      log.Error("cannot start the image server", {{"error", server.error().ToString()}});
-      return;
+  }
+  controller::Manager manager(**client, events, clock, log, manager_options,
+                              {.checkers = kinds,
+                               .importers = {{source::SourceKind::kVmware, &vmware_importer},
+                                             {source::SourceKind::kOpenstack, &openstack_importer},
+                                             {source::SourceKind::kOva, &ova_importer}}},
+                              &metrics);
+  auto lead = [&](std::stop_token leading) {
+    auto ran = manager.Run(
+        leading,
+        [&](const controller::TermView& view) {
+          std::lock_guard slock(scrape.mu);
+          scrape.imports = view.imports;
+          scrape.server = view.server;
+          scrape.queues = view.queues;
+          ready = true;
+        },
+        [&] {
+          ready = false;
+          std::lock_guard slock(scrape.mu);
+          scrape.imports = nullptr;
+          scrape.server = nullptr;
+          scrape.queues.clear();
+        });
+    if (!ran) {
+      log.Error("cannot run the controllers", {{"error", ran.error().ToString()}});
     }
-    log.Info("image server listening", {{"port", (*server)->port()}});
-    kube::Informer imports(**client, controller::ImportResource(), opt.watch_namespace, log);
-    kube::Informer images(**client, controller::ImageResource(), opt.watch_namespace, log);
-    controller::WorkQueue import_queue(clock);
-    source::vmware::VmwareImporter vmware_importer;
-    source::openstack::OpenstackImporter openstack_importer;
-    source::ova::OvaImporter ova_importer;
-    controller::ImportReconciler import_reconciler(
-        **client, imports, images,
-        {{source::SourceKind::kVmware, &vmware_importer},
-         {source::SourceKind::kOpenstack, &openstack_importer},
-         {source::SourceKind::kOva, &ova_importer}},
-        **server, import_queue, events, clock, log,
-        controller::ImportReconcilerOptions{
-            .max_concurrent_imports = static_cast<size_t>(opt.max_concurrent_imports),
-            .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
-            .stream_bytes_per_second = opt.stream_rate_limit});
-    observer.Set(&import_reconciler);
-    auto enqueue_import = [&import_queue](const kube::Json& o) {
-      import_queue.Add(kube::ObjectKeyOf(o));
-    };
-    imports.AddHandlers(
-        {.on_add = enqueue_import,
-         .on_update = [&](const kube::Json&, const kube::Json& o) { enqueue_import(o); },
-         .on_delete = enqueue_import});
-    // An image that changes wakes the import that owns it.
-    auto image_changed = [&import_queue](const kube::Json& image) {
-      const kube::Json md = image.value("metadata", kube::Json::object());
-      for (const auto& ref : md.value("ownerReferences", kube::Json::array())) {
-        if (ref.value("kind", "") == "VirtualMachineImport") {
-          import_queue.Add(md.value("namespace", "") + "/" + ref.value("name", ""));
-        }
-      }
-    };
-    images.AddHandlers(
-        {.on_add = image_changed,
-         .on_update = [&](const kube::Json&, const kube::Json& o) { image_changed(o); },
-         .on_delete = image_changed});
-    // A source whose readiness changes wakes the imports that name it (instead of their requeue).
-    for (auto& c : controllers) {
-      c.informer->AddHandlers({.on_update = [&imports, &import_queue](const kube::Json& old_src,
-                                                                      const kube::Json& src) {
-        const auto status_of = [](const kube::Json& o) {
-          return o.value("status", kube::Json::object()).value("status", "");
-        };
-        if (status_of(old_src) == status_of(src)) {
-          return;
-        }
-        const kube::Json md = src.value("metadata", kube::Json::object());
-        for (const kube::Json& imp : imports.List()) {
-          const kube::Json ref =
-              imp.value("spec", kube::Json::object()).value("sourceCluster", kube::Json::object());
-          std::string ns = ref.value("namespace", "");
-          if (ns.empty()) {
-            ns = imp.value("metadata", kube::Json::object()).value("namespace", "");
-          }
-          if (ref.value("name", "") == md.value("name", "") && ns == md.value("namespace", "")) {
-            import_queue.Add(kube::ObjectKeyOf(imp));
-          }
-        }
-      }});
-    }
-    controller::Runner import_runner("import", import_queue, import_reconciler, log);
-    import_reconciler.SetMetrics(&metrics);
-
-    for (auto& c : controllers) {
-      c.informer->Start();
-    }
-    images.Start();
-    imports.Start();
-    for (auto& c : controllers) {
-      c.informer->WaitForSync(leading, std::chrono::hours(24));
-    }
-    images.WaitForSync(leading, std::chrono::hours(24));
-    imports.WaitForSync(leading, std::chrono::hours(24));
-    secrets.Start();
-    for (auto& c : controllers) {
-      c.runner->Start(opt.workers);
-    }
-    import_runner.Start(opt.workers);
-    {
-      std::lock_guard slock(scrape.mu);
-      scrape.imports = &imports;
-      scrape.server = server->get();
-      scrape.queues = {{"import", &import_queue}};
-      for (size_t i = 0; i < controllers.size() && i < kinds.size(); ++i) {
-        scrape.queues.emplace_back(std::string(source::SourceKindName(kinds[i].first)) + "-source",
-                                   controllers[i].queue.get());
-      }
-    }
-    ready = true;
-    log.Info("controllers started");
-    std::mutex m;
-    std::condition_variable_any cv;
-    std::unique_lock lock(m);
-    cv.wait(lock, leading, [] { return false; });
-    ready = false;
-    {
-      std::lock_guard slock(scrape.mu);
-      scrape.imports = nullptr;
-      scrape.server = nullptr;
-      scrape.queues.clear();
-    }
-    log.Info("stopping controllers");
-    import_runner.Stop();
-    for (auto& c : controllers) {
-      c.runner->Stop();  // waits for running reconciles: nothing is left half-written
-    }
-    secrets.Stop();
-    imports.Stop();
-    images.Stop();
-    for (auto& c : controllers) {
-      c.informer->Stop();
-    }
-    observer.Set(nullptr);
   };
 
   if (!opt.leader_elect) {

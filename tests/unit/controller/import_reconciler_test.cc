@@ -1,0 +1,444 @@
+// The import reconciler on the in-memory Kubernetes (fake_kube.h) and a fake source: each phase,
+// the outcome contract (every failure recorded or retried, status written once and never
+// backwards), state per incarnation, the export task off the workers, and the bugs found by
+// trying it as a new user would.
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/strings.h"
+#include "tests/unit/controller/import_fixture.h"
+
+namespace vmimport::testing {
+namespace {
+
+using core::ErrorCode;
+using std::chrono::milliseconds;
+
+class ImportReconcilerTest : public ImportFixture {
+ protected:
+  //! Drives "name" to virtualMachineRunning, playing Harvester and KubeVirt.
+  void RunToTheEnd(const std::string& name) {
+    ASSERT_EQ(RunUntil(name, "diskImageSubmitted"), "diskImageSubmitted");
+    MarkImagesActive();
+    ASSERT_EQ(RunUntil(name, "virtualMachineCreated"), "virtualMachineCreated");
+    MarkVmiRunning(ImportOf(name)["status"].value("importedVirtualMachineName", ""));
+    ASSERT_EQ(RunUntil(name, "virtualMachineRunning"), "virtualMachineRunning");
+  }
+  std::string ConditionReason(const std::string& name, const std::string& type) {
+    for (const auto& c : ImportOf(name)["status"].value("importConditions", Json::array())) {
+      if (c.value("type", "") == type) return c.value("reason", "");
+    }
+    return "";
+  }
+};
+
+TEST_F(ImportReconcilerTest, ImportsToRunningAndForgetsTheImport) {
+  CreateReadySource();
+  CreateImport("imp");
+  RunToTheEnd("imp");
+  const Json status = ImportOf("imp")["status"];
+  EXPECT_EQ(status["diskImportStatus"].size(), 2u);
+  EXPECT_EQ(status["sourceVirtualMachine"].value("name", ""), "web");
+  EXPECT_EQ(status["sourceVirtualMachine"]["disks"].size(), 2u);
+  EXPECT_EQ(status.value("observedGeneration", 0), 1);
+  auto vm = api_.Peek("virtualmachines", "ns", "web");
+  ASSERT_TRUE(vm);
+  EXPECT_EQ((*vm)["metadata"]["annotations"].value(controller::kImportUidAnnotation, ""),
+            ImportOf("imp")["metadata"].value("uid", ""));
+  EXPECT_EQ(source_->power_offs, 1);
+  EXPECT_EQ(source_->exports_completed, 1);
+  EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);  // nothing kept after the end
+  EXPECT_EQ(events_.WithReason("VirtualMachineRunning").size(), 1u);
+}
+
+TEST_F(ImportReconcilerTest, FailureWhoseStatusWriteFailsIsRetriedAndRecordedLater) {
+  CreateReadySource();
+  CreateImport("imp", "web", {{"storageClass", "missing"}});
+  ASSERT_EQ(RunUntil("imp", "virtualMachineImportValid"), "virtualMachineImportValid");
+  api_.FailNext("updateStatus", "virtualmachineimports",
+                core::Error{ErrorCode::kUnavailable, "etcd leader changed"});
+  auto r = Step("imp");
+  ASSERT_FALSE(r);  // retried with backoff by the Runner, not dropped
+  EXPECT_FALSE(r.error().Terminal());
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineImportValid");
+  EXPECT_TRUE(events_.WithReason("PreflightFailed").empty());  // no Event for an unwritten state
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineImportInvalid");
+  ASSERT_EQ(events_.WithReason("PreflightFailed").size(), 1u);
+  EXPECT_NE(events_.WithReason("PreflightFailed")[0].message.find("storage class missing"),
+            std::string::npos);
+}
+
+TEST_F(ImportReconcilerTest, UnprocessableImageFailsTheImportAndEndsTheExport) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "disksExported"), "disksExported");
+  EXPECT_EQ(reconciler_->RunningImports(), 1u);
+  api_.FailNext("create", "virtualmachineimages",
+                core::Error{ErrorCode::kInvalidArgument,
+                            "VirtualMachineImage.harvesterhci.io is invalid: spec.url: Required"});
+  auto r = Step("imp");
+  ASSERT_TRUE(r) << r.error().ToString();  // said in status: nothing for the Runner to drop
+  EXPECT_EQ(StatusOf("imp"), "VMMigrationFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "Rejected");
+  ASSERT_EQ(events_.WithReason("Rejected").size(), 1u);
+  EXPECT_EQ(events_.WithReason("Rejected")[0].type, "Warning");
+  ASSERT_TRUE(Step("imp"));  // the next pass lets go
+  EXPECT_EQ(reconciler_->RunningImports(), 0u);
+  EXPECT_EQ(source_->exports_aborted, 1);
+  EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);
+}
+
+TEST_F(ImportReconcilerTest, ConflictOnStatusWriteDecidesAgain) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_TRUE(Step("imp"));  // finalizer, Valid
+  // Someone else writes the import between our read and our write.
+  imports_.Pin("ns/imp", ImportOf("imp"));
+  Json newer = ImportOf("imp");
+  newer["metadata"]["labels"]["team"] = "blue";
+  api_.Put("virtualmachineimports", newer);
+  auto r = Step("imp");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  imports_.Unpin("ns/imp");
+  EXPECT_EQ(ImportOf("imp")["metadata"]["labels"].value("team", ""), "blue");  // not overwritten
+  EXPECT_EQ(RunUntil("imp", "sourceReady"), "sourceReady");
+}
+
+TEST_F(ImportReconcilerTest, StaleCacheReadCannotMakeAReleasedImportLookRestarted) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  const Json submitted = ImportOf("imp");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  const size_t images = api_.All("virtualmachineimages").size();
+  // The informer lags behind our own write: it still shows diskImageSubmitted.
+  imports_.Pin("ns/imp", submitted);
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(api_.CountCalls("delete", "virtualmachineimages"), 0u);
+  EXPECT_EQ(api_.All("virtualmachineimages").size(), images);
+  EXPECT_NE(StatusOf("imp"), "disksExported");
+  imports_.Unpin("ns/imp");
+}
+
+TEST_F(ImportReconcilerTest, RecreatedImportInheritsNoErrorProgressOrChecksums) {
+  CreateReadySource();
+  const Json first = CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  const std::string uid = first["metadata"].value("uid", "");
+  imageserver::StreamResult broken;
+  broken.info.disk_name = uid + "/disk-0";
+  broken.outcome = imageserver::StreamOutcome::kSourceError;
+  broken.bytes = 1234;
+  broken.error = core::Error{ErrorCode::kCorruptData, "grain 7 does not inflate"};
+  broken.checksums = disk::Checksums{"aa", "bb"};
+  reconciler_->OnStreamFinished(broken);
+  // Deleted (finalizer removed by the reconciler) and created again under the same name.
+  std::stop_source none;
+  ASSERT_TRUE(api_.Delete(none.get_token(), controller::ImportResource(), "ns", "imp"));
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "<gone>");
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");  // not CorruptDisk
+  for (const auto& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+    EXPECT_EQ(d.value("bytesDone", 0), 0);
+    EXPECT_EQ(d.value("sha256", ""), "");
+  }
+  // The old incarnation's late stream reports count for nothing.
+  reconciler_->OnStreamFinished(broken);
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");
+}
+
+TEST_F(ImportReconcilerTest, CorruptStreamFailsTheImportAndRemovesItsImages) {
+  CreateReadySource();
+  const Json obj = CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  ASSERT_EQ(api_.All("virtualmachineimages").size(), 2u);
+  imageserver::StreamResult broken;
+  broken.info.disk_name = obj["metadata"].value("uid", "") + "/disk-1";
+  broken.outcome = imageserver::StreamOutcome::kSourceError;
+  broken.error = core::Error{ErrorCode::kCorruptData, "grain 7 does not inflate"};
+  reconciler_->OnStreamFinished(broken);
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "CorruptDisk");
+  ASSERT_TRUE(Step("imp"));  // clean-up pass
+  EXPECT_TRUE(api_.All("virtualmachineimages").empty());
+  EXPECT_EQ(events_.WithReason("CleanedUp").size(), 1u);
+  EXPECT_EQ(ConditionReason("imp", "DisksRemoved"), "CleanedUp");
+  ASSERT_TRUE(Step("imp"));  // idempotent
+  EXPECT_EQ(events_.WithReason("CleanedUp").size(), 1u);
+}
+
+TEST_F(ImportReconcilerTest, FailedImportKeepsItsImagesWhenAnnotated) {
+  CreateReadySource();
+  Json obj = CreateImport("imp");
+  obj["metadata"]["annotations"][controller::kKeepFailedDisksAnnotation] = "true";
+  obj = api_.Put("virtualmachineimports", obj);
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  imageserver::StreamResult broken;
+  broken.info.disk_name = obj["metadata"].value("uid", "") + "/disk-0";
+  broken.outcome = imageserver::StreamOutcome::kSourceError;
+  broken.error = core::Error{ErrorCode::kUnsupported, "qcow2 v4"};
+  reconciler_->OnStreamFinished(broken);
+  ASSERT_TRUE(Step("imp"));
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "UnsupportedDisk");
+  EXPECT_EQ(api_.All("virtualmachineimages").size(), 2u);
+  EXPECT_EQ(events_.WithReason("DisksKept").size(), 1u);
+}
+
+TEST_F(ImportReconcilerTest, ImageFailedBecauseTheSourceVmIsGoneSaysSo) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  {
+    std::lock_guard lock(source_->mu);
+    source_->exists = false;  // destroyed in vSphere while Harvester retried
+  }
+  for (Json image : api_.All("virtualmachineimages")) {
+    image["status"] = {{"conditions",
+                        {{{"type", "RetryLimitExceeded"},
+                          {"status", "True"},
+                          {"reason", "RetryLimitExceeded"},
+                          {"message", "download failed: unexpected EOF"}}}},
+                       {"failed", 4}};
+    api_.Put("virtualmachineimages", image);
+  }
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageFailed");
+  const auto failed = events_.WithReason("ImageFailed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_NE(failed[0].message.find("no longer exists on the source"), std::string::npos)
+      << failed[0].message;
+}
+
+TEST_F(ImportReconcilerTest, ExportTaskRunsOffTheWorkers) {
+  CreateReadySource();
+  CreateImport("slow");
+  {
+    std::lock_guard lock(source_->mu);
+    source_->hold_export = true;  // an upload to Glance that takes hours
+  }
+  ASSERT_EQ(RunUntil("slow", "sourceReady"), "sourceReady");
+  const auto started = std::chrono::steady_clock::now();
+  auto r = Step("slow");
+  ASSERT_TRUE(r);
+  EXPECT_GT(r->requeue_after.count(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  for (int i = 0; i < 200 && !source_->export_running; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(source_->export_running);
+  // Meanwhile the same worker deletes an unrelated import.
+  CreateImport("other", "db");
+  ASSERT_TRUE(Step("other"));
+  std::stop_source none;
+  ASSERT_TRUE(api_.Delete(none.get_token(), controller::ImportResource(), "ns", "other"));
+  ASSERT_TRUE(Step("other"));
+  EXPECT_EQ(StatusOf("other"), "<gone>");
+  EXPECT_EQ(StatusOf("slow"), "sourceReady");
+  {
+    std::lock_guard lock(source_->mu);
+    source_->hold_export = false;
+  }
+  source_->cv.notify_all();
+  EXPECT_EQ(RunUntil("slow", "disksExported", 200), "disksExported");
+  EXPECT_EQ(source_->exports_started, 1);
+}
+
+TEST_F(ImportReconcilerTest, DeleteDuringTheExportTaskStopsItAndAborts) {
+  CreateReadySource();
+  CreateImport("imp");
+  {
+    std::lock_guard lock(source_->mu);
+    source_->hold_export = true;
+  }
+  ASSERT_EQ(RunUntil("imp", "sourceReady"), "sourceReady");
+  ASSERT_TRUE(Step("imp"));
+  for (int i = 0; i < 200 && !source_->export_running; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  std::stop_source none;
+  ASSERT_TRUE(api_.Delete(none.get_token(), controller::ImportResource(), "ns", "imp"));
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "<gone>");
+  EXPECT_FALSE(source_->export_running);
+  EXPECT_EQ(source_->exports_aborted, 1);
+  EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);
+}
+
+TEST_F(ImportReconcilerTest, TerminalExportErrorFailsTheImport) {
+  CreateReadySource();
+  CreateImport("imp");
+  {
+    std::lock_guard lock(source_->mu);
+    source_->export_error = core::Error{ErrorCode::kUnsupported, "the VM has a raw LUN"};
+  }
+  EXPECT_EQ(RunUntil("imp", "VMMigrationFailed"), "VMMigrationFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "ExportFailed");
+  EXPECT_EQ(events_.WithReason("ExportFailed").size(), 2u);  // the task's and the failure's
+}
+
+TEST_F(ImportReconcilerTest, InvalidImportIsValidatedAgainAfterAnEdit) {
+  CreateReadySource();
+  CreateImport("imp", "web", {{"storageClass", "missing"}});
+  ASSERT_EQ(RunUntil("imp", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineImportInvalid");  // stays, until an edit
+  std::stop_source none;
+  ASSERT_TRUE(api_.MergePatch(none.get_token(), controller::ImportResource(), "ns", "imp",
+                              {{"spec", {{"storageClass", "longhorn"}}}}));
+  EXPECT_EQ(ImportOf("imp")["metadata"].value("generation", 0), 2);
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(events_.WithReason("SpecChanged").size(), 1u);
+  EXPECT_EQ(RunUntil("imp", "sourceReady"), "sourceReady");
+  EXPECT_EQ(ImportOf("imp")["status"].value("observedGeneration", 0), 2);
+}
+
+TEST_F(ImportReconcilerTest, RestartedControllerCreatesTheVmWithoutTheSource) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  Restart();
+  std::stop_source none;
+  ASSERT_TRUE(api_.Delete(none.get_token(),
+                          {"migration.harvesterhci.io", "v1beta1", "vmwaresources", true}, "ns",
+                          "vc"));
+  {
+    std::lock_guard lock(source_->mu);
+    source_->exists = false;
+  }
+  const int opens = source_->opens;
+  EXPECT_EQ(RunUntil("imp", "virtualMachineCreated"), "virtualMachineCreated");
+  EXPECT_EQ(source_->opens, opens);  // described from status.sourceVirtualMachine
+  auto vm = api_.Peek("virtualmachines", "ns", "web");
+  ASSERT_TRUE(vm);
+  EXPECT_EQ((*vm)["spec"]["template"]["spec"]["domain"]["cpu"].value("sockets", 0), 2);
+}
+
+TEST_F(ImportReconcilerTest, SecondImportOfTheSameSourceVmWaitsUntouched) {
+  CreateReadySource();
+  CreateImport("first");
+  ASSERT_EQ(RunUntil("first", "sourceReady"), "sourceReady");
+  CreateImport("second");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Step("second"));
+  EXPECT_EQ(StatusOf("second"), "virtualMachineImportValid");
+  ASSERT_FALSE(events_.WithReason("SourceVmInUse").empty());
+  EXPECT_NE(events_.WithReason("SourceVmInUse")[0].message.find("ns/first"), std::string::npos);
+  // After a restart the claim is read from the first import's status.
+  Restart();
+  ASSERT_TRUE(Step("second"));
+  EXPECT_EQ(StatusOf("second"), "virtualMachineImportValid");
+  EXPECT_EQ(source_->power_offs, 0);
+  RunToTheEnd("first");
+  EXPECT_EQ(source_->power_offs, 1);
+  // Once the first has ended, the second goes on; its VM name is taken: refused, untouched.
+  EXPECT_EQ(RunUntil("second", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
+  EXPECT_EQ(ConditionReason("second", "Failed"), "VirtualMachineExists");
+  EXPECT_EQ(source_->power_offs, 1);
+}
+
+TEST_F(ImportReconcilerTest, VmOfAnotherOwnerFailsTheImportAndItsImagesGo) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  // Someone made a VM of the same name meanwhile.
+  api_.Put("virtualmachines", {{"metadata", {{"name", "web"}, {"namespace", "ns"}}}});
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "VMMigrationFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "VirtualMachineExists");
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_TRUE(api_.All("virtualmachineimages").empty());
+  EXPECT_TRUE(api_.All("persistentvolumeclaims").empty());
+  EXPECT_FALSE(api_.Peek("virtualmachines", "ns", "web")->contains("spec"));  // untouched
+}
+
+TEST_F(ImportReconcilerTest, LostStatusWriteAfterVmCreateFindsItsOwnVm) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  api_.FailNext("updateStatus", "virtualmachineimports",
+                core::Error{ErrorCode::kUnavailable, "timeout"});
+  ASSERT_FALSE(Step("imp"));  // the VM was created, its status not written
+  ASSERT_TRUE(api_.Peek("virtualmachines", "ns", "web"));
+  EXPECT_EQ(RunUntil("imp", "virtualMachineCreated"), "virtualMachineCreated");
+}
+
+TEST_F(ImportReconcilerTest, NonAsciiVmNameIsInvalidWithAReadableReason) {
+  CreateReadySource();
+  CreateImport("imp",
+               "vm-\xc3\xb1"
+               "and\xc3\xba");  // vm-ñandú
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineImportInvalid");
+  const auto invalid = events_.WithReason("InvalidSpec");
+  ASSERT_EQ(invalid.size(), 1u);
+  EXPECT_EQ(core::SanitizeUtf8(invalid[0].message), invalid[0].message);
+  EXPECT_NE(invalid[0].message.find("\xc3\xb1"), std::string::npos) << invalid[0].message;
+  EXPECT_EQ(source_->opens, 0);
+}
+
+TEST_F(ImportReconcilerTest, VmWithoutNicIsSaidInAnEvent) {
+  source_->description.nics.clear();
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "sourceReady"), "sourceReady");
+  EXPECT_EQ(events_.WithReason("NoNetworkInterfaces").size(), 1u);
+}
+
+TEST_F(ImportReconcilerTest, ForbiddenStepIsRetriedWithAnEventAndNothingLost) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "disksExported"), "disksExported");
+  api_.FailNext("create", "virtualmachineimages",
+                core::Error{ErrorCode::kPermissionDenied, "cannot create virtualmachineimages"});
+  auto r = Step("imp");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->requeue_after, std::chrono::seconds(30));
+  EXPECT_EQ(events_.WithReason("Forbidden").size(), 1u);
+  EXPECT_EQ(StatusOf("imp"), "disksExported");
+  EXPECT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+}
+
+TEST_F(ImportReconcilerTest, QuickCancelRemovesWhatTheImportMade) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  std::stop_source none;
+  ASSERT_TRUE(api_.Delete(none.get_token(), controller::ImportResource(), "ns", "imp"));
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "<gone>");
+  EXPECT_TRUE(api_.All("virtualmachineimages").empty());
+  EXPECT_EQ(source_->exports_aborted, 1);
+  EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);
+}
+
+TEST_F(ImportReconcilerTest, ConcurrencyLimitMakesTheThirdWait) {
+  options_.max_concurrent_imports = 1;
+  Restart();
+  source_->description.name = "web";
+  CreateReadySource();
+  CreateImport("a");
+  ASSERT_EQ(RunUntil("a", "sourceReady"), "sourceReady");
+  CreateImport("b", "web");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Step("b"));
+  EXPECT_EQ(StatusOf("b"), "virtualMachineImportValid");
+  EXPECT_FALSE(events_.WithReason("WaitingForImportSlot").empty());
+}
+
+}  // namespace
+}  // namespace vmimport::testing

@@ -1,0 +1,132 @@
+// The source reconciler on the in-memory Kubernetes: readiness, the reasons it gives, a Secret
+// that lacks a key, a conflicting status write, a deleted source.
+
+#include "controller/source_reconciler.h"
+
+#include <gtest/gtest.h>
+
+#include "core/strings.h"
+#include "tests/unit/fakes/fake_kube.h"
+
+namespace vmimport::testing {
+namespace {
+
+using core::ErrorCode;
+
+class FakeChecker final : public source::ConnectionChecker {
+ public:
+  core::Status CheckConnection(std::stop_token, const source::SourceConfig& config) override {
+    ++checks;
+    last = config;
+    if (error) return core::MakeError(*error);
+    return {};
+  }
+  int checks = 0;
+  source::SourceConfig last;
+  std::optional<core::Error> error;
+};
+
+class SourceReconcilerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    reconciler_ = std::make_unique<controller::SourceReconciler>(
+        source::SourceKind::kVmware, api_, cache_, &checker_, events_, clock_, core::Logger());
+  }
+  void CreateSecret(const Json& data) {
+    std::stop_source none;
+    ASSERT_TRUE(api_.Create(none.get_token(), controller::SecretResource(), "ns",
+                            {{"metadata", {{"name", "vc-secret"}}}, {"data", data}}));
+  }
+  void CreateSource() {
+    std::stop_source none;
+    ASSERT_TRUE(api_.Create(none.get_token(),
+                            controller::SourceResource(source::SourceKind::kVmware), "ns",
+                            {{"metadata", {{"name", "vc"}}},
+                             {"spec",
+                              {{"endpoint", "https://vc.example/sdk"},
+                               {"dc", "DC0"},
+                               {"credentials", {{"name", "vc-secret"}}}}}}));
+  }
+  core::Result<controller::ReconcileResult> Step() {
+    std::stop_source none;
+    return reconciler_->Reconcile(none.get_token(), "ns/vc");
+  }
+  Json Status() { return api_.Peek("vmwaresources", "ns", "vc")->value("status", Json::object()); }
+  std::string Reason(const std::string& type) {
+    for (const auto& c : Status().value("conditions", Json::array())) {
+      if (c.value("type", "") == type) return c.value("reason", "");
+    }
+    return "";
+  }
+
+  FakeApi api_;
+  FakeCache cache_{api_, "vmwaresources"};
+  FakeEvents events_;
+  FakeChecker checker_;
+  core::FakeClock clock_;
+  std::unique_ptr<controller::SourceReconciler> reconciler_;
+};
+
+TEST_F(SourceReconcilerTest, ReadySourceIsCheckedWithItsSecret) {
+  CreateSecret({{"username", core::Base64Encode("admin")}, {"password", core::Base64Encode("pw")}});
+  CreateSource();
+  auto r = Step();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->requeue_after, std::chrono::minutes(5));
+  EXPECT_EQ(Status().value("status", ""), "clusterReady");
+  EXPECT_EQ(checker_.last.secret["password"], "pw");
+  EXPECT_EQ(events_.WithReason("ClusterReady").size(), 1u);
+}
+
+TEST_F(SourceReconcilerTest, SecretWithoutPasswordNamesTheSecret) {
+  CreateSecret({{"username", core::Base64Encode("admin")}});
+  CreateSource();
+  ASSERT_TRUE(Step());
+  EXPECT_EQ(Status().value("status", ""), "clusterNotReady");
+  EXPECT_EQ(Reason("ClusterError"), "InvalidSecret");
+  ASSERT_EQ(events_.WithReason("InvalidSecret").size(), 1u);
+  EXPECT_NE(events_.WithReason("InvalidSecret")[0].message.find("secret ns/vc-secret has no "
+                                                                "password"),
+            std::string::npos)
+      << events_.WithReason("InvalidSecret")[0].message;
+  EXPECT_EQ(checker_.checks, 0);  // never sent to vCenter
+}
+
+TEST_F(SourceReconcilerTest, UnreachableSourceSaysWhy) {
+  CreateSecret({{"username", core::Base64Encode("admin")}, {"password", core::Base64Encode("pw")}});
+  CreateSource();
+  checker_.error = core::Error{ErrorCode::kUnavailable, "connect: connection refused"};
+  auto r = Step();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->requeue_after, std::chrono::seconds(30));
+  EXPECT_EQ(Reason("ClusterReady"), "Unreachable");
+}
+
+TEST_F(SourceReconcilerTest, FailedStatusWriteIsRetried) {
+  CreateSecret({{"username", core::Base64Encode("admin")}, {"password", core::Base64Encode("pw")}});
+  CreateSource();
+  api_.FailNext("updateStatus", "vmwaresources", core::Error{ErrorCode::kConflict, "modified"});
+  auto r = Step();
+  ASSERT_FALSE(r);
+  EXPECT_FALSE(r.error().Terminal());
+  EXPECT_TRUE(events_.All().empty());
+  ASSERT_TRUE(Step());
+  EXPECT_EQ(Status().value("status", ""), "clusterReady");
+}
+
+TEST_F(SourceReconcilerTest, DeletedSourceIsNothingToDo) {
+  auto r = Step();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->requeue_after.count(), 0);
+  EXPECT_EQ(checker_.checks, 0);
+}
+
+TEST_F(SourceReconcilerTest, SourcesReferencingSecretFindsThem) {
+  CreateSource();
+  EXPECT_EQ(reconciler_->SourcesReferencingSecret("ns/vc-secret"),
+            std::vector<std::string>{"ns/vc"});
+  EXPECT_TRUE(reconciler_->SourcesReferencingSecret("ns/other").empty());
+}
+
+}  // namespace
+}  // namespace vmimport::testing
