@@ -25,4 +25,14 @@ std::string HexEncode(std::string_view bytes);
 //! query values).
 std::string UrlEncode(std::string_view s);
 
+//! The length (1-4) of the well-formed UTF-8 sequence that starts at s[pos] (RFC 3629: no
+//! overlong forms, no surrogates, nothing above U+10FFFF); 0 when the bytes there are not one.
+size_t Utf8SequenceLength(std::string_view s, size_t pos);
+bool IsValidUtf8(std::string_view s);
+//! `s` with each byte that does not belong to a well-formed UTF-8 sequence replaced by U+FFFD:
+//! text from a source (VM names, fault messages, peer errors) made safe for status, Events, logs.
+std::string SanitizeUtf8(std::string_view s);
+//! At most `max_bytes` of `s`, cut before a UTF-8 sequence that would not fit whole.
+std::string_view TruncateUtf8(std::string_view s, size_t max_bytes);
+
 }  // namespace vmimport::core
