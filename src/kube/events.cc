@@ -4,6 +4,9 @@
 
 #include <random>
 
+#include "core/json.h"
+#include "core/strings.h"
+
 namespace vmimport::kube {
 namespace {
 
@@ -25,11 +28,13 @@ EventRecorder::EventRecorder(Client& client, std::string component, const core::
       cache_size_(cache_size) {}
 
 void EventRecorder::Record(const Json& object, const std::string& type, const std::string& reason,
-                           const std::string& message) {
-  const Json& md = object.contains("metadata") ? object["metadata"] : Json::object();
-  const std::string ns = md.value("namespace", "default");
-  const std::string name = md.value("name", "");
-  const std::string uid = md.value("uid", "");
+                           const std::string& raw_message) {
+  // The message often carries text from a source (a VM name, a fault): never invalid UTF-8.
+  const std::string message = core::SanitizeUtf8(raw_message);
+  const Json& md = core::JsonObject(object, "metadata");
+  const std::string ns = core::JsonString(md, "namespace", "default");
+  const std::string name = core::JsonString(md, "name");
+  const std::string uid = core::JsonString(md, "uid");
   const std::string now = core::FormatRfc3339(clock_.WallNow());
   const std::string key = uid + "\x1f" + type + "\x1f" + reason + "\x1f" + message;
 
@@ -56,12 +61,12 @@ void EventRecorder::Record(const Json& object, const std::string& type, const st
                 {"kind", "Event"},
                 {"metadata", {{"name", event_name}, {"namespace", ns}}},
                 {"involvedObject",
-                 {{"apiVersion", object.value("apiVersion", "")},
-                  {"kind", object.value("kind", "")},
+                 {{"apiVersion", core::JsonString(object, "apiVersion")},
+                  {"kind", core::JsonString(object, "kind")},
                   {"name", name},
                   {"namespace", ns},
                   {"uid", uid},
-                  {"resourceVersion", md.value("resourceVersion", "")}}},
+                  {"resourceVersion", core::JsonString(md, "resourceVersion")}}},
                 {"type", type},
                 {"reason", reason},
                 {"message", message},
