@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/strings.h"
+
 namespace vmimport::source::vmware {
 namespace {
 
@@ -31,6 +33,32 @@ TEST(SoapFault, FallsBackToElementNameAndToGenericFault) {
       "</Envelope>");
   ASSERT_TRUE(bare);
   EXPECT_EQ(bare->type, "SoapFault");
+}
+
+// A fault whose text is not UTF-8 (a VM name in Latin-1 echoed by the server, a message cut
+// mid-character): every field is replaced where bad, so the error reaches status safely.
+TEST(SoapFault, InvalidUtf8InTheFaultIsReplaced) {
+  const std::string body =
+      "<Envelope><Body><Fault><faultstring>vm-\xF1"
+      "and\xFA not found \xC3</faultstring>"
+      "<detail><ManagedObjectNotFoundFault><obj type=\"VirtualMachine\">vm-\xFF</obj>"
+      "</ManagedObjectNotFoundFault></detail></Fault></Body></Envelope>";
+  auto f = ParseSoapFault(body);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->type, "ManagedObjectNotFound");
+  EXPECT_EQ(f->message,
+            "vm-\xEF\xBF\xBD"
+            "and\xEF\xBF\xBD not found \xEF\xBF\xBD");
+  const core::Error e = FaultError("vsphere RetrieveProperties", *f);
+  EXPECT_EQ(e.code, core::ErrorCode::kNotFound);
+  EXPECT_TRUE(core::IsValidUtf8(e.message)) << e.message;
+  EXPECT_NE(e.message.find("VirtualMachine vm-\xEF\xBF\xBD no longer exists"), std::string::npos)
+      << e.message;
+  auto bare = ParseSoapFault(
+      "<Envelope><Body><Fault><faultstring>\xE2\x82</faultstring>"
+      "</Fault></Body></Envelope>");
+  ASSERT_TRUE(bare);
+  EXPECT_TRUE(core::IsValidUtf8(bare->message)) << bare->message;
 }
 
 TEST(SoapFault, NoFaultInANormalResponseOrGarbage) {
