@@ -157,7 +157,8 @@ core::Error ApiError(std::string_view service, std::string_view what, long statu
   return {code, std::move(message)};
 }
 
-core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret) {
+core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret,
+                                                std::string_view secret_name) {
   auto get = [&secret](const char* key) {
     auto it = secret.find(key);
     return it == secret.end() ? std::string() : std::string(core::TrimSpace(it->second));
@@ -171,7 +172,7 @@ core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std:
         std::pair{"project_name", &c.project_name}}) {
     if (value->empty()) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       std::string("openstack: the secret has no ") + key);
+                       "openstack: " + std::string(secret_name) + " has no " + key);
     }
   }
   if (c.domain_name.empty()) {
@@ -190,7 +191,7 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop,
     return MakeError(ErrorCode::kInvalidArgument,
                      "openstack: spec.endpoint \"" + config.endpoint + "\" is not an http(s) URL");
   }
-  auto credentials = CredentialsFromSecret(config.secret);
+  auto credentials = CredentialsFromSecret(config.secret, SecretName(config));
   if (!credentials) {
     return MakeError(credentials.error());
   }

@@ -150,6 +150,11 @@ TEST(Credentials, NeedUserPasswordAndProjectAndDefaultTheDomain) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(missing.error().message.find("project_name"), std::string::npos);
+  // The issue's "a Secret without a password says InvalidSpec without naming the Secret".
+  auto no_password = CredentialsFromSecret({{"username", "admin"}, {"project_name", "admin"}},
+                                           "secret default/os-creds");
+  ASSERT_FALSE(no_password);
+  EXPECT_EQ(no_password.error().message, "openstack: secret default/os-creds has no password");
 }
 
 constexpr const char* kServer = R"({"server": {

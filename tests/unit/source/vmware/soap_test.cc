@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/strings.h"
+#include "source/vmware/session.h"
 
 namespace vmimport::source::vmware {
 namespace {
@@ -59,6 +60,25 @@ TEST(SoapFault, InvalidUtf8InTheFaultIsReplaced) {
       "</Fault></Body></Envelope>");
   ASSERT_TRUE(bare);
   EXPECT_TRUE(core::IsValidUtf8(bare->message)) << bare->message;
+}
+
+// The "a Secret without a password says InvalidSpec without naming the Secret": the
+// message names it when the config says which (and keeps the words operators grep for).
+TEST(LoginInputs, AMissingPasswordNamesTheSecret) {
+  SourceConfig config;
+  config.endpoint = "https://vc.example/sdk";
+  config.secret = {{"username", "administrator@vsphere.local"}};
+  config.secret_key = "default/vc-creds";
+  auto st = CheckLoginInputs(config);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, core::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(st.error().message,
+            "the secret has no password (secret default/vc-creds must hold username and password)");
+  config.secret_key.clear();
+  EXPECT_EQ(CheckLoginInputs(config).error().message,
+            "the secret has no password (it must hold username and password)");
+  config.secret["password"] = "";  // an empty password is a password
+  EXPECT_TRUE(CheckLoginInputs(config));
 }
 
 TEST(SoapFault, NoFaultInANormalResponseOrGarbage) {
