@@ -1,6 +1,7 @@
 #include "api/conditions.h"
 
 #include "core/clock.h"
+#include "core/json.h"
 
 namespace vmimport::api {
 
@@ -62,9 +63,7 @@ std::vector<Condition> ConditionsFromJson(const nlohmann::json& array) {
   if (!array.is_array()) {
     return out;
   }
-  auto str = [](const nlohmann::json& j, const char* key) {
-    return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-  };
+  auto str = [](const nlohmann::json& j, const char* key) { return core::JsonString(j, key); };
   for (const auto& j : array) {
     if (!j.is_object()) {
       continue;

@@ -15,22 +15,31 @@ constexpr size_t kMaxSubdomainLength = 253;
 bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool IsAlnum(char c) { return IsLowerAlnum(c) || (c >= 'A' && c <= 'Z'); }
 
-std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+// Quoted for a message; bytes that are not UTF-8 (a name from a source) become U+FFFD.
+std::string Quote(std::string_view s) { return "\"" + core::SanitizeUtf8(s) + "\""; }
 
-// The characters of `s` that are not allowed in a label, quoted once each: `" ", "_"`.
+// The characters of `s` that are not allowed in a label, quoted once each: `" ", "_", "ñ"`. A
+// multi-byte UTF-8 character is quoted whole; a byte that is not UTF-8 is named in hex ("\xff").
 std::string BadLabelCharacters(std::string_view s) {
-  std::set<char> bad;
-  for (char c : s) {
-    if (!IsLowerAlnum(c) && c != '-') {
-      bad.insert(c);
+  std::set<std::string> bad;
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t length = core::Utf8SequenceLength(s, pos);
+    if (length == 0) {
+      bad.insert("\\x" + core::HexEncode(s.substr(pos, 1)));
+      ++pos;
+      continue;
     }
+    if (length > 1 || (!IsLowerAlnum(s[pos]) && s[pos] != '-')) {
+      bad.insert(std::string(s.substr(pos, length)));
+    }
+    pos += length;
   }
   std::string out;
-  for (char c : bad) {
+  for (const std::string& c : bad) {
     if (!out.empty()) {
       out += ", ";
     }
-    out += Quote(std::string_view(&c, 1));
+    out += "\"" + c + "\"";
   }
   return out;
 }
@@ -161,8 +170,12 @@ core::Result<std::string> SanitizeTargetName(std::string_view virtual_machine_na
   if (problems.empty()) {
     return target;
   }
-  std::string message = "the target VM name " + Quote(target) + " (from virtualMachineName " +
-                        Quote(virtual_machine_name) + ") is not RFC 1123 compliant: ";
+  // The source name is named too only when lower-casing changed it: no name said twice.
+  std::string message = "the target VM name " + Quote(target);
+  if (target != virtual_machine_name) {
+    message += " (from virtualMachineName " + Quote(virtual_machine_name) + ")";
+  }
+  message += " is not RFC 1123 compliant: ";
   for (size_t i = 0; i < problems.size(); ++i) {
     message += (i == 0 ? "" : "; ") + problems[i];
   }

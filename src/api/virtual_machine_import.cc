@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "api/json_reader.h"
+#include "core/json.h"
 
 namespace vmimport::api {
 
@@ -333,6 +334,9 @@ json StatusToJson(const VirtualMachineImportStatus& s) {
   PutIfNotEmpty(out, "newVirtualMachine", s.new_virtual_machine);
   PutIfNotEmpty(out, "importedVirtualMachineName", s.imported_virtual_machine_name);
   MergeUnknown(out, s.extra);
+  // Messages and names may carry text from a source that is not UTF-8: the status is safe to
+  // dump() and to show whatever the source sent.
+  core::SanitizeJsonStrings(out);
   return out;
 }
 

@@ -160,6 +160,7 @@ struct VirtualMachineImport {
 nlohmann::json SpecToJson(const VirtualMachineImportSpec& spec);
 
 [[nodiscard]] core::Result<VirtualMachineImportStatus> StatusFromJson(const nlohmann::json& j);
+//! Never holds invalid UTF-8: a byte of a string that is not UTF-8 is replaced by U+FFFD.
 nlohmann::json StatusToJson(const VirtualMachineImportStatus& status);
 
 //! The whole object. A missing spec or status reads as empty; a non-object is an error.

@@ -25,6 +25,7 @@
 #include "api/virtual_machine_import.h"
 #include "controller/import_reconciler.h"
 #include "controller/source_reconciler.h"
+#include "core/json.h"
 #include "core/strings.h"
 #include "harvester/virtual_machine.h"
 #include "http/client.h"
@@ -181,7 +182,7 @@ int Plan(Context& ctx, const std::string& file) {
   if (!object.contains("metadata") || !object["metadata"].is_object()) {
     object["metadata"] = Json::object();
   }
-  if (object["metadata"].value("namespace", "").empty()) {
+  if (core::JsonString(object["metadata"], "namespace").empty()) {
     object["metadata"]["namespace"] = ctx.ns;
   }
   auto vm_import = api::VirtualMachineImportFromJson(object);
@@ -219,7 +220,7 @@ int Plan(Context& ctx, const std::string& file) {
                           source_obj.error().message);
     return not_start();
   }
-  const std::string status = source_obj->value("status", Json::object()).value("status", "");
+  const std::string status = core::JsonString(core::JsonObject(*source_obj, "status"), "status");
   check.Line(status == controller::kClusterReady, "source " + spec.source_cluster.name + " is " +
                                                       (status.empty() ? "unchecked" : status));
   auto config = controller::LoadSourceConfig({}, *ctx.client, *kind, *source_obj);
@@ -302,23 +303,24 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
       return 1;
     }
     bool all_done = true;
-    for (const Json& item : (*list)["items"]) {
-      const std::string name = item["metadata"].value("name", "");
+    for (const Json& item : core::JsonArray(*list, "items")) {
+      const std::string name = core::JsonString(core::JsonObject(item, "metadata"), "name");
       if (!names.empty() && std::find(names.begin(), names.end(), name) == names.end()) {
         continue;
       }
-      const Json status = item.value("status", Json::object());
-      const std::string state = status.value("importStatus", "");
+      const Json& status = core::JsonObject(item, "status");
+      const std::string state = core::JsonString(status, "importStatus");
       all_done &= Terminal(state);
       std::printf("%-24s %-28s %s\n", name.c_str(), state.empty() ? "(new)" : state.c_str(),
-                  status.value("progress", "").c_str());
-      for (const Json& d : status.value("diskImportStatus", Json::array())) {
-        const uint64_t done = d.value("bytesDone", uint64_t{0});
-        const uint64_t total = d.value("bytesTotal", d.value("diskSize", uint64_t{0}));
-        const double rate = d.value("bytesPerSecond", 0.0);
-        const long eta = d.value("etaSeconds", -1L);
+                  core::JsonString(status, "progress").c_str());
+      for (const Json& d : core::JsonArray(status, "diskImportStatus")) {
+        const uint64_t done = core::JsonUint(d, "bytesDone").value_or(0);
+        const uint64_t total =
+            core::JsonUint(d, "bytesTotal").value_or(core::JsonUint(d, "diskSize").value_or(0));
+        const double rate = core::JsonNumber(d, "bytesPerSecond").value_or(0.0);
+        const int64_t eta = core::JsonInt(d, "etaSeconds").value_or(-1);
         std::printf("    %-34s %s %7.1f/%7.1f MiB %7.1f MB/s ETA %s\n",
-                    d.value("diskName", "").c_str(), Bar(done, total).c_str(),
+                    core::JsonString(d, "diskName").c_str(), Bar(done, total).c_str(),
                     static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
                     rate / 1e6, eta >= 0 ? (std::to_string(eta) + "s").c_str() : "-");
       }

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/strings.h"
+
 namespace vmimport::core {
 namespace {
 
@@ -31,9 +33,24 @@ std::string NowRfc3339Millis() {
   return fmt::format("{}.{:03}Z", buf, millis);
 }
 
+// Text from a source may not be UTF-8: each bad byte is written as U+FFFD, so that every line
+// stays valid UTF-8 (a JSON log pipeline would reject or drop it).
 void AppendJsonString(std::string& out, std::string_view value) {
   out.push_back('"');
-  for (const char c : value) {
+  for (size_t pos = 0; pos < value.size();) {
+    const size_t length = Utf8SequenceLength(value, pos);
+    if (length == 0) {
+      out.append("\\ufffd");
+      ++pos;
+      continue;
+    }
+    const char c = value[pos];
+    if (length > 1) {
+      out.append(value.substr(pos, length));
+      pos += length;
+      continue;
+    }
+    ++pos;
     switch (c) {
       case '"': out.append("\\\""); break;
       case '\\': out.append("\\\\"); break;
@@ -105,6 +122,9 @@ void AppendLogfmtValue(std::string& out, std::string_view value) {
       needs_quotes = true;
       break;
     }
+  }
+  if (!needs_quotes && !IsValidUtf8(value)) {
+    needs_quotes = true;  // quoting replaces the bad bytes
   }
   if (!needs_quotes) {
     out.append(value);

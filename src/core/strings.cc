@@ -1,5 +1,6 @@
 #include "core/strings.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdint>
@@ -164,56 +165,87 @@ std::string UrlEncode(std::string_view s) {
   return out;
 }
 
-size_t Utf8SequenceLength(std::string_view s) {
-  if (s.empty()) {
+size_t Utf8SequenceLength(std::string_view s, size_t pos) {
+  if (pos >= s.size()) {
     return 0;
   }
-  const auto b = [&s](size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char c = b(0);
-  if (c < 0x80) {
+  auto byte = [&s](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char b0 = byte(pos);
+  if (b0 < 0x80) {
     return 1;
   }
-  size_t n = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xbf;  // range of the second byte (RFC 3629, table 3-7 of Unicode)
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;  // no overlong form
-    if (c == 0xed) hi = 0x9f;  // no surrogates
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;  // no overlong form
-    if (c == 0xf4) hi = 0x8f;  // nothing above U+10FFFF
+  // Table 3-7 of the Unicode standard: the second byte's range depends on the first.
+  size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    length = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    length = 3;
+    low = b0 == 0xE0 ? 0xA0 : 0x80;   // no overlong forms
+    high = b0 == 0xED ? 0x9F : 0xBF;  // no surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    length = 4;
+    low = b0 == 0xF0 ? 0x90 : 0x80;   // no overlong forms
+    high = b0 == 0xF4 ? 0x8F : 0xBF;  // nothing above U+10FFFF
   } else {
+    return 0;  // a continuation byte, C0/C1 (overlong) or F5-FF
+  }
+  if (s.size() - pos < length) {
     return 0;
   }
-  if (s.size() < n || b(1) < lo || b(1) > hi) {
+  if (byte(pos + 1) < low || byte(pos + 1) > high) {
     return 0;
   }
-  for (size_t i = 2; i < n; ++i) {
-    if (b(i) < 0x80 || b(i) > 0xbf) {
+  for (size_t i = 2; i < length; ++i) {
+    if (byte(pos + i) < 0x80 || byte(pos + i) > 0xBF) {
       return 0;
     }
   }
-  return n;
+  return length;
+}
+
+bool IsValidUtf8(std::string_view s) {
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t n = Utf8SequenceLength(s, pos);
+    if (n == 0) {
+      return false;
+    }
+    pos += n;
+  }
+  return true;
 }
 
 std::string SanitizeUtf8(std::string_view s) {
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
   std::string out;
   out.reserve(s.size());
-  while (!s.empty()) {
-    const size_t n = Utf8SequenceLength(s);
+  for (size_t pos = 0; pos < s.size();) {
+    const size_t n = Utf8SequenceLength(s, pos);
     if (n == 0) {
-      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
-      s.remove_prefix(1);
+      out.append(kReplacement);
+      ++pos;
       continue;
     }
-    out.append(s.substr(0, n));
-    s.remove_prefix(n);
+    out.append(s.substr(pos, n));
+    pos += n;
   }
   return out;
+}
+
+std::string_view TruncateUtf8(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) {
+    return s;
+  }
+  size_t end = 0;
+  while (end < max_bytes) {
+    const size_t length = std::max<size_t>(Utf8SequenceLength(s, end), 1);  // a bad byte: 1
+    if (end + length > max_bytes) {
+      break;
+    }
+    end += length;
+  }
+  return s.substr(0, end);
 }
 
 }  // namespace vmimport::core

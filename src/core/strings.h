@@ -25,11 +25,14 @@ std::string HexEncode(std::string_view bytes);
 //! query values).
 std::string UrlEncode(std::string_view s);
 
-//! `s` with every byte sequence that is not well-formed UTF-8 (RFC 3629: no overlong forms, no
-//! surrogates, nothing above U+10FFFF) replaced by U+FFFD: safe to put in JSON, status, Events
-//! and logs. Valid text is returned unchanged.
+//! The length (1-4) of the well-formed UTF-8 sequence that starts at s[pos] (RFC 3629: no
+//! overlong forms, no surrogates, nothing above U+10FFFF); 0 when the bytes there are not one.
+size_t Utf8SequenceLength(std::string_view s, size_t pos);
+bool IsValidUtf8(std::string_view s);
+//! `s` with each byte that does not belong to a well-formed UTF-8 sequence replaced by U+FFFD:
+//! text from a source (VM names, fault messages, peer errors) made safe for status, Events, logs.
 std::string SanitizeUtf8(std::string_view s);
-//! Length of the well-formed UTF-8 sequence at the start of `s`; 0 when it is not one.
-size_t Utf8SequenceLength(std::string_view s);
+//! At most `max_bytes` of `s`, cut before a UTF-8 sequence that would not fit whole.
+std::string_view TruncateUtf8(std::string_view s, size_t max_bytes);
 
 }  // namespace vmimport::core

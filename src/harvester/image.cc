@@ -3,6 +3,7 @@
 #include <array>
 
 #include "api/names.h"
+#include "core/json.h"
 
 namespace vmimport::harvester {
 
@@ -131,15 +132,11 @@ bool ImageNeedsPvc(const json& image) {
   if (!image.is_object()) {
     return false;
   }
-  const json spec = image.value("spec", json::object());
-  if (!spec.is_object()) {
+  const json* spec = core::JsonMember(image, "spec");
+  if (spec == nullptr || !spec->is_object()) {
     return true;
   }
-  const auto it = spec.find("backend");
-  if (it == spec.end() || !it->is_string()) {
-    return true;
-  }
-  const auto& backend = it->get_ref<const std::string&>();
+  const std::string backend = core::JsonString(*spec, "backend");
   return backend.empty() || backend == kBackendBackingImage;
 }
 

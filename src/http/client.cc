@@ -2,8 +2,11 @@
 
 #include <curl/curl.h>
 
+#include <exception>
 #include <filesystem>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "core/strings.h"
 
@@ -31,8 +34,24 @@ struct Transfer {
   const BodyCallback* on_body = nullptr;  // null: accumulate into response.body
   bool head_delivered = false;
   bool aborted_by_callback = false;
+  std::optional<std::string> callback_exception;  // what a callback threw (the transfer aborts)
   CURL* easy = nullptr;
 };
+
+// An exception must never unwind through libcurl's C frames: every callback runs its body here.
+// A throw aborts the transfer (`abort_value`) and is reported as kInternal by Send.
+template <class R, class F>
+R NoThrow(Transfer& t, R abort_value, F&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    t.callback_exception = e.what();
+  } catch (...) {
+    t.callback_exception = "unknown exception";
+  }
+  t.aborted_by_callback = true;
+  return abort_value;
+}
 
 bool DeliverHead(Transfer& t) {
   if (t.head_delivered) {
@@ -47,9 +66,7 @@ bool DeliverHead(Transfer& t) {
   return true;
 }
 
-size_t OnHeader(char* data, size_t size, size_t count, void* user) {
-  auto& t = *static_cast<Transfer*>(user);
-  const size_t n = size * count;
+size_t OnHeaderUnsafe(Transfer& t, char* data, size_t n) {
   std::string_view line(data, n);
   if (line.starts_with("HTTP/")) {
     t.response.headers.clear();  // a new response (after 100-continue or a redirect)
@@ -64,9 +81,7 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  auto& t = *static_cast<Transfer*>(user);
-  const size_t n = size * count;
+size_t OnBodyUnsafe(Transfer& t, char* data, size_t n) {
   if (!DeliverHead(t)) {
     return 0;
   }
@@ -79,6 +94,16 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
     return 0;
   }
   return n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t count, void* user) {
+  auto& t = *static_cast<Transfer*>(user);
+  return NoThrow(t, size_t{0}, [&] { return OnHeaderUnsafe(t, data, size * count); });
+}
+
+size_t OnBody(char* data, size_t size, size_t count, void* user) {
+  auto& t = *static_cast<Transfer*>(user);
+  return NoThrow(t, size_t{0}, [&] { return OnBodyUnsafe(t, data, size * count); });
 }
 
 int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -96,6 +121,10 @@ core::Error MapCurlError(CURLcode code, const char* errbuf, const Request& reque
     if (scheme_end != std::string::npos && at > scheme_end) {
       where.erase(scheme_end + 3, at - scheme_end - 2);
     }
+  }
+  if (t.callback_exception) {
+    return {ErrorCode::kInternal,
+            where + ": callback threw: " + core::SanitizeUtf8(*t.callback_exception)};
   }
   switch (code) {
     case CURLE_ABORTED_BY_CALLBACK:

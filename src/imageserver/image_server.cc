@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <list>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "core/strings.h"
 #include "disk/byte_sink.h"
 #include "disk/byte_source.h"
 #include "disk/checked_cast.h"
@@ -260,6 +262,22 @@ struct ImageServer::Impl {
     return core::Ok();
   }
 
+  // cpp-httplib calls content providers outside its own try: a throw from a reader would end the
+  // process. A provider body that throws ends its stream as a source error instead.
+  template <class F>
+  static bool NoThrowProvider(Stream& s, F&& provide) noexcept {
+    try {
+      return provide();
+    } catch (const std::exception& e) {
+      s.error =
+          core::Error{ErrorCode::kInternal, "disk stream threw: " + core::SanitizeUtf8(e.what())};
+    } catch (...) {
+      s.error = core::Error{ErrorCode::kInternal, "disk stream threw an unknown exception"};
+    }
+    s.outcome = StreamOutcome::kSourceError;
+    return false;
+  }
+
   // The content provider of a streaming GET.
   bool ProvideStreaming(Stream& s, size_t offset, size_t length, httplib::DataSink& sink) {
     if (s.stop.stop_requested()) {
@@ -441,7 +459,7 @@ struct ImageServer::Impl {
     res.set_content_provider(
         disk::CheckedCast<size_t>(size), "application/octet-stream",
         [this, s](size_t offset, size_t length, httplib::DataSink& sink) {
-          return ProvideStreaming(*s, offset, length, sink);
+          return NoThrowProvider(*s, [&] { return ProvideStreaming(*s, offset, length, sink); });
         },
         [this, s](bool success) { Release(s, success); });
   }
@@ -477,7 +495,7 @@ struct ImageServer::Impl {
           if (offset != s->bytes) {
             s->whole_from_start = false;  // a Range: the checksums are not this response's
           }
-          return ProvideStaged(*s, offset, length, sink);
+          return NoThrowProvider(*s, [&] { return ProvideStaged(*s, offset, length, sink); });
         },
         [this, s](bool success) { Release(s, success); });
   }

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/json.h"
 #include "core/strings.h"
 
 namespace vmimport::kube {
@@ -33,10 +34,7 @@ std::string Query(const ListOptions& o) {
 }
 
 std::string ObjectName(const Json& object) {
-  if (!object.is_object() || !object.contains("metadata")) {
-    return "";
-  }
-  return object["metadata"].value("name", "");
+  return core::JsonString(core::JsonObject(object, "metadata"), "name");
 }
 
 }  // namespace
@@ -60,26 +58,23 @@ std::string Resource::Path(const std::string& ns, const std::string& name,
 std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body) {
   ApiStatus s;
   s.code = http_code;
-  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || j.value("kind", "") != "Status") {
-    s.message = body.substr(0, 512);
+  const std::optional<Json> j = core::ParseJson(body);
+  if (!j || core::JsonString(*j, "kind") != "Status") {
+    // Not a Status (a proxy's HTML page, a truncated body): its start, cut whole characters or not.
+    s.message = core::SanitizeUtf8(std::string_view(body).substr(0, 512));
     return s;
   }
-  s.reason = j.value("reason", "");
-  s.message = j.value("message", "");
-  if (j.contains("code") && j["code"].is_number_integer()) {
-    s.code = j["code"].get<long>();
+  s.reason = core::JsonString(*j, "reason");
+  s.message = core::JsonString(*j, "message");
+  if (auto code = core::JsonInt(*j, "code")) {
+    s.code = static_cast<long>(*code);
   }
-  if (j.contains("details") && j["details"].is_object()) {
-    const Json& d = j["details"];
-    if (d.contains("causes") && d["causes"].is_array()) {
-      for (const Json& c : d["causes"]) {
-        s.causes.push_back(c.value("field", "") + ": " + c.value("message", ""));
-      }
-    }
-    if (d.contains("retryAfterSeconds") && d["retryAfterSeconds"].is_number_integer()) {
-      s.retry_after = std::chrono::seconds(d["retryAfterSeconds"].get<long>());
-    }
+  const Json& d = core::JsonObject(*j, "details");
+  for (const Json& c : core::JsonArray(d, "causes")) {
+    s.causes.push_back(core::JsonString(c, "field") + ": " + core::JsonString(c, "message"));
+  }
+  if (auto after = core::JsonInt(d, "retryAfterSeconds")) {
+    s.retry_after = std::chrono::seconds(*after);
   }
   return s;
 }
@@ -155,12 +150,12 @@ Result<Json> Client::Call(std::stop_token stop, const std::string& method, const
     if (resp->body.empty()) {
       return Json::object();
     }
-    Json j = Json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) {
+    std::optional<Json> j = core::ParseJson(resp->body);
+    if (!j) {
       return MakeError(ErrorCode::kInternal,
                        "kube " + method + " " + path + ": response is not JSON");
     }
-    return j;
+    return std::move(*j);
   }
   const ApiStatus status = *ParseApiStatus(resp->status, resp->body);
   std::string msg = "kube " + method + " " + path + ": " + std::to_string(status.code);
@@ -186,26 +181,26 @@ Result<Json> Client::List(std::stop_token stop, const Resource& r, const std::st
 
 Result<Json> Client::Create(std::stop_token stop, const Resource& r, const std::string& ns,
                             const Json& object) {
-  return Call(std::move(stop), "POST", r.Path(ns), "application/json", object.dump());
+  return Call(std::move(stop), "POST", r.Path(ns), "application/json", core::DumpJson(object));
 }
 
 Result<Json> Client::Update(std::stop_token stop, const Resource& r, const std::string& ns,
                             const Json& object) {
   return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object)), "application/json",
-              object.dump());
+              core::DumpJson(object));
 }
 
 Result<Json> Client::UpdateStatus(std::stop_token stop, const Resource& r, const std::string& ns,
                                   const Json& object) {
   return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object), "status"), "application/json",
-              object.dump());
+              core::DumpJson(object));
 }
 
 Result<Json> Client::MergePatch(std::stop_token stop, const Resource& r, const std::string& ns,
                                 const std::string& name, const Json& patch,
                                 const std::string& subresource) {
   return Call(std::move(stop), "PATCH", r.Path(ns, name, subresource),
-              "application/merge-patch+json", patch.dump());
+              "application/merge-patch+json", core::DumpJson(patch));
 }
 
 Status Client::Watch(std::stop_token stop, const Resource& r, const std::string& ns,
@@ -260,17 +255,21 @@ Status Client::Watch(std::stop_token stop, const Resource& r, const std::string&
       if (core::TrimSpace(line).empty()) {
         continue;
       }
-      Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (!j.is_object() || !j.contains("type")) {
+      // This runs inside libcurl's write callback: nothing here may throw.
+      std::optional<Json> j = core::ParseJson(line);
+      const Json* type = j ? core::JsonMember(*j, "type") : nullptr;
+      if (type == nullptr || !type->is_string()) {
         event_error = core::Error{ErrorCode::kInternal, "watch " + r.plural + ": bad event line"};
         return false;
       }
-      WatchEvent ev{j["type"].get<std::string>(), std::move(j["object"])};
+      std::string type_name = type->get_ref<const std::string&>();
+      WatchEvent ev{std::move(type_name), std::move((*j)["object"])};  // missing: null
       if (ev.type == "ERROR") {
-        const auto st = ParseApiStatus(0, ev.object.dump());
-        const long code = ev.object.value("code", 0L);
-        event_error = core::Error{code == 410 ? ErrorCode::kGone : ErrorCodeFor(*st),
-                                  "watch " + r.plural + ": " + ev.object.value("message", "")};
+        const auto st = ParseApiStatus(0, core::DumpJson(ev.object));
+        const long code = static_cast<long>(core::JsonInt(ev.object, "code").value_or(0));
+        event_error =
+            core::Error{code == 410 ? ErrorCode::kGone : ErrorCodeFor(*st),
+                        "watch " + r.plural + ": " + core::JsonString(ev.object, "message")};
         return false;
       }
       if (!on_event(ev)) {
@@ -311,7 +310,8 @@ Status Client::Delete(std::stop_token stop, const Resource& r, const std::string
   if (!options.precondition_resource_version.empty()) {
     body["preconditions"]["resourceVersion"] = options.precondition_resource_version;
   }
-  auto r2 = Call(std::move(stop), "DELETE", r.Path(ns, name), "application/json", body.dump());
+  auto r2 =
+      Call(std::move(stop), "DELETE", r.Path(ns, name), "application/json", core::DumpJson(body));
   if (!r2) {
     return MakeError(r2.error());
   }

@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <random>
 
+#include "core/json.h"
+#include "core/strings.h"
+
 namespace vmimport::kube {
 
 using core::ErrorCode;
 
 std::string ObjectKeyOf(const Json& object) {
-  const Json& md = object.contains("metadata") ? object["metadata"] : Json::object();
-  const std::string name = md.value("name", "");
-  const std::string ns = md.value("namespace", "");
+  const Json& md = core::JsonObject(object, "metadata");
+  const std::string name = core::JsonString(md, "name");
+  const std::string ns = core::JsonString(md, "namespace");
   return ns.empty() ? name : ns + "/" + name;
 }
 
@@ -25,10 +28,22 @@ void DropManagedFields(Json& object) {
 }
 
 std::string ResourceVersionOf(const Json& object) {
-  if (!object.is_object() || !object.contains("metadata")) {
-    return "";
+  return core::JsonString(core::JsonObject(object, "metadata"), "resourceVersion");
+}
+
+// Handlers are the controller's code; one that throws must not end the informer's thread (a
+// jthread that lets an exception out terminates the process) nor unwind through libcurl (Apply
+// runs inside the watch's write callback).
+template <class F>
+void CallHandler(const core::Logger& log, const char* what, F&& call) {
+  try {
+    call();
+  } catch (const std::exception& e) {
+    log.Error("informer handler threw",
+              {{"handler", what}, {"error", core::SanitizeUtf8(e.what())}});
+  } catch (...) {
+    log.Error("informer handler threw", {{"handler", what}, {"error", "unknown exception"}});
   }
-  return object["metadata"].value("resourceVersion", "");
 }
 
 }  // namespace
@@ -118,22 +133,31 @@ core::Status Informer::ListAll(std::stop_token stop) {
     if (!page) {
       return core::MakeError(page.error());
     }
-    for (Json& item : (*page)["items"]) {
+    std::string kind = core::JsonString(*page, "kind");
+    if (kind.size() > 4 && kind.ends_with("List")) {
+      kind.resize(kind.size() - 4);
+    }
+    Json* items = page->is_object() ? &(*page)["items"] : nullptr;
+    if (items != nullptr && !items->is_array() && !items->is_null()) {
+      return core::MakeError(core::ErrorCode::kInternal,
+                             "list " + resource_.plural + ": items is not an array");
+    }
+    Json none = Json::array();
+    for (Json& item : items != nullptr && items->is_array() ? *items : none) {
+      if (!item.is_object()) {
+        continue;  // not an object: nothing a handler could use
+      }
       // List items carry no apiVersion/kind; restore them so handlers see whole objects.
       item["apiVersion"] = resource_.ApiVersion();
-      if (page->contains("kind") && !options_.metadata_only) {
-        std::string kind = (*page)["kind"].get<std::string>();
-        if (kind.size() > 4 && kind.ends_with("List")) {
-          kind.resize(kind.size() - 4);
-        }
+      if (!kind.empty() && !options_.metadata_only) {
         item["kind"] = kind;
       }
       DropManagedFields(item);
       fresh.emplace(ObjectKeyOf(item), std::move(item));
     }
-    const Json& md = (*page)["metadata"];
-    rv = md.value("resourceVersion", rv);
-    const std::string cont = md.value("continue", "");
+    const Json& md = core::JsonObject(*page, "metadata");
+    rv = core::JsonString(md, "resourceVersion", rv);
+    const std::string cont = core::JsonString(md, "continue");
     if (cont.empty()) {
       break;
     }
@@ -167,13 +191,13 @@ core::Status Informer::ListAll(std::stop_token stop) {
   synced_cv_.notify_all();
   for (const auto& h : handlers_) {
     for (const Json& o2 : added) {
-      if (h.on_add) h.on_add(o2);
+      if (h.on_add) CallHandler(log_, "add", [&] { h.on_add(o2); });
     }
     for (const auto& [old_obj, new_obj] : updated) {
-      if (h.on_update) h.on_update(old_obj, new_obj);
+      if (h.on_update) CallHandler(log_, "update", [&] { h.on_update(old_obj, new_obj); });
     }
     for (const Json& o2 : deleted) {
-      if (h.on_delete) h.on_delete(o2);
+      if (h.on_delete) CallHandler(log_, "delete", [&] { h.on_delete(o2); });
     }
   }
   return {};
@@ -187,6 +211,9 @@ void Informer::Apply(const WatchEvent& event) {
       resource_version_ = rv;
     }
     return;
+  }
+  if (!event.object.is_object()) {
+    return;  // nothing to cache or hand on
   }
   stats_.events++;
   Json object = event.object;
@@ -209,11 +236,12 @@ void Informer::Apply(const WatchEvent& event) {
   }
   for (const auto& h : handlers_) {
     if (event.type == "DELETED") {
-      if (h.on_delete) h.on_delete(old_obj ? *old_obj : object);
+      if (h.on_delete)
+        CallHandler(log_, "delete", [&] { h.on_delete(old_obj ? *old_obj : object); });
     } else if (old_obj) {
-      if (h.on_update) h.on_update(*old_obj, object);
+      if (h.on_update) CallHandler(log_, "update", [&] { h.on_update(*old_obj, object); });
     } else {
-      if (h.on_add) h.on_add(object);
+      if (h.on_add) CallHandler(log_, "add", [&] { h.on_add(object); });
     }
   }
 }

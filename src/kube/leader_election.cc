@@ -4,6 +4,8 @@
 #include <mutex>
 #include <thread>
 
+#include "core/json.h"
+
 namespace vmimport::kube {
 namespace {
 
@@ -54,22 +56,28 @@ bool LeaderElector::TryAcquireOrRenew(std::stop_token stop) {
     return true;
   }
   Json lease = *current;
+  if (!lease.is_object()) {
+    return false;  // not a Lease: nothing to take over
+  }
   Json& spec = lease["spec"];
-  const std::string holder = spec.value("holderIdentity", "");
-  const std::string renew_time = spec.value("renewTime", "");
+  if (!spec.is_object()) {
+    spec = Json::object();
+  }
+  const std::string holder = core::JsonString(spec, "holderIdentity");
+  const std::string renew_time = core::JsonString(spec, "renewTime");
   if (holder != observed_holder_ || renew_time != observed_renew_time_) {
     observed_holder_ = holder;
     observed_renew_time_ = renew_time;
     observed_at_ = clock_.Now();
   }
   const auto duration = std::chrono::seconds(
-      spec.value("leaseDurationSeconds", static_cast<long>(config_.lease_duration.count())));
+      core::JsonInt(spec, "leaseDurationSeconds").value_or(config_.lease_duration.count()));
   if (!holder.empty() && holder != config_.identity && clock_.Now() < observed_at_ + duration) {
     return false;  // held by a live leader
   }
   if (holder != config_.identity) {
     spec["acquireTime"] = now;
-    spec["leaseTransitions"] = spec.value("leaseTransitions", 0) + 1;
+    spec["leaseTransitions"] = core::JsonInt(spec, "leaseTransitions").value_or(0) + 1;
   }
   spec["holderIdentity"] = config_.identity;
   spec["leaseDurationSeconds"] = config_.lease_duration.count();
@@ -89,7 +97,8 @@ bool LeaderElector::TryAcquireOrRenew(std::stop_token stop) {
 
 void LeaderElector::Release(std::stop_token stop) {
   auto current = client_.Get(stop, kLeases, config_.lease_namespace, config_.lease_name);
-  if (!current || (*current)["spec"].value("holderIdentity", "") != config_.identity) {
+  if (!current ||
+      core::JsonString(core::JsonObject(*current, "spec"), "holderIdentity") != config_.identity) {
     return;
   }
   Json lease = *current;

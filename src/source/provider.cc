@@ -11,4 +11,8 @@ const char* SourceKindName(SourceKind kind) {
   return "unknown";
 }
 
+std::string SecretName(const SourceConfig& config) {
+  return config.secret_key.empty() ? "the secret" : "secret " + config.secret_key;
+}
+
 }  // namespace vmimport::source

@@ -24,12 +24,19 @@ struct SourceConfig {
   std::string datacenter;                     //!< vSphere: spec.dc
   std::string region;                         //!< OpenStack: spec.region
   std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged
-  std::chrono::seconds http_timeout{600};     //!< OVA: spec.httpTimeoutSeconds (0 = none)
+  //! "namespace/name" of the Secret `secret` came from ("" when there is none): named in errors
+  //! about its content, so that an operator knows which Secret to fix.
+  std::string secret_key;
+  std::chrono::seconds http_timeout{600};  //!< OVA: spec.httpTimeoutSeconds (0 = none)
   //! OpenStack: spec.uploadImageRetryCount / spec.uploadImageRetryDelay (seconds); <= 0 means
   //! the reference's defaults, 30 polls 10 s apart.
   int upload_image_retry_count = 0;
   int upload_image_retry_delay_seconds = 0;
 };
+
+//! What to call the Secret of `config` in an error: "secret <namespace>/<name>", or "the secret"
+//! when the config does not say which.
+std::string SecretName(const SourceConfig& config);
 
 //! Checks that a source can be used: reachable, TLS verified, credentials accepted, and the
 //! named datacenter / region / file exists. Errors say which of these failed:

@@ -123,14 +123,20 @@ std::string IdentityV3Url(std::string_view endpoint) {
 core::Error ApiError(std::string_view service, std::string_view what, long status,
                      std::string_view body) {
   std::string detail;
-  if (auto doc = ParseJson(body); doc && doc->is_object()) {
+  auto doc = ParseJson(body);
+  if (!doc) {
+    // A JSON error whose text is not UTF-8 (a name echoed back from the user) is still worth
+    // reading: with each bad byte replaced it parses, and its message says what went wrong.
+    doc = ParseJson(core::SanitizeUtf8(body));
+  }
+  if (doc && doc->is_object()) {
     detail = Str(*doc, "message");
     for (auto it = doc->begin(); detail.empty() && it != doc->end(); ++it) {
       detail = Str(it.value(), "message");
     }
   }
   if (detail.size() > 300) {
-    detail = detail.substr(0, 300) + "...";
+    detail = std::string(core::TruncateUtf8(detail, 300)) + "...";  // whole characters only
   }
   std::string message = std::string(service) + ": " + std::string(what) + ": http " +
                         std::to_string(status) + (detail.empty() ? "" : ": " + detail);
@@ -151,7 +157,8 @@ core::Error ApiError(std::string_view service, std::string_view what, long statu
   return {code, std::move(message)};
 }
 
-core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret) {
+core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret,
+                                                std::string_view secret_name) {
   auto get = [&secret](const char* key) {
     auto it = secret.find(key);
     return it == secret.end() ? std::string() : std::string(core::TrimSpace(it->second));
@@ -165,7 +172,7 @@ core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std:
         std::pair{"project_name", &c.project_name}}) {
     if (value->empty()) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       std::string("openstack: the secret has no ") + key);
+                       "openstack: " + std::string(secret_name) + " has no " + key);
     }
   }
   if (c.domain_name.empty()) {
@@ -184,7 +191,7 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop,
     return MakeError(ErrorCode::kInvalidArgument,
                      "openstack: spec.endpoint \"" + config.endpoint + "\" is not an http(s) URL");
   }
-  auto credentials = CredentialsFromSecret(config.secret);
+  auto credentials = CredentialsFromSecret(config.secret, SecretName(config));
   if (!credentials) {
     return MakeError(credentials.error());
   }
@@ -208,6 +215,16 @@ core::Result<std::unique_ptr<Session>> Session::Login(std::stop_token stop,
 }
 
 core::Status Session::Authenticate(std::stop_token stop) {
+  // JSON carries text only: a Secret value that is not UTF-8 is refused, never mangled.
+  for (const std::string* field : {&credentials_.username, &credentials_.password,
+                                   &credentials_.project_name, &credentials_.domain_name}) {
+    if (!core::IsValidUtf8(*field)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "keystone: login at " + identity_url_ +
+                           ": the credentials are not UTF-8 text (username, password, project or "
+                           "domain name)");
+    }
+  }
   const Json body = {{"auth",
                       {{"identity",
                         {{"methods", {"password"}},
@@ -224,7 +241,7 @@ core::Status Session::Authenticate(std::stop_token stop) {
   request.method = "POST";
   request.url = identity_url_ + "/auth/tokens";
   request.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
-  request.body = body.dump();
+  request.body = core::DumpJson(body);
   request.timeout = options_.request_timeout;
   auto response = http_->Do(stop, request);
   if (!response) {
@@ -328,7 +345,7 @@ core::Result<http::Response> Session::Raw(std::stop_token stop, Service service,
     request.headers = {{"X-Auth-Token", *token}, {"Accept", "application/json"}};
     if (body != nullptr) {
       request.headers.emplace_back("Content-Type", "application/json");
-      request.body = body->dump();
+      request.body = core::DumpJson(*body);
     }
     request.headers.insert(request.headers.end(), extra_headers.begin(), extra_headers.end());
     auto response = http_->Do(stop, request);

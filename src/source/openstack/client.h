@@ -77,7 +77,9 @@ struct Credentials {
 
 //! Reads username, password, project_name and domain_name (default "Default") from the Secret.
 //! Errors: kInvalidArgument naming the missing key.
-core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret);
+//! `secret_name` ("secret ns/name", see source::SecretName) names the Secret in the error.
+core::Result<Credentials> CredentialsFromSecret(const std::map<std::string, std::string>& secret,
+                                                std::string_view secret_name = "the secret");
 
 struct SessionOptions {
   //! Renew the token when it expires within this margin.

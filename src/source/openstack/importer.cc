@@ -301,9 +301,9 @@ class OpenstackSourceVm final : public SourceVm {
     const auto ids = [&](Service service, const std::string& path, const char* list) {
       std::vector<std::string> out;
       if (auto r = session_->Call(stop, service, "GET", path, "list " + std::string(list))) {
-        for (const Json& item : r->value(list, Json::array())) {
-          if (item.is_object() && item.contains("id") && item["id"].is_string()) {
-            out.push_back(item["id"].get<std::string>());
+        for (const Json& item : Arr(*r, list)) {
+          if (std::string id = Str(item, "id"); !id.empty()) {
+            out.push_back(std::move(id));
           }
         }
       }

@@ -1,72 +1,68 @@
 #pragma once
 
 // Reading untrusted JSON without exceptions: every accessor checks the type and falls back to an
-// empty value, so a field of the wrong type reads like a missing one.
+// empty value, so a field of the wrong type reads like a missing one. Thin names over core/json.h
+// plus the one OpenStack habit it lacks (numbers sent as strings).
 
+#include <cmath>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "core/json.h"
 
 namespace vmimport::source::openstack {
 
 //! Parses `text`; nullopt when it is not JSON (never throws).
 inline std::optional<nlohmann::json> ParseJson(std::string_view text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return std::nullopt;
-  }
-  return j;
+  return core::ParseJson(text);
 }
 
 //! j[key] when j is an object that has it, else nullptr.
 inline const nlohmann::json* Member(const nlohmann::json& j, std::string_view key) {
-  if (!j.is_object()) {
-    return nullptr;
-  }
-  auto it = j.find(key);
-  return it == j.end() ? nullptr : &*it;
+  return core::JsonMember(j, key);
 }
 
 //! j[key] as a string; "" when missing or not a string.
 inline std::string Str(const nlohmann::json& j, std::string_view key) {
-  const nlohmann::json* m = Member(j, key);
-  return m != nullptr && m->is_string() ? m->get<std::string>() : std::string();
+  return core::JsonString(j, key);
 }
 
-//! j[key] as an integer (also from a numeric string, as some APIs send sizes); nullopt otherwise.
+//! j[key] as an integer (also from a numeric string, as some APIs send sizes); nullopt otherwise
+//! (also for a float out of int64 range).
 inline std::optional<int64_t> Int(const nlohmann::json& j, std::string_view key) {
+  if (auto i = core::JsonInt(j, key)) {
+    return i;
+  }
   const nlohmann::json* m = Member(j, key);
   if (m == nullptr) {
     return std::nullopt;
   }
-  if (m->is_number_integer()) {
-    return m->get<int64_t>();
-  }
   if (m->is_number_float()) {
-    return static_cast<int64_t>(m->get<double>());
+    const double d = m->get<double>();
+    // 2^63 is exact as a double; the cast of anything outside [-2^63, 2^63) is undefined.
+    if (!std::isfinite(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0) {
+      return std::nullopt;
+    }
+    return static_cast<int64_t>(d);
   }
   if (m->is_string()) {
-    const std::string s = m->get<std::string>();
+    const std::string& s = m->get_ref<const std::string&>();
     if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) {
       return std::nullopt;
     }
-    return std::stoll(s);
+    return std::stoll(s);  // at most 18 digits: in range
   }
   return std::nullopt;
 }
 
 //! j[key] when it is an object or array of the wanted kind, else a static empty one.
 inline const nlohmann::json& Obj(const nlohmann::json& j, std::string_view key) {
-  static const nlohmann::json empty = nlohmann::json::object();
-  const nlohmann::json* m = Member(j, key);
-  return m != nullptr && m->is_object() ? *m : empty;
+  return core::JsonObject(j, key);
 }
 inline const nlohmann::json& Arr(const nlohmann::json& j, std::string_view key) {
-  static const nlohmann::json empty = nlohmann::json::array();
-  const nlohmann::json* m = Member(j, key);
-  return m != nullptr && m->is_array() ? *m : empty;
+  return core::JsonArray(j, key);
 }
 
 }  // namespace vmimport::source::openstack

@@ -38,9 +38,12 @@ core::Status CheckLoginInputs(const SourceConfig& config) {
   for (const char* key : {"username", "password"}) {
     const auto it = config.secret.find(key);
     if (it == config.secret.end() || (it->second.empty() && std::string_view(key) == "username")) {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          std::string("the secret has no ") + key + " (it must hold username and " + "password)");
+      // "the secret has no password" first (what the bad-input world test looks for), then
+      // which Secret, when the caller said.
+      return MakeError(ErrorCode::kInvalidArgument,
+                       std::string("the secret has no ") + key + " (" +
+                           (config.secret_key.empty() ? std::string("it") : SecretName(config)) +
+                           " must hold username and password)");
     }
   }
   return {};

@@ -80,8 +80,10 @@ SoapFault ParseMethodFault(pugi::xml_node fault, std::string message) {
   //   <object type="Folder">group-d1</object>                  NotAuthenticated, NoPermission
   //   <privilegeId>System.View</privilegeId>                   NotAuthenticated, NoPermission
   // </InvalidPowerStateFault>
+  // Fault text is the peer's: each byte that is not UTF-8 is replaced, so the message can go into
+  // status, Events and logs as it is.
   SoapFault f;
-  f.message = std::move(message);
+  f.message = core::SanitizeUtf8(message);
   const std::string xsi_type = XsiType(fault);
   std::string_view type = xsi_type;
   if (type.empty() && fault) {
@@ -90,16 +92,17 @@ SoapFault ParseMethodFault(pugi::xml_node fault, std::string message) {
       type.remove_suffix(5);
     }
   }
-  f.type = type.empty() || type == "fault" ? "SoapFault" : std::string(type);
+  f.type = type.empty() || type == "fault" ? "SoapFault" : core::SanitizeUtf8(type);
   for (const char* name : {"obj", "object"}) {
     if (const pugi::xml_node ref = ChildByLocalName(fault, name); ref) {
-      f.object = MoRef{ref.attribute("type").as_string(), ref.child_value()};
+      f.object = MoRef{core::SanitizeUtf8(ref.attribute("type").as_string()),
+                       core::SanitizeUtf8(ref.child_value())};
       break;
     }
   }
-  f.requested_state = ChildByLocalName(fault, "requestedState").child_value();
-  f.existing_state = ChildByLocalName(fault, "existingState").child_value();
-  f.privilege = ChildByLocalName(fault, "privilegeId").child_value();
+  f.requested_state = core::SanitizeUtf8(ChildByLocalName(fault, "requestedState").child_value());
+  f.existing_state = core::SanitizeUtf8(ChildByLocalName(fault, "existingState").child_value());
+  f.privilege = core::SanitizeUtf8(ChildByLocalName(fault, "privilegeId").child_value());
   return f;
 }
 
@@ -129,7 +132,7 @@ std::optional<SoapFault> ParseSoapFault(std::string_view body) {
   if (!detail) {
     SoapFault f;
     f.type = "SoapFault";
-    f.message = std::move(message);
+    f.message = core::SanitizeUtf8(message);
     return f;
   }
   return ParseMethodFault(detail, std::move(message));

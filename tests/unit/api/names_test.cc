@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/strings.h"
+
 namespace vmimport::api {
 namespace {
 
@@ -44,6 +46,54 @@ TEST(SanitizeTargetName, RejectsTooLongAndBadEnds) {
             std::string::npos);
   EXPECT_FALSE(SanitizeTargetName(""));
   EXPECT_FALSE(SanitizeTargetName("web.example"));  // dots are not rewritten
+}
+
+// The issue's `vm-ñandú`: each bad character is quoted whole (not byte by byte), and the name is
+// said once (lower-casing changed nothing).
+TEST(SanitizeTargetName, NamesMultiByteCharactersWholeAndTheNameOnce) {
+  auto name = SanitizeTargetName("vm-ñandú");
+  ASSERT_FALSE(name);
+  EXPECT_EQ(
+      name.error().message,
+      "the target VM name \"vm-ñandú\" is not RFC 1123 compliant: must consist of "
+      "lower-case alphanumeric characters or '-' (has \"ñ\", \"ú\"); must start and end with a "
+      "lower-case alphanumeric character");
+  auto mixed = SanitizeTargetName("Vm-Ñandú 2");  // Ñ is not lower-cased: only ASCII is
+  ASSERT_FALSE(mixed);
+  EXPECT_EQ(mixed.error().message,
+            "the target VM name \"vm-Ñandú 2\" (from virtualMachineName \"Vm-Ñandú 2\") is not RFC "
+            "1123 compliant: must consist of lower-case alphanumeric characters or '-' (has \" \", "
+            "\"Ñ\", \"ú\")");
+}
+
+// A name from a source that is not UTF-8 (Latin-1): the message is valid UTF-8, shows the name
+// with U+FFFD and names each bad byte in hex.
+TEST(SanitizeTargetName, InvalidUtf8IsNamedByByteAndNeverCopiedRaw) {
+  auto name = SanitizeTargetName(
+      "vm-\xF1"
+      "and\xFA");
+  ASSERT_FALSE(name);
+  EXPECT_TRUE(core::IsValidUtf8(name.error().message)) << name.error().message;
+  EXPECT_EQ(
+      name.error().message,
+      "the target VM name \"vm-\xEF\xBF\xBD"
+      "and\xEF\xBF\xBD\" is not RFC 1123 compliant: must "
+      "consist of lower-case alphanumeric characters or '-' (has \"\\xf1\", \"\\xfa\"); must start "
+      "and end with a lower-case alphanumeric character");
+  auto cut = SanitizeTargetName("vm-\xC3");  // 'ñ' cut after its first byte
+  ASSERT_FALSE(cut);
+  EXPECT_TRUE(core::IsValidUtf8(cut.error().message)) << cut.error().message;
+  EXPECT_NE(cut.error().message.find("(has \"\\xc3\")"), std::string::npos);
+}
+
+TEST(ValidateImportSpec, ANonAsciiNameIsOneProblemThatSaysTheNameOnce) {
+  VirtualMachineImportSpec s = ValidSpec();
+  s.virtual_machine_name = "vm-ñandú";
+  const auto problems = ValidateImportSpec(s);
+  ASSERT_EQ(problems.size(), 1U);
+  const std::string& p = problems[0];
+  EXPECT_EQ(p.find("vm-ñandú"), p.rfind("vm-ñandú")) << p;
+  EXPECT_NE(p.find("(has \"ñ\", \"ú\")"), std::string::npos) << p;
 }
 
 TEST(NameRules, LabelValuesAndSubdomains) {

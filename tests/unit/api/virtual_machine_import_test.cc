@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "core/json.h"
+#include "core/strings.h"
+
 namespace vmimport::api {
 namespace {
 
@@ -147,6 +150,40 @@ TEST(VirtualMachineImportJson, WritesBusTypeAndSkipPreflightEvenWhenUnset) {
   const json spec = SpecToJson(VirtualMachineImportSpec{});
   ASSERT_TRUE(spec.contains("skipPreflightChecks"));
   EXPECT_TRUE(spec["skipPreflightChecks"].is_null());
+}
+
+// Condition messages and disk names carry text from a source (a fault, an OVF disk name) that may
+// not be UTF-8: the status JSON holds U+FFFD instead, so even a strict dump() cannot throw.
+TEST(VirtualMachineImportJson, StatusWithInvalidUtf8SerializesSafely) {
+  const std::string bad =
+      "vm-\xF1"
+      "and\xFA";
+  VirtualMachineImportStatus status;
+  status.import_status = ImportStatus::kVmMigrationFailed;
+  status.imported_virtual_machine_name = bad;
+  status.import_conditions.push_back(
+      Condition{"Failed", "True", "ExportFailed", "vsphere: " + bad + " \xC3", "", ""});
+  DiskInfo disk;
+  disk.disk_name = bad + ".vmdk";
+  disk.disk_conditions.push_back(Condition{"Exported", "False", "CorruptDisk", bad, "", ""});
+  status.disk_import_status.push_back(disk);
+  status.extra = json{{"note", bad}};
+  const json out = StatusToJson(status);
+  std::string text;
+  ASSERT_NO_THROW(text = out.dump());
+  EXPECT_TRUE(core::IsValidUtf8(text)) << text;
+  EXPECT_EQ(core::DumpJson(out), text);
+  const std::string replaced =
+      "vm-\xEF\xBF\xBD"
+      "and\xEF\xBF\xBD";
+  EXPECT_EQ(out["importedVirtualMachineName"], replaced);
+  EXPECT_EQ(out["importConditions"][0]["message"], "vsphere: " + replaced + " \xEF\xBF\xBD");
+  EXPECT_EQ(out["diskImportStatus"][0]["diskName"], replaced + ".vmdk");
+  EXPECT_EQ(out["note"], replaced);
+  // And it reads back.
+  auto back = StatusFromJson(*core::ParseJson(text));
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->import_conditions.at(0).message, "vsphere: " + replaced + " \xEF\xBF\xBD");
 }
 
 TEST(VirtualMachineImportJson, KeepsAnImportStatusItDoesNotKnow) {

@@ -106,6 +106,33 @@ TEST(HttpClient, BodyCallbackReturningFalseCancels) {
   EXPECT_EQ(resp.error().code, ErrorCode::kCancelled);
 }
 
+// An exception in a head or body callback must not unwind through libcurl's C frames: the
+// transfer ends with kInternal naming the throw, and the client stays usable.
+TEST(HttpClient, ACallbackThatThrowsEndsTheTransferWithAnError) {
+  LocalServer s;
+  s.server().Get("/big", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(1 << 16, 'a'), "application/octet-stream");
+  });
+  auto client = NewClient();
+  auto body_throws = client->Stream(
+      {}, Request{.url = s.Url("/big")}, {},
+      [](std::string_view) -> bool { throw std::runtime_error("body \xFF handler bug"); });
+  ASSERT_FALSE(body_throws);
+  EXPECT_EQ(body_throws.error().code, ErrorCode::kInternal);
+  EXPECT_NE(body_throws.error().message.find("callback threw: body \xEF\xBF\xBD handler bug"),
+            std::string::npos)
+      << body_throws.error().message;
+  auto head_throws = client->Stream(
+      {}, Request{.url = s.Url("/big")}, [](const Response&) -> bool { throw 42; },
+      [](std::string_view) { return true; });
+  ASSERT_FALSE(head_throws);
+  EXPECT_EQ(head_throws.error().code, ErrorCode::kInternal);
+  EXPECT_NE(head_throws.error().message.find("unknown exception"), std::string::npos);
+  auto ok = client->Do({}, Request{.url = s.Url("/big")});
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->body.size(), 1U << 16);
+}
+
 TEST(HttpClient, StopTokenAbortsARunningTransfer) {
   LocalServer s;
   std::atomic<bool> served{false};

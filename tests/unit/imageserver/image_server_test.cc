@@ -508,6 +508,37 @@ TEST_F(ImageServerTest, SourceThatCannotOpenIsAnErrorStatus) {
   EXPECT_EQ(server_->ActiveStreams(), 0u);
 }
 
+// A reader that throws (a bug, or an allocation that failed) mid-stream: cpp-httplib calls the
+// content provider outside any try, so the server turns the throw into a source error instead of
+// ending the process.
+class ThrowingReader final : public disk::DiskReader {
+ public:
+  uint64_t VirtualSize() const override { return uint64_t{1} << 20; }
+  std::string_view FormatName() const override { return "throwing"; }
+  core::Result<size_t> Read(std::stop_token, std::span<std::byte>) override {
+    throw std::runtime_error("reader bug \xFF");
+  }
+};
+
+TEST_F(ImageServerTest, AReaderThatThrowsEndsItsStreamAsASourceError) {
+  StartServer();
+  auto pub = server_->Publish(
+      [](std::stop_token) -> core::Result<disk::DiskReaderPtr> {
+        return disk::DiskReaderPtr(std::make_unique<ThrowingReader>());
+      },
+      {.name = "throws"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url);
+  EXPECT_TRUE(f.error || f.bytes < (uint64_t{1} << 20));
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kSourceError);
+  ASSERT_TRUE(result->error);
+  EXPECT_EQ(result->error->code, ErrorCode::kInternal);
+  EXPECT_EQ(result->error->message, "disk stream threw: reader bug \xEF\xBF\xBD");
+  EXPECT_EQ(server_->ActiveStreams(), 0u);
+}
+
 TEST_F(ImageServerTest, ConsumerThatHangsUpIsReportedAndFreesItsSlot) {
   StartServer();
   const auto image = Corpus("sparse.vmdk-streamOptimized");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/strings.h"
 #include "source/openstack/client.h"
 #include "source/openstack/describe.h"
 #include "source/openstack/json_util.h"
@@ -84,6 +85,40 @@ TEST(Catalog, UnknownRegionAndMissingServiceAreNotFoundAndSaySo) {
   EXPECT_NE(network.error().message.find("neutron"), std::string::npos);
 }
 
+// A Glance (or Nova) error whose text is not UTF-8, or long enough to be cut: the message is
+// still read, and what reaches status is valid UTF-8.
+TEST(ApiErrors, InvalidUtf8AndLongMessagesAreReadSafely) {
+  const std::string glance =
+      "{\"message\": \"Image vm-\xF1"
+      "and\xFA could not be found\", \"code\": \"404 Not Found\", "
+      "\"title\": \"Not Found\"}";
+  auto e = ApiError("glance", "read image x", 404, glance);
+  EXPECT_EQ(e.code, ErrorCode::kNotFound);
+  EXPECT_EQ(e.message,
+            "glance: read image x: http 404: Image vm-\xEF\xBF\xBD"
+            "and\xEF\xBF\xBD could "
+            "not be found");
+  // 299 ASCII bytes then a two-byte character: cut before it, never inside.
+  const std::string long_message = std::string(299, 'x') + "\xC3\xB1" + std::string(50, 'y');
+  auto cut =
+      ApiError("glance", "upload", 500, std::string(R"({"message": ")") + long_message + "\"}");
+  EXPECT_TRUE(core::IsValidUtf8(cut.message)) << cut.message;
+  EXPECT_NE(cut.message.find(std::string(299, 'x') + "..."), std::string::npos);
+  // Wrong types everywhere: read as absent, never thrown on.
+  EXPECT_EQ(ApiError("nova", "x", 500, R"({"message": 3, "badRequest": "no"})").message,
+            "nova: x: http 500");
+  EXPECT_EQ(ApiError("nova", "x", 500, R"([1, {"message": "m"}])").message, "nova: x: http 500");
+}
+
+TEST(JsonUtil, IntRejectsFloatsOutOfRangeInsteadOfOverflowing) {
+  const nlohmann::json j = J(R"({"big": 1e300, "neg": -1e19, "ok": 2.0, "s": "12", "bad": "1x"})");
+  EXPECT_EQ(Int(j, "big"), std::nullopt);
+  EXPECT_EQ(Int(j, "neg"), std::nullopt);
+  EXPECT_EQ(Int(j, "ok"), 2);
+  EXPECT_EQ(Int(j, "s"), 12);
+  EXPECT_EQ(Int(j, "bad"), std::nullopt);
+}
+
 TEST(IdentityUrl, AppendsV3OnlyWhenMissing) {
   EXPECT_EQ(IdentityV3Url("http://127.0.0.1:5000/v3"), "http://127.0.0.1:5000/v3");
   EXPECT_EQ(IdentityV3Url("http://127.0.0.1:5000/v3/"), "http://127.0.0.1:5000/v3");
@@ -115,6 +150,11 @@ TEST(Credentials, NeedUserPasswordAndProjectAndDefaultTheDomain) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(missing.error().message.find("project_name"), std::string::npos);
+  // The issue's "a Secret without a password says InvalidSpec without naming the Secret".
+  auto no_password = CredentialsFromSecret({{"username", "admin"}, {"project_name", "admin"}},
+                                           "secret default/os-creds");
+  ASSERT_FALSE(no_password);
+  EXPECT_EQ(no_password.error().message, "openstack: secret default/os-creds has no password");
 }
 
 constexpr const char* kServer = R"({"server": {
