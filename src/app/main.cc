@@ -19,6 +19,7 @@
 
 #include "controller/manager.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "http/client.h"
@@ -196,7 +197,7 @@ int Run(const Options& opt) {
         by_status[s] = 0;
       }
       for (const auto& o : scrape.imports->List()) {
-        by_status[o.value("status", kube::Json::object()).value("importStatus", "")]++;
+        by_status[core::JsonString(core::JsonObject(o, "status"), "importStatus")]++;
       }
       for (const auto& [status, n] : by_status) {
         m.Set("vmimport_imports", {{"status", status.empty() ? "new" : status}}, n);

@@ -88,9 +88,7 @@ core::Result<ReconcileResult> ImportReconciler::Validate(Pass& pass) {
     log_.Error(core::SanitizeUtf8("vm migration target " + vm_import.spec.virtual_machine_name +
                                   " in VM " + vm_import.name + " in namespace " + ns +
                                   " is not RFC 1123 compliant"));
-    if (std::find(problems.begin(), problems.end(), target.error().message) == problems.end()) {
-      problems.push_back(target.error().message);
-    }
+    // ValidateImportSpec names the target's problem already (once): not again here.
   }
   if (!problems.empty()) {
     const std::string message = core::SanitizeUtf8(core::Join(problems, "; "));

@@ -1,6 +1,7 @@
 #include "controller/source_reconciler.h"
 
 #include "api/conditions.h"
+#include "core/json.h"
 #include "core/strings.h"
 
 namespace vmimport::controller {
@@ -52,18 +53,14 @@ std::string ReadinessReason(const core::Error& error) {
 namespace {
 
 std::string SecretKeyOf(const Json& object) {
-  const Json& spec = object.value("spec", Json::object());
-  if (!spec.contains("credentials") || !spec["credentials"].is_object()) {
-    return "";
-  }
-  const Json& cred = spec["credentials"];
-  const std::string name = cred.value("name", "");
+  const Json& cred = core::JsonObject(core::JsonObject(object, "spec"), "credentials");
+  const std::string name = core::JsonString(cred, "name");
   if (name.empty()) {
     return "";
   }
-  std::string ns = cred.value("namespace", "");
+  std::string ns = core::JsonString(cred, "namespace");
   if (ns.empty()) {
-    ns = object["metadata"].value("namespace", "");
+    ns = core::JsonString(core::JsonObject(object, "metadata"), "namespace");
   }
   return ns + "/" + name;
 }
@@ -103,21 +100,19 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
                                                     source::SourceKind kind, const Json& object) {
   source::SourceConfig config;
   config.kind = kind;
-  const Json spec = object.value("spec", Json::object());
-  auto str = [&spec](const char* key) {
-    return spec.contains(key) && spec[key].is_string() ? spec[key].get<std::string>()
-                                                       : std::string();
-  };
+  const Json& spec = core::JsonObject(object, "spec");
+  auto str = [&spec](const char* key) { return core::JsonString(spec, key); };
   if (kind == source::SourceKind::kOva) {
     config.endpoint = str("url");
-    if (spec.contains("httpTimeoutSeconds") && spec["httpTimeoutSeconds"].is_number_integer()) {
-      config.http_timeout = std::chrono::seconds(spec["httpTimeoutSeconds"].get<long>());
+    if (auto t = core::JsonInt(spec, "httpTimeoutSeconds"); t && *t >= 0 && *t <= 86400 * 7) {
+      config.http_timeout = std::chrono::seconds(*t);
     }
   } else {
     config.endpoint = str("endpoint");
   }
   auto integer = [&spec](const char* key) {
-    return spec.contains(key) && spec[key].is_number_integer() ? spec[key].get<int>() : 0;
+    auto v = core::JsonInt(spec, key);
+    return v && *v >= 0 && *v <= 1000000 ? static_cast<int>(*v) : 0;
   };
   config.upload_image_retry_count = integer("uploadImageRetryCount");
   config.upload_image_retry_delay_seconds = integer("uploadImageRetryDelay");
@@ -135,6 +130,7 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
     }
     return MakeError(ErrorCode::kInvalidArgument, "spec.credentials.name is empty");
   }
+  config.secret_key = secret_key;
   const size_t slash = secret_key.find('/');
   auto secret =
       client.Get(stop, SecretResource(), secret_key.substr(0, slash), secret_key.substr(slash + 1));
@@ -184,7 +180,7 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
     return ReconcileResult{};  // deleted: nothing to clean up for a source
   }
   const Json& object = *cached;
-  if (object["metadata"].contains("deletionTimestamp")) {
+  if (core::JsonMember(core::JsonObject(object, "metadata"), "deletionTimestamp") != nullptr) {
     return ReconcileResult{};
   }
   auto log = log_.With({{"source", key}});
@@ -207,8 +203,8 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
   const bool ready = check.has_value();
   const std::string reason = ready ? "" : ReadinessReason(check.error());
   const std::string message = ready ? "" : check.error().message;
-  const Json status = object.value("status", Json::object());
-  auto conditions = api::ConditionsFromJson(status.value("conditions", Json::array()));
+  const Json& status = core::JsonObject(object, "status");
+  auto conditions = api::ConditionsFromJson(core::JsonArray(status, "conditions"));
   const auto now = clock_.WallNow();
   bool changed = false;
   changed |= api::SetCondition(conditions,
@@ -216,7 +212,7 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
   changed |= api::SetCondition(conditions,
                                {"ClusterError", ready ? "False" : "True", reason, message}, now);
   const std::string new_status = ready ? kClusterReady : kClusterNotReady;
-  const std::string old_status = status.value("status", "");
+  const std::string old_status = core::JsonString(status, "status");
   changed |= old_status != new_status;
 
   if (changed) {
@@ -224,7 +220,7 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
     updated["status"]["status"] = new_status;
     updated["status"]["conditions"] = api::ConditionsToJson(conditions);
     auto written = client_.UpdateStatus(stop, SourceResource(kind_),
-                                        object["metadata"].value("namespace", ""), updated);
+                                        core::JsonString(core::JsonObject(object, "metadata"), "namespace"), updated);
     if (!written) {
       return MakeError(written.error().Wrap("update status of " + key));  // conflict: retry
     }

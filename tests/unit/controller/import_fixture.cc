@@ -11,10 +11,9 @@ namespace {
 
 class FakeSourceVm final : public source::SourceVm {
  public:
-  explicit FakeSourceVm(std::shared_ptr<FakeSourceState> state) : state_(std::move(state)) {
-    std::lock_guard lock(state_->mu);
-    description_ = state_->description;
-  }
+  //! `description` is a copy taken under state->mu.
+  FakeSourceVm(std::shared_ptr<FakeSourceState> state, model::VmDescription description)
+      : state_(std::move(state)), description_(std::move(description)) {}
   const model::VmDescription& Description() const override { return description_; }
   core::Status PowerOff(std::stop_token, const source::PowerOffRequest&,
                         const source::SourceActionCallback& on_action) override {
@@ -66,7 +65,7 @@ core::Result<source::SourceVmPtr> FakeImporter::Open(std::stop_token, const sour
   if (!state_->exists || request.vm_name != state_->description.name) {
     return MakeError(ErrorCode::kNotFound, "vm " + request.vm_name + " not found");
   }
-  return source::SourceVmPtr(std::make_unique<FakeSourceVm>(state_));
+  return source::SourceVmPtr(std::make_unique<FakeSourceVm>(state_, state_->description));
 }
 
 void ImportFixture::SetUp() {
