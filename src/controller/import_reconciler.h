@@ -15,7 +15,7 @@
 //   diskImagesReady ─ PVCs (backing images), the KubeVirt VM ─► virtualMachineCreated
 //   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
 //
-// The outcome contract of one reconcile (docs/adr/0005-import-failure-policy.md):
+// The outcome contract of one reconcile (docs/adr/0004-import-outcome-contract.md):
 //  - A phase only decides: it changes the status in memory and notes Events; Reconcile writes
 //    the status once, conditionally on the resourceVersion it was computed from (a conflict
 //    re-reads and decides again), and records the Events only once the write succeeded.
