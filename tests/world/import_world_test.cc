@@ -403,10 +403,10 @@ TEST_F(ImportWorldTest, SourceDeletedMidDownloadStillFinishesAndLeavesNothingOnV
   EXPECT_TRUE(clean) << "left on vSphere:" << left << "\n" << ControllerLog();
 }
 
-// The same after a restart: the description the controller kept is gone with it, so the VM
-// cannot be described until the source is back. The import waits and says so (Event
-// SourceNotFound), and finishes once the source is recreated.
-TEST_F(ImportWorldTest, SourceDeletedAndControllerRestartedWaitsForTheSourceToComeBack) {
+// The same after a restart (issue 15, point 8): what the VM needs from the source was kept in
+// the import itself (status.sourceVirtualMachine), so the restarted controller creates the VM
+// although the source object is gone, and never asks vSphere for it.
+TEST_F(ImportWorldTest, SourceDeletedAndControllerRestartedStillCreatesTheVm) {
   CreateSecret("vsphere");
   CreateSource();
   StartWorld({"--rate", "8000000"});
@@ -415,33 +415,30 @@ TEST_F(ImportWorldTest, SourceDeletedAndControllerRestartedWaitsForTheSourceToCo
   ASSERT_EQ(WaitImport("orphan", "diskImageSubmitted", 60s), "diskImageSubmitted");
   ASSERT_TRUE(client_->Delete({}, kVmwareSources, ns_, "vcsim"));
   ASSERT_EQ(WaitImport("orphan", "diskImagesReady", 120s), "diskImagesReady") << ControllerLog();
+  const Json kept = GetImport("orphan")["status"].value("sourceVirtualMachine", Json::object());
+  EXPECT_EQ(kept.value("name", ""), "vmi-multi");
+  EXPECT_EQ(kept.value("disks", Json::array()).size(), 3U);
+  EXPECT_EQ(kept.value("nics", Json::array()).size(), 3U);
   controller_->Signal(SIGKILL);
   controller_->Wait(10s);
+  const std::set<std::string> sessions_before = VcsimSessions();
   StartController();
   Unhold("VirtualMachine");
-  std::string message;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        for (const Json& e : Items(kEvents)) {
-          if (e.value("reason", "") == "SourceNotFound" &&
-              e["involvedObject"].value("name", "") == "orphan") {
-            message = e.value("message", "");
-            return true;
-          }
-        }
-        return false;
-      },
-      60s))
-      << ControllerLog();
-  EXPECT_NE(message.find("vcsim"), std::string::npos) << message;
-  EXPECT_EQ(ImportStatus("orphan"), "diskImagesReady");
-  EXPECT_TRUE(Items(kVms).empty());
-  CreateSource();
   EXPECT_EQ(WaitImport("orphan", "virtualMachineRunning", 120s), "virtualMachineRunning")
       << ControllerLog();
+  EXPECT_TRUE(Items(kVmwareSources).empty());
   ExpectDisksMatch("orphan", "/DC0/vm/vmi-multi");
   EXPECT_EQ(Items(kImages).size(), 3U);
-  EXPECT_EQ(Items(kVms).size(), 1U);
+  ASSERT_EQ(Items(kVms).size(), 1U);
+  const Json vm = Items(kVms)[0];
+  const Json domain = vm["spec"]["template"]["spec"]["domain"];
+  EXPECT_EQ(domain["devices"].value("interfaces", Json::array()).size(), 1U)  // one unmapped NIC
+      << vm.dump();
+  EXPECT_EQ(domain["devices"].value("disks", Json::array()).size(), 3U);
+  for (const Json& e : Items(kEvents)) {
+    EXPECT_NE(e.value("reason", ""), "SourceNotFound") << e.dump();
+  }
+  EXPECT_EQ(VcsimSessions(), sessions_before);  // vSphere was not asked
 }
 
 // Killed while Harvester downloads, the controller resumes: finished disks stay, the others are
