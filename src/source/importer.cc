@@ -70,10 +70,52 @@ class GuardedReader final : public disk::DiskReader {
     return reader_->Read(stop, out);
   }
   std::string_view FormatName() const override { return reader_->FormatName(); }
+  std::vector<disk::VerifiedDigest> SourceDigests() const override {
+    return reader_->SourceDigests();
+  }
 
  private:
   std::shared_ptr<void> guard_;  // declared first: destroyed after the reader that uses it
   disk::DiskReaderPtr reader_;
+};
+
+// Holds back the disk's last bytes until the source's digest was checked over the whole source
+// stream (CheckedSource::FinishVerification): the decoder may be done before the stream is (a
+// VMDK ends at its end-of-stream marker), and a consumer must never get a whole disk whose
+// source bytes did not match.
+class VerifiedTailReader final : public disk::DiskReader {
+ public:
+  VerifiedTailReader(disk::DiskReaderPtr reader, disk::CheckedSource* checked)
+      : reader_(std::move(reader)), checked_(checked) {}
+
+  // disk::DiskReader
+  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
+  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
+    auto n = reader_->Read(stop, out);
+    if (!n || *n == 0) {
+      return n;
+    }
+    position_ += *n;
+    if (position_ == reader_->VirtualSize()) {
+      if (auto st = checked_->FinishVerification(stop); !st) {
+        return core::MakeError(st.error());
+      }
+    }
+    return n;
+  }
+  std::string_view FormatName() const override { return reader_->FormatName(); }
+  std::vector<disk::VerifiedDigest> SourceDigests() const override {
+    std::vector<disk::VerifiedDigest> out = reader_->SourceDigests();
+    if (auto v = checked_->Verified()) {
+      out.push_back(std::move(*v));
+    }
+    return out;
+  }
+
+ private:
+  disk::DiskReaderPtr reader_;      // owns the source `checked_` points into
+  disk::CheckedSource* checked_;
+  uint64_t position_ = 0;
 };
 
 }  // namespace
@@ -101,6 +143,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
     return core::MakeError(bytes.error());
   }
   disk::ByteSourcePtr source = std::move(*bytes);
+  // A source that checks a digest over its bytes: the reader holds back the last disk bytes
+  // until it did (the pointer stays valid: the decoder owns the source).
+  auto* checked = dynamic_cast<disk::CheckedSource*>(source.get());
   if (limits.bytes_per_second > 0) {
     source = std::make_unique<disk::RateLimitedSource>(std::move(source), limits.bytes_per_second);
   }
@@ -122,6 +167,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   if (!reader) {
     release();
     return core::MakeError(reader.error());
+  }
+  if (checked != nullptr) {
+    *reader = std::make_unique<VerifiedTailReader>(std::move(*reader), checked);
   }
   if (limits.slots == nullptr) {
     return std::move(*reader);

@@ -1,0 +1,98 @@
+#include "source/verifying_source.h"
+
+#include <array>
+#include <cctype>
+
+namespace vmimport::source {
+
+using core::ErrorCode;
+using core::MakeError;
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
+}  // namespace
+
+VerifyingSource::VerifyingSource(disk::ByteSourcePtr inner, disk::DigestAlgorithm algorithm,
+                                 std::string verifier, std::string name, ExpectedDigestFn expected)
+    : inner_(std::move(inner)),
+      algorithm_(algorithm),
+      verifier_(std::move(verifier)),
+      name_(std::move(name)),
+      expected_(std::move(expected)),
+      hasher_(algorithm) {}
+
+core::Result<size_t> VerifyingSource::Read(std::stop_token stop, std::span<std::byte> out) {
+  if (result_ && !*result_) {
+    return MakeError(result_->error());
+  }
+  if (ended_ || out.empty()) {
+    return size_t{0};
+  }
+  auto n = inner_->Read(stop, out);
+  if (!n) {
+    return n;
+  }
+  if (*n > 0) {
+    hasher_.Update(out.first(*n));
+    bytes_ += *n;
+    return n;
+  }
+  ended_ = true;
+  if (auto st = Check(stop); !st) {
+    return MakeError(st.error());
+  }
+  return size_t{0};
+}
+
+core::Status VerifyingSource::FinishVerification(std::stop_token stop) {
+  std::array<std::byte, 64 * 1024> scratch{};
+  while (!ended_) {
+    if (result_ && !*result_) {
+      return *result_;
+    }
+    auto n = Read(stop, scratch);
+    if (!n) {
+      return MakeError(n.error());
+    }
+  }
+  return Check(stop);
+}
+
+core::Status VerifyingSource::Check(std::stop_token stop) {
+  if (result_) {
+    return *result_;
+  }
+  const std::string actual = hasher_.Finish();
+  auto expected = expected_(stop);
+  if (!expected) {
+    // Asking failed (the transport): not a verdict, and not cached, but this stream is done.
+    return MakeError(expected.error().Wrap(name_ + ": get the source's digest"));
+  }
+  if (!*expected) {
+    result_ = core::Ok();  // the source declares nothing: unverifiable
+    return *result_;
+  }
+  const std::string want = Lower(**expected);
+  if (want != actual) {
+    result_ = MakeError(ErrorCode::kCorruptData,
+                        name_ + ": " + disk::DigestAlgorithmLowerName(algorithm_) + " of the " +
+                            std::to_string(bytes_) + " bytes received is " + actual + ", " +
+                            verifier_ + " declares " + want);
+    return *result_;
+  }
+  verified_ = disk::VerifiedDigest{.algorithm = disk::DigestAlgorithmLowerName(algorithm_),
+                                   .hex = actual,
+                                   .verifier = verifier_,
+                                   .bytes = bytes_};
+  result_ = core::Ok();
+  return *result_;
+}
+
+}  // namespace vmimport::source
