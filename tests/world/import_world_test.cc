@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -294,6 +295,31 @@ TEST_F(ImportWorldTest, BogusSourceNetworkPutsTheVmOnThePodNetwork) {
   const Json& nic = spec["domain"]["devices"]["interfaces"][0];
   EXPECT_EQ(nic.value("model", ""), "virtio");
   EXPECT_TRUE(nic.contains("masquerade"));
+}
+
+// Issue 16: vcsim serves the disk with bytes its NFC manifest does not declare (extraConfig
+// vmimport-ext.nfcTamper). The controller checks the manifest over the stream it received and
+// fails the disk as CorruptDisk; Harvester never gets a whole disk, no PVC and no VM are made.
+TEST_F(ImportWorldTest, TamperedVsphereStreamFailsWithCorruptDisk) {
+  const std::string path = "/DC0/vm/vmi-bios-small";
+  ASSERT_EQ(testing::RunCommand(Govc("vm.change -vm '" + path +
+                                     "' -e vmimport-ext.nfcTamper=append >/dev/null 2>&1")),
+            0);
+  const std::shared_ptr<void> untamper(nullptr, [&](void*) {
+    EXPECT_EQ(testing::RunCommand(Govc("vm.change -vm '" + path +
+                                       "' -e vmimport-ext.nfcTamper= >/dev/null 2>&1")),
+              0);
+  });
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld();
+  CreateImport("tampered", {{"virtualMachineName", "vmi-bios-small"}});
+  EXPECT_EQ(WaitImport("tampered", "diskImageFailed", 120s), "diskImageFailed");
+  const std::string status = GetImport("tampered").dump();
+  EXPECT_NE(status.find("CorruptDisk"), std::string::npos) << status;
+  EXPECT_NE(status.find("vsphere-manifest declares"), std::string::npos) << status;
+  EXPECT_TRUE(Items(kPvcs).empty());
+  EXPECT_TRUE(Items(kVms).empty());
 }
 
 // One manifest holding Secret + source + import: the import waits for the source, then goes on.
