@@ -59,7 +59,8 @@ std::vector<std::string> BackingImageNames(const json& virtual_machine_image) {
   }
   const std::string legacy = ns + "-" + name;
   std::vector<std::string> out = {legacy};
-  for (const std::string& n : {LonghornAutoCorrectName(legacy), LonghornAutoCorrectName("vmi-" + uid)}) {
+  for (const std::string& n :
+       {LonghornAutoCorrectName(legacy), LonghornAutoCorrectName("vmi-" + uid)}) {
     if (std::find(out.begin(), out.end(), n) == out.end()) {
       out.push_back(n);
     }
@@ -89,7 +90,7 @@ StoredVerdict CompareStoredChecksum(std::string_view served_sha512,
     return StoredVerdict::kUnverifiable;
   }
   return core::ToLower(served_sha512) == stored.sha512 ? StoredVerdict::kVerified
-                                                      : StoredVerdict::kMismatch;
+                                                       : StoredVerdict::kMismatch;
 }
 
 }  // namespace vmimport::harvester

@@ -128,9 +128,10 @@ core::Result<json> BuildVirtualMachineImage(const api::VirtualMachineImport& vm_
   if (sha512) {
     const std::string checksum = core::ToLower(*sha512);
     if (!IsLonghornChecksum(checksum)) {
-      return core::MakeError(core::ErrorCode::kInvalidArgument,
-                             "image checksum of " + std::string(disk_name) +
-                                 " is not a SHA-512 hex digest (Longhorn would refuse it for ever)");
+      return core::MakeError(
+          core::ErrorCode::kInvalidArgument,
+          "image checksum of " + std::string(disk_name) +
+              " is not a SHA-512 hex digest (Longhorn would refuse it for ever)");
     }
     spec["checksum"] = checksum;
   }

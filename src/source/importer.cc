@@ -113,7 +113,7 @@ class VerifiedTailReader final : public disk::DiskReader {
   }
 
  private:
-  disk::DiskReaderPtr reader_;      // owns the source `checked_` points into
+  disk::DiskReaderPtr reader_;  // owns the source `checked_` points into
   disk::CheckedSource* checked_;
   uint64_t position_ = 0;
 };

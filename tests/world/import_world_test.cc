@@ -306,8 +306,8 @@ TEST_F(ImportWorldTest, TamperedVsphereStreamFailsWithCorruptDisk) {
                                      "' -e vmimport-ext.nfcTamper=append >/dev/null 2>&1")),
             0);
   const std::shared_ptr<void> untamper(nullptr, [&](void*) {
-    EXPECT_EQ(testing::RunCommand(Govc("vm.change -vm '" + path +
-                                       "' -e vmimport-ext.nfcTamper= >/dev/null 2>&1")),
+    EXPECT_EQ(testing::RunCommand(
+                  Govc("vm.change -vm '" + path + "' -e vmimport-ext.nfcTamper= >/dev/null 2>&1")),
               0);
   });
   CreateSecret("vsphere");
@@ -320,6 +320,38 @@ TEST_F(ImportWorldTest, TamperedVsphereStreamFailsWithCorruptDisk) {
   EXPECT_NE(status.find("vsphere-manifest declares"), std::string::npos) << status;
   EXPECT_TRUE(Items(kPvcs).empty());
   EXPECT_TRUE(Items(kVms).empty());
+}
+
+// The simulator plays Longhorn's webhook: a spec.checksum that is not a SHA-512 (here a SHA-256)
+// is refused, so the image fails every attempt and ends RetryLimitExceeded (harvester#5578).
+TEST_F(ImportWorldTest, HarvesterSimFailsANonSha512ChecksumForEverLikeLonghorn) {
+  StartSim();
+  const Json image = {{"apiVersion", "harvesterhci.io/v1beta1"},
+                      {"kind", "VirtualMachineImage"},
+                      {"metadata", {{"name", "sha256-checksum"}, {"namespace", ns_}}},
+                      {"spec",
+                       {{"displayName", "sha256-checksum"},
+                        {"sourceType", "download"},
+                        {"url", "http://127.0.0.1:9/never-fetched"},
+                        {"checksum", std::string(64, 'a')},
+                        {"retry", 1}}}};
+  ASSERT_TRUE(client_->Create({}, kImages, ns_, image));
+  std::string last;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto got = client_->Get({}, kImages, ns_, "sha256-checksum");
+        last = got ? got->dump() : "";
+        if (!got) return false;
+        for (const Json& c : (*got)["status"].value("conditions", Json::array())) {
+          if (c.value("type", "") == "RetryLimitExceeded" && c.value("status", "") == "True" &&
+              c.value("message", "").find("invalid checksum") != std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      60s))
+      << last;
 }
 
 // One manifest holding Secret + source + import: the import waits for the source, then goes on.

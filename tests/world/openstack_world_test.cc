@@ -853,9 +853,8 @@ class OpenstackImportWorldTest : public ::testing::Test {
           (*image)["metadata"]["annotations"].value("harvester-sim.vm-import.test/sha256", ""),
           want[i])
           << import_name << " disk " << i;
-      EXPECT_EQ(disks[i].value("sha512", ""),
-                (*image)["metadata"]["annotations"].value("harvester-sim.vm-import.test/sha512",
-                                                          "-"))
+      EXPECT_EQ(disks[i].value("sha512", ""), (*image)["metadata"]["annotations"].value(
+                                                  "harvester-sim.vm-import.test/sha512", "-"))
           << import_name << " disk " << i;
       auto pvc = client_->Get({}, kPvcs, ns_, image_name);
       EXPECT_TRUE(pvc) << import_name << " disk " << i << ": no PVC " << image_name;

@@ -420,8 +420,8 @@ TEST_F(VmwareProviderWorldTest, EachDiskStreamIsCheckedAgainstTheLeaseManifest) 
     ASSERT_TRUE(verified) << "disk " << i;
     EXPECT_EQ(verified->verifier, "vsphere-manifest");
     EXPECT_EQ(verified->algorithm, "sha256");
-    EXPECT_EQ(verified->hex, disk::DigestOf(disk::DigestAlgorithm::kSha256,
-                                            std::as_bytes(std::span(*bytes))));
+    EXPECT_EQ(verified->hex,
+              disk::DigestOf(disk::DigestAlgorithm::kSha256, std::as_bytes(std::span(*bytes))));
     EXPECT_EQ(verified->bytes, bytes->size());
     auto entry = (*lease)->GetManifestEntry({}, i);
     ASSERT_TRUE(entry && *entry) << "disk " << i;

@@ -133,11 +133,11 @@ class ExportLease {
   //! reads the disk from its start again. The stream is a disk::CheckedSource: it hashes the
   //! bytes as received (manifest_algorithm()) and, at its end, compares them with the lease's
   //! manifest entry for the disk (HttpNfcLeaseGetManifest, asked then: vSphere computes it
-  //! while it sends); a mismatch is kCorruptData, no entry is unverifiable. The stream ends with an error, never short: a
-  //! connection that drops early, or a body shorter than its Content-Length, is kUnavailable.
-  //! Errors: kInvalidArgument for an index out of range, kGone once the lease was completed or
-  //! aborted; before the body kNotFound for 404 (the lease ended or expired), kUnauthenticated
-  //! for 401/403, kUnavailable for 5xx and transport errors, kCancelled on stop.
+  //! while it sends); a mismatch is kCorruptData, no entry is unverifiable. The stream ends with an
+  //! error, never short: a connection that drops early, or a body shorter than its Content-Length,
+  //! is kUnavailable. Errors: kInvalidArgument for an index out of range, kGone once the lease was
+  //! completed or aborted; before the body kNotFound for 404 (the lease ended or expired),
+  //! kUnauthenticated for 401/403, kUnavailable for 5xx and transport errors, kCancelled on stop.
   core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token stop, size_t index);
 
   //! The most bytes any stream of disk `index` has returned.

@@ -428,8 +428,8 @@ TEST_F(ImageServerTest, RangeFromTheStartPastTheEndIsClampedToTheDisk) {
   Fetched f = Get(pub->url, {{"Range", "bytes=0-" + std::to_string(image.size + 4096)}});
   ASSERT_FALSE(f.error) << f.error->ToString();
   EXPECT_EQ(f.status, 206);
-  EXPECT_EQ(Header(f, "content-range"), "bytes 0-" + std::to_string(image.size - 1) + "/" +
-                                            std::to_string(image.size));
+  EXPECT_EQ(Header(f, "content-range"),
+            "bytes 0-" + std::to_string(image.size - 1) + "/" + std::to_string(image.size));
   EXPECT_EQ(f.bytes, image.size);
   EXPECT_EQ(f.sha256, image.sha256);
 }
@@ -485,8 +485,9 @@ TEST_F(ImageServerTest, StagedDiskIsWrittenOnceAndServedWithRanges) {
   EXPECT_EQ(Header(head, "accept-ranges"), "bytes");
   EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
   // A last position past the end is clamped; a first one past it is 416.
-  Fetched tail = Get(pub->url, {{"Range", "bytes=" + std::to_string(image.size - 10) + "-" +
-                                              std::to_string(image.size + 1000)}},
+  Fetched tail = Get(pub->url,
+                     {{"Range", "bytes=" + std::to_string(image.size - 10) + "-" +
+                                    std::to_string(image.size + 1000)}},
                      true);
   EXPECT_EQ(tail.status, 206);
   ASSERT_EQ(tail.body.size(), 10u);
@@ -642,8 +643,8 @@ TEST_F(ImageServerTest, NonePolicyComputesNothingAndAPublishCanOverrideTheDefaul
   StartServer({.checksums = ChecksumPolicy::kNone});
   const auto image = Corpus("sparse.vmdk-streamOptimized");
   auto none = server_->Publish(FileFactory(image.path), {.name = "none"});
-  auto all = server_->Publish(FileFactory(image.path),
-                              {.name = "all", .checksums = ChecksumPolicy::kAll});
+  auto all =
+      server_->Publish(FileFactory(image.path), {.name = "all", .checksums = ChecksumPolicy::kAll});
   ASSERT_TRUE(none && all);
   Fetched a = Get(none->url);
   ASSERT_FALSE(a.error);
@@ -676,8 +677,7 @@ TEST_F(ImageServerTest, LonghornDownloaderRequestsGetTheSizeThenTheWholeDisk) {
   ASSERT_FALSE(head.error) << head.error->ToString();
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
-  Fetched get =
-      Get(pub->url, {{"User-Agent", "Go-http-client/1.1"}, {"Accept-Encoding", "gzip"}});
+  Fetched get = Get(pub->url, {{"User-Agent", "Go-http-client/1.1"}, {"Accept-Encoding", "gzip"}});
   ASSERT_FALSE(get.error) << get.error->ToString();
   EXPECT_EQ(get.status, 200);
   EXPECT_EQ(Header(get, "content-encoding"), "") << "Go would gunzip; we never compress";
@@ -699,14 +699,14 @@ TEST_F(ImageServerTest, CdiImporterRequestsAreToldWhetherRangesWork) {
   const auto raw = RawOf(image);
   const http::Headers cdi = {{"User-Agent", "cdi-golang-importer"}};
   auto streaming = server_->Publish(FileFactory(image.path), {.name = "s"});
-  auto staged = server_->Publish(FileFactory(image.path),
-                                 {.name = "t", .mode = PublishMode::kStaged});
+  auto staged =
+      server_->Publish(FileFactory(image.path), {.name = "t", .mode = PublishMode::kStaged});
   ASSERT_TRUE(streaming && staged);
   Fetched head = Get(streaming->url, cdi, false, nullptr, "HEAD");
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
-  Fetched get = Get(streaming->url, {{"User-Agent", "cdi-golang-importer"},
-                                     {"Accept-Encoding", "gzip"}});
+  Fetched get =
+      Get(streaming->url, {{"User-Agent", "cdi-golang-importer"}, {"Accept-Encoding", "gzip"}});
   ASSERT_FALSE(get.error) << get.error->ToString();
   EXPECT_EQ(get.status, 200);
   EXPECT_EQ(Header(get, "accept-ranges"), "none");

@@ -67,9 +67,7 @@ class ManifestVm final : public SourceVm {
     return disk::ByteSourcePtr(std::make_unique<VerifyingSource>(
         std::make_unique<disk::MemoryByteSource>(served_, 64 * 1024),
         disk::DigestAlgorithm::kSha256, std::string(disk::kVerifierVsphereManifest), "disk 0",
-        [this](std::stop_token) -> core::Result<std::optional<std::string>> {
-          return declared_;
-        }));
+        [this](std::stop_token) -> core::Result<std::optional<std::string>> { return declared_; }));
   }
   core::Status FinishExport(std::stop_token, bool, std::string_view) override { return {}; }
   int opens() const { return manifest_asks_; }

@@ -111,7 +111,7 @@ TEST(DigestAlgorithm, ParsesEverySpellingOurSourcesUse) {
   EXPECT_EQ(ParseDigestAlgorithm("sha256"), DigestAlgorithm::kSha256);  // vSphere checksumType
   EXPECT_EQ(ParseDigestAlgorithm("SHA512"), DigestAlgorithm::kSha512);  // OVF manifest
   EXPECT_EQ(ParseDigestAlgorithm("sha-1"), DigestAlgorithm::kSha1);
-  EXPECT_FALSE(ParseDigestAlgorithm("md5"));                            // Glance's old checksum
+  EXPECT_FALSE(ParseDigestAlgorithm("md5"));  // Glance's old checksum
   EXPECT_FALSE(ParseDigestAlgorithm(""));
   EXPECT_STREQ(DigestAlgorithmLowerName(DigestAlgorithm::kSha512), "sha512");
   EXPECT_TRUE(IsDigestHex(DigestAlgorithm::kSha1, std::string(40, 'F')));

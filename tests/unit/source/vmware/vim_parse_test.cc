@@ -232,8 +232,9 @@ TEST(ExportLease, ManifestEntriesTakeTheRequestedChecksumOrFallBackToSha1) {
           R"(<returnval><key>/vm-70/nodigest</key><sha1>xyz</sha1></returnval>)"
           R"(<returnval><key>/vm-70/short</key><checksum>abcd</checksum>)"
           R"(<checksumType>sha256</checksumType><sha1>)" +
-          sha1 + R"(</sha1></returnval>)"
-                 R"(</HttpNfcLeaseGetManifestResponse>)");
+          sha1 +
+          R"(</sha1></returnval>)"
+          R"(</HttpNfcLeaseGetManifestResponse>)");
   auto entries = ParseManifest(doc.Root());
   ASSERT_EQ(entries.size(), 3u);
   EXPECT_EQ(entries[0].key, "/vm-70/VirtualLsiLogicController0:0");
