@@ -1,6 +1,7 @@
 #include "source/importer.h"
 
 #include "disk/open.h"
+#include "source/verifying_source.h"
 
 namespace vmimport::source {
 
@@ -79,45 +80,6 @@ class GuardedReader final : public disk::DiskReader {
   disk::DiskReaderPtr reader_;
 };
 
-// Holds back the disk's last bytes until the source's digest was checked over the whole source
-// stream (CheckedSource::FinishVerification): the decoder may be done before the stream is (a
-// VMDK ends at its end-of-stream marker), and a consumer must never get a whole disk whose
-// source bytes did not match.
-class VerifiedTailReader final : public disk::DiskReader {
- public:
-  VerifiedTailReader(disk::DiskReaderPtr reader, disk::CheckedSource* checked)
-      : reader_(std::move(reader)), checked_(checked) {}
-
-  // disk::DiskReader
-  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
-  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
-    auto n = reader_->Read(stop, out);
-    if (!n || *n == 0) {
-      return n;
-    }
-    position_ += *n;
-    if (position_ == reader_->VirtualSize()) {
-      if (auto st = checked_->FinishVerification(stop); !st) {
-        return core::MakeError(st.error());
-      }
-    }
-    return n;
-  }
-  std::string_view FormatName() const override { return reader_->FormatName(); }
-  std::vector<disk::VerifiedDigest> SourceDigests() const override {
-    std::vector<disk::VerifiedDigest> out = reader_->SourceDigests();
-    if (auto v = checked_->Verified()) {
-      out.push_back(std::move(*v));
-    }
-    return out;
-  }
-
- private:
-  disk::DiskReaderPtr reader_;  // owns the source `checked_` points into
-  disk::CheckedSource* checked_;
-  uint64_t position_ = 0;
-};
-
 }  // namespace
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shared_ptr<SourceVm> vm,
@@ -169,7 +131,7 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
     return core::MakeError(reader.error());
   }
   if (checked != nullptr) {
-    *reader = std::make_unique<VerifiedTailReader>(std::move(*reader), checked);
+    *reader = HoldLastBytesUntilVerified(std::move(*reader), checked);
   }
   if (limits.slots == nullptr) {
     return std::move(*reader);

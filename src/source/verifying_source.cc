@@ -95,4 +95,52 @@ core::Status VerifyingSource::Check(std::stop_token stop) {
   return *result_;
 }
 
+namespace {
+
+// Holds back the disk's last bytes until the source's digest was checked over the whole source
+// stream (CheckedSource::FinishVerification): the decoder may be done before the stream is (a
+// VMDK ends at its end-of-stream marker), and a consumer must never get a whole disk whose
+// source bytes did not match.
+class VerifiedTailReader final : public disk::DiskReader {
+ public:
+  VerifiedTailReader(disk::DiskReaderPtr reader, disk::CheckedSource* checked)
+      : reader_(std::move(reader)), checked_(checked) {}
+
+  // disk::DiskReader
+  uint64_t VirtualSize() const override { return reader_->VirtualSize(); }
+  core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override {
+    auto n = reader_->Read(stop, out);
+    if (!n || *n == 0) {
+      return n;
+    }
+    position_ += *n;
+    if (position_ == reader_->VirtualSize()) {
+      if (auto st = checked_->FinishVerification(stop); !st) {
+        return MakeError(st.error());
+      }
+    }
+    return n;
+  }
+  std::string_view FormatName() const override { return reader_->FormatName(); }
+  std::vector<disk::VerifiedDigest> SourceDigests() const override {
+    std::vector<disk::VerifiedDigest> out = reader_->SourceDigests();
+    if (auto v = checked_->Verified()) {
+      out.push_back(std::move(*v));
+    }
+    return out;
+  }
+
+ private:
+  disk::DiskReaderPtr reader_;  // owns the source `checked_` points into
+  disk::CheckedSource* checked_;
+  uint64_t position_ = 0;
+};
+
+}  // namespace
+
+disk::DiskReaderPtr HoldLastBytesUntilVerified(disk::DiskReaderPtr reader,
+                                               disk::CheckedSource* checked) {
+  return std::make_unique<VerifiedTailReader>(std::move(reader), checked);
+}
+
 }  // namespace vmimport::source

@@ -15,6 +15,7 @@
 
 #include "disk/byte_source.h"
 #include "disk/digest.h"
+#include "disk/disk_reader.h"
 
 namespace vmimport::source {
 
@@ -53,5 +54,12 @@ class VerifyingSource final : public disk::CheckedSource {
   std::optional<core::Status> result_;
   std::optional<disk::VerifiedDigest> verified_;
 };
+
+//! Wraps the decoded disk of a CheckedSource (`checked` points into the source `reader` owns):
+//! the Read that would hand out the disk's last bytes first calls
+//! checked->FinishVerification and fails with its error instead; SourceDigests() adds
+//! checked->Verified(). OpenDiskReader applies it to every CheckedSource a provider returns.
+disk::DiskReaderPtr HoldLastBytesUntilVerified(disk::DiskReaderPtr reader,
+                                               disk::CheckedSource* checked);
 
 }  // namespace vmimport::source
