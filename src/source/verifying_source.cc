@@ -72,8 +72,10 @@ core::Status VerifyingSource::Check(std::stop_token stop) {
   const std::string actual = hasher_.Finish();
   auto expected = expected_(stop);
   if (!expected) {
-    // Asking failed (the transport): not a verdict, and not cached, but this stream is done.
-    return MakeError(expected.error().Wrap(name_ + ": get the source's digest"));
+    // Asking failed (the transport): not a verdict on the bytes, but this stream is done; the
+    // error sticks, like a decoder's (a fresh stream asks again).
+    result_ = MakeError(expected.error().Wrap(name_ + ": get the source's digest"));
+    return *result_;
   }
   if (!*expected) {
     result_ = core::Ok();  // the source declares nothing: unverifiable

@@ -174,6 +174,11 @@ TEST(VerifyingSource, AskingForTheDigestFailingIsTheStreamsErrorNotAVerdict) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code, ErrorCode::kUnavailable);
   EXPECT_FALSE(s.Verified());
+  // Sticky: the stream never looks clean afterwards.
+  std::vector<std::byte> buf(16);
+  auto again = s.Read({}, buf);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kUnavailable);
 }
 
 TEST(VerifyingSource, ReadReturnsTheMismatchAtTheEndOfTheSource) {
