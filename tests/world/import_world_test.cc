@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "harvester/backing_image.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
@@ -355,6 +357,37 @@ TEST_F(ImportWorldTest, HarvesterSimFailsANonSha512ChecksumForEverLikeLonghorn) 
       },
       60s))
       << last;
+}
+
+// The simulator's knob for a store that changed a file (--tamper-backingimage-checksum): the
+// BackingImage's status.checksum then differs from the SHA-512 the image server computed of what it
+// served, and harvester::CompareStoredChecksum (the reconciler's hook for DiskChecksumMismatch)
+// says so. Until the reconciler compares, the import itself still succeeds.
+TEST_F(ImportWorldTest, TamperedBackingImageChecksumIsAMismatchForTheHook) {
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld({"--tamper-backingimage-checksum"});
+  CreateImport("stored", {{"virtualMachineName", "vmi-bios-small"}});
+  ASSERT_EQ(WaitImport("stored", "virtualMachineRunning"), "virtualMachineRunning");
+  const Json disks = GetImport("stored")["status"].value("diskImportStatus", Json::array());
+  ASSERT_EQ(disks.size(), 1U);
+  const std::string served = disks[0].value("sha512", "");
+  ASSERT_EQ(served.size(), 128U);
+  auto image = client_->Get({}, kImages, ns_, disks[0].value("VirtualMachineImage", ""));
+  ASSERT_TRUE(image);
+  std::optional<Json> bi;
+  for (const std::string& n : harvester::BackingImageNames(*image)) {
+    if (auto got =
+            client_->Get({}, kBackingImages, std::string(harvester::kLonghornNamespace), n)) {
+      bi = *got;
+      break;
+    }
+  }
+  ASSERT_TRUE(bi);
+  const auto stored = harvester::ReadBackingImageChecksum(*bi);
+  EXPECT_TRUE(stored.ready);
+  EXPECT_EQ(harvester::CompareStoredChecksum(served, stored), harvester::StoredVerdict::kMismatch)
+      << bi->dump();
 }
 
 // One manifest holding Secret + source + import: the import waits for the source, then goes on.
