@@ -54,6 +54,7 @@ struct Options {
   std::string image_server_address = "0.0.0.0:8080";
   std::string image_server_url;  // empty: http://<address>
   int image_server_streams = 16;
+  std::string disk_checksums = "verify";
   std::string health_address = ":8081";
   int max_concurrent_imports = 10;
   int max_streams_per_source = 4;
@@ -240,6 +241,8 @@ int Run(const Options& opt) {
     server_config.port = std::atoi(opt.image_server_address.substr(colon + 1).c_str());
     server_config.advertise_url = opt.image_server_url;
     server_config.max_streams = static_cast<size_t>(opt.image_server_streams);
+    server_config.checksums =
+        imageserver::ParseChecksumPolicy(opt.disk_checksums).value_or(server_config.checksums);
   }
   controller::Manager manager(**client, events, clock, log, manager_options,
                               {.checkers = kinds,
@@ -339,6 +342,11 @@ int main(int argc, char** argv) {
                  "disk streams served at once; more GETs are answered 503")
       ->envname("VMIMPORT_IMAGE_SERVER_STREAMS")
       ->check(CLI::Range(1, 256));
+  app.add_option("--disk-checksums", opt.disk_checksums,
+                 "digests of each served raw disk: verify (SHA-512, what Longhorn compares), "
+                 "all (SHA-256 too), none")
+      ->envname("VMIMPORT_DISK_CHECKSUMS")
+      ->check(CLI::IsMember({"verify", "all", "none"}));
   app.add_option("--max-concurrent-imports", opt.max_concurrent_imports,
                  "imports that hold a source VM at once; more wait (0: no limit)")
       ->envname("VMIMPORT_MAX_CONCURRENT_IMPORTS")

@@ -11,9 +11,11 @@
 #include <span>
 #include <stop_token>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 #include "disk/byte_source.h"
+#include "disk/digest.h"
 
 namespace vmimport::disk {
 
@@ -30,6 +32,10 @@ class DiskReader {
   [[nodiscard]] virtual Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) = 0;
   //! Short format name for logs and metrics: "raw", "vmdk-streamOptimized", "qcow2", ...
   virtual std::string_view FormatName() const = 0;
+  //! Digests the source declared and that were checked against its bytes (a vSphere NFC
+  //! manifest, an OVA manifest, Glance's os_hash_value), once the whole disk passed; empty
+  //! before and when nobody could check. Decorators forward it.
+  virtual std::vector<VerifiedDigest> SourceDigests() const { return {}; }
 };
 using DiskReaderPtr = std::unique_ptr<DiskReader>;
 

@@ -132,9 +132,12 @@ class HashingReader::Sha512Worker {
   std::jthread thread_;  // started by the first Submit
 };
 
-HashingReader::HashingReader(DiskReaderPtr inner, Sha512Thread sha512_thread)
+HashingReader::HashingReader(DiskReaderPtr inner, Sha512Thread sha512_thread,
+                             Hasher::Digests digests)
     : inner_(std::move(inner)),
       sha512_thread_(sha512_thread),
+      sha256_on_(digests != Hasher::Digests::kSha512Only),
+      sha512_on_(digests != Hasher::Digests::kSha256Only),
       cores_(std::max(1U, std::thread::hardware_concurrency())),
       sha512_(std::make_unique<Sha512Worker>()) {
   g_active_streams.fetch_add(1, std::memory_order_relaxed);
@@ -168,22 +171,27 @@ Result<size_t> HashingReader::Read(std::stop_token stop, std::span<std::byte> ou
     return n;
   }
   if (*n == 0) {
-    if (!checksums_ && sha256_.bytes() == inner_->VirtualSize()) {
-      checksums_ = sha256_.Finish();
-      checksums_->sha512 = sha512_->Finish();
+    if (!checksums_ && bytes_ == inner_->VirtualSize()) {
+      checksums_ = Checksums{};
+      checksums_->sha256 = sha256_on_ ? sha256_.Finish().sha256 : std::string();
+      checksums_->sha512 = sha512_on_ ? sha512_->Finish() : std::string();
+      checksums_->bytes = bytes_;
       Done();
     }
     return n;
   }
   const auto chunk = out.first(*n);
-  if (UseHelper()) {
-    sha512_->Submit(chunk);
+  if (sha512_on_ && UseHelper()) {
+    sha512_->Submit(chunk);  // overlaps with the decoding of the next chunk
     ++chunks_on_helper_;
-  } else {
+  } else if (sha512_on_) {
     sha512_->UpdateInline(chunk);
     ++chunks_inline_;
   }
-  sha256_.Update(chunk);
+  if (sha256_on_) {
+    sha256_.Update(chunk);
+  }
+  bytes_ += *n;
   return n;
 }
 

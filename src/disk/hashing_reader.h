@@ -55,17 +55,21 @@ enum class Sha512Thread {
 //! Decorator: passes reads through, hashing and counting what they return.
 class HashingReader final : public DiskReader {
  public:
+  //! `digests`: kBoth, or kSha512Only (what Longhorn can compare: the checksum policy
+  //! "verify"); kSha256Only is accepted too. A digest not computed is an empty string.
   explicit HashingReader(DiskReaderPtr inner,
-                         Sha512Thread sha512_thread = Sha512Thread::kWhenCoresAreFree);
+                         Sha512Thread sha512_thread = Sha512Thread::kWhenCoresAreFree,
+                         Hasher::Digests digests = Hasher::Digests::kBoth);
   ~HashingReader() override;
 
   // disk::DiskReader
   uint64_t VirtualSize() const override { return inner_->VirtualSize(); }
   Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override;
   std::string_view FormatName() const override { return inner_->FormatName(); }
+  std::vector<VerifiedDigest> SourceDigests() const override { return inner_->SourceDigests(); }
 
   //! Bytes returned so far.
-  uint64_t bytes() const { return checksums_ ? checksums_->bytes : sha256_.bytes(); }
+  uint64_t bytes() const { return checksums_ ? checksums_->bytes : bytes_; }
   //! The checksums, once Read has returned 0 (the whole disk passed); nullopt before.
   const std::optional<Checksums>& checksums() const { return checksums_; }
 
@@ -82,6 +86,9 @@ class HashingReader final : public DiskReader {
 
   DiskReaderPtr inner_;
   const Sha512Thread sha512_thread_;
+  const bool sha256_on_;
+  const bool sha512_on_;
+  uint64_t bytes_ = 0;
   const unsigned cores_;
   Hasher sha256_{Hasher::Digests::kSha256Only};
   std::unique_ptr<Sha512Worker> sha512_;  // holds the SHA-512 state; its thread starts lazily

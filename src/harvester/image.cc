@@ -1,9 +1,11 @@
 #include "harvester/image.h"
 
+#include <algorithm>
 #include <array>
 
 #include "api/names.h"
 #include "core/json.h"
+#include "core/strings.h"
 
 namespace vmimport::harvester {
 
@@ -92,9 +94,16 @@ std::string ImageDisplayName(std::string_view import_name, std::string_view disk
   return cut + "-" + Hex8(Fnv32a(full));
 }
 
+bool IsLonghornChecksum(std::string_view checksum) {
+  return checksum.size() == 128 && std::all_of(checksum.begin(), checksum.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 core::Result<json> BuildVirtualMachineImage(const api::VirtualMachineImport& vm_import,
                                             std::string_view disk_name, std::string_view url,
-                                            const StorageClassInfo* storage_class) {
+                                            const StorageClassInfo* storage_class,
+                                            std::optional<std::string_view> sha512) {
   for (auto [value, what] : {std::pair{std::string_view(vm_import.name), "import name"},
                              {std::string_view(vm_import.namespace_), "import namespace"},
                              {std::string_view(vm_import.uid), "import uid"},
@@ -117,6 +126,16 @@ core::Result<json> BuildVirtualMachineImage(const api::VirtualMachineImport& vm_
                {"url", std::string(url)},
                {"sourceType", "download"},
                {"retry", kImageRetry}};
+  if (sha512) {
+    const std::string checksum = core::ToLower(*sha512);
+    if (!IsLonghornChecksum(checksum)) {
+      return core::MakeError(
+          core::ErrorCode::kInvalidArgument,
+          "image checksum of " + std::string(disk_name) +
+              " is not a SHA-512 hex digest (Longhorn would refuse it for ever)");
+    }
+    spec["checksum"] = checksum;
+  }
   if (storage_class != nullptr && !storage_class->name.empty()) {
     metadata["annotations"] = {{std::string(kAnnotationStorageClassName), storage_class->name}};
     spec["targetStorageClassName"] = storage_class->name;

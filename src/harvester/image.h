@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,10 +48,19 @@ std::string ImageDisplayName(std::string_view import_name, std::string_view disk
 //! A new VirtualMachineImage for `disk_name`, downloaded from `url`, owned by `vm_import`
 //! (which must have name, namespace and uid). `storage_class` is null when spec.storageClass is
 //! empty: Harvester's mutator then picks the default class and the backend.
+//! `sha512`: spec.checksum, the SHA-512 of the bytes the URL serves when a source declares it
+//! (a raw Glance image's os_hash_value, model::SourceDigest with covers_served_bytes): Longhorn
+//! then verifies the stored backing image itself. Written lower-case. Only a SHA-512 goes there:
+//! Longhorn refuses anything else and the image fails for ever (harvester#5578), so another
+//! value is kInvalidArgument, never sent.
 //! kInvalidArgument when a required input is empty.
 [[nodiscard]] core::Result<nlohmann::json> BuildVirtualMachineImage(
     const api::VirtualMachineImport& vm_import, std::string_view disk_name, std::string_view url,
-    const StorageClassInfo* storage_class);
+    const StorageClassInfo* storage_class, std::optional<std::string_view> sha512 = std::nullopt);
+
+//! True for what Longhorn accepts as a BackingImage spec.checksum: 128 lower-case hex digits
+//! (longhorn-manager util.ValidateChecksumSHA512).
+bool IsLonghornChecksum(std::string_view checksum);
 
 //! True when the VM needs a PVC we create (backing images); false for CDI, where Harvester creates
 //! the PVC named like the image itself. An image without spec.backend is a backing image (the

@@ -35,6 +35,22 @@ std::string_view StreamOutcomeName(StreamOutcome outcome) {
   return "unknown";
 }
 
+std::string_view ChecksumPolicyName(ChecksumPolicy policy) {
+  switch (policy) {
+    case ChecksumPolicy::kVerify: return "verify";
+    case ChecksumPolicy::kAll: return "all";
+    case ChecksumPolicy::kNone: return "none";
+  }
+  return "verify";
+}
+
+std::optional<ChecksumPolicy> ParseChecksumPolicy(std::string_view name) {
+  if (name == "verify") return ChecksumPolicy::kVerify;
+  if (name == "all") return ChecksumPolicy::kAll;
+  if (name == "none") return ChecksumPolicy::kNone;
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr std::string_view kTokenPattern = "/disks/([0-9a-f]{64})";
@@ -61,6 +77,64 @@ int StatusForSourceError(const core::Error& e) {
   return 500;
 }
 
+// The HashingReader digests of a policy; nullopt: no HashingReader at all.
+std::optional<disk::Hasher::Digests> DigestsOf(ChecksumPolicy policy) {
+  switch (policy) {
+    case ChecksumPolicy::kVerify: return disk::Hasher::Digests::kSha512Only;
+    case ChecksumPolicy::kAll: return disk::Hasher::Digests::kBoth;
+    case ChecksumPolicy::kNone: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+enum class RangeAnswer {
+  kWhole,          // no Range (or one we ignore): 200 with the whole body
+  kPartial,        // 206 with the ranges left in the request
+  kUnsatisfiable,  // 416
+};
+
+// cpp-httplib (0.11) parses Range into req.ranges and, when they are not empty, answers 206 with
+// whatever offsets they give, without clamping a last position past the end or refusing a first
+// one past it. So the ranges are brought into canonical form here ([first, last], last clamped to
+// the end, suffix ranges resolved), or cleared to answer 200 with the whole body. The request is
+// httplib's own non-const object, handed to handlers as const: writing its ranges is defined.
+RangeAnswer NormalizeRanges(const httplib::Request& req, uint64_t size, bool any_range) {
+  auto& ranges = const_cast<httplib::Request&>(req).ranges;
+  if (ranges.empty()) {
+    return RangeAnswer::kWhole;
+  }
+  httplib::Ranges out;
+  const auto ssize = static_cast<ssize_t>(size);
+  for (auto [first, last] : ranges) {
+    if (first == -1) {  // suffix: the last `last` bytes
+      if (last <= 0) continue;
+      first = std::max<ssize_t>(0, ssize - last);
+      last = ssize - 1;
+    } else if (last == -1 || last >= ssize) {
+      last = ssize - 1;
+    }
+    if (first >= ssize || last < first) {
+      continue;  // unsatisfiable on its own
+    }
+    out.emplace_back(first, last);
+  }
+  if (out.empty()) {
+    ranges.clear();
+    return RangeAnswer::kUnsatisfiable;
+  }
+  if (!any_range && (out.size() != 1 || out.front().first != 0)) {
+    ranges.clear();  // a streaming disk: only its first bytes can be served as a range
+    return RangeAnswer::kWhole;
+  }
+  ranges = std::move(out);
+  return RangeAnswer::kPartial;
+}
+
+void Unsatisfiable(httplib::Response& res, uint64_t size) {
+  res.status = 416;
+  res.set_header("Content-Range", "bytes */" + std::to_string(size));
+}
+
 }  // namespace
 
 // One published disk. Shared by the registry and by the streams serving it, so that Unpublish
@@ -70,6 +144,7 @@ struct Disk {
   std::string name;
   DiskReaderFactory factory;
   PublishMode mode = PublishMode::kStreaming;
+  ChecksumPolicy checksums = ChecksumPolicy::kVerify;
   std::stop_source unpublished;  // requested by Unpublish
 
   std::mutex mu;  // guards everything below
@@ -79,6 +154,7 @@ struct Disk {
   std::string staged_path;
   std::optional<core::Error> stage_error;
   std::optional<disk::Checksums> staged_checksums;
+  std::vector<disk::VerifiedDigest> staged_source_digests;
 
   ~Disk() {
     if (!staged_path.empty()) {
@@ -106,6 +182,7 @@ struct Stream {
   // Staged mode: the staged file.
   disk::RandomAccessSourcePtr staged;
   std::optional<disk::Checksums> staged_checksums;
+  std::vector<disk::VerifiedDigest> staged_source_digests;
 
   std::vector<std::byte> buffer;
   uint64_t bytes = 0;
@@ -208,7 +285,8 @@ struct ImageServer::Impl {
         StreamProgress{.info = s.info, .bytes = s.bytes, .bytes_per_second = Rate(s, now)});
   }
 
-  void Finished(Stream& s, StreamOutcome outcome, std::optional<disk::Checksums> checksums) {
+  void Finished(Stream& s, StreamOutcome outcome, std::optional<disk::Checksums> checksums,
+                std::vector<disk::VerifiedDigest> source_digests = {}) {
     if (s.finished.exchange(true)) {
       return;
     }
@@ -219,6 +297,8 @@ struct ImageServer::Impl {
                    .duration = now - s.started,
                    .bytes_per_second = Rate(s, now),
                    .checksums = std::move(checksums),
+                   .checksum_policy = s.disk->checksums,
+                   .source_digests = std::move(source_digests),
                    .error = s.error};
     const core::LogLevel level =
         outcome == StreamOutcome::kCompleted ? core::LogLevel::kInfo : core::LogLevel::kWarn;
@@ -302,7 +382,7 @@ struct ImageServer::Impl {
       return false;
     }
     s.position += *n;
-    if (s.position == s.info.total_bytes && s.hashing != nullptr) {
+    if (s.position == s.info.total_bytes && (s.hashing != nullptr || s.whole_from_start)) {
       // Let the reader see its end so that the checksums are final.
       std::array<std::byte, 1> probe{};
       auto end = s.reader->Read(stop, probe);
@@ -350,12 +430,19 @@ struct ImageServer::Impl {
     ReleaseSlot();
     if (success) {
       std::optional<disk::Checksums> sums;
+      std::vector<disk::VerifiedDigest> digests;
       if (s->staged) {
         sums = s->whole_from_start ? s->staged_checksums : std::nullopt;
-      } else if (s->whole_from_start && s->hashing != nullptr) {
-        sums = s->hashing->checksums();
+        if (s->whole_from_start) {
+          digests = s->staged_source_digests;
+        }
+      } else if (s->whole_from_start && s->position == s->info.total_bytes) {
+        if (s->hashing != nullptr) {
+          sums = s->hashing->checksums();
+        }
+        digests = s->reader->SourceDigests();
       }
-      Finished(*s, StreamOutcome::kCompleted, std::move(sums));
+      Finished(*s, StreamOutcome::kCompleted, std::move(sums), std::move(digests));
       return;
     }
     Finished(*s, s->outcome.value_or(StreamOutcome::kClientGone), std::nullopt);
@@ -392,6 +479,7 @@ struct ImageServer::Impl {
       return;
     }
     if (req.method == "HEAD") {
+      const_cast<httplib::Request&>(req).ranges.clear();  // see NormalizeRanges
       HandleHead(*d, res);
       return;
     }
@@ -406,9 +494,9 @@ struct ImageServer::Impl {
     }
     auto s = NewStream(d, StreamKind::kDownload);
     if (d->mode == PublishMode::kStaged) {
-      ServeStaged(s, res);
+      ServeStaged(req, s, res);
     } else {
-      ServeStreaming(s, res);
+      ServeStreaming(req, s, res);
     }
   }
 
@@ -418,6 +506,7 @@ struct ImageServer::Impl {
       res.status = StatusForSourceError(size.error());
       return;
     }
+    res.set_header("Accept-Ranges", d.mode == PublishMode::kStaged ? "bytes" : "none");
     // cpp-httplib answers HEAD with the provider's length and never calls it.
     res.set_content_provider(disk::CheckedCast<size_t>(*size), "application/octet-stream",
                              [](size_t, size_t, httplib::DataSink&) { return false; });
@@ -435,7 +524,15 @@ struct ImageServer::Impl {
     Finished(*s, outcome, std::nullopt);
   }
 
-  void ServeStreaming(const std::shared_ptr<Stream>& s, httplib::Response& res) {
+  // A stream that will not be served: a Range that cannot be satisfied.
+  void RefuseRange(const std::shared_ptr<Stream>& s, httplib::Response& res, uint64_t size) {
+    Unsatisfiable(res, size);
+    ReleaseSlot();
+    s->finished.store(true);  // never started: nothing to report
+  }
+
+  void ServeStreaming(const httplib::Request& req, const std::shared_ptr<Stream>& s,
+                      httplib::Response& res) {
     auto reader = s->disk->factory(s->stop.get_token());
     if (!reader) {
       Started(*s);
@@ -447,8 +544,14 @@ struct ImageServer::Impl {
       std::lock_guard lock(s->disk->mu);
       s->disk->size = size;
     }
-    if (config.checksums) {
-      auto hashing = std::make_unique<disk::HashingReader>(std::move(*reader));
+    res.set_header("Accept-Ranges", "none");
+    if (NormalizeRanges(req, size, /*any_range=*/false) == RangeAnswer::kUnsatisfiable) {
+      RefuseRange(s, res, size);
+      return;
+    }
+    if (auto digests = DigestsOf(s->disk->checksums)) {
+      auto hashing = std::make_unique<disk::HashingReader>(
+          std::move(*reader), disk::Sha512Thread::kWhenCoresAreFree, *digests);
       s->hashing = hashing.get();
       s->reader = std::move(hashing);
     } else {
@@ -464,7 +567,8 @@ struct ImageServer::Impl {
         [this, s](bool success) { Release(s, success); });
   }
 
-  void ServeStaged(const std::shared_ptr<Stream>& s, httplib::Response& res) {
+  void ServeStaged(const httplib::Request& req, const std::shared_ptr<Stream>& s,
+                   httplib::Response& res) {
     Disk& d = *s->disk;
     std::unique_lock lock(d.mu);
     d.staged_cv.wait(lock, s->stop.get_token(), [&d] {
@@ -479,8 +583,18 @@ struct ImageServer::Impl {
     }
     const std::string path = d.staged_path;
     s->staged_checksums = d.staged_checksums;
+    s->staged_source_digests = d.staged_source_digests;
     const uint64_t size = d.size.value_or(0);
     lock.unlock();
+    res.set_header("Accept-Ranges", "bytes");
+    const RangeAnswer answer = NormalizeRanges(req, size, /*any_range=*/true);
+    if (answer == RangeAnswer::kUnsatisfiable) {
+      RefuseRange(s, res, size);
+      return;
+    }
+    if (answer == RangeAnswer::kPartial) {
+      s->whole_from_start = false;  // the checksums are not this response's
+    }
     auto file = disk::FileSource::Open(path);
     s->info.total_bytes = size;
     Started(*s);
@@ -521,7 +635,11 @@ struct ImageServer::Impl {
       fail(reader.error());
       return;
     }
-    disk::HashingReader hashing(std::move(*reader));
+    // Staging hashes the policy's digests; under kNone it still computes SHA-512 (staging is
+    // the rare path) and drops it.
+    const auto digests = DigestsOf(d->checksums);
+    disk::HashingReader hashing(std::move(*reader), disk::Sha512Thread::kWhenCoresAreFree,
+                                digests.value_or(disk::Hasher::Digests::kSha512Only));
     s->info.total_bytes = hashing.VirtualSize();
     Started(*s);
     std::string path;
@@ -554,11 +672,13 @@ struct ImageServer::Impl {
       std::lock_guard lock(d->mu);
       d->stage = StageState::kReady;
       d->size = hashing.VirtualSize();
-      d->staged_checksums = hashing.checksums();
+      d->staged_checksums = digests ? hashing.checksums() : std::nullopt;
+      d->staged_source_digests = hashing.SourceDigests();
     }
     d->staged_cv.notify_all();
     log.Info("disk staged", {{"disk", d->name}, {"bytes_stored", (*sink)->stored_bytes()}});
-    Finished(*s, StreamOutcome::kCompleted, hashing.checksums());
+    Finished(*s, StreamOutcome::kCompleted, digests ? hashing.checksums() : std::nullopt,
+             hashing.SourceDigests());
   }
 
   void PruneStagingJobs() {
@@ -659,6 +779,7 @@ core::Result<Publication> ImageServer::Publish(DiskReaderFactory factory, Publis
   d->name = std::move(options.name);
   d->factory = std::move(factory);
   d->mode = options.mode;
+  d->checksums = options.checksums.value_or(impl_->config.checksums);
   if (d->mode == PublishMode::kStaged) {
     // The file is named by a hash-free serial, not the token: directory listings leak nothing.
     d->stage = StageState::kRunning;

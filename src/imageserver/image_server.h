@@ -7,10 +7,21 @@
 //  - Publish(factory) -> URL. The factory opens a fresh DiskReader for every GET, so the source
 //    must stay readable until Unpublish (NFC lease kept alive, Glance image kept).
 //  - GET streams the disk: Content-Length is always the virtual size, so a consumer that sees the
-//    connection drop early knows the body is short. sha256 and sha512 are computed on the way.
-//    A Range request is served too, by decoding from the start and skipping (cost grows with the
-//    offset); consumers that seek should get a staged disk.
-//  - HEAD answers the size (opening the source once if it is not known yet).
+//    connection drop early knows the body is short. The digests of the checksum policy
+//    (ChecksumPolicy) are computed on the way. A source error, including a source digest that
+//    did not match (kCorruptData), cuts the connection before the body is complete.
+//  - Ranges (RFC 9110 14): a staged disk serves any range (206; 416 for a range that starts past
+//    the end) and says "Accept-Ranges: bytes". A streaming disk says "Accept-Ranges: none"
+//    (CDI then streams through its scratch space instead of seeking with qemu-img/nbdkit) and
+//    serves a single range that starts at 0 (206, the first bytes of a fresh stream); any other
+//    Range is ignored, as HTTP allows: 200 with the whole body. Never wrong bytes.
+//    What the consumers send (read from their sources): Longhorn's backing-image-manager
+//    (pkg/util/http_util.go) a HEAD for Content-Length (200 wanted), then one plain GET (200
+//    wanted, no Range); CDI's HTTP importer (pkg/importer/http-datasource.go) a HEAD for
+//    Content-Length, then a plain GET (200 wanted), and it reads Accept-Ranges of that GET to
+//    decide whether qemu-img may read the URL with ranges.
+//  - HEAD answers the size as Content-Length and Accept-Ranges (opening the source once if the
+//    size is not known yet).
 //  - Unpublish(token): the URL answers 404 from then on and running streams are cut.
 //  - More than max_streams concurrent GETs: 503 with Retry-After.
 //  - Staged mode: the disk is decoded once into a sparse raw file in staging_dir, then served
@@ -30,6 +41,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -76,6 +88,17 @@ struct StreamProgress {
   double bytes_per_second = 0;
 };
 
+//! Which digests of the served raw disk are computed (the --disk-checksums flag).
+enum class ChecksumPolicy {
+  kVerify,  //!< SHA-512 only: what Longhorn computes of a backing image (status.checksum) and
+            //!< Harvester's spec.checksum holds, so the controller can compare it
+  kAll,     //!< SHA-256 and SHA-512 (an operator who wants the SHA-256 too)
+  kNone,    //!< nothing (nobody compares: e.g. the CDI backend)
+};
+std::string_view ChecksumPolicyName(ChecksumPolicy policy);
+//! "verify", "all", "none"; nullopt otherwise.
+std::optional<ChecksumPolicy> ParseChecksumPolicy(std::string_view name);
+
 struct StreamResult {
   StreamInfo info;
   StreamOutcome outcome = StreamOutcome::kCompleted;
@@ -83,8 +106,15 @@ struct StreamResult {
   std::chrono::nanoseconds duration{0};
   double bytes_per_second = 0;
   //! Of the raw disk: set when the whole disk passed front to back (a complete GET without
-  //! Range, or a completed staging).
+  //! Range, or a completed staging) and the policy computes any; a digest the policy does not
+  //! compute is an empty string (kVerify: sha256 is empty).
   std::optional<disk::Checksums> checksums;
+  ChecksumPolicy checksum_policy = ChecksumPolicy::kVerify;
+  //! Digests the source declared and that matched the source bytes of this stream
+  //! (disk::DiskReader::SourceDigests: vsphere-manifest, ova-manifest, glance); set with
+  //! kCompleted when the whole disk passed. A mismatch never gets here: the stream fails with
+  //! kSourceError and error->code == kCorruptData.
+  std::vector<disk::VerifiedDigest> source_digests;
   std::optional<core::Error> error;  //!< for kSourceError
 };
 
@@ -113,15 +143,16 @@ struct ServerConfig {
   std::chrono::seconds read_timeout{30};
   std::chrono::seconds keep_alive_timeout{5};
   size_t buffer_bytes = size_t{1} << 20;  //!< per stream
-  //! sha256 + sha512 of every streamed disk. Off only for the benchmark figure that shows what
-  //! they cost (vmimport-e2e-bench); a stream without them reports no checksums.
-  bool checksums = true;
+  //! Default for every disk (PublishOptions::checksums overrides it per disk).
+  ChecksumPolicy checksums = ChecksumPolicy::kVerify;
   std::chrono::milliseconds progress_interval{1000};
 };
 
 struct PublishOptions {
   std::string name;  //!< for logs and the observer, e.g. "default/web-1/disk-0"
   PublishMode mode = PublishMode::kStreaming;
+  //! nullopt: ServerConfig::checksums.
+  std::optional<ChecksumPolicy> checksums;
 };
 
 struct Publication {

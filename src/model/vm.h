@@ -16,6 +16,21 @@ enum class PowerState { kOn, kOff, kSuspended, kUnknown };
 const char* FirmwareName(Firmware f);
 const char* PowerStateName(PowerState p);
 
+//! A digest the source declares for a disk's bytes, known when the VM is described.
+struct SourceDigest {
+  std::string algorithm;  //!< lower-case: "sha1", "sha256", "sha512"
+  std::string hex;        //!< lower-case
+  //! Who declares it and what it covers: "glance" (os_hash_value over the image file as
+  //! Glance stores it), "ova-manifest" (the OVF manifest's digest of the disk file). vSphere's
+  //! NFC manifest is only known once a stream ended: it is reported by the stream
+  //! (disk::DiskReader::SourceDigests), not here.
+  std::string verifier;
+  //! True when the bytes the digest covers are exactly the raw disk the image server serves (a
+  //! raw Glance image): then a consumer can verify it itself (Harvester spec.checksum, when the
+  //! algorithm is sha512).
+  bool covers_served_bytes = false;
+};
+
 //! KubeVirt disk buses: "virtio", "scsi", "sata", "usb".
 struct DiskDescription {
   std::string id;    //!< provider key: vSphere device key, Cinder volume id, OVF disk id
@@ -30,6 +45,8 @@ struct DiskDescription {
   //! "raw" (a Glance image uploaded from a Cinder volume: any magic in it is guest data); empty:
   //! unknown, the magic decides.
   std::string format;
+  //! nullopt: the source declares no digest for this disk (unverifiable from the source).
+  std::optional<SourceDigest> source_digest;
 };
 
 struct NicDescription {

@@ -1,10 +1,9 @@
 #include "ovf/manifest.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <vector>
 
 #include "core/strings.h"
 
@@ -20,34 +19,9 @@ namespace {
 using core::ErrorCode;
 using core::MakeError;
 
-const EVP_MD* Md(DigestAlgorithm a) {
-  switch (a) {
-    case DigestAlgorithm::kSha1: return EVP_sha1();
-    case DigestAlgorithm::kSha256: return EVP_sha256();
-    case DigestAlgorithm::kSha512: return EVP_sha512();
-  }
-  return EVP_sha256();
-}
-
-size_t HexLength(DigestAlgorithm a) {
-  switch (a) {
-    case DigestAlgorithm::kSha1: return 40;
-    case DigestAlgorithm::kSha256: return 64;
-    case DigestAlgorithm::kSha512: return 128;
-  }
-  return 0;
-}
+size_t HexLength(DigestAlgorithm a) { return disk::DigestHexLength(a); }
 
 }  // namespace
-
-const char* DigestAlgorithmName(DigestAlgorithm a) {
-  switch (a) {
-    case DigestAlgorithm::kSha1: return "SHA1";
-    case DigestAlgorithm::kSha256: return "SHA256";
-    case DigestAlgorithm::kSha512: return "SHA512";
-  }
-  return "?";
-}
 
 core::Result<Manifest> ParseManifest(std::string_view text, std::string_view name) {
   Manifest out;
@@ -94,37 +68,6 @@ core::Result<Manifest> ParseManifest(std::string_view text, std::string_view nam
   return out;
 }
 
-struct DigestHasher::State {
-  EVP_MD_CTX* ctx = nullptr;
-  ~State() { EVP_MD_CTX_free(ctx); }
-};
-
-DigestHasher::DigestHasher(DigestAlgorithm algorithm) : state_(std::make_unique<State>()) {
-  state_->ctx = EVP_MD_CTX_new();
-  if (state_->ctx == nullptr || EVP_DigestInit_ex(state_->ctx, Md(algorithm), nullptr) != 1) {
-    std::abort();  // out of memory: nothing sensible to do
-  }
-}
-
-DigestHasher::~DigestHasher() = default;
-
-void DigestHasher::Update(std::span<const std::byte> data) {
-  EVP_DigestUpdate(state_->ctx, data.data(), data.size());
-}
-
-std::string DigestHasher::Finish() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(state_->ctx, md, &len);
-  return core::HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
-}
-
-std::string DigestOf(DigestAlgorithm algorithm, std::span<const std::byte> data) {
-  DigestHasher h(algorithm);
-  h.Update(data);
-  return h.Finish();
-}
-
 DigestCheckingSource::DigestCheckingSource(disk::ByteSourcePtr inner, std::string file_name,
                                            uint64_t size, Digest expected)
     : inner_(std::move(inner)),
@@ -160,6 +103,30 @@ core::Result<size_t> DigestCheckingSource::Read(std::stop_token stop, std::span<
     verified_ = true;
   }
   return *n;
+}
+
+core::Status DigestCheckingSource::FinishVerification(std::stop_token stop) {
+  std::vector<std::byte> scratch(64 * 1024);
+  while (!verified_) {
+    auto n = Read(stop, scratch);
+    if (!n) {
+      return MakeError(n.error());
+    }
+    if (*n == 0 && !verified_) {
+      return MakeError(ErrorCode::kInternal, file_name_ + ": digest not checked");
+    }
+  }
+  return core::Ok();
+}
+
+std::optional<disk::VerifiedDigest> DigestCheckingSource::Verified() const {
+  if (!verified_) {
+    return std::nullopt;
+  }
+  return disk::VerifiedDigest{.algorithm = disk::DigestAlgorithmLowerName(expected_.algorithm),
+                              .hex = expected_.hex,
+                              .verifier = std::string(disk::kVerifierOvaManifest),
+                              .bytes = size_};
 }
 
 }  // namespace vmimport::ovf

@@ -14,13 +14,12 @@
 
 #include "core/result.h"
 #include "disk/byte_source.h"
+#include "disk/digest.h"
 
 namespace vmimport::ovf {
 
-enum class DigestAlgorithm { kSha1, kSha256, kSha512 };
-
-//! "SHA1", "SHA256", "SHA512".
-const char* DigestAlgorithmName(DigestAlgorithm a);
+using disk::DigestAlgorithm;
+using disk::DigestAlgorithmName;
 
 struct Digest {
   DigestAlgorithm algorithm = DigestAlgorithm::kSha256;
@@ -34,37 +33,26 @@ using Manifest = std::map<std::string, Digest>;
 //! the wrong length; kUnsupported for an algorithm other than SHA1/SHA256/SHA512.
 [[nodiscard]] core::Result<Manifest> ParseManifest(std::string_view text, std::string_view name);
 
-//! Incremental SHA-1/256/512 (OpenSSL EVP). Not thread-safe.
-class DigestHasher {
- public:
-  explicit DigestHasher(DigestAlgorithm algorithm);
-  ~DigestHasher();
-  DigestHasher(const DigestHasher&) = delete;
-  DigestHasher& operator=(const DigestHasher&) = delete;
-  void Update(std::span<const std::byte> data);
-  //! Lower-case hex of everything passed to Update.
-  std::string Finish();
-
- private:
-  struct State;
-  std::unique_ptr<State> state_;
-};
-
-//! The digest of `data` in lower-case hex.
-std::string DigestOf(DigestAlgorithm algorithm, std::span<const std::byte> data);
+using disk::DigestHasher;
+using disk::DigestOf;
 
 //! Decorator: passes a file's bytes through and checks its digest as its last byte passes, in the
 //! Read that returns that byte: a mismatch fails that Read (kCorruptData with the file name and
 //! both digests) instead of returning the bytes, so a consumer never sees a whole bad file. The
 //! file must have exactly `size` bytes: fewer is kCorruptData ("truncated"), and reading stops at
 //! `size` (the inner source is not read further).
-class DigestCheckingSource final : public disk::ByteSource {
+class DigestCheckingSource final : public disk::CheckedSource {
  public:
   DigestCheckingSource(disk::ByteSourcePtr inner, std::string file_name, uint64_t size,
                        Digest expected);
 
   // disk::ByteSource
   core::Result<size_t> Read(std::stop_token stop, std::span<std::byte> out) override;
+  // disk::CheckedSource
+  //! Reads the rest of the file (the decoder may stop at a VMDK's end-of-stream marker).
+  core::Status FinishVerification(std::stop_token stop) override;
+  //! verifier "ova-manifest".
+  std::optional<disk::VerifiedDigest> Verified() const override;
 
   //! True once the whole file passed and its digest matched.
   bool verified() const { return verified_; }

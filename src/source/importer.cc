@@ -1,6 +1,7 @@
 #include "source/importer.h"
 
 #include "disk/open.h"
+#include "source/verifying_source.h"
 
 namespace vmimport::source {
 
@@ -70,6 +71,9 @@ class GuardedReader final : public disk::DiskReader {
     return reader_->Read(stop, out);
   }
   std::string_view FormatName() const override { return reader_->FormatName(); }
+  std::vector<disk::VerifiedDigest> SourceDigests() const override {
+    return reader_->SourceDigests();
+  }
 
  private:
   std::shared_ptr<void> guard_;  // declared first: destroyed after the reader that uses it
@@ -101,6 +105,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
     return core::MakeError(bytes.error());
   }
   disk::ByteSourcePtr source = std::move(*bytes);
+  // A source that checks a digest over its bytes: the reader holds back the last disk bytes
+  // until it did (the pointer stays valid: the decoder owns the source).
+  auto* checked = dynamic_cast<disk::CheckedSource*>(source.get());
   if (limits.bytes_per_second > 0) {
     source = std::make_unique<disk::RateLimitedSource>(std::move(source), limits.bytes_per_second);
   }
@@ -122,6 +129,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   if (!reader) {
     release();
     return core::MakeError(reader.error());
+  }
+  if (checked != nullptr) {
+    *reader = HoldLastBytesUntilVerified(std::move(*reader), checked);
   }
   if (limits.slots == nullptr) {
     return std::move(*reader);

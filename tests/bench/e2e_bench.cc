@@ -6,8 +6,11 @@
 //              The readers only count what they receive (a reader to /dev/null); the sha256 the
 //              server computed on the bytes it sent must be the seed manifest's, and each reader
 //              must have received the disk's size.
-//   ours without checksums   the same with the server's sha256 + sha512 off (a ServerConfig
-//              switch that exists for this figure): what the checksums cost here.
+//              The disk stream is the product's: the NFC manifest (sha256) checked over the VMDK
+//              bytes as received, the last disk bytes held back until it matched
+//              (source::HoldLastBytesUntilVerified). The served raw digests follow the checksum
+//              policy: "verify" (the default: SHA-512 only, what Longhorn compares) is the
+//              headline; "all" (SHA-256 too) and "none" are run for their CPU per GiB.
 //   reference  what the Go reference implementation does: `govc export.ovf` into a folder,
 //              `qemu-img convert -f vmdk -O raw` of each disk into a second folder, that folder
 //              served by `python3 -m http.server`, each raw file downloaded with curl; disks one
@@ -24,9 +27,22 @@
 //   e2e_ours_cpu_bound_seconds      (ours + vcsim CPU) / cores: no schedule on this machine can
 //                                   finish sooner than this
 //   e2e_ours_context_switches       voluntary + involuntary context switches of this process
+//   e2e_vs_cpu_bound_ratio          ours seconds / the CPU bound: how close to the limit this
+//                                   machine allows (1.0 = at the limit)
 //   e2e_ours_unchecked_seconds, e2e_ours_unchecked_cpu_seconds, e2e_unchecked_vs_curl_ratio,
-//   e2e_unchecked_vs_reference_ratio   ours without the checksums
-//   e2e_checksums_cpu_seconds       CPU the checksums cost: ours - unchecked
+//   e2e_unchecked_vs_reference_ratio   ours with the policy "none" (the manifest is still checked)
+//   e2e_checksums_cpu_seconds       CPU the served digests of "verify" cost: verify - none
+//   e2e_cpu_per_GiB_verify, e2e_cpu_per_GiB_all, e2e_cpu_per_GiB_none   CPU seconds of this
+//                                   process per GiB of raw disk, for each checksum policy
+//   e2e_glance_*                    a Glance raw image, played without the OpenStack peer: a raw
+//                                   file of the VM's total size (random bytes) served by
+//                                   `python3 -m http.server` as Glance's /v2/images/<id>/file
+//                                   would be; ours = HttpStream -> raw reader -> image server
+//                                   (verify) -> reader; curl = a plain GET of the file; reference
+//                                   = the Go reference's chain for OpenStack (download the image
+//                                   to a file, serve it with a file server, download it). The
+//                                   source server's CPU counts into the CPU bound like vcsim's.
+//                                   Keystone/Cinder/the volume upload are not part of the figure.
 //   e2e_reference_seconds, e2e_reference_MBps  the reference chain, end to end
 //   e2e_vs_reference_ratio          reference seconds / ours (goal >= 3)
 //   nfc_curl_seconds, nfc_curl_MBps the curl baseline (MBps: VMDK bytes / s)
@@ -69,6 +85,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
+#include <set>
 #include <span>
 #include <sstream>
 #include <string>
@@ -82,6 +100,8 @@
 #include "disk/open.h"
 #include "http/client.h"
 #include "imageserver/image_server.h"
+#include "source/http_stream.h"
+#include "source/verifying_source.h"
 #include "source/vmware/export.h"
 #include "source/vmware/session.h"
 
@@ -356,6 +376,18 @@ class ChecksumCollector final : public imageserver::StreamObserver {
     if (result.outcome == imageserver::StreamOutcome::kCompleted && result.checksums) {
       sums_[result.info.disk_name] = *result.checksums;
     }
+    if (result.outcome == imageserver::StreamOutcome::kCompleted) {
+      for (const auto& d : result.source_digests) {
+        if (d.verifier == disk::kVerifierVsphereManifest) {
+          verified_.insert(result.info.disk_name);
+        }
+      }
+    }
+  }
+  //! The stream of `disk_name` matched its NFC manifest digest.
+  bool Verified(const std::string& disk_name) const {
+    std::lock_guard lock(mu_);
+    return verified_.contains(disk_name);
   }
   std::optional<disk::Checksums> Of(const std::string& disk_name) const {
     std::lock_guard lock(mu_);
@@ -366,16 +398,18 @@ class ChecksumCollector final : public imageserver::StreamObserver {
  private:
   mutable std::mutex mu_;
   std::map<std::string, disk::Checksums> sums_;
+  std::set<std::string> verified_;
 };
 
-// `checksums`: the server's sha256 + sha512 on (what the product does) or off (to show their
-// cost; the bytes are then checked by count only).
+// `policy`: the served raw digests (verify: SHA-512 only, the product's default; all; none: the
+// bytes are then checked by count, and the NFC manifest still by the stream).
 Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
-                        const std::vector<SeededDisk>& seeded, bool checksums, pid_t vcsim_pid) {
+                        const std::vector<SeededDisk>& seeded, imageserver::ChecksumPolicy policy,
+                        pid_t vcsim_pid) {
   const core::SystemClock clock;
   ChecksumCollector collector;
   imageserver::ServerConfig config;
-  config.checksums = checksums;
+  config.checksums = policy;
   auto server = imageserver::ImageServer::Start(config, &collector, clock, QuietLog());
   if (!server) {
     return MakeError(server.error().Wrap("image server"));
@@ -411,7 +445,12 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
           if (!source) {
             return MakeError(source.error());
           }
-          return disk::OpenDiskStream(stop, std::move(*source), std::nullopt);
+          auto* checked = dynamic_cast<disk::CheckedSource*>(source->get());
+          auto reader = disk::OpenDiskStream(stop, std::move(*source), std::nullopt);
+          if (!reader || checked == nullptr) {
+            return reader;
+          }
+          return source::HoldLastBytesUntilVerified(std::move(*reader), checked);
         },
         {.name = vm.name + "/disk-" + std::to_string(i)});
     if (!published) {
@@ -456,10 +495,13 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
                        what + ": the reader received " + std::to_string(r.bytes) +
                            " bytes, the manifest says " + std::to_string(seeded[i].size_bytes));
     }
-    if (checksums) {
+    if (policy != imageserver::ChecksumPolicy::kNone) {
       const auto sums = collector.Of(names[i]);
-      if (!sums || sums->bytes != seeded[i].size_bytes || sums->sha256 != seeded[i].sha256 ||
-          sums->sha512.size() != 128) {
+      const bool sha256_ok = policy == imageserver::ChecksumPolicy::kAll
+                                 ? sums && sums->sha256 == seeded[i].sha256
+                                 : sums && sums->sha256.empty();
+      if (!sums || sums->bytes != seeded[i].size_bytes || !sha256_ok ||
+          sums->sha512.size() != 128 || !collector.Verified(names[i])) {
         return MakeError(
             ErrorCode::kCorruptData,
             what + ": the server sent " +
@@ -664,6 +706,7 @@ class FileServer {
   std::string Url(const std::string& file) const {
     return "http://127.0.0.1:" + std::to_string(port_) + "/" + file;
   }
+  pid_t pid() const { return pid_; }
 
  private:
   FileServer(pid_t pid, int port) : pid_(pid), port_(port) {}
@@ -781,6 +824,167 @@ Result<ReferenceRun> RunReference(const WorldEnv& env, const vmware::VmRef& vm,
   return run;
 }
 
+// --------------------------------------------------------------- glance (raw image) ----------
+
+// A raw image of `size` random bytes in `dir`, served like Glance serves an image's file.
+struct GlanceStandIn {
+  std::string dir;
+  std::string url;
+  uint64_t size = 0;
+  std::string sha512;
+  std::unique_ptr<FileServer> server;
+};
+
+Result<GlanceStandIn> MakeGlanceStandIn(const std::string& parent, uint64_t size) {
+  GlanceStandIn g;
+  std::string pattern = parent + "/vmimport-e2e-glance-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return MakeError(ErrorCode::kInternal, "mkdtemp in " + parent);
+  }
+  g.dir = pattern;
+  g.size = size;
+  {
+    std::ofstream out(g.dir + "/image", std::ios::binary);
+    std::mt19937_64 rng(20261205);
+    disk::Hasher hasher(disk::Hasher::Digests::kSha512Only);
+    std::vector<uint64_t> chunk((size_t{1} << 20) / 8);
+    for (uint64_t done = 0; done < size;) {
+      for (uint64_t& w : chunk) {
+        w = rng();
+      }
+      const auto n = static_cast<size_t>(std::min<uint64_t>(size - done, chunk.size() * 8));
+      const auto bytes = std::as_bytes(std::span(chunk)).first(n);
+      hasher.Update(bytes);
+      out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(n));
+      done += n;
+    }
+    if (!out) {
+      return MakeError(ErrorCode::kInternal, "writing " + g.dir + "/image");
+    }
+    g.sha512 = hasher.Finish().sha512;
+  }
+  auto server = FileServer::Start(g.dir);
+  if (!server) {
+    return MakeError(server.error());
+  }
+  g.server = std::move(*server);
+  g.url = g.server->Url("image");
+  return g;
+}
+
+struct GlanceRun {
+  double seconds = 0;
+  double cpu_seconds = 0;
+  double source_cpu_seconds = 0;
+};
+
+// Ours: the Glance stream (HttpStream, declared raw: never sniffed) through the image server with
+// `policy`, to a reader. A raw Glance image's sha512 os_hash_value is Harvester's spec.checksum:
+// Longhorn verifies it, so nothing more is hashed on our side than the policy's digests.
+Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPolicy policy) {
+  const core::SystemClock clock;
+  ChecksumCollector collector;
+  imageserver::ServerConfig config;
+  config.checksums = policy;
+  auto server = imageserver::ImageServer::Start(config, &collector, clock, QuietLog());
+  if (!server) {
+    return MakeError(server.error());
+  }
+  auto source_http = http::Client::Create({});
+  auto reader_http = http::Client::Create({});
+  if (!source_http || !reader_http) {
+    return MakeError(ErrorCode::kInternal, "http clients");
+  }
+  http::Client& src = **source_http;
+  const double cpu_before = CpuSeconds();
+  const double source_cpu_before = PeerCpuSeconds(g.server->pid());
+  const auto start = Clock::now();
+  auto published = (*server)->Publish(
+      [&src, &g](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
+        source::HttpStreamOptions options;
+        options.name = "glance stand-in";
+        auto stream = source::HttpStream::Open(stop, src, http::Request{.url = g.url}, options);
+        if (!stream) {
+          return MakeError(stream.error());
+        }
+        disk::OpenOptions open;
+        open.declared = disk::DiskFormat::kRaw;
+        return disk::OpenDiskStream(stop, disk::ByteSourcePtr(std::move(*stream)), g.size, open);
+      },
+      {.name = "glance/disk-0"});
+  if (!published) {
+    return MakeError(published.error());
+  }
+  auto got = Download(**reader_http, published->url, {}, /*hash=*/false);
+  const auto end = Clock::now();
+  GlanceRun run{.seconds = Seconds(end - start),
+                .cpu_seconds = CpuSeconds() - cpu_before,
+                .source_cpu_seconds = PeerCpuSeconds(g.server->pid()) - source_cpu_before};
+  reader_http->reset();
+  (*server)->Unpublish(published->token);
+  server->reset();
+  if (!got) {
+    return MakeError(got.error().Wrap("glance ours"));
+  }
+  if (got->bytes != g.size) {
+    return MakeError(ErrorCode::kCorruptData, "glance ours: received " +
+                                                  std::to_string(got->bytes) + " of " +
+                                                  std::to_string(g.size) + " bytes");
+  }
+  if (policy != imageserver::ChecksumPolicy::kNone) {
+    const auto sums = collector.Of("glance/disk-0");
+    if (!sums || sums->sha512 != g.sha512) {
+      return MakeError(ErrorCode::kCorruptData,
+                       "glance ours: the served SHA-512 is not the image's (os_hash_value)");
+    }
+  }
+  return run;
+}
+
+Result<GlanceRun> RunGlanceCurl(const GlanceStandIn& g) {
+  auto http = http::Client::Create({});
+  if (!http) {
+    return MakeError(http.error());
+  }
+  const double cpu_before = CpuSeconds();
+  const double source_cpu_before = PeerCpuSeconds(g.server->pid());
+  const auto start = Clock::now();
+  auto got = Download(**http, g.url, {}, /*hash=*/false);
+  if (!got) {
+    return MakeError(got.error().Wrap("glance curl"));
+  }
+  return GlanceRun{.seconds = Seconds(Clock::now() - start),
+                   .cpu_seconds = CpuSeconds() - cpu_before,
+                   .source_cpu_seconds = PeerCpuSeconds(g.server->pid()) - source_cpu_before};
+}
+
+// The reference's OpenStack chain: the image downloaded to a file (curl), that file served by a
+// file server, downloaded by the consumer (curl).
+Result<GlanceRun> RunGlanceReference(const GlanceStandIn& g, const std::string& parent) {
+  std::string pattern = parent + "/vmimport-e2e-glance-ref-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return MakeError(ErrorCode::kInternal, "mkdtemp in " + parent);
+  }
+  const auto start = Clock::now();
+  Result<GlanceRun> out = MakeError(ErrorCode::kInternal, "unset");
+  if (auto dl = Run({"curl", "-fsS", "-o", pattern + "/image.raw", g.url}); !dl) {
+    out = MakeError(dl.error());
+  } else if (auto served = FileServer::Start(pattern); !served) {
+    out = MakeError(served.error());
+  } else if (auto up = Run({"curl", "-fsS", "-o", "/dev/null", "-w", "%{size_download}",
+                            (*served)->Url("image.raw")});
+             !up) {
+    out = MakeError(up.error());
+  } else if (std::strtoull(up->c_str(), nullptr, 10) != g.size) {
+    out = MakeError(ErrorCode::kCorruptData, "glance reference: short download");
+  } else {
+    out = GlanceRun{.seconds = Seconds(Clock::now() - start)};
+  }
+  std::error_code ec;
+  fs::remove_all(pattern, ec);
+  return out;
+}
+
 // --------------------------------------------------------------------------- main ------------
 
 struct Options {
@@ -861,6 +1065,7 @@ int main(int argc, char** argv) {
   const pid_t vcsim_pid = pid_env != nullptr ? static_cast<pid_t>(std::atoi(pid_env)) : 0;
   std::optional<OursRun> ours;
   std::optional<OursRun> unchecked;
+  std::optional<OursRun> all;
   std::optional<CurlRun> curl;
   std::optional<ReferenceRun> reference;
   uint64_t peak_rss_kib = 0;
@@ -873,11 +1078,18 @@ int main(int argc, char** argv) {
     if (!curl || c->seconds < curl->seconds) {
       curl = *c;
     }
-    auto o = RunOurs(**session, vm, *seeded, /*checksums=*/true, vcsim_pid);
+    auto o = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kVerify, vcsim_pid);
     if (!o) {
       Die(o.error().ToString());
     }
-    auto u = RunOurs(**session, vm, *seeded, /*checksums=*/false, vcsim_pid);
+    auto a = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kAll, vcsim_pid);
+    if (!a) {
+      Die(a.error().ToString());
+    }
+    if (!all || a->cpu_seconds < all->cpu_seconds) {
+      all = *a;
+    }
+    auto u = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kNone, vcsim_pid);
     if (!u) {
       Die(u.error().ToString());
     }
@@ -899,6 +1111,41 @@ int main(int argc, char** argv) {
   if (peak_rss_kib == 0) {
     peak_rss_kib = PeakRssKib();  // clear_refs refused: the whole run's peak
   }
+  // The Glance raw image: as large as the VM's disks together.
+  uint64_t total = 0;
+  for (const SeededDisk& d : *seeded) {
+    total += d.size_bytes;
+  }
+  auto glance = MakeGlanceStandIn(options.dir, total);
+  if (!glance) {
+    Die(glance.error().ToString());
+  }
+  std::optional<GlanceRun> g_ours, g_none, g_curl, g_ref;
+  for (int round = 0; round < options.repeat; ++round) {
+    auto c = RunGlanceCurl(*glance);
+    auto o = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kVerify);
+    auto n = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kNone);
+    auto r = RunGlanceReference(*glance, options.dir);
+    for (const auto* x : {&c, &o, &n, &r}) {
+      if (!*x) {
+        Die(x->error().ToString());
+      }
+    }
+    const auto keep = [](std::optional<GlanceRun>& best, const GlanceRun& run) {
+      if (!best || run.seconds < best->seconds) {
+        best = run;
+      }
+    };
+    keep(g_curl, *c);
+    keep(g_ours, *o);
+    keep(g_none, *n);
+    keep(g_ref, *r);
+  }
+  {
+    glance->server.reset();
+    std::error_code ec;
+    fs::remove_all(glance->dir, ec);
+  }
 
   const double raw_mb = static_cast<double>(ours->raw_bytes) / 1e6;
   Count("e2e_disks", seeded->size(), "disks");
@@ -913,6 +1160,14 @@ int main(int argc, char** argv) {
            "s");
   }
   Count("e2e_ours_context_switches", ours->context_switches, "switches");
+  if (vcsim_pid > 0) {
+    Figure("e2e_vs_cpu_bound_ratio",
+           ours->seconds / ((ours->cpu_seconds + ours->vcsim_cpu_seconds) / cores), "x");
+  }
+  const double gib = static_cast<double>(ours->raw_bytes) / 1073741824.0;
+  Figure("e2e_cpu_per_GiB_verify", ours->cpu_seconds / gib, "s/GiB");
+  Figure("e2e_cpu_per_GiB_all", all->cpu_seconds / gib, "s/GiB");
+  Figure("e2e_cpu_per_GiB_none", unchecked->cpu_seconds / gib, "s/GiB");
   Figure("e2e_ours_unchecked_seconds", unchecked->seconds, "s");
   Figure("e2e_ours_unchecked_cpu_seconds", unchecked->cpu_seconds, "s");
   Figure("e2e_checksums_cpu_seconds", ours->cpu_seconds - unchecked->cpu_seconds, "s");
@@ -931,5 +1186,22 @@ int main(int argc, char** argv) {
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
   Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
   Figure("e2e_peak_rss_MiB", static_cast<double>(peak_rss_kib) / 1024.0, "MiB");
+
+  const double g_gib = static_cast<double>(glance->size) / 1073741824.0;
+  const double g_bound = (g_ours->cpu_seconds + g_ours->source_cpu_seconds) / cores;
+  Figure("e2e_glance_raw_MiB", static_cast<double>(glance->size) / 1048576.0, "MiB");
+  Figure("e2e_glance_ours_seconds", g_ours->seconds, "s");
+  Figure("e2e_glance_ours_MBps", static_cast<double>(glance->size) / 1e6 / g_ours->seconds, "MB/s");
+  Figure("e2e_glance_ours_cpu_seconds", g_ours->cpu_seconds, "s");
+  Figure("e2e_glance_source_cpu_seconds", g_ours->source_cpu_seconds, "s");
+  Figure("e2e_glance_ours_cpu_bound_seconds", g_bound, "s");
+  Figure("e2e_glance_vs_cpu_bound_ratio", g_ours->seconds / g_bound, "x");
+  Figure("e2e_glance_reference_seconds", g_ref->seconds, "s");
+  Figure("e2e_glance_vs_reference_ratio", g_ref->seconds / g_ours->seconds, "x");
+  Figure("e2e_glance_curl_seconds", g_curl->seconds, "s");
+  Figure("e2e_glance_vs_curl_ratio", g_curl->seconds / g_ours->seconds, "x");
+  Figure("e2e_glance_unchecked_vs_curl_ratio", g_curl->seconds / g_none->seconds, "x");
+  Figure("e2e_glance_cpu_per_GiB_verify", g_ours->cpu_seconds / g_gib, "s/GiB");
+  Figure("e2e_glance_cpu_per_GiB_none", g_none->cpu_seconds / g_gib, "s/GiB");
   return 0;
 }

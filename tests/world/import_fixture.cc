@@ -2,8 +2,10 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <random>
 
+#include "harvester/backing_image.h"
 #include "http/client.h"
 #include "kube/config.h"
 #include "source/vmware/inventory.h"
@@ -254,7 +256,26 @@ void ImportFixture::ExpectDisksMatch(const std::string& import_name, const std::
     ASSERT_TRUE(image) << image_name;
     EXPECT_EQ((*image)["metadata"]["annotations"].value(kSha256Annotation, ""), want[i])
         << vm_path << " disk " << i;
-    EXPECT_EQ(disks[i].value("sha256", ""), want[i]) << vm_path << " disk " << i;
+    const std::string sim512 = (*image)["metadata"]["annotations"].value(kSha512Annotation, "");
+    EXPECT_EQ(sim512.size(), 128U) << vm_path << " disk " << i;
+    EXPECT_EQ(disks[i].value("sha512", ""), sim512) << vm_path << " disk " << i;
+    if ((*image)["spec"].value("backend", "") != "backingimage") {
+      continue;
+    }
+    std::optional<Json> bi;
+    for (const std::string& n : harvester::BackingImageNames(*image)) {
+      if (auto got =
+              client_->Get({}, kBackingImages, std::string(harvester::kLonghornNamespace), n)) {
+        bi = *got;
+        break;
+      }
+    }
+    ASSERT_TRUE(bi) << "no BackingImage for " << image_name;
+    const auto stored = harvester::ReadBackingImageChecksum(*bi);
+    EXPECT_TRUE(stored.ready) << bi->dump();
+    EXPECT_EQ(harvester::CompareStoredChecksum(disks[i].value("sha512", ""), stored),
+              harvester::StoredVerdict::kVerified)
+        << vm_path << " disk " << i << ": " << bi->dump();
   }
 }
 

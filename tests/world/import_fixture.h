@@ -32,12 +32,14 @@ inline const Resource kVmwareSources{"migration.harvesterhci.io", "v1beta1", "vm
 inline const Resource kImports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports",
                                true};
 inline const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
+inline const Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
 inline const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 inline const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
 inline const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 
 //! The annotation in which the Harvester simulator records the sha256 of the bytes it received.
 inline constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
+inline constexpr const char* kSha512Annotation = "harvester-sim.vm-import.test/sha512";
 
 //! Whether an import's status.importStatus is one it ends in.
 bool FinalImportStatus(const std::string& status);
@@ -124,8 +126,10 @@ class ImportFixture : public WorldNamespaceTest {
   Json GetImport(const std::string& name);
   //! The objects of `r` in ns_ (or the cluster's), but those being deleted.
   std::vector<Json> Items(const Resource& r);
-  //! Each disk of the import: the sha256 the simulator received equals the seeded one, and so
-  //! does the one our image server computed (in status).
+  //! Each disk of the import: the sha256 the simulator received equals the seeded one, and the
+  //! SHA-512 our image server computed (in status; the default policy "verify" computes no
+  //! SHA-256) equals the simulator's; on the backingimage backend, equals the status.checksum of
+  //! the image's Longhorn BackingImage too (harvester::CompareStoredChecksum).
   void ExpectDisksMatch(const std::string& import_name, const std::string& vm_path);
 
   // --- vSphere ------------------------------------------------------------------------------

@@ -10,9 +10,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "harvester/backing_image.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
@@ -294,6 +297,97 @@ TEST_F(ImportWorldTest, BogusSourceNetworkPutsTheVmOnThePodNetwork) {
   const Json& nic = spec["domain"]["devices"]["interfaces"][0];
   EXPECT_EQ(nic.value("model", ""), "virtio");
   EXPECT_TRUE(nic.contains("masquerade"));
+}
+
+// Issue 16: vcsim serves the disk with bytes its NFC manifest does not declare (extraConfig
+// vmimport-ext.nfcTamper). The controller checks the manifest over the stream it received and
+// fails the disk as CorruptDisk; Harvester never gets a whole disk, no PVC and no VM are made.
+TEST_F(ImportWorldTest, TamperedVsphereStreamFailsWithCorruptDisk) {
+  const std::string path = "/DC0/vm/vmi-bios-small";
+  ASSERT_EQ(testing::RunCommand(Govc("vm.change -vm '" + path +
+                                     "' -e vmimport-ext.nfcTamper=append >/dev/null 2>&1")),
+            0);
+  const std::shared_ptr<void> untamper(nullptr, [&](void*) {
+    EXPECT_EQ(testing::RunCommand(
+                  Govc("vm.change -vm '" + path + "' -e vmimport-ext.nfcTamper= >/dev/null 2>&1")),
+              0);
+  });
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld();
+  CreateImport("tampered", {{"virtualMachineName", "vmi-bios-small"}});
+  EXPECT_EQ(WaitImport("tampered", "diskImageFailed", 120s), "diskImageFailed");
+  const std::string status = GetImport("tampered").dump();
+  EXPECT_NE(status.find("CorruptDisk"), std::string::npos) << status;
+  EXPECT_NE(status.find("vsphere-manifest declares"), std::string::npos) << status;
+  EXPECT_TRUE(Items(kPvcs).empty());
+  EXPECT_TRUE(Items(kVms).empty());
+}
+
+// The simulator plays Longhorn's webhook: a spec.checksum that is not a SHA-512 (here a SHA-256)
+// is refused, so the image fails every attempt and ends RetryLimitExceeded (harvester#5578).
+TEST_F(ImportWorldTest, HarvesterSimFailsANonSha512ChecksumForEverLikeLonghorn) {
+  StartSim();
+  const Json image = {{"apiVersion", "harvesterhci.io/v1beta1"},
+                      {"kind", "VirtualMachineImage"},
+                      {"metadata", {{"name", "sha256-checksum"}, {"namespace", ns_}}},
+                      {"spec",
+                       {{"displayName", "sha256-checksum"},
+                        {"sourceType", "download"},
+                        {"url", "http://127.0.0.1:9/never-fetched"},
+                        {"checksum", std::string(64, 'a')},
+                        {"retry", 1}}}};
+  ASSERT_TRUE(client_->Create({}, kImages, ns_, image));
+  std::string last;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto got = client_->Get({}, kImages, ns_, "sha256-checksum");
+        last = got ? got->dump() : "";
+        if (!got) return false;
+        const Json status = got->value("status", Json::object());
+        if (!status.is_object()) return false;
+        for (const Json& c : status.value("conditions", Json::array())) {
+          if (c.is_object() && c.value("type", "") == "RetryLimitExceeded" &&
+              c.value("status", "") == "True" &&
+              c.value("message", "").find("invalid checksum") != std::string::npos) {
+            return true;
+          }
+        }
+        return false;
+      },
+      60s))
+      << last;
+}
+
+// The simulator's knob for a store that changed a file (--tamper-backingimage-checksum): the
+// BackingImage's status.checksum then differs from the SHA-512 the image server computed of what it
+// served, and harvester::CompareStoredChecksum (the reconciler's hook for DiskChecksumMismatch)
+// says so. Until the reconciler compares, the import itself still succeeds.
+TEST_F(ImportWorldTest, TamperedBackingImageChecksumIsAMismatchForTheHook) {
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld({"--tamper-backingimage-checksum"});
+  CreateImport("stored", {{"virtualMachineName", "vmi-bios-small"}});
+  ASSERT_EQ(WaitImport("stored", "virtualMachineRunning"), "virtualMachineRunning");
+  const Json disks = GetImport("stored")["status"].value("diskImportStatus", Json::array());
+  ASSERT_EQ(disks.size(), 1U);
+  const std::string served = disks[0].value("sha512", "");
+  ASSERT_EQ(served.size(), 128U);
+  auto image = client_->Get({}, kImages, ns_, disks[0].value("VirtualMachineImage", ""));
+  ASSERT_TRUE(image);
+  std::optional<Json> bi;
+  for (const std::string& n : harvester::BackingImageNames(*image)) {
+    if (auto got =
+            client_->Get({}, kBackingImages, std::string(harvester::kLonghornNamespace), n)) {
+      bi = *got;
+      break;
+    }
+  }
+  ASSERT_TRUE(bi);
+  const auto stored = harvester::ReadBackingImageChecksum(*bi);
+  EXPECT_TRUE(stored.ready);
+  EXPECT_EQ(harvester::CompareStoredChecksum(served, stored), harvester::StoredVerdict::kMismatch)
+      << bi->dump();
 }
 
 // One manifest holding Secret + source + import: the import waits for the source, then goes on.

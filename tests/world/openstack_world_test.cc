@@ -197,12 +197,16 @@ std::string RandomBytes(size_t n, uint32_t seed) {
 // Reads a stream to its end: sha256 (hex) and size.
 struct Digest {
   std::string sha256;
+  std::string sha512;
   uint64_t bytes = 0;
   std::string error;
 };
 [[maybe_unused]] Digest ReadAll(disk::ByteSource& source) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx512(EVP_MD_CTX_new(),
+                                                                 &EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  EVP_DigestInit_ex(ctx512.get(), EVP_sha512(), nullptr);
   std::vector<std::byte> buf(1 << 20);
   Digest d;
   while (true) {
@@ -215,12 +219,15 @@ struct Digest {
       break;
     }
     EVP_DigestUpdate(ctx.get(), buf.data(), *n);
+    EVP_DigestUpdate(ctx512.get(), buf.data(), *n);
     d.bytes += *n;
   }
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md.data(), &len);
   d.sha256 = core::HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), len));
+  EVP_DigestFinal_ex(ctx512.get(), md.data(), &len);
+  d.sha512 = core::HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), len));
   return d;
 }
 
@@ -521,6 +528,14 @@ TEST(OpenstackExport, BothVolumesStreamTheBytesOfTheirBackingFilesAndNothingIsLe
     ASSERT_TRUE(d.error.empty()) << d.error;
     EXPECT_EQ(d.bytes, 1ULL << 30);
     EXPECT_EQ(d.sha256, expected[i]) << "disk " << i << " (volume " << volumes[i] << ")";
+    // Issue 16: Glance's os_hash_value (sha512 by default) of the image is in the description
+    // once the image exists, and it is the SHA-512 of exactly the raw bytes we serve.
+    const auto& digest = (*vm)->Description().disks[i].source_digest;
+    ASSERT_TRUE(digest) << "disk " << i << ": no os_hash_value";
+    EXPECT_EQ(digest->verifier, "glance");
+    EXPECT_EQ(digest->algorithm, "sha512");
+    EXPECT_TRUE(digest->covers_served_bytes);
+    EXPECT_EQ(digest->hex, d.sha512) << "disk " << i;
     std::cout << "disk " << i << ": " << d.bytes << " bytes in " << read_s << " s ("
               << static_cast<double>(d.bytes) / 1e6 / read_s << " MB/s)\n";
   }
@@ -853,7 +868,9 @@ class OpenstackImportWorldTest : public ::testing::Test {
           (*image)["metadata"]["annotations"].value("harvester-sim.vm-import.test/sha256", ""),
           want[i])
           << import_name << " disk " << i;
-      EXPECT_EQ(disks[i].value("sha256", ""), want[i]) << import_name << " disk " << i;
+      EXPECT_EQ(disks[i].value("sha512", ""), (*image)["metadata"]["annotations"].value(
+                                                  "harvester-sim.vm-import.test/sha512", "-"))
+          << import_name << " disk " << i;
       auto pvc = client_->Get({}, kPvcs, ns_, image_name);
       EXPECT_TRUE(pvc) << import_name << " disk " << i << ": no PVC " << image_name;
       if (pvc) {

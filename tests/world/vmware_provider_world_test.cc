@@ -17,8 +17,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <thread>
 
+#include "disk/digest.h"
 #include "disk/hashing_reader.h"
 #include "disk/open.h"
 #include "http/client.h"
@@ -398,6 +400,59 @@ TEST_F(VmwareProviderWorldTest, ADiskReadTwiceGivesIdenticalBytes) {
   ASSERT_TRUE(decoded) << decoded.error().ToString();
   EXPECT_EQ(decoded->sha256, expected[1][4]);
   EXPECT_TRUE((*lease)->Complete({}));
+}
+
+// Issue 16: the lease's manifest (sha256 since HttpNfcLeaseSetManifestChecksumType took it) is
+// checked over the VMDK bytes as received; the verified digest is that of exactly those bytes.
+TEST_F(VmwareProviderWorldTest, EachDiskStreamIsCheckedAgainstTheLeaseManifest) {
+  const std::string path = "/DC0/vm/vmi-efi-secure";
+  auto lease = ExportLease::Start({}, *session_, Find(path));
+  ASSERT_TRUE(lease) << lease.error().ToString();
+  EXPECT_EQ((*lease)->manifest_algorithm(), "sha256");
+  for (size_t i = 0; i < (*lease)->disks().size(); ++i) {
+    auto source = (*lease)->OpenDisk({}, i);
+    ASSERT_TRUE(source) << source.error().ToString();
+    auto* checked = dynamic_cast<disk::CheckedSource*>(source->get());
+    ASSERT_NE(checked, nullptr) << "a vSphere disk stream checks the manifest";
+    auto bytes = ReadAll(**source);
+    ASSERT_TRUE(bytes) << bytes.error().ToString();
+    auto verified = checked->Verified();
+    ASSERT_TRUE(verified) << "disk " << i;
+    EXPECT_EQ(verified->verifier, "vsphere-manifest");
+    EXPECT_EQ(verified->algorithm, "sha256");
+    EXPECT_EQ(verified->hex,
+              disk::DigestOf(disk::DigestAlgorithm::kSha256, std::as_bytes(std::span(*bytes))));
+    EXPECT_EQ(verified->bytes, bytes->size());
+    auto entry = (*lease)->GetManifestEntry({}, i);
+    ASSERT_TRUE(entry && *entry) << "disk " << i;
+    EXPECT_EQ((*entry)->hex, verified->hex);
+    EXPECT_EQ((*entry)->size, bytes->size());
+  }
+  EXPECT_TRUE((*lease)->Complete({}));
+}
+
+// The vcsim fault mode: a VM whose downloads carry bytes the manifest does not declare. The
+// stream ends with kCorruptData naming both digests instead of ending cleanly.
+TEST_F(VmwareProviderWorldTest, ATamperedDownloadFailsAsCorruptData) {
+  const std::string path = "/DC0/vm/vmi-bios-small";
+  std::string out;
+  ASSERT_EQ(Govc("vm.change -vm " + Quote(path) + " -e vmimport-ext.nfcTamper=append", &out), 0)
+      << out;
+  // Cleared whatever happens: the other tests want this VM's bytes intact.
+  const std::shared_ptr<void> untamper(nullptr, [&](void*) {
+    std::string o;
+    EXPECT_EQ(Govc("vm.change -vm " + Quote(path) + " -e vmimport-ext.nfcTamper=", &o), 0) << o;
+  });
+  auto lease = ExportLease::Start({}, *session_, Find(path));
+  ASSERT_TRUE(lease) << lease.error().ToString();
+  auto source = (*lease)->OpenDisk({}, 0);
+  ASSERT_TRUE(source) << source.error().ToString();
+  auto bytes = ReadAll(**source);
+  ASSERT_FALSE(bytes) << "a tampered stream must not read clean";
+  EXPECT_EQ(bytes.error().code, ErrorCode::kCorruptData) << bytes.error().ToString();
+  EXPECT_NE(bytes.error().message.find("vsphere-manifest declares"), std::string::npos)
+      << bytes.error().message;
+  EXPECT_TRUE((*lease)->Abort({}, "tampered"));
 }
 
 TEST_F(VmwareProviderWorldTest, AFailedExportAbortsItsLease) {

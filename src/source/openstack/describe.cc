@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/strings.h"
+#include "disk/digest.h"
 #include "source/openstack/json_util.h"
 
 namespace vmimport::source::openstack {
@@ -335,6 +336,19 @@ std::string ExactNameRegex(std::string_view name) {
   }
   out += '$';
   return out;
+}
+
+std::optional<model::SourceDigest> ParseGlanceDigest(const nlohmann::json& image) {
+  const std::string algo = Str(image, "os_hash_algo");
+  const std::string value = Str(image, "os_hash_value");
+  const auto algorithm = disk::ParseDigestAlgorithm(algo);
+  if (!algorithm || !disk::IsDigestHex(*algorithm, value)) {
+    return std::nullopt;
+  }
+  return model::SourceDigest{.algorithm = disk::DigestAlgorithmLowerName(*algorithm),
+                             .hex = core::ToLower(value),
+                             .verifier = std::string(disk::kVerifierGlance),
+                             .covers_served_bytes = Str(image, "disk_format") == "raw"};
 }
 
 }  // namespace vmimport::source::openstack

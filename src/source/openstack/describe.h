@@ -68,6 +68,13 @@ std::vector<Interface> ParseInterfaces(const nlohmann::json& doc);
 //! The string properties of a Glance v2 image (they are top-level keys of the image).
 std::map<std::string, std::string> ParseImageProperties(const nlohmann::json& doc);
 
+//! The digest Glance computed of an image's data (GET /v2/images/<id>: "os_hash_algo", sha512
+//! by default, and "os_hash_value", hex), verifier "glance". nullopt when either is absent or
+//! null (an image made by the location shortcut has none: unverifiable, not an error), or the
+//! algorithm is one we do not verify with (md5...), or the value is not hex of its length.
+//! covers_served_bytes: the image is disk_format raw, so its bytes are the raw disk we serve.
+std::optional<model::SourceDigest> ParseGlanceDigest(const nlohmann::json& image);
+
 //! hw_disk_bus → the KubeVirt bus: virtio, scsi, sata (also for ide), usb; default virtio.
 std::string DiskBusFor(std::string_view hw_disk_bus);
 //! hw_vif_model → the KubeVirt NIC model: virtio, e1000, e1000e, rtl8139, pcnet, ne2k_pci;

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "disk/digest.h"
 #include "source/openstack/describe.h"
 #include "source/openstack/json_util.h"
+#include "source/verifying_source.h"
 
 namespace vmimport::source::openstack {
 
@@ -148,6 +150,7 @@ struct Temporaries {
   std::string snapshot_id;
   std::string volume_id;
   std::string image_id;
+  std::optional<model::SourceDigest> digest;  // Glance's, of the image
 };
 
 class OpenstackSourceVm final : public SourceVm {
@@ -235,6 +238,11 @@ class OpenstackSourceVm final : public SourceVm {
       }
     }
     std::lock_guard images_lock(images_mu_);
+    // The images exist only now: their digests complete the description (read by the
+    // reconciler on this thread; OpenDisk reads them under images_mu_).
+    for (size_t i = 0; i < made.size(); ++i) {
+      description_.disks[i].source_digest = made[i].digest;
+    }
     images_ = std::move(made);
     exported_ = true;
     return {};
@@ -248,6 +256,7 @@ class OpenstackSourceVm final : public SourceVm {
                            ")");
     }
     std::string image_id;
+    std::optional<model::SourceDigest> digest;
     {
       std::lock_guard lock(images_mu_);
       if (finished_images_) {
@@ -259,6 +268,7 @@ class OpenstackSourceVm final : public SourceVm {
                          "openstack: no export of " + description_.name + " is running");
       }
       image_id = images_[index].image_id;
+      digest = images_[index].digest;
     }
     auto token = session_->Token(stop);
     if (!token) {
@@ -271,11 +281,25 @@ class OpenstackSourceVm final : public SourceVm {
     options.name = "glance: image " + image_id + " (disk " + std::to_string(index) + " of " +
                    description_.name + ")";
     options.status_error = &GlanceStatusError;
+    const std::string name = options.name;
     auto stream = HttpStream::Open(stop, session_->http(), std::move(request), std::move(options));
     if (!stream) {
       return MakeError(stream.error());
     }
-    return disk::ByteSourcePtr(std::move(*stream));
+    // A SHA-512 of the raw bytes we serve is Harvester's spec.checksum: Longhorn verifies it
+    // (and the served SHA-512 equals it). Any other digest is checked here, as bytes arrive.
+    if (!digest || (digest->covers_served_bytes && digest->algorithm == "sha512")) {
+      return disk::ByteSourcePtr(std::move(*stream));
+    }
+    const auto algorithm = disk::ParseDigestAlgorithm(digest->algorithm);
+    if (!algorithm) {
+      return disk::ByteSourcePtr(std::move(*stream));
+    }
+    return disk::ByteSourcePtr(std::make_unique<VerifyingSource>(
+        std::move(*stream), *algorithm, std::string(disk::kVerifierGlance), name,
+        [hex = digest->hex](std::stop_token) -> core::Result<std::optional<std::string>> {
+          return std::optional<std::string>(hex);
+        }));
   }
 
   core::Status FinishExport(std::stop_token /*stop*/, bool /*completed*/,
@@ -409,6 +433,12 @@ class OpenstackSourceVm final : public SourceVm {
         !st) {
       return MakeError(st.error().Wrap(context));
     }
+    // Glance's digest of the image, computed as it stored the upload.
+    if (auto image = session_->Call(stop, Service::kImage, "GET", "/v2/images/" + t.image_id,
+                                    "read image " + t.image_id);
+        image) {
+      t.digest = ParseGlanceDigest(*image);
+    }
     // The image is complete: the volume goes back to available, then both temporaries go.
     if (auto st =
             WaitForStatus(stop, *session_, Service::kBlockStorage, volume_path, "volume",
@@ -464,7 +494,7 @@ class OpenstackSourceVm final : public SourceVm {
   }
 
   std::unique_ptr<Session> session_;
-  const model::VmDescription description_;
+  model::VmDescription description_;  // source_digest of the disks set by StartExport
   const OpenstackOptions options_;
   std::mutex export_mu_;  // serialises StartExport and FinishExport; guards exported_, finished_
   bool exported_ = false;

@@ -485,7 +485,7 @@ core::Result<SourceVmPtr> OvaImporter::Open(std::stop_token stop, const SourceCo
     return MakeError(ErrorCode::kCorruptData, name + ": the VM has no disks");
   }
   std::vector<DiskFile> disks;
-  for (const model::DiskDescription& d : description.disks) {
+  for (model::DiskDescription& d : description.disks) {
     DiskFile f;
     f.href = d.location;
     if (auto e = scan->entries.find(d.location); e != scan->entries.end()) {
@@ -508,6 +508,11 @@ core::Result<SourceVmPtr> OvaImporter::Open(std::stop_token stop, const SourceCo
                          name + ": the manifest has no digest for " + d.location);
       }
       f.digest = digest->second;
+      d.source_digest = model::SourceDigest{
+          .algorithm = disk::DigestAlgorithmLowerName(digest->second.algorithm),
+          .hex = digest->second.hex,
+          .verifier = std::string(disk::kVerifierOvaManifest),
+          .covers_served_bytes = false};  // the digest is of the VMDK file, not the raw disk
     }
     disks.push_back(std::move(f));
   }

@@ -4,6 +4,8 @@
 #include <map>
 
 #include "core/strings.h"
+#include "disk/digest.h"
+#include "source/verifying_source.h"
 #include "source/vmware/properties.h"
 #include "source/vmware/task.h"
 
@@ -88,6 +90,48 @@ LeaseInfo ParseLeaseInfo(pugi::xml_node info) {
   out.total_disk_capacity_kb = info.child("totalDiskCapacityInKB").text().as_ullong(0);
   out.lease_timeout_seconds = info.child("leaseTimeout").text().as_int(0);
   return out;
+}
+
+std::vector<ManifestEntry> ParseManifest(pugi::xml_node response) {
+  // <HttpNfcLeaseGetManifestResponse>
+  //   <returnval>                                    one per file of the lease
+  //     <key>/vm-70/VirtualLsiLogicController0:0</key>
+  //     <sha1>9f1c...</sha1>                         always (the digest before 6.7)
+  //     <checksum>3b2a...</checksum>                 6.7+: in the type SetManifestChecksumType
+  //     <checksumType>sha256</checksumType>          asked for ("sha1" or "sha256")
+  //     <size>123</size><disk>true</disk><capacity>...</capacity><populatedSize>...</populatedSize>
+  //   </returnval>
+  std::vector<ManifestEntry> out;
+  for (auto e : response.children("returnval")) {
+    ManifestEntry m;
+    m.key = e.child_value("key");
+    m.size = e.child("size").text().as_ullong(0);
+    const std::string checksum = e.child_value("checksum");
+    const std::string type = e.child_value("checksumType");
+    const auto algorithm = disk::ParseDigestAlgorithm(type);
+    if (!checksum.empty() && algorithm && disk::IsDigestHex(*algorithm, checksum)) {
+      m.algorithm = disk::DigestAlgorithmLowerName(*algorithm);
+      m.hex = core::ToLower(checksum);
+    } else if (const std::string sha1 = e.child_value("sha1");
+               disk::IsDigestHex(disk::DigestAlgorithm::kSha1, sha1)) {
+      m.algorithm = "sha1";
+      m.hex = core::ToLower(sha1);
+    } else {
+      continue;
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::string ManifestChecksumTypeBody(const MoRef& lease, const std::vector<std::string>& keys,
+                                     std::string_view algorithm) {
+  std::string body = lease.Xml("_this");
+  for (const std::string& key : keys) {
+    body += "<deviceUrlsToChecksumTypes><key>" + XmlEscape(key) + "</key><value>" +
+            XmlEscape(algorithm) + "</value></deviceUrlsToChecksumTypes>";
+  }
+  return body;
 }
 
 std::vector<VirtualDiskDevice> ParseVirtualDisks(std::string_view vm_moref,
@@ -246,6 +290,7 @@ core::Result<std::unique_ptr<ExportLease>> ExportLease::Start(std::stop_token st
   if (auto ready = lease->WaitReady(stop, vm); !ready) {
     return MakeError(ready.error().Wrap(context));
   }
+  lease->SetManifestChecksumType(stop);
   lease->StartKeepAlive();
   return lease;
 }
@@ -300,6 +345,48 @@ core::Status ExportLease::WaitReady(std::stop_token stop, const VmRef& vm) {
     progress_.push_back(std::move(p));
   }
   return {};
+}
+
+void ExportLease::SetManifestChecksumType(std::stop_token stop) {
+  // Before any byte is sent, as vSphere wants. Hosts before 6.7 do not know the method (or
+  // sha256): their manifest carries SHA-1, which we check then.
+  std::vector<std::string> keys;
+  for (const ExportDisk& d : disks_) {
+    keys.push_back(d.lease_key);
+  }
+  auto r = session_.soap().Call(stop, "HttpNfcLeaseSetManifestChecksumType",
+                                ManifestChecksumTypeBody(lease_, keys, "sha256"));
+  manifest_algorithm_ = r ? "sha256" : "sha1";
+}
+
+namespace {
+
+// HttpNfcLeaseGetManifest's entry for `key`. Free-standing: a disk stream asks for it at its end,
+// possibly after its ExportLease object is gone (the session is kept by the stream's owner).
+core::Result<std::optional<ManifestEntry>> FetchManifestEntry(std::stop_token stop,
+                                                              Session& session, const MoRef& lease,
+                                                              const std::string& key,
+                                                              const std::string& vm_name) {
+  auto r = session.soap().Call(stop, "HttpNfcLeaseGetManifest", lease.Xml("_this"));
+  if (!r) {
+    return MakeError(r.error().Wrap("vsphere: get the manifest of the export lease of " + vm_name));
+  }
+  for (ManifestEntry& e : ParseManifest(r->Body())) {
+    if (e.key == key) {
+      return std::optional<ManifestEntry>(std::move(e));
+    }
+  }
+  return std::optional<ManifestEntry>();
+}
+
+}  // namespace
+
+core::Result<std::optional<ManifestEntry>> ExportLease::GetManifestEntry(std::stop_token stop,
+                                                                         size_t index) const {
+  if (index >= disks_.size()) {
+    return MakeError(ErrorCode::kInvalidArgument, "vsphere: no disk " + std::to_string(index));
+  }
+  return FetchManifestEntry(std::move(stop), session_, lease_, disks_[index].lease_key, vm_name_);
 }
 
 void ExportLease::StartKeepAlive() {
@@ -388,7 +475,30 @@ core::Result<disk::ByteSourcePtr> ExportLease::OpenDisk(std::stop_token stop, si
   if (auto length = (*source)->content_length(); length && *length > 0) {
     progress->expected.store(*length);
   }
-  return disk::ByteSourcePtr(std::move(*source));
+  const auto algorithm =
+      disk::ParseDigestAlgorithm(manifest_algorithm_).value_or(disk::DigestAlgorithm::kSha1);
+  // The manifest is asked for when the stream ended. Its entry must be in the algorithm we
+  // hash with; one in another (a host that ignored the request) is reported as such.
+  auto expected = [session = &session_, lease = lease_, key = d.lease_key, vm = vm_name_, index,
+                   want = std::string(disk::DigestAlgorithmLowerName(algorithm))](
+                      std::stop_token s) -> core::Result<std::optional<std::string>> {
+    auto entry = FetchManifestEntry(std::move(s), *session, lease, key, vm);
+    if (!entry) {
+      return MakeError(entry.error());
+    }
+    if (!*entry) {
+      return std::optional<std::string>();
+    }
+    if ((*entry)->algorithm != want) {
+      return MakeError(ErrorCode::kInternal, "vsphere: the manifest of disk " +
+                                                 std::to_string(index) + " is " +
+                                                 (*entry)->algorithm + ", we hashed " + want);
+    }
+    return std::optional<std::string>((*entry)->hex);
+  };
+  return disk::ByteSourcePtr(std::make_unique<VerifyingSource>(
+      std::move(*source), algorithm, std::string(disk::kVerifierVsphereManifest),
+      "vsphere: export " + vm_name_ + " disk " + std::to_string(index), std::move(expected)));
 }
 
 core::Status ExportLease::Complete(std::stop_token stop) {

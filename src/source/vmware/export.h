@@ -49,6 +49,24 @@ struct LeaseInfo {
 //! Parses an HttpNfcLeaseInfo (the lease's "info" property).
 LeaseInfo ParseLeaseInfo(pugi::xml_node info);
 
+//! One HttpNfcLeaseManifestEntry: the digest of a file of the lease as vSphere sent it (for a
+//! disk: the streamOptimized VMDK bytes of its download).
+struct ManifestEntry {
+  std::string key;        //!< the device URL's key
+  std::string algorithm;  //!< "sha256", "sha1" (checksumType; sha1 when only <sha1> is given)
+  std::string hex;        //!< lower-case
+  uint64_t size = 0;
+};
+
+//! Parses the <returnval> entries of an HttpNfcLeaseGetManifestResponse. An entry with a
+//! checksum and checksumType takes them; one with only <sha1> (hosts before 6.7) takes that.
+//! Entries without any digest are left out.
+std::vector<ManifestEntry> ParseManifest(pugi::xml_node response);
+
+//! The HttpNfcLeaseSetManifestChecksumType body that asks `algorithm` for every key.
+std::string ManifestChecksumTypeBody(const MoRef& lease, const std::vector<std::string>& keys,
+                                     std::string_view algorithm);
+
 //! A VirtualDisk of a VM, with the key its lease device URL carries.
 struct VirtualDiskDevice {
   std::string device_key;  //!< "2000": model::DiskDescription::id as Inventory::Describe reports
@@ -112,11 +130,14 @@ class ExportLease {
   const std::vector<ExportDisk>& disks() const { return disks_; }
 
   //! A fresh GET of disk `index` (a streamOptimized VMDK), with the session cookie. Each call
-  //! reads the disk from its start again. The stream ends with an error, never short: a
-  //! connection that drops early, or a body shorter than its Content-Length, is kUnavailable.
-  //! Errors: kInvalidArgument for an index out of range, kGone once the lease was completed or
-  //! aborted; before the body kNotFound for 404 (the lease ended or expired), kUnauthenticated
-  //! for 401/403, kUnavailable for 5xx and transport errors, kCancelled on stop.
+  //! reads the disk from its start again. The stream is a disk::CheckedSource: it hashes the
+  //! bytes as received (manifest_algorithm()) and, at its end, compares them with the lease's
+  //! manifest entry for the disk (HttpNfcLeaseGetManifest, asked then: vSphere computes it
+  //! while it sends); a mismatch is kCorruptData, no entry is unverifiable. The stream ends with an
+  //! error, never short: a connection that drops early, or a body shorter than its Content-Length,
+  //! is kUnavailable. Errors: kInvalidArgument for an index out of range, kGone once the lease was
+  //! completed or aborted; before the body kNotFound for 404 (the lease ended or expired),
+  //! kUnauthenticated for 401/403, kUnavailable for 5xx and transport errors, kCancelled on stop.
   core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token stop, size_t index);
 
   //! The most bytes any stream of disk `index` has returned.
@@ -127,6 +148,13 @@ class ExportLease {
   //! How many keep-alive HttpNfcLeaseProgress calls succeeded, and the last one's error.
   int keep_alive_calls() const { return keep_alive_calls_.load(); }
   core::Status KeepAliveStatus() const;
+
+  //! The digest algorithm of the manifest: "sha256" when HttpNfcLeaseSetManifestChecksumType
+  //! took it (vSphere 6.7 and later), else "sha1".
+  const std::string& manifest_algorithm() const { return manifest_algorithm_; }
+  //! HttpNfcLeaseGetManifest's entry for disk `index`; nullopt when the manifest has none.
+  core::Result<std::optional<ManifestEntry>> GetManifestEntry(std::stop_token stop,
+                                                              size_t index) const;
 
   //! HttpNfcLeaseComplete: every disk was read. Stops the keep-alive.
   core::Status Complete(std::stop_token stop);
@@ -141,6 +169,7 @@ class ExportLease {
 
   ExportLease(Session& session, MoRef lease, std::string vm_name, ExportOptions options);
   core::Status WaitReady(std::stop_token stop, const VmRef& vm);
+  void SetManifestChecksumType(std::stop_token stop);
   void StartKeepAlive();
   void StopKeepAlive();
   bool MarkEnded();  // false when already ended
@@ -150,6 +179,7 @@ class ExportLease {
   const std::string vm_name_;
   const ExportOptions options_;
   std::vector<ExportDisk> disks_;
+  std::string manifest_algorithm_ = "sha1";
   std::vector<std::shared_ptr<DiskProgress>> progress_;  // shared with the streams
   std::atomic<bool> ended_{false};
   std::atomic<int> keep_alive_calls_{0};

@@ -79,6 +79,21 @@ TEST(BuildVirtualMachineImage, WithoutAStorageClassHarvesterChooses) {
   EXPECT_EQ((*image)["spec"]["displayName"], "vm-import-myimp-d0.img");
 }
 
+TEST(BuildVirtualMachineImage, ASourceSha512BecomesSpecChecksumLowerCase) {
+  auto image =
+      BuildVirtualMachineImage(Import(), "d0.img", "http://x/d0", nullptr, std::string(128, 'C'));
+  ASSERT_TRUE(image) << image.error().ToString();
+  EXPECT_EQ((*image)["spec"].value("checksum", ""), std::string(128, 'c'));
+  auto none = BuildVirtualMachineImage(Import(), "d0.img", "http://x/d0", nullptr);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE((*none)["spec"].contains("checksum"));
+  // A SHA-256 would make the image fail for ever (harvester#5578): refused here.
+  auto sha256 =
+      BuildVirtualMachineImage(Import(), "d0.img", "http://x/d0", nullptr, std::string(64, 'c'));
+  ASSERT_FALSE(sha256);
+  EXPECT_EQ(sha256.error().code, core::ErrorCode::kInvalidArgument);
+}
+
 TEST(BuildVirtualMachineImage, RejectsMissingInputs) {
   api::VirtualMachineImport no_uid = Import();
   no_uid.uid.clear();

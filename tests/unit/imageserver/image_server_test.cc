@@ -269,7 +269,7 @@ TEST(Token, Has256RandomBitsInHex) {
 }
 
 TEST_F(ImageServerTest, StreamsTheWholeDecodedDiskWithChecksums) {
-  StartServer();
+  StartServer({.checksums = ChecksumPolicy::kAll});
   const auto image = Corpus("sparse.vmdk-streamOptimized");
   auto pub = server_->Publish(FileFactory(image.path), {.name = "default/vm/disk-0"});
   ASSERT_TRUE(pub) << pub.error().ToString();
@@ -313,6 +313,7 @@ TEST_F(ImageServerTest, HeadAnswersTheVirtualSizeWithoutStreaming) {
   ASSERT_FALSE(f.error) << f.error->ToString();
   EXPECT_EQ(f.status, 200);
   EXPECT_EQ(Header(f, "content-length"), std::to_string(image.size));
+  EXPECT_EQ(Header(f, "accept-ranges"), "none") << "a streaming disk cannot seek";
   EXPECT_EQ(f.bytes, 0u);
   EXPECT_EQ(observer_.StartedCount(), 0u);
 }
@@ -395,25 +396,73 @@ TEST_F(ImageServerTest, TwoConcurrentGetsEachGetTheWholeDisk) {
   auto r1 = observer_.Finished(1);
   ASSERT_TRUE(r0 && r1);
   EXPECT_NE(r0->info.stream_id, r1->info.stream_id);
-  EXPECT_EQ(r0->checksums->sha256, image.sha256);
-  EXPECT_EQ(r1->checksums->sha256, image.sha256);
+  ASSERT_TRUE(r0->checksums && r1->checksums);
+  EXPECT_EQ(r0->checksums->sha512, a.sha512);
+  EXPECT_EQ(r1->checksums->sha512, a.sha512);
 }
 
-TEST_F(ImageServerTest, RangeOnAStreamingDiskIsServedBySkipping) {
+TEST_F(ImageServerTest, RangeFromTheStartOfAStreamingDiskIs206WithTheFirstBytes) {
   StartServer();
   const auto image = Corpus("text.qcow2-zlib");
   const auto raw = RawOf(image);
   auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
   ASSERT_TRUE(pub);
-  Fetched f = Get(pub->url, {{"Range", "bytes=1000000-1065535"}}, true);
+  Fetched f = Get(pub->url, {{"Range", "bytes=0-65535"}}, true);
   ASSERT_FALSE(f.error) << f.error->ToString();
   EXPECT_EQ(f.status, 206);
+  EXPECT_EQ(Header(f, "content-range"), "bytes 0-65535/" + std::to_string(image.size));
   ASSERT_EQ(f.body.size(), 65536u);
-  EXPECT_TRUE(std::equal(f.body.begin(), f.body.end(), raw.begin() + 1000000));
+  EXPECT_TRUE(std::equal(f.body.begin(), f.body.end(), raw.begin()));
   auto result = observer_.Finished(0);
   ASSERT_TRUE(result);
   EXPECT_EQ(result->outcome, StreamOutcome::kCompleted);
   EXPECT_FALSE(result->checksums) << "a range does not checksum the disk";
+  EXPECT_TRUE(result->source_digests.empty());
+}
+
+TEST_F(ImageServerTest, RangeFromTheStartPastTheEndIsClampedToTheDisk) {
+  StartServer();
+  const auto image = Corpus("text.qcow2-zlib");
+  auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url, {{"Range", "bytes=0-" + std::to_string(image.size + 4096)}});
+  ASSERT_FALSE(f.error) << f.error->ToString();
+  EXPECT_EQ(f.status, 206);
+  EXPECT_EQ(Header(f, "content-range"),
+            "bytes 0-" + std::to_string(image.size - 1) + "/" + std::to_string(image.size));
+  EXPECT_EQ(f.bytes, image.size);
+  EXPECT_EQ(f.sha256, image.sha256);
+}
+
+// A streaming disk decodes front to back: a range further in is ignored, as RFC 9110 allows, and
+// the whole disk comes with 200; never bytes from the wrong offset.
+TEST_F(ImageServerTest, OtherRangesOnAStreamingDiskGetTheWholeDiskWith200) {
+  StartServer();
+  const auto image = Corpus("text.qcow2-zlib");
+  auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
+  ASSERT_TRUE(pub);
+  for (const std::string range : {"bytes=1000000-1065535", "bytes=-100", "bytes=0-99,200-299"}) {
+    Fetched f = Get(pub->url, {{"Range", range}});
+    ASSERT_FALSE(f.error) << range << ": " << f.error->ToString();
+    EXPECT_EQ(f.status, 200) << range;
+    EXPECT_EQ(Header(f, "content-range"), "") << range;
+    EXPECT_EQ(Header(f, "accept-ranges"), "none") << range;
+    EXPECT_EQ(Header(f, "content-length"), std::to_string(image.size)) << range;
+    EXPECT_EQ(f.bytes, image.size) << range;
+    EXPECT_EQ(f.sha256, image.sha256) << range;
+  }
+}
+
+TEST_F(ImageServerTest, RangePastTheEndIs416WithTheSize) {
+  StartServer();
+  const auto image = Corpus("text.qcow2-zlib");
+  auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url, {{"Range", "bytes=" + std::to_string(image.size) + "-"}});
+  EXPECT_EQ(f.status, 416);
+  EXPECT_EQ(Header(f, "content-range"), "bytes */" + std::to_string(image.size));
+  EXPECT_EQ(f.bytes, 0u);
+  EXPECT_EQ(server_->ActiveStreams(), 0u);
 }
 
 TEST_F(ImageServerTest, StagedDiskIsWrittenOnceAndServedWithRanges) {
@@ -421,14 +470,29 @@ TEST_F(ImageServerTest, StagedDiskIsWrittenOnceAndServedWithRanges) {
   const auto image = Corpus("sparse.qcow2-v3");
   const auto raw = RawOf(image);
   std::atomic<int> opens{0};
-  auto pub = server_->Publish(FileFactory(image.path, &opens),
-                              {.name = "staged", .mode = PublishMode::kStaged});
+  auto pub = server_->Publish(
+      FileFactory(image.path, &opens),
+      {.name = "staged", .mode = PublishMode::kStaged, .checksums = ChecksumPolicy::kAll});
   ASSERT_TRUE(pub) << pub.error().ToString();
   // A request that arrives during staging waits for it.
   Fetched whole = Get(pub->url);
   ASSERT_FALSE(whole.error) << whole.error->ToString();
   EXPECT_EQ(whole.status, 200);
+  EXPECT_EQ(Header(whole, "accept-ranges"), "bytes");
   EXPECT_EQ(whole.sha256, image.sha256);
+  Fetched head = Get(pub->url, {}, false, nullptr, "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(Header(head, "accept-ranges"), "bytes");
+  EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
+  // A last position past the end is clamped; a first one past it is 416.
+  Fetched tail = Get(pub->url,
+                     {{"Range", "bytes=" + std::to_string(image.size - 10) + "-" +
+                                    std::to_string(image.size + 1000)}},
+                     true);
+  EXPECT_EQ(tail.status, 206);
+  ASSERT_EQ(tail.body.size(), 10u);
+  EXPECT_TRUE(std::equal(tail.body.begin(), tail.body.end(), raw.end() - 10));
+  EXPECT_EQ(Get(pub->url, {{"Range", "bytes=" + std::to_string(image.size) + "-"}}).status, 416);
   const uint64_t at = (uint64_t{33} << 20) - 4000;
   Fetched part = Get(
       pub->url, {{"Range", "bytes=" + std::to_string(at) + "-" + std::to_string(at + 9999)}}, true);
@@ -577,6 +641,196 @@ TEST_F(ImageServerTest, StagedWithoutAStagingDirIsRefused) {
   auto pub = (*server)->Publish(FileFactory("/dev/null"), {.mode = PublishMode::kStaged});
   ASSERT_FALSE(pub);
   EXPECT_EQ(pub.error().code, ErrorCode::kInvalidArgument);
+}
+
+// --- Checksum policies -------------------------------------------------------------------------
+
+TEST(ChecksumPolicy, NamesParseBackAndOthersAreRefused) {
+  for (auto p : {ChecksumPolicy::kVerify, ChecksumPolicy::kAll, ChecksumPolicy::kNone}) {
+    EXPECT_EQ(ParseChecksumPolicy(ChecksumPolicyName(p)), p);
+  }
+  EXPECT_FALSE(ParseChecksumPolicy("sha256"));
+  EXPECT_FALSE(ParseChecksumPolicy(""));
+  EXPECT_EQ(ServerConfig{}.checksums, ChecksumPolicy::kVerify) << "verify is the default";
+}
+
+TEST_F(ImageServerTest, VerifyPolicyComputesOnlyTheSha512LonghornCompares) {
+  StartServer();  // the default
+  const auto image = Corpus("sparse.vmdk-streamOptimized");
+  auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url);
+  ASSERT_FALSE(f.error) << f.error->ToString();
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->checksum_policy, ChecksumPolicy::kVerify);
+  ASSERT_TRUE(result->checksums);
+  EXPECT_EQ(result->checksums->sha512, f.sha512);
+  EXPECT_EQ(result->checksums->sha256, "") << "nobody compares a SHA-256: not computed";
+  EXPECT_EQ(result->checksums->bytes, image.size);
+}
+
+TEST_F(ImageServerTest, NonePolicyComputesNothingAndAPublishCanOverrideTheDefault) {
+  StartServer({.checksums = ChecksumPolicy::kNone});
+  const auto image = Corpus("sparse.vmdk-streamOptimized");
+  auto none = server_->Publish(FileFactory(image.path), {.name = "none"});
+  auto all =
+      server_->Publish(FileFactory(image.path), {.name = "all", .checksums = ChecksumPolicy::kAll});
+  ASSERT_TRUE(none && all);
+  Fetched a = Get(none->url);
+  ASSERT_FALSE(a.error);
+  EXPECT_EQ(a.sha256, image.sha256);
+  auto r0 = observer_.Finished(0);
+  ASSERT_TRUE(r0);
+  EXPECT_EQ(r0->outcome, StreamOutcome::kCompleted);
+  EXPECT_EQ(r0->checksum_policy, ChecksumPolicy::kNone);
+  EXPECT_FALSE(r0->checksums);
+  Fetched b = Get(all->url);
+  ASSERT_FALSE(b.error);
+  auto r1 = observer_.Finished(1);
+  ASSERT_TRUE(r1 && r1->checksums);
+  EXPECT_EQ(r1->checksums->sha256, image.sha256);
+  EXPECT_EQ(r1->checksums->sha512, b.sha512);
+}
+
+// --- What the consumers send --------------------------------------------------------------------
+
+// Longhorn's backing-image-manager (pkg/util/http_util.go, GetSizeFromURL then DownloadFromURL):
+// a HEAD with Go's default client (it wants 200 and reads Content-Length), then one GET without
+// Range (Go adds Accept-Encoding: gzip), wanting 200, reading to EOF; it then computes SHA-512 of
+// the file, which must be the served SHA-512 the verify policy reports.
+TEST_F(ImageServerTest, LonghornDownloaderRequestsGetTheSizeThenTheWholeDisk) {
+  StartServer();
+  const auto image = Corpus("text.vmdk-streamOptimized");
+  auto pub = server_->Publish(FileFactory(image.path), {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched head = Get(pub->url, {{"User-Agent", "Go-http-client/1.1"}}, false, nullptr, "HEAD");
+  ASSERT_FALSE(head.error) << head.error->ToString();
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
+  Fetched get = Get(pub->url, {{"User-Agent", "Go-http-client/1.1"}, {"Accept-Encoding", "gzip"}});
+  ASSERT_FALSE(get.error) << get.error->ToString();
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(Header(get, "content-encoding"), "") << "Go would gunzip; we never compress";
+  EXPECT_EQ(Header(get, "content-length"), std::to_string(image.size));
+  EXPECT_EQ(get.bytes, image.size);
+  EXPECT_EQ(get.sha256, image.sha256);
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result && result->checksums);
+  EXPECT_EQ(result->checksums->sha512, get.sha512);
+}
+
+// CDI's HTTP importer (pkg/importer/http-datasource.go): a HEAD for Content-Length (User-Agent
+// cdi-golang-importer), then a GET without Range wanting 200. It reads Accept-Ranges of that GET:
+// absent or "none" keeps qemu-img (which would read the URL with ranges) away and streams the
+// body through scratch space. A staged disk says "bytes": qemu-img's ranged reads are served.
+TEST_F(ImageServerTest, CdiImporterRequestsAreToldWhetherRangesWork) {
+  StartServer();
+  const auto image = Corpus("sparse.qcow2-v3");
+  const auto raw = RawOf(image);
+  const http::Headers cdi = {{"User-Agent", "cdi-golang-importer"}};
+  auto streaming = server_->Publish(FileFactory(image.path), {.name = "s"});
+  auto staged =
+      server_->Publish(FileFactory(image.path), {.name = "t", .mode = PublishMode::kStaged});
+  ASSERT_TRUE(streaming && staged);
+  Fetched head = Get(streaming->url, cdi, false, nullptr, "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(Header(head, "content-length"), std::to_string(image.size));
+  Fetched get =
+      Get(streaming->url, {{"User-Agent", "cdi-golang-importer"}, {"Accept-Encoding", "gzip"}});
+  ASSERT_FALSE(get.error) << get.error->ToString();
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(Header(get, "accept-ranges"), "none");
+  EXPECT_EQ(get.sha256, image.sha256);
+
+  Fetched staged_get = Get(staged->url, cdi);
+  EXPECT_EQ(staged_get.status, 200);
+  EXPECT_EQ(Header(staged_get, "accept-ranges"), "bytes");
+  // qemu-img's curl driver reads 256 KiB ranges wherever the image needs them.
+  const uint64_t at = (uint64_t{17} << 20) + 12345;
+  Fetched part = Get(staged->url,
+                     {{"User-Agent", "cdi-golang-importer"},
+                      {"Range", "bytes=" + std::to_string(at) + "-" + std::to_string(at + 262143)}},
+                     true);
+  EXPECT_EQ(part.status, 206);
+  ASSERT_EQ(part.body.size(), 262144u);
+  EXPECT_TRUE(
+      std::equal(part.body.begin(), part.body.end(), raw.begin() + static_cast<ptrdiff_t>(at)));
+}
+
+// --- Source digests -----------------------------------------------------------------------------
+
+// A reader of `bytes` pattern bytes whose source declared a digest: `fail_at_end` fails the read
+// that would hand out the last bytes with kCorruptData (what source::OpenDiskReader does when the
+// source's digest did not match); otherwise its SourceDigests() reports the match.
+class DigestReader final : public disk::DiskReader {
+ public:
+  DigestReader(uint64_t size, bool fail_at_end) : size_(size), fail_at_end_(fail_at_end) {}
+  uint64_t VirtualSize() const override { return size_; }
+  core::Result<size_t> Read(std::stop_token, std::span<std::byte> out) override {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), size_ - pos_));
+    if (n > 0 && pos_ + n == size_ && fail_at_end_) {
+      return core::MakeError(ErrorCode::kCorruptData, "sha256 of the source does not match");
+    }
+    std::memset(out.data(), 0x5a, n);
+    pos_ += n;
+    return n;
+  }
+  std::string_view FormatName() const override { return "raw"; }
+  std::vector<disk::VerifiedDigest> SourceDigests() const override {
+    if (pos_ < size_ || fail_at_end_) {
+      return {};
+    }
+    return {{.algorithm = "sha256", .hex = "ab", .verifier = "vsphere-manifest", .bytes = 7}};
+  }
+
+ private:
+  uint64_t size_;
+  bool fail_at_end_;
+  uint64_t pos_ = 0;
+};
+
+TEST_F(ImageServerTest, SourceDigestsThatMatchedAreReportedWithTheStream) {
+  StartServer();
+  const uint64_t size = uint64_t{3} << 20;
+  auto pub = server_->Publish(
+      [size](std::stop_token) -> core::Result<disk::DiskReaderPtr> {
+        return disk::DiskReaderPtr(std::make_unique<DigestReader>(size, false));
+      },
+      {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url);
+  ASSERT_FALSE(f.error);
+  EXPECT_EQ(f.bytes, size);
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kCompleted);
+  ASSERT_EQ(result->source_digests.size(), 1u);
+  EXPECT_EQ(result->source_digests[0].verifier, "vsphere-manifest");
+}
+
+// The consumer of a disk whose source bytes did not match its digest must see a failed download:
+// the connection ends before Content-Length bytes came, so Longhorn and CDI fail the image.
+TEST_F(ImageServerTest, SourceDigestMismatchCutsTheResponseBeforeItsLastBytes) {
+  StartServer();
+  const uint64_t size = uint64_t{3} << 20;
+  auto pub = server_->Publish(
+      [size](std::stop_token) -> core::Result<disk::DiskReaderPtr> {
+        return disk::DiskReaderPtr(std::make_unique<DigestReader>(size, true));
+      },
+      {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url);
+  EXPECT_EQ(f.status, 200);
+  EXPECT_TRUE(f.error) << "the body must not look complete";
+  EXPECT_LT(f.bytes, size);
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kSourceError);
+  ASSERT_TRUE(result->error);
+  EXPECT_EQ(result->error->code, ErrorCode::kCorruptData);
+  EXPECT_FALSE(result->checksums);
+  EXPECT_TRUE(result->source_digests.empty());
 }
 
 }  // namespace

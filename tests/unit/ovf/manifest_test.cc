@@ -103,3 +103,21 @@ TEST(DigestCheckingSource, ShortFileIsTruncatedAndLongerInputIsNotRead) {
 
 }  // namespace
 }  // namespace vmimport::ovf
+
+namespace vmimport::disk {
+namespace {
+
+TEST(DigestAlgorithm, ParsesEverySpellingOurSourcesUse) {
+  EXPECT_EQ(ParseDigestAlgorithm("sha256"), DigestAlgorithm::kSha256);  // vSphere checksumType
+  EXPECT_EQ(ParseDigestAlgorithm("SHA512"), DigestAlgorithm::kSha512);  // OVF manifest
+  EXPECT_EQ(ParseDigestAlgorithm("sha-1"), DigestAlgorithm::kSha1);
+  EXPECT_FALSE(ParseDigestAlgorithm("md5"));  // Glance's old checksum
+  EXPECT_FALSE(ParseDigestAlgorithm(""));
+  EXPECT_STREQ(DigestAlgorithmLowerName(DigestAlgorithm::kSha512), "sha512");
+  EXPECT_TRUE(IsDigestHex(DigestAlgorithm::kSha1, std::string(40, 'F')));
+  EXPECT_FALSE(IsDigestHex(DigestAlgorithm::kSha1, std::string(39, 'f')));
+  EXPECT_FALSE(IsDigestHex(DigestAlgorithm::kSha256, std::string(64, 'g')));
+}
+
+}  // namespace
+}  // namespace vmimport::disk

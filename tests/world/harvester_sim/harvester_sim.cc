@@ -4,14 +4,26 @@
 //  - Image controller (harvesterhci.io/v1beta1 VirtualMachineImage, sourceType download): fills
 //    an empty spec.backend with "backingimage" (Harvester's mutator), marks Initialized, downloads
 //    spec.url in full, fails a short body (fewer bytes than Content-Length) or a non-200 answer,
-//    checks spec.checksum (sha512) when set, reports status.progress while bytes arrive, and on
-//    success sets Imported=True (reason Imported), size, virtualSize and storageClassName. A failed
-//    download counts status.failed; past spec.retry it sets RetryLimitExceeded=True and
-//    Imported=False, with Harvester's own messages ("failed due to error: ...",
-//    "retry attempted N/M ..."). The sha256 and sha512 of the bytes it received are written to the
-//    annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests to compare.
-//    backingimage: the per-image StorageClass longhorn-<image> is created, as Harvester does;
-//    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does.
+//    checks spec.checksum (backingimage backend, below), reports status.progress while bytes
+//    arrive, and on success sets Imported=True (reason Imported), size, virtualSize and
+//    storageClassName. A failed download counts status.failed; past spec.retry it sets
+//    RetryLimitExceeded=True and Imported=False, with Harvester's own messages ("failed due to
+//    error: ...", "retry attempted N/M ..."). The sha256 and sha512 of the bytes it received are
+//    written to the annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests
+//    to compare. backingimage: Longhorn's part is played with its real object: a BackingImage
+//    (longhorn.io/v1beta2, CRD copied from longhorn-manager v1.8.2) named vmi-<image uid> in
+//    longhorn-system, as Harvester v1.5+ creates it (sourceType download, sourceParameters.url,
+//    spec.checksum = the image's spec.checksum). Longhorn's webhook refuses a spec.checksum that is
+//    not 128 lower-case hex digits ("invalid checksum ..."), so such an image fails every attempt,
+//    for ever (harvester#5578). After the download its status gets checksum = the SHA-512 of the
+//    bytes received (what Longhorn computes of the stored file), size, virtualSize, realSize and a
+//    diskFileStatusMap entry (ready, or failed with Longhorn's message when spec.checksum differs:
+//    then the image fails with that message). --tamper-backingimage-checksum reports a wrong
+//    status.checksum instead (a store that corrupted the file), for the controller's
+//    DiskChecksumMismatch. The per-image StorageClass longhorn-<image> (parameter backingImage =
+//    the BackingImage's name) is created, as Harvester does.
+//    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does;
+//    spec.checksum is ignored there, as current Harvester does.
 //    Storage capacity: when the image's spec.targetStorageClassName names a class with the
 //    parameter harvester-sim.vm-import.test/capacity-bytes, a download that grows past it fails
 //    like a full Longhorn disk does (the write fails with ENOSPC mid-download), and like any
@@ -29,6 +41,7 @@
 //
 // Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
 //                      [--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]
+//                      [--tamper-backingimage-checksum]
 //   --rate: cap each download's speed (tests that cancel an import mid-download).
 //   --disconnect-after: the first download of each image hangs up after BYTES bytes and counts as
 //     a failed attempt (a consumer that goes away mid-download); the retry downloads in full.
@@ -41,6 +54,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -76,6 +90,9 @@ const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
 const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
+const kube::Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
+constexpr const char* kLonghornNamespace = "longhorn-system";
+constexpr const char* kSimDiskUuid = "harvester-sim-disk";  // the one Longhorn disk we play
 constexpr const char* kSha256Annotation = "harvester-sim.vm-import.test/sha256";
 constexpr const char* kBootAnnotation = "harvester-sim.vm-import.test/boot";
 constexpr const char* kSha512Annotation = "harvester-sim.vm-import.test/sha512";
@@ -217,19 +234,23 @@ std::pair<std::string, std::string> SplitKey(const std::string& key) {
 class Simulator {
  public:
   Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate,
-            uint64_t disconnect_after)
+            uint64_t disconnect_after, bool tamper_backing_image_checksum)
       : kube_(kube),
         http_(http),
         log_(std::move(log)),
         rate_(rate),
         disconnect_after_(disconnect_after),
+        tamper_backing_image_checksum_(tamper_backing_image_checksum),
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
         vms_(kube, kVms, "", log_) {
     images_.AddHandlers(
         {.on_add = [this](const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
          .on_update = [this](const Json&,
-                             const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); }});
+                             const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
+         // Harvester removes an image's BackingImage with it (no owner reference can cross
+         // namespaces).
+         .on_delete = [this](const Json& o) { DeleteBackingImage(o); }});
     auto pvc_changed = [this](const Json& o) {
       pvc_queue_.Add(kube::ObjectKeyOf(o));
       for (const Json& vm : vms_.List()) {
@@ -345,6 +366,24 @@ class Simulator {
     PatchImage(image, {{"status", status}});
 
     const std::string url = spec.value("url", "");
+    const std::string wanted = spec.value("checksum", "");
+    std::string backing_image;
+    if (backend == "backingimage") {
+      if (!wanted.empty() && !IsLonghornChecksum(wanted)) {
+        // Longhorn's webhook (ValidateChecksumSHA512) refuses the BackingImage: every attempt.
+        Fail(image, status,
+             "failed to create backing image: admission webhook \"validator.longhorn.io\" denied "
+             "the request: invalid checksum " +
+                 wanted);
+        return;
+      }
+      auto made = EnsureBackingImage(image, url, wanted);
+      if (!made) {
+        Fail(image, status, "failed to create backing image: " + made.error().ToString());
+        return;
+      }
+      backing_image = *made;
+    }
     log_.Info("downloading image", {{"image", key}});
     const std::string target_class = spec.value("targetStorageClassName", "");
     const uint64_t capacity = CapacityOf(target_class);
@@ -436,19 +475,105 @@ class Simulator {
           "short download: " + std::to_string(bytes) + " of " + std::to_string(length) + " bytes";
     }
     const std::string sum512 = sha512.Final();
-    const std::string wanted = spec.value("checksum", "");
-    if (error.empty() && !wanted.empty() && wanted != sum512) {
-      error = "checksum mismatch: expected " + wanted + ", got " + sum512;
+    if (error.empty() && !backing_image.empty()) {
+      error = ReportBackingImage(backing_image, wanted, sum512, bytes);
     }
     if (!error.empty()) {
       Fail(image, status, error);
       return;
     }
-    Succeed(image, status, backend, bytes, sha256.Final(), sum512);
+    Succeed(image, status, backend, bytes, sha256.Final(), sum512, backing_image);
+  }
+
+  static bool IsLonghornChecksum(const std::string& c) {
+    return c.size() == 128 && std::all_of(c.begin(), c.end(), [](char ch) {
+             return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+           });
+  }
+
+  //! Harvester v1.5+ names an image's BackingImage "vmi-<uid>" (40 characters: Longhorn's limit).
+  static std::string BackingImageName(const Json& image) {
+    return "vmi-" + Field(image, "metadata").value("uid", "");
+  }
+
+  //! The BackingImage of `image`, as Harvester creates it; an existing one (a retry) is kept.
+  core::Result<std::string> EnsureBackingImage(const Json& image, const std::string& url,
+                                               const std::string& checksum) {
+    const std::string name = BackingImageName(image);
+    Json spec = {{"sourceType", "download"},
+                 {"sourceParameters", {{"url", url}}},
+                 {"minNumberOfCopies", 1},
+                 {"dataEngine", "v1"}};
+    if (!checksum.empty()) {
+      spec["checksum"] = checksum;
+    }
+    Json obj = {{"apiVersion", "longhorn.io/v1beta2"},
+                {"kind", "BackingImage"},
+                {"metadata",
+                 {{"name", name},
+                  {"namespace", kLonghornNamespace},
+                  {"annotations",
+                   {{"harvesterhci.io/imageId", NamespaceOf(image) + "/" + NameOf(image)}}}}},
+                {"spec", spec}};
+    auto r = kube_.Create({}, kBackingImages, kLonghornNamespace, obj);
+    if (!r && r.error().code != core::ErrorCode::kAlreadyExists) {
+      return core::MakeError(r.error());
+    }
+    return name;
+  }
+
+  //! Longhorn's outcome of the stored file: status.checksum (immutable once set), sizes, and the
+  //! disk file's state. Returns the image's failure, empty on success.
+  std::string ReportBackingImage(const std::string& name, const std::string& wanted,
+                                 const std::string& sum512, uint64_t bytes) {
+    std::string reported = sum512;
+    if (tamper_backing_image_checksum_) {
+      reported.back() = reported.back() == '0' ? '1' : '0';  // a store that changed the file
+    }
+    std::string state = "ready";
+    std::string message;
+    if (!wanted.empty() && wanted != sum512) {
+      state = "failed";
+      message = "the expected checksum " + wanted + " doesn't match the file checksum " + sum512;
+    }
+    Json status = {{"checksum", reported},
+                   {"size", bytes},
+                   {"virtualSize", bytes},
+                   {"realSize", bytes},
+                   {"uuid", name},
+                   {"diskFileStatusMap",
+                    {{kSimDiskUuid,
+                      {{"state", state},
+                       {"progress", state == "ready" ? 100 : 0},
+                       {"message", message},
+                       {"dataEngine", "v1"},
+                       {"lastStateTransitionTime", Now()}}}}}};
+    if (state == "failed") {
+      status.erase("checksum");  // no file was kept
+    }
+    auto r = kube_.MergePatch({}, kBackingImages, kLonghornNamespace, name, {{"status", status}},
+                              "status");
+    if (!r) {
+      log_.Warn("patching backing image failed",
+                {{"backing_image", name}, {"error", r.error().ToString()}});
+    }
+    if (state == "failed") {
+      return "backing image " + name + " failed: " + message;
+    }
+    return "";
+  }
+
+  void DeleteBackingImage(const Json& image) {
+    const std::string name = BackingImageName(image);
+    if (name == "vmi-") {
+      return;
+    }
+    (void)kube_.Delete({}, kBackingImages, kLonghornNamespace, name);
   }
 
   void Succeed(const Json& image, Json status, const std::string& backend, uint64_t bytes,
-               const std::string& sum256, const std::string& sum512) {
+               const std::string& sum256, const std::string& sum512,
+               const std::string& backing_image) {
     const std::string ns = NamespaceOf(image);
     const std::string name = NameOf(image);
     const Json& spec = Field(image, "spec");
@@ -461,7 +586,7 @@ class Simulator {
       }
     } else {
       sc = "longhorn-" + name;
-      EnsureImageStorageClass(image, sc);
+      EnsureImageStorageClass(image, sc, backing_image);
     }
     status["progress"] = 100;
     status["size"] = bytes;
@@ -515,17 +640,17 @@ class Simulator {
     return value.empty() ? 0 : std::strtoull(value.c_str(), nullptr, 10);
   }
 
-  void EnsureImageStorageClass(const Json& image, const std::string& sc) {
-    Json obj = {{"apiVersion", "storage.k8s.io/v1"},
-                {"kind", "StorageClass"},
-                {"metadata", {{"name", sc}}},
-                {"provisioner", "driver.longhorn.io"},
-                {"allowVolumeExpansion", true},
-                {"volumeBindingMode", "Immediate"},
-                {"parameters",
-                 {{"backingImage", NamespaceOf(image) + "-" + NameOf(image)},
-                  {"migratable", "true"},
-                  {"numberOfReplicas", "3"}}}};
+  void EnsureImageStorageClass(const Json& image, const std::string& sc,
+                               const std::string& backing_image) {
+    Json obj = {
+        {"apiVersion", "storage.k8s.io/v1"},
+        {"kind", "StorageClass"},
+        {"metadata", {{"name", sc}}},
+        {"provisioner", "driver.longhorn.io"},
+        {"allowVolumeExpansion", true},
+        {"volumeBindingMode", "Immediate"},
+        {"parameters",
+         {{"backingImage", backing_image}, {"migratable", "true"}, {"numberOfReplicas", "3"}}}};
     // Retried like an image's outcome: without its class the image's PVCs never bind.
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     while (true) {
@@ -793,6 +918,7 @@ class Simulator {
   core::Logger log_;
   double rate_;
   uint64_t disconnect_after_;
+  bool tamper_backing_image_checksum_;
   kube::Informer images_;
   kube::Informer pvcs_;
   kube::Informer vms_;
@@ -813,6 +939,7 @@ int main(int argc, char** argv) {
   std::string level = "info";
   std::string boot_dir;
   std::string boot_marker = "VMIMPORT-BOOT-OK";
+  bool tamper = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--kubeconfig" && i + 1 < argc) {
@@ -829,10 +956,13 @@ int main(int argc, char** argv) {
       boot_dir = argv[++i];
     } else if (arg == "--boot-marker" && i + 1 < argc) {
       boot_marker = argv[++i];
+    } else if (arg == "--tamper-backingimage-checksum") {
+      tamper = true;
     } else {
       std::fprintf(stderr,
                    "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
-                   "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]\n");
+                   "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] "
+                   "[--tamper-backingimage-checksum]\n");
       return 2;
     }
   }
@@ -863,7 +993,7 @@ int main(int argc, char** argv) {
     log.Error("http client", {{"error", http.error().ToString()}});
     return 2;
   }
-  Simulator sim(**kube, **http, log, rate, disconnect_after);
+  Simulator sim(**kube, **http, log, rate, disconnect_after, tamper);
   sim.SetBoot(boot_dir, boot_marker);
   sim.Run(workers);
   log.Info("harvester-sim stopped");

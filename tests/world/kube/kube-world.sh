@@ -394,6 +394,11 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: harvester-system
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: longhorn-system
 EOF
   } >>"$log" 2>&1 || fail_with_log "loading CRDs, StorageClasses or namespaces failed" "$log"
   # Wait until discovery serves every CRD, so clients started right after up can use them.

@@ -343,5 +343,36 @@ TEST(Names, UuidsAndExactNameRegexes) {
   EXPECT_EQ(ExactNameRegex("a.b(1)"), "^a\\.b\\(1\\)$");
 }
 
+// GET /v2/images/<id> of an image uploaded from a volume (Zed: os_hash_algo sha512 by default),
+// and of one made by the location shortcut (no hash: null).
+TEST(GlanceDigest, ReadsOsHashOfTheImageAndTreatsAbsenceAsUnverifiable) {
+  const std::string hex(128, 'C');
+  auto raw = ParseGlanceDigest(J((R"({"id": "i1", "disk_format": "raw", "os_hash_algo": "sha512",)"
+                                  R"( "os_hash_value": ")" +
+                                  hex + R"(", "checksum": "0123"})")
+                                     .c_str()));
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(raw->algorithm, "sha512");
+  EXPECT_EQ(raw->hex, std::string(128, 'c'));
+  EXPECT_EQ(raw->verifier, "glance");
+  EXPECT_TRUE(raw->covers_served_bytes) << "a raw image's bytes are the disk we serve";
+
+  auto qcow = ParseGlanceDigest(J((R"({"disk_format": "qcow2", "os_hash_algo": "sha256",)"
+                                   R"( "os_hash_value": ")" +
+                                   std::string(64, '1') + R"("})")
+                                      .c_str()));
+  ASSERT_TRUE(qcow);
+  EXPECT_EQ(qcow->algorithm, "sha256");
+  EXPECT_FALSE(qcow->covers_served_bytes);
+
+  EXPECT_FALSE(ParseGlanceDigest(J(R"({"disk_format": "raw", "os_hash_algo": null,)"
+                                   R"( "os_hash_value": null})")));
+  EXPECT_FALSE(ParseGlanceDigest(J(R"({"disk_format": "raw"})")));
+  EXPECT_FALSE(ParseGlanceDigest(J(R"({"os_hash_algo": "md5", "os_hash_value": "0123"})")))
+      << "md5 is not verified with";
+  EXPECT_FALSE(ParseGlanceDigest(J(R"({"os_hash_algo": "sha512", "os_hash_value": "abc"})")))
+      << "a value of the wrong length";
+}
+
 }  // namespace
 }  // namespace vmimport::source::openstack

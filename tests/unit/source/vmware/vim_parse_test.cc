@@ -216,5 +216,50 @@ TEST(ExportLease, StarHostBecomesTheSdkHost) {
   EXPECT_EQ(ResolveLeaseUrl("https://esx1/nfc/a", "https://vc.example/sdk"), "https://esx1/nfc/a");
 }
 
+// HttpNfcLeaseGetManifest as vSphere 6.7+ answers after SetManifestChecksumType(sha256), and as
+// an older host answers (sha1 only).
+TEST(ExportLease, ManifestEntriesTakeTheRequestedChecksumOrFallBackToSha1) {
+  const std::string sha256(64, 'A');
+  const std::string sha1(40, 'b');
+  Doc doc(R"(<HttpNfcLeaseGetManifestResponse xmlns="urn:vim25">)"
+          R"(<returnval><key>/vm-70/VirtualLsiLogicController0:0</key><sha1>)" +
+          sha1 + R"(</sha1><checksum>)" + sha256 +
+          R"(</checksum><checksumType>sha256</checksumType><size>1234</size><disk>true</disk>)"
+          R"(</returnval>)"
+          R"(<returnval><key>/vm-70/VirtualLsiLogicController0:1</key><sha1>)" +
+          sha1 +
+          R"(</sha1><size>99</size><disk>true</disk></returnval>)"
+          R"(<returnval><key>/vm-70/nodigest</key><sha1>xyz</sha1></returnval>)"
+          R"(<returnval><key>/vm-70/short</key><checksum>abcd</checksum>)"
+          R"(<checksumType>sha256</checksumType><sha1>)" +
+          sha1 +
+          R"(</sha1></returnval>)"
+          R"(</HttpNfcLeaseGetManifestResponse>)");
+  auto entries = ParseManifest(doc.Root());
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].key, "/vm-70/VirtualLsiLogicController0:0");
+  EXPECT_EQ(entries[0].algorithm, "sha256");
+  EXPECT_EQ(entries[0].hex, std::string(64, 'a')) << "lower-cased";
+  EXPECT_EQ(entries[0].size, 1234u);
+  EXPECT_EQ(entries[1].algorithm, "sha1");
+  EXPECT_EQ(entries[1].hex, sha1);
+  // A checksum that is not a digest of its type: the sha1 next to it is taken.
+  EXPECT_EQ(entries[2].key, "/vm-70/short");
+  EXPECT_EQ(entries[2].algorithm, "sha1");
+}
+
+TEST(ExportLease, ManifestChecksumTypeBodyAsksForEveryDiskKey) {
+  MoRef lease{"HttpNfcLease", "session[1]52"};
+  const std::string body =
+      ManifestChecksumTypeBody(lease, {"/vm-70/A0:0", "/vm-70/B<1>"}, "sha256");
+  EXPECT_NE(body.find(R"(<_this type="HttpNfcLease">session[1]52</_this>)"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("<deviceUrlsToChecksumTypes><key>/vm-70/A0:0</key><value>sha256</value>"
+                      "</deviceUrlsToChecksumTypes>"),
+            std::string::npos)
+      << body;
+  EXPECT_NE(body.find("<key>/vm-70/B&lt;1&gt;</key>"), std::string::npos) << "escaped: " << body;
+}
+
 }  // namespace
 }  // namespace vmimport::source::vmware

@@ -23,9 +23,11 @@ package main
 import (
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"log"
 	"net/http"
@@ -222,6 +224,12 @@ type exportLease struct {
 	vmRef   string
 	created time.Time
 
+	// HttpNfcLeaseSetManifestChecksumType: device URL key -> "sha1" | "sha256" (unset: sha1).
+	checksumTypes map[string]string
+	// tamper: the VM's extraConfig "vmimport-ext.nfcTamper" when the lease was made (see
+	// tamperKey): its disks are served with bytes the manifest does not declare.
+	tamper string
+
 	mu       sync.Mutex
 	last     time.Time // last progress call or download activity
 	inflight int       // downloads running now
@@ -259,11 +267,13 @@ func (e *vmExporter) ExportVm(ctx *simulator.Context, req *types.ExportVm) soap.
 		disks []exportDisk
 		fault types.BaseMethodFault
 	)
+	var tamper string
 	ctx.WithLock(vm, func() {
 		state = vm.Runtime.PowerState
 		if state == types.VirtualMachinePowerStatePoweredOff {
 			disks, fault = vmDisks(ctx, vm)
 		}
+		tamper = tamperMode(vm)
 	})
 	if state != types.VirtualMachinePowerStatePoweredOff {
 		// vSphere: "InvalidPowerState: if the virtual machine is not powered off".
@@ -279,13 +289,15 @@ func (e *vmExporter) ExportVm(ctx *simulator.Context, req *types.ExportVm) soap.
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	lease := &exportLease{
-		ticket:  hex.EncodeToString(rnd[:]),
-		files:   make(map[string]exportDisk),
-		ctx:     ctx,
-		vm:      vm.Name,
-		vmRef:   vm.Self.Value,
-		created: time.Now(),
-		last:    time.Now(),
+		ticket:        hex.EncodeToString(rnd[:]),
+		files:         make(map[string]exportDisk),
+		checksumTypes: make(map[string]string),
+		tamper:        tamper,
+		ctx:           ctx,
+		vm:            vm.Name,
+		vmRef:         vm.Self.Value,
+		created:       time.Now(),
+		last:          time.Now(),
 	}
 	lease.Self = types.ManagedObjectReference{Type: "HttpNfcLease"} // Session.Put fills in the value
 	lease.State = types.HttpNfcLeaseStateReady
@@ -396,7 +408,39 @@ func (l *exportLease) HttpNfcLeaseAbort(ctx *simulator.Context, req *types.HttpN
 	return &methods.HttpNfcLeaseAbortBody{Res: new(types.HttpNfcLeaseAbortResponse)}
 }
 
-// HttpNfcLeaseGetManifest returns SHA-1 and size of each file as served.
+// HttpNfcLeaseSetManifestChecksumType (vSphere 6.7+): the digest type of each device URL's
+// manifest entry, "sha1" or "sha256"; anything else is InvalidArgument, as on vSphere.
+func (l *exportLease) HttpNfcLeaseSetManifestChecksumType(ctx *simulator.Context, req *types.HttpNfcLeaseSetManifestChecksumType) soap.HasFault {
+	body := new(methods.HttpNfcLeaseSetManifestChecksumTypeBody)
+	if f := l.checkOpen(); f != nil {
+		body.Fault_ = f
+		return body
+	}
+	known := make(map[string]bool)
+	for _, du := range l.Info.DeviceUrl {
+		known[du.Key] = true
+	}
+	for _, kv := range req.DeviceUrlsToChecksumTypes {
+		v := kv.Value
+		if !known[kv.Key] || (v != "sha1" && v != "sha256") {
+			body.Fault_ = simulator.Fault(fmt.Sprintf("invalid checksum type %q for %q", v, kv.Key),
+				&types.InvalidArgument{InvalidProperty: "deviceUrlsToChecksumTypes"})
+			return body
+		}
+	}
+	l.mu.Lock()
+	for _, kv := range req.DeviceUrlsToChecksumTypes {
+		l.checksumTypes[kv.Key] = kv.Value
+	}
+	l.mu.Unlock()
+	body.Res = new(types.HttpNfcLeaseSetManifestChecksumTypeResponse)
+	return body
+}
+
+// HttpNfcLeaseGetManifest returns, for each file of the lease, the SHA-1 (always, as before 6.7)
+// and the checksum of the type SetManifestChecksumType asked for, of the file's bytes: what an
+// intact download serves, byte for byte. A tampered lease (tamperMode) declares these too, while
+// its downloads serve other bytes.
 func (l *exportLease) HttpNfcLeaseGetManifest(ctx *simulator.Context, req *types.HttpNfcLeaseGetManifest) soap.HasFault {
 	body := new(methods.HttpNfcLeaseGetManifestBody)
 	if f := l.checkOpen(); f != nil {
@@ -411,16 +455,27 @@ func (l *exportLease) HttpNfcLeaseGetManifest(ctx *simulator.Context, req *types
 			body.Fault_ = simulator.Fault(err.Error(), &types.FileNotFound{FileFault: types.FileFault{File: d.dsPath}})
 			return body
 		}
-		h := sha1.New()
-		n, err := io.Copy(h, f)
+		h1, h256 := sha1.New(), sha256.New()
+		n, err := io.Copy(io.MultiWriter(h1, h256), f)
 		_ = f.Close()
 		if err != nil {
 			body.Fault_ = simulator.Fault(err.Error(), &types.FileFault{File: d.dsPath})
 			return body
 		}
-		res.Returnval = append(res.Returnval, types.HttpNfcLeaseManifestEntry{
-			Key: du.Key, Sha1: hex.EncodeToString(h.Sum(nil)), Size: n, Disk: true, Capacity: d.capKB * 1024, PopulatedSize: n,
-		})
+		l.mu.Lock()
+		typ := l.checksumTypes[du.Key]
+		l.mu.Unlock()
+		entry := types.HttpNfcLeaseManifestEntry{
+			Key: du.Key, Sha1: hex.EncodeToString(h1.Sum(nil)), Size: n, Disk: true, Capacity: d.capKB * 1024, PopulatedSize: n,
+		}
+		if typ != "" {
+			var h hash.Hash = h1
+			if typ == "sha256" {
+				h = h256
+			}
+			entry.Checksum, entry.ChecksumType = hex.EncodeToString(h.Sum(nil)), typ
+		}
+		res.Returnval = append(res.Returnval, entry)
 	}
 	body.Res = res
 	return body
@@ -477,6 +532,10 @@ func serveNFC(w http.ResponseWriter, r *http.Request) {
 	if nfcFault(w, r, st.Size(), f) { // faults.go
 		return
 	}
+	if lease.tamper != "" {
+		serveTampered(w, r, lease.tamper, st.Size(), f)
+		return
+	}
 	if !nfcChunked {
 		http.ServeContent(w, r, d.name, st.ModTime(), f) // Content-Length, Range, HEAD
 		return
@@ -494,4 +553,42 @@ func serveNFC(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Printf("nfc GET %s: after %d bytes: %v", r.URL.Path, n, err)
 	}
+}
+
+// tamperKey is the extraConfig key of a VM whose export leases serve different bytes than their
+// manifest declares (a world test sets it with govc vm.change -e, and clears it with an empty
+// value). Value "append": a 512-byte zero sector after the disk's bytes, so the VMDK still
+// decodes and only the manifest digest can tell. Read when ExportVm makes the lease.
+const tamperKey = "vmimport-ext.nfcTamper"
+
+// tamperMode is the VM's tamperKey value, "" when unset or empty; the caller holds vm's lock.
+func tamperMode(vm *simulator.VirtualMachine) string {
+	if vm.Config == nil {
+		return ""
+	}
+	for _, o := range vm.Config.ExtraConfig {
+		if v := o.GetOptionValue(); v.Key == tamperKey {
+			if s, ok := v.Value.(string); ok && s == "append" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// serveTampered serves a disk of a tampered lease: Content-Length of what is sent, no ranges.
+func serveTampered(w http.ResponseWriter, r *http.Request, mode string, size int64, f io.Reader) {
+	const extra = 512
+	w.Header().Set("Accept-Ranges", "none")
+	w.Header().Set("Content-Length", fmt.Sprint(size+extra))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	n, err := io.Copy(w, f)
+	if err == nil {
+		_, err = w.Write(make([]byte, extra))
+		n += extra
+	}
+	log.Printf("nfc %s %s: tampered (%s), %d bytes served, err=%v", r.Method, r.URL.Path, mode, n, err)
 }
