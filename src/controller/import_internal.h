@@ -14,7 +14,6 @@
 
 #include "api/conditions.h"
 #include "controller/import_reconciler.h"
-#include "model/vm.h"
 
 namespace vmimport::controller {
 

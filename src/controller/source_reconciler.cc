@@ -219,8 +219,9 @@ core::Result<ReconcileResult> SourceReconciler::Reconcile(std::stop_token stop,
     Json updated = object;
     updated["status"]["status"] = new_status;
     updated["status"]["conditions"] = api::ConditionsToJson(conditions);
-    auto written = client_.UpdateStatus(stop, SourceResource(kind_),
-                                        core::JsonString(core::JsonObject(object, "metadata"), "namespace"), updated);
+    auto written = client_.UpdateStatus(
+        stop, SourceResource(kind_),
+        core::JsonString(core::JsonObject(object, "metadata"), "namespace"), updated);
     if (!written) {
       return MakeError(written.error().Wrap("update status of " + key));  // conflict: retry
     }
