@@ -134,6 +134,12 @@ for i in 0 1 2; do
     "$([ "$want" = "$got" ] && echo identical || { ok=0; echo DIFFERENT; })"
 done
 [ "$ok" = 1 ]
+step "who verified each disk (status.diskImportStatus[].verification)"
+"$KUBECTL" -n "$NS" get virtualmachineimport demo -o json | jq -r '
+  .status.diskImportStatus // [] | to_entries[] | .key as $i | (.value.verification // [])[] |
+  "disk \($i)  \(.verifier) \(.algorithm // "")  \(.result)  \(.digest // "" | .[0:16])"'
+"$KUBECTL" -n "$NS" get virtualmachineimport demo \
+  -o jsonpath='{range .status.importConditions[?(@.type=="DisksVerified")]}DisksVerified={.status} {.message}{"\n"}{end}'
 step "events of the import"
 "$KUBECTL" -n "$NS" get events --field-selector involvedObject.name=demo \
   --sort-by=.metadata.creationTimestamp -o custom-columns=REASON:.reason,MESSAGE:.message

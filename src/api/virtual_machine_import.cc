@@ -135,6 +135,27 @@ core::Result<DiskInfo> ReadDiskInfo(const json& j, const std::string& path) {
   }
   r.String("busType", d.bus_type);
   ReadDiskProgress(r, d.progress);
+  if (const json* v = r.Child("verification", json::value_t::array)) {
+    for (size_t i = 0; i < v->size(); ++i) {
+      const json& item = (*v)[i];
+      if (!item.is_object()) {
+        return core::MakeError(
+            core::ErrorCode::kInvalidArgument,
+            r.PathOf("verification") + "[" + std::to_string(i) + "]: not an object");
+      }
+      DiskVerification dv;
+      ObjectReader vr(item, r.PathOf("verification") + "[" + std::to_string(i) + "]");
+      vr.String("verifier", dv.verifier);
+      vr.String("algorithm", dv.algorithm);
+      vr.String("digest", dv.digest);
+      vr.String("result", dv.result);
+      vr.String("message", dv.message);
+      if (auto ok = vr.Finish(); !ok) {
+        return core::MakeError(ok.error());
+      }
+      d.verification.push_back(std::move(dv));
+    }
+  }
   if (auto ok = r.Finish(); !ok) {
     return core::MakeError(ok.error());
   }
@@ -154,6 +175,17 @@ json DiskInfoToJson(const DiskInfo& d) {
   }
   out["busType"] = d.bus_type;  // no omitempty in the reference: "" is written too
   WriteDiskProgress(out, d.progress);
+  if (!d.verification.empty()) {
+    json v = json::array();
+    for (const auto& dv : d.verification) {
+      json item = {{"verifier", dv.verifier}, {"result", dv.result}};
+      PutIfNotEmpty(item, "algorithm", dv.algorithm);
+      PutIfNotEmpty(item, "digest", dv.digest);
+      PutIfNotEmpty(item, "message", dv.message);
+      v.push_back(std::move(item));
+    }
+    out["verification"] = std::move(v);
+  }
   MergeUnknown(out, d.extra);
   return out;
 }

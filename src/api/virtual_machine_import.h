@@ -120,6 +120,19 @@ struct DiskProgress {
   std::string sha512;
 };
 
+//! Our extension: one check of a disk's bytes against a digest someone else computed
+//! (status.diskImportStatus[].verification[]).
+struct DiskVerification {
+  //! Who computed the digest compared: "vsphere-manifest" (the NFC lease manifest, over the
+  //! stream as vSphere sent it), "ova-manifest", "glance" (os_hash_value of the image), "longhorn"
+  //! (the BackingImage's SHA-512 of what it stored).
+  std::string verifier;
+  std::string algorithm;  //!< sha1, sha256, sha512
+  std::string digest;     //!< lower-case hex
+  std::string result;     //!< "verified", "mismatch" or "unverifiable"
+  std::string message;    //!< why, for mismatch and unverifiable
+};
+
 //! One entry of status.diskImportStatus (the reference's DiskInfo).
 struct DiskInfo {
   std::string disk_name;  //!< "diskName"
@@ -130,6 +143,7 @@ struct DiskInfo {
   std::vector<Condition> disk_conditions;
   std::string bus_type;  //!< always written, like the reference (no omitempty)
   DiskProgress progress;
+  std::vector<DiskVerification> verification;  //!< "verification"; empty: not checked yet
   nlohmann::json extra = nlohmann::json::object();
 };
 

@@ -323,6 +323,19 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
                     core::JsonString(d, "diskName").c_str(), Bar(done, total).c_str(),
                     static_cast<double>(done) / (1 << 20), static_cast<double>(total) / (1 << 20),
                     rate / 1e6, eta >= 0 ? (std::to_string(eta) + "s").c_str() : "-");
+        // Who verified the disk's bytes (issue 16): "verified: vsphere-manifest sha256, ...".
+        std::vector<std::string> checks;
+        for (const Json& v : core::JsonArray(d, "verification")) {
+          const std::string result = core::JsonString(v, "result");
+          std::string line = core::JsonString(v, "verifier");
+          if (!core::JsonString(v, "algorithm").empty()) {
+            line += " " + core::JsonString(v, "algorithm");
+          }
+          checks.push_back(result == "verified" ? line : line + " " + result);
+        }
+        if (!checks.empty()) {
+          std::printf("      verified: %s\n", core::Join(checks, ", ").c_str());
+        }
       }
     }
     std::fflush(stdout);

@@ -74,6 +74,12 @@ inline constexpr const char* kSourceVmStatusKey = "sourceVirtualMachine";
 inline constexpr const char* kObservedGenerationKey = "observedGeneration";
 inline constexpr const char* kDisksRemovedCondition = "DisksRemoved";
 
+//! virtualMachineImportInvalid, diskImageFailed, VMMigrationFailed.
+inline bool Failed(api::ImportStatus s) {
+  return s == api::ImportStatus::kVirtualMachineImportInvalid ||
+         s == api::ImportStatus::kDiskImagesFailed || s == api::ImportStatus::kVmMigrationFailed;
+}
+
 inline ReconcileResult Requeue(std::chrono::milliseconds after) { return ReconcileResult{after}; }
 inline ReconcileResult Done() { return ReconcileResult{}; }
 

@@ -11,6 +11,7 @@
 #include "controller/import_reconciler.h"
 #include "controller/source_reconciler.h"
 #include "core/strings.h"
+#include "harvester/backing_image.h"
 #include "harvester/image.h"
 #include "harvester/image_status.h"
 #include "harvester/pvc.h"
@@ -386,6 +387,8 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
         return MakeError(std::move(e));
       }
       r.exported = true;
+      // What StartExport learnt (OpenStack: Glance's digest of the exported image).
+      r.description = r.vm->Description();
       lock.unlock();
       if (r.task.joinable()) {
         r.task.join();
@@ -535,8 +538,19 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
     if (mine.size() == 1) {
       image_name = StringAt(MetadataOf(mine[0]), "name");
     } else {
-      auto image = harvester::BuildVirtualMachineImage(vm_import, disk.disk_name, urls[i],
-                                                       sc_info ? &*sc_info : nullptr);
+      // A raw Glance image's SHA-512 is the SHA-512 of exactly what we serve: Longhorn
+      // verifies it itself (spec.checksum); anything else is checked on our side.
+      std::optional<std::string> sha512;
+      if (i < (*running)->description.disks.size()) {
+        const auto& digest = (*running)->description.disks[i].source_digest;
+        if (digest && digest->covers_served_bytes && digest->algorithm == "sha512" &&
+            harvester::IsLonghornChecksum(digest->hex)) {
+          sha512 = digest->hex;
+        }
+      }
+      auto image = harvester::BuildVirtualMachineImage(
+          vm_import, disk.disk_name, urls[i], sc_info ? &*sc_info : nullptr,
+          sha512 ? std::optional<std::string_view>(*sha512) : std::nullopt);
       if (!image) {
         return MakeError(image.error());
       }
@@ -643,12 +657,24 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
     }
     const auto state = harvester::InterpretImageStatus(*image);
     switch (state.phase) {
-      case harvester::ImagePhase::kActive:
+      case harvester::ImagePhase::kActive: {
+        auto verified = VerifyDisk(stop, pass, i, *image);
+        if (!verified) {
+          return MakeError(verified.error());
+        }
+        if (Failed(vm_import.status.import_status)) {
+          Release(stop, pass.uid, false, "a disk's checksum differs");
+          return Done();
+        }
+        if (!*verified) {
+          break;  // the stream's own figures are not in yet
+        }
         api::SetCondition(disk.disk_conditions,
                           MakeCondition(api::kConditionImageReady, "True", "Imported", ""),
                           clock_.WallNow());
         ++ready;
         break;
+      }
       case harvester::ImagePhase::kFailed: {
         api::SetCondition(disk.disk_conditions,
                           MakeCondition(api::kConditionImageFailed, "True", state.reason,
@@ -677,6 +703,25 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
   }
   Release(stop, pass.uid, true, "");
   vm_import.status.extra["progress"] = "100%";
+  // Say what was verified, per disk, and by whom.
+  std::vector<std::string> said;
+  size_t unverified = 0;
+  for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
+    std::vector<std::string> by;
+    for (const auto& v : vm_import.status.disk_import_status[i].verification) {
+      if (v.result == "verified") by.push_back(v.verifier + " " + v.algorithm);
+    }
+    if (by.empty()) ++unverified;
+    said.push_back("disk-" + std::to_string(i) + ": " +
+                   (by.empty() ? std::string("unverifiable") : core::Join(by, ", ")));
+  }
+  api::SetCondition(
+      vm_import.status.import_conditions,
+      MakeCondition("DisksVerified", unverified == 0 ? "True" : "False",
+                    unverified == 0 ? "Verified" : "Unverifiable", core::Join(said, "; ")),
+      clock_.WallNow());
+  pass.notes.push_back(
+      {"Normal", unverified == 0 ? "DisksVerified" : "DisksUnverifiable", core::Join(said, "; ")});
   Move(pass, ImportStatus::kDiskImagesReady, "DiskImagesReady", "every disk image is in Harvester");
   return Done();
 }

@@ -122,11 +122,6 @@ std::string ReasonOfTerminal(const core::Error& error) {
   }
 }
 
-bool Failed(ImportStatus s) {
-  return s == ImportStatus::kVirtualMachineImportInvalid || s == ImportStatus::kDiskImagesFailed ||
-         s == ImportStatus::kVmMigrationFailed;
-}
-
 }  // namespace
 
 ImportReconciler::ImportReconciler(kube::Api& api, kube::ObjectCache& imports,

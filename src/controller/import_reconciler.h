@@ -50,6 +50,7 @@
 #include "core/metrics.h"
 #include "imageserver/image_server.h"
 #include "kube/api.h"
+#include "disk/digest.h"
 #include "source/importer.h"
 
 namespace vmimport::controller {
@@ -85,6 +86,9 @@ struct DiskStreamState {
   uint64_t total = 0;
   double bytes_per_second = 0;
   std::optional<disk::Checksums> checksums;  //!< of the last complete stream
+  //! Source digests the last complete stream matched (vSphere manifest, OVA manifest, Glance).
+  std::vector<disk::VerifiedDigest> source_digests;
+  bool completed = false;  //!< a stream of the whole disk completed
   std::string last_error;
   //! The last stream's source error when retrying cannot help (corrupt or unsupported data);
   //! cleared by a completed stream.
@@ -137,6 +141,10 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> CreateVm(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WaitRunning(std::stop_token stop, Pass& pass);
+  //! Checks disk `index` (whose image is Active) against every digest someone else computed,
+  //! into its status; false while the stream's own figures are not in yet. A Longhorn digest
+  //! that differs fails the pass (DiskChecksumMismatch).
+  core::Result<bool> VerifyDisk(std::stop_token stop, Pass& pass, size_t index, const Json& image);
   //! A failed or invalid import: ends what it holds and removes the images and PVCs it made.
   core::Result<ReconcileResult> CleanUpFailed(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> Finalize(std::stop_token stop, Pass& pass);

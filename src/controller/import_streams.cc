@@ -84,6 +84,8 @@ void ImportReconciler::OnStreamFinished(const imageserver::StreamResult& result)
       }
       if (result.outcome == imageserver::StreamOutcome::kCompleted) {
         s.permanent_error.reset();
+        s.source_digests = result.source_digests;
+        s.completed = true;
       } else if (result.error && (result.error->code == ErrorCode::kCorruptData ||
                                   result.error->code == ErrorCode::kUnsupported)) {
         s.permanent_error = result.error;

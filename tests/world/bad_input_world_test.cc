@@ -488,8 +488,9 @@ TEST_F(BadInputWorldTest, VsphereSourceProblemsAreReportedAndTouchNothing) {
       {"wrong-password", On::kVmwareSource, nr, "InvalidCredentials", "password was refused"},
       {"secret-missing", On::kVmwareSource, nr, "NotFound",
        "secret " + ns_ + "/no-such-secret not found"},
-      {"secret-no-username", On::kVmwareSource, nr, "InvalidSpec", "the secret has no username"},
-      {"secret-no-password", On::kVmwareSource, nr, "InvalidSpec", "the secret has no password"},
+      // The Secret is named (issue 15): "secret <ns>/<name> has no password (...)".
+      {"secret-no-username", On::kVmwareSource, nr, "InvalidSecret", "has no username"},
+      {"secret-no-password", On::kVmwareSource, nr, "InvalidSecret", "has no password"},
       {"unreachable-port", On::kVmwareSource, nr, "Unreachable", "Failed to connect"},
       {"plain-http", On::kVmwareSource, nr, "InvalidSpec", "must be an https:// URL"},
       {"garbage-url", On::kVmwareSource, nr, "InvalidSpec", "must be an https:// URL"},

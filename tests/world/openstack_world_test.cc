@@ -725,13 +725,22 @@ class OpenstackImportWorldTest : public ::testing::Test {
   }
 
   //! The controller, watching ns_ only, without leader election; logs to log_dir_/`log_name`.
-  void StartController(const std::string& log_name = "controller.log") {
-    controller_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", kubeconfig_,
-                                 "--namespace", ns_, "--leader-elect=false",
-                                 "--image-server-address", "127.0.0.1:0", "--health-address",
-                                 "127.0.0.1:0", "--source-retry-interval", "1"},
-        (log_dir_ / log_name).string());
+  void StartController(const std::string& log_name = "controller.log",
+                       const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{VMIMPORT_CONTROLLER_BINARY,
+                                  "--kubeconfig",
+                                  kubeconfig_,
+                                  "--namespace",
+                                  ns_,
+                                  "--leader-elect=false",
+                                  "--image-server-address",
+                                  "127.0.0.1:0",
+                                  "--health-address",
+                                  "127.0.0.1:0",
+                                  "--source-retry-interval",
+                                  "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    controller_ = std::make_unique<testing::ChildProcess>(args, (log_dir_ / log_name).string());
   }
 
   void CreateSecret(const std::string& name, const std::string& password) {
@@ -1160,6 +1169,49 @@ TEST_F(OpenstackImportWorldTest, UploadWaitComesFromTheSourceAndAFailedExportLea
   for (const std::string& t : Temporaries(*session_, id)) {
     ADD_FAILURE() << "left behind: " << t;
   }
+}
+
+// Issue 15, point 4: an OpenStack export (snapshot, volume, upload to Glance: minutes to hours)
+// runs off the reconcile workers. With ONE worker, while the export of vmi-two is under way in
+// OpenStack, an unrelated import is created, validated and deleted (its finalizer removed)
+// promptly, and the export still ends with an identical disk. With the export on the worker,
+// the unrelated import would wait for the whole upload.
+TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNotDelayed) {
+  const std::string id = OsVar("OPENSTACK_TWO_ID");
+  EnsureShutoff(*session_, id);
+  const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
+  CreateSecret("openstack", OsVar("OS_PASSWORD"));
+  CreateSource("devstack", "openstack");
+  sim_ = std::make_unique<testing::ChildProcess>(
+      std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
+      (log_dir_ / "harvester-sim.log").string());
+  StartController("controller.log", {"--workers", "1"});
+  CreateImport("slow", {{"virtualMachineName", "vmi-two"}});
+  // The export is under way in OpenStack (its snapshot, volume or image exists).
+  ASSERT_TRUE(Eventually([&] { return !Temporaries(*session_, id).empty(); }, 300s))
+      << controller_->Log();
+  CreateImport("unrelated", {{"virtualMachineName", "no-such-server"}}, "no-such-source");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(
+      Eventually([&] { return ImportStatus("unrelated") == "virtualMachineImportValid"; }, 60s))
+      << controller_->Log();
+  ASSERT_TRUE(client_->Delete({}, kImports, ns_, "unrelated"));
+  ASSERT_TRUE(Eventually([&] { return ImportStatus("unrelated") == "<gone>"; }, 60s))
+      << controller_->Log();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const bool export_still_running = !Temporaries(*session_, id).empty();
+  std::cout << "unrelated import validated and deleted in " << seconds
+            << " s; the export was still running: " << (export_still_running ? "yes" : "no")
+            << "\n";
+  EXPECT_LT(seconds, 30.0);
+  // The property itself: the unrelated import was handled while the export still ran.
+  EXPECT_TRUE(export_still_running);
+  ASSERT_EQ(WaitImport("slow", "virtualMachineRunning", 600s), "virtualMachineRunning")
+      << GetImport("slow").dump() << "\n"
+      << controller_->Log();
+  ExpectDisksMatch("slow", want);
+  ExpectNoTemporaries(id);
 }
 
 // A controller killed (SIGKILL) while it exports leaves a snapshot, a volume or an image named

@@ -440,5 +440,98 @@ TEST_F(ImportReconcilerTest, ConcurrencyLimitMakesTheThirdWait) {
   EXPECT_FALSE(events_.WithReason("WaitingForImportSlot").empty());
 }
 
+// Issue 16: the served SHA-512 compared with what Longhorn stored, and a source digest the
+// stream matched, land in status per disk; a difference fails the import.
+class ImportVerificationTest : public ImportReconcilerTest {
+ protected:
+  void Streamed(const std::string& uid, size_t disk, const std::string& sha512) {
+    imageserver::StreamResult done;
+    done.info.disk_name = uid + "/disk-" + std::to_string(disk);
+    done.outcome = imageserver::StreamOutcome::kCompleted;
+    done.bytes = 4096;
+    done.checksums = disk::Checksums{"", sha512};
+    done.source_digests = {{"sha256", std::string(64, 'c'), "vsphere-manifest", 4096}};
+    reconciler_->OnStreamFinished(done);
+  }
+  void BackingImagesStore(const std::string& sha512) {
+    for (const Json& image : api_.All("virtualmachineimages")) {
+      api_.Put(
+          "backingimages",
+          {{"metadata",
+            {{"name", "vmi-" + image["metadata"].value("uid", "")},
+             {"namespace", "longhorn-system"}}},
+           {"status",
+            {{"checksum", sha512}, {"diskFileStatusMap", {{"node-1", {{"state", "ready"}}}}}}}});
+    }
+  }
+};
+
+TEST_F(ImportVerificationTest, EveryDiskVerifiedByTheSourceAndByLonghorn) {
+  CreateReadySource();
+  const std::string uid = CreateImport("imp")["metadata"].value("uid", "");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  const std::string sha(128, 'a');
+  Streamed(uid, 0, sha);
+  Streamed(uid, 1, sha);
+  BackingImagesStore(sha);
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  for (const Json& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+    ASSERT_EQ(d["verification"].size(), 2u) << d.dump();
+    EXPECT_EQ(d["verification"][0].value("verifier", ""), "vsphere-manifest");
+    EXPECT_EQ(d["verification"][1].value("verifier", ""), "longhorn");
+    EXPECT_EQ(d["verification"][1].value("result", ""), "verified");
+    EXPECT_EQ(d.value("sha512", ""), sha);
+  }
+  EXPECT_EQ(ConditionReason("imp", "DisksVerified"), "Verified");
+  ASSERT_EQ(events_.WithReason("DisksVerified").size(), 1u);
+  EXPECT_NE(events_.WithReason("DisksVerified")[0].message.find("longhorn sha512"),
+            std::string::npos);
+}
+
+TEST_F(ImportVerificationTest, WaitsForTheStreamsOwnFiguresBeforeDeciding) {
+  CreateReadySource();
+  const std::string uid = CreateImport("imp")["metadata"].value("uid", "");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  imageserver::StreamInfo info;
+  info.disk_name = uid + "/disk-0";
+  info.total_bytes = 4096;
+  reconciler_->OnStreamStarted(info);  // disk 0 streams, its end not seen yet
+  MarkImagesActive();
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");
+  Streamed(uid, 0, std::string(128, 'a'));
+  EXPECT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+}
+
+TEST_F(ImportVerificationTest, LonghornStoredOtherBytesIsDiskChecksumMismatch) {
+  CreateReadySource();
+  const std::string uid = CreateImport("imp")["metadata"].value("uid", "");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  Streamed(uid, 0, std::string(128, 'a'));
+  Streamed(uid, 1, std::string(128, 'a'));
+  BackingImagesStore(std::string(128, 'b'));
+  MarkImagesActive();
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "DiskChecksumMismatch");
+  const Json d = ImportOf("imp")["status"]["diskImportStatus"][0];
+  EXPECT_EQ(d["verification"].back().value("result", ""), "mismatch");
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_TRUE(api_.All("virtualmachineimages").empty());  // cleaned up
+}
+
+TEST_F(ImportVerificationTest, NothingToCompareIsSaidUnverifiable) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  MarkImagesActive();  // no stream seen by this process, no BackingImage
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  EXPECT_EQ(ConditionReason("imp", "DisksVerified"), "Unverifiable");
+  EXPECT_EQ(events_.WithReason("DisksUnverifiable").size(), 1u);
+  const Json d = ImportOf("imp")["status"]["diskImportStatus"][0];
+  EXPECT_EQ(d["verification"][0].value("result", ""), "unverifiable");
+}
+
 }  // namespace
 }  // namespace vmimport::testing

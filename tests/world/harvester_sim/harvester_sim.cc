@@ -640,7 +640,7 @@ class Simulator {
     return value.empty() ? 0 : std::strtoull(value.c_str(), nullptr, 10);
   }
 
-  void EnsureImageStorageClass(const Json& image, const std::string& sc,
+  void EnsureImageStorageClass(const Json& /*image*/, const std::string& sc,
                                const std::string& backing_image) {
     Json obj = {
         {"apiVersion", "storage.k8s.io/v1"},
