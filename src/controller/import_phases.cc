@@ -10,6 +10,7 @@
 #include "controller/import_internal.h"
 #include "controller/import_reconciler.h"
 #include "controller/source_reconciler.h"
+#include "core/json.h"
 #include "core/strings.h"
 #include "harvester/backing_image.h"
 #include "harvester/image.h"
@@ -512,23 +513,34 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
     }
     std::string image_name;
     const Json items = existing->value("items", Json::array());
+    // An image this incarnation made counts (a status write was lost); so does one no import
+    // owns any more (left by an earlier, finished import of the same name: the seed's "delete
+    // the VM and recreate the import"). One another import owns is never taken.
     Json mine = Json::array();
+    Json orphans = Json::array();
+    std::string foreign;
     for (const Json& item : items) {
-      // Only an image this incarnation owns counts: a leftover of a deleted import of the same
-      // name is not ours to take.
-      for (const Json& ref : MetadataOf(item).value("ownerReferences", Json::array())) {
-        if (StringAt(ref, "uid") == pass.uid) {
-          mine.push_back(item);
-          break;
-        }
+      bool owned_by_import = false;
+      bool ours = false;
+      for (const Json& ref : core::JsonArray(MetadataOf(item), "ownerReferences")) {
+        if (StringAt(ref, "kind") != "VirtualMachineImport") continue;
+        owned_by_import = true;
+        ours |= StringAt(ref, "uid") == pass.uid;
+        if (StringAt(ref, "uid") != pass.uid) foreign = StringAt(ref, "name");
+      }
+      if (ours) {
+        mine.push_back(item);
+      } else if (!owned_by_import) {
+        orphans.push_back(item);
       }
     }
-    if (mine.empty() && !items.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "VirtualMachineImage " + StringAt(MetadataOf(items[0]), "name") +
-                           " (display name " + display +
-                           ") exists and was not made by this import (left by an earlier "
-                           "import of the same name?): delete it and create the import again");
+    if (mine.empty() && !foreign.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "a VirtualMachineImage labelled " + display +
+                                                        " belongs to another import (" + foreign +
+                                                        "): not taken over");
+    }
+    if (mine.empty() && !orphans.empty()) {
+      mine.push_back(orphans[0]);
     }
     if (mine.size() > 1) {
       return MakeError(ErrorCode::kConflict, "found " + std::to_string(mine.size()) +

@@ -363,31 +363,30 @@ TEST_F(ImportWorldTest, HarvesterSimFailsANonSha512ChecksumForEverLikeLonghorn) 
 // BackingImage's status.checksum then differs from the SHA-512 the image server computed of what it
 // served, and harvester::CompareStoredChecksum (the reconciler's hook for DiskChecksumMismatch)
 // says so. Until the reconciler compares, the import itself still succeeds.
-TEST_F(ImportWorldTest, TamperedBackingImageChecksumIsAMismatchForTheHook) {
+TEST_F(ImportWorldTest, TamperedBackingImageChecksumFailsWithDiskChecksumMismatch) {
   CreateSecret("vsphere");
   CreateSource();
   StartWorld({"--tamper-backingimage-checksum"});
   CreateImport("stored", {{"virtualMachineName", "vmi-bios-small"}});
-  ASSERT_EQ(WaitImport("stored", "virtualMachineRunning"), "virtualMachineRunning");
-  const Json disks = GetImport("stored")["status"].value("diskImportStatus", Json::array());
+  ASSERT_EQ(WaitImport("stored", "virtualMachineRunning"), "diskImageFailed") << ControllerLog();
+  const Json status = GetImport("stored")["status"];
+  std::string reason;
+  for (const Json& c : status.value("importConditions", Json::array())) {
+    if (c.value("type", "") == "Failed") reason = c.value("reason", "");
+  }
+  EXPECT_EQ(reason, "DiskChecksumMismatch") << status.dump();
+  const Json disks = status.value("diskImportStatus", Json::array());
   ASSERT_EQ(disks.size(), 1U);
   const std::string served = disks[0].value("sha512", "");
   ASSERT_EQ(served.size(), 128U);
-  auto image = client_->Get({}, kImages, ns_, disks[0].value("VirtualMachineImage", ""));
-  ASSERT_TRUE(image);
-  std::optional<Json> bi;
-  for (const std::string& n : harvester::BackingImageNames(*image)) {
-    if (auto got =
-            client_->Get({}, kBackingImages, std::string(harvester::kLonghornNamespace), n)) {
-      bi = *got;
-      break;
-    }
-  }
-  ASSERT_TRUE(bi);
-  const auto stored = harvester::ReadBackingImageChecksum(*bi);
-  EXPECT_TRUE(stored.ready);
-  EXPECT_EQ(harvester::CompareStoredChecksum(served, stored), harvester::StoredVerdict::kMismatch)
-      << bi->dump();
+  const Json checks = disks[0].value("verification", Json::array());
+  ASSERT_FALSE(checks.empty()) << disks[0].dump();
+  EXPECT_EQ(checks.back().value("verifier", ""), "longhorn");
+  EXPECT_EQ(checks.back().value("result", ""), "mismatch");
+  EXPECT_NE(checks.back().value("digest", ""), served);
+  // Never silently passed: no VM, and the failed import's images are removed.
+  EXPECT_TRUE(Items(kVms).empty());
+  EXPECT_TRUE(Eventually([&] { return Items(kImages).empty(); }, 30s)) << ControllerLog();
 }
 
 // One manifest holding Secret + source + import: the import waits for the source, then goes on.

@@ -1000,6 +1000,24 @@ TEST_F(OpenstackImportWorldTest, ThreeServersImportInOneGoWithIdenticalDisks) {
     EXPECT_EQ(seen, std::set<std::string>(macs.begin(), macs.end())) << name << ": " << spec;
   }
 
+  // Issue 16: Glance's os_hash_value (SHA-512 of the raw image, which is what we serve) is the
+  // image's spec.checksum, so Longhorn verifies the stored file itself; status says so per disk.
+  for (const kube::Json& image : Items(kImages)) {
+    const std::string checksum = image["spec"].value("checksum", "");
+    EXPECT_EQ(checksum.size(), 128U) << image.dump();
+  }
+  for (const char* name : {"osmulti", "osone", "ostwo"}) {
+    for (const kube::Json& d :
+         GetImport(name)["status"].value("diskImportStatus", kube::Json::array())) {
+      std::set<std::string> verified_by;
+      for (const kube::Json& v : d.value("verification", kube::Json::array())) {
+        if (v.value("result", "") == "verified") verified_by.insert(v.value("verifier", ""));
+      }
+      EXPECT_TRUE(verified_by.contains("glance")) << name << ": " << d.dump();
+      EXPECT_TRUE(verified_by.contains("longhorn")) << name << ": " << d.dump();
+    }
+  }
+
   // Seed: deleting the imports leaves the VMs, their volumes and images alone.
   for (const char* name : {"osmulti", "osone", "ostwo"}) {
     ASSERT_TRUE(client_->Delete({}, kImports, ns_, name));
