@@ -137,8 +137,8 @@ TEST(HttpStream, ARingSmallerThanTheLowWatermarkStillFlows) {
 }
 
 TEST(HttpStream, ABodyCutBeforeItsContentLengthIsAnErrorNotAShortDisk) {
+  const std::string body = Pattern(1 << 20);  // outlives the server threads that send it
   LocalServer server;
-  const std::string body = Pattern(1 << 20);
   server.server().Get("/disk", [&body](const httplib::Request&, httplib::Response& res) {
     res.set_content_provider(body.size(), "application/octet-stream",
                              [&body](size_t offset, size_t, httplib::DataSink& sink) {
@@ -169,8 +169,8 @@ TEST(HttpStream, ABodyCutBeforeItsContentLengthIsAnErrorNotAShortDisk) {
 }
 
 TEST(HttpStream, AChunkedBodyWithoutLengthEndsAtItsLastChunk) {
+  const std::string body = Pattern(200000);  // outlives the server threads that send it
   LocalServer server;
-  const std::string body = Pattern(200000);
   server.server().Get("/disk", [&body](const httplib::Request&, httplib::Response& res) {
     res.set_chunked_content_provider(
         "application/octet-stream", [&body](size_t offset, httplib::DataSink& sink) {
@@ -247,8 +247,8 @@ TEST(HttpStream, TransportErrorsNameTheStreamNotTheUrl) {
 }
 
 TEST(HttpStream, PartialContentIsAcceptedWhenAskedForWithItsRange) {
+  const std::string body = Pattern(100000);  // outlives the server threads that send it
   LocalServer server;
-  const std::string body = Pattern(100000);
   server.server().Get("/file", [&body](const httplib::Request&, httplib::Response& res) {
     res.set_content(body, "application/octet-stream");  // httplib answers Range with 206
   });
