@@ -78,13 +78,19 @@ class ForwardingObserver final : public imageserver::StreamObserver {
   void Set(imageserver::StreamObserver* target) { target_ = target; }
   // imageserver::StreamObserver
   void OnStreamStarted(const imageserver::StreamInfo& info) override {
-    if (auto* t = target_.load()) t->OnStreamStarted(info);
+    if (auto* t = target_.load()) {
+      t->OnStreamStarted(info);
+    }
   }
   void OnProgress(const imageserver::StreamProgress& progress) override {
-    if (auto* t = target_.load()) t->OnProgress(progress);
+    if (auto* t = target_.load()) {
+      t->OnProgress(progress);
+    }
   }
   void OnStreamFinished(const imageserver::StreamResult& result) override {
-    if (auto* t = target_.load()) t->OnStreamFinished(result);
+    if (auto* t = target_.load()) {
+      t->OnStreamFinished(result);
+    }
   }
 
  private:
@@ -109,18 +115,24 @@ class HealthServer {
   }
   ~HealthServer() {
     server_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
   }
   //! Binds "host:port" (empty host: every address; port 0: any); the port, or -1.
   int Start(const std::string& address) {
     const auto colon = address.rfind(':');
     std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-    if (host.empty()) host = "0.0.0.0";
+    if (host.empty()) {
+      host = "0.0.0.0";
+    }
     const int want = std::atoi(address.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
     const int port = want == 0                          ? server_.bind_to_any_port(host)
                      : server_.bind_to_port(host, want) ? want
                                                         : -1;
-    if (port <= 0) return -1;
+    if (port <= 0) {
+      return -1;
+    }
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     return port;
   }
@@ -166,6 +178,8 @@ int Run(const Options& opt) {
   });
   auto finish = [&signal_waiter, &exiting](int rc) {
     exiting = true;
+    // SIGTERM is blocked in every thread and only sigwait()ed: this wakes the waiter, kills
+    // nothing. NOLINTNEXTLINE(bugprone-bad-signal-to-kill-thread)
     pthread_kill(signal_waiter.native_handle(), SIGTERM);  // release sigwait
     signal_waiter.join();
     return rc;
@@ -457,6 +471,9 @@ int Run(const Options& opt) {
 }  // namespace
 }  // namespace vmimport::app
 
+// CLI11's parse errors are caught below; any other exception escaping main is a startup bug,
+// and std::terminate naming it is the right end for it (docs/adr/0001: programmer errors).
+// NOLINTNEXTLINE(bugprone-exception-escape)
 int main(int argc, char** argv) {
   vmimport::app::Options opt;
   CLI::App app{"vm-import-controller: imports VMs from vSphere, OpenStack and OVA into Harvester"};

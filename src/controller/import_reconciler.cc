@@ -45,9 +45,15 @@ ReconcileResult Done() { return ReconcileResult{}; }
 
 std::optional<source::SourceKind> KindOf(const std::string& kind) {
   const std::string k = core::ToLower(kind);
-  if (k == "vmwaresource") return source::SourceKind::kVmware;
-  if (k == "openstacksource") return source::SourceKind::kOpenstack;
-  if (k == "ovasource") return source::SourceKind::kOva;
+  if (k == "vmwaresource") {
+    return source::SourceKind::kVmware;
+  }
+  if (k == "openstacksource") {
+    return source::SourceKind::kOpenstack;
+  }
+  if (k == "ovasource") {
+    return source::SourceKind::kOva;
+  }
   return std::nullopt;
 }
 
@@ -625,7 +631,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
   if (!vm_import.spec.storage_class.empty()) {
     auto sc = client_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
     if (!sc) {
-      if (sc.error().code != ErrorCode::kNotFound) return MakeError(sc.error());
+      if (sc.error().code != ErrorCode::kNotFound) {
+        return MakeError(sc.error());
+      }
       problems.push_back("storage class " + vm_import.spec.storage_class + " not found");
     }
   }
@@ -643,7 +651,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop,
     }
     auto nad = client_.Get(stop, kNads, dest->namespace_, dest->name);
     if (!nad) {
-      if (nad.error().code != ErrorCode::kNotFound) return MakeError(nad.error());
+      if (nad.error().code != ErrorCode::kNotFound) {
+        return MakeError(nad.error());
+      }
       problems.push_back("destination network " + dest->namespace_ + "/" + dest->name +
                          " not found");
     }
@@ -865,7 +875,9 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
         vm_import.spec.storage_class, sc->value("provisioner", ""), {}};
     const Json parameters = sc->value("parameters", Json::object());
     for (const auto& [k, v] : parameters.items()) {
-      if (v.is_string()) info.parameters[k] = v.get<std::string>();
+      if (v.is_string()) {
+        info.parameters[k] = v.get<std::string>();
+      }
     }
     sc_info = info;
   }

@@ -72,7 +72,7 @@ std::string SecretKeyOf(const Json& object) {
 SourceReconciler::SourceReconciler(source::SourceKind kind, kube::Client& client,
                                    kube::Informer& sources, source::ConnectionChecker* checker,
                                    kube::EventRecorder& events, const core::Clock& clock,
-                                   core::Logger log, SourceReconcilerOptions options)
+                                   const core::Logger& log, SourceReconcilerOptions options)
     : kind_(kind),
       client_(client),
       sources_(sources),

@@ -49,7 +49,7 @@ class SourceReconciler final : public Reconciler {
   //! `checker` may be null: the kind has no provider yet, and sources say so in their status.
   SourceReconciler(source::SourceKind kind, kube::Client& client, kube::Informer& sources,
                    source::ConnectionChecker* checker, kube::EventRecorder& events,
-                   const core::Clock& clock, core::Logger log,
+                   const core::Clock& clock, const core::Logger& log,
                    SourceReconcilerOptions options = {});
 
   // controller::Reconciler

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 namespace vmimport::kube {
 
@@ -33,13 +34,13 @@ std::string ResourceVersionOf(const Json& object) {
 
 }  // namespace
 
-Informer::Informer(Client& client, Resource resource, std::string ns, core::Logger log,
+Informer::Informer(Client& client, Resource resource, std::string ns, const core::Logger& log,
                    InformerOptions options)
     : client_(client),
       resource_(std::move(resource)),
       ns_(std::move(ns)),
       log_(log.With({{"informer", resource_.plural}})),
-      options_(options) {}
+      options_(std::move(options)) {}
 
 Informer::~Informer() { Stop(); }
 
@@ -167,13 +168,19 @@ core::Status Informer::ListAll(std::stop_token stop) {
   synced_cv_.notify_all();
   for (const auto& h : handlers_) {
     for (const Json& o2 : added) {
-      if (h.on_add) h.on_add(o2);
+      if (h.on_add) {
+        h.on_add(o2);
+      }
     }
     for (const auto& [old_obj, new_obj] : updated) {
-      if (h.on_update) h.on_update(old_obj, new_obj);
+      if (h.on_update) {
+        h.on_update(old_obj, new_obj);
+      }
     }
     for (const Json& o2 : deleted) {
-      if (h.on_delete) h.on_delete(o2);
+      if (h.on_delete) {
+        h.on_delete(o2);
+      }
     }
   }
   return {};
@@ -209,11 +216,17 @@ void Informer::Apply(const WatchEvent& event) {
   }
   for (const auto& h : handlers_) {
     if (event.type == "DELETED") {
-      if (h.on_delete) h.on_delete(old_obj ? *old_obj : object);
+      if (h.on_delete) {
+        h.on_delete(old_obj ? *old_obj : object);
+      }
     } else if (old_obj) {
-      if (h.on_update) h.on_update(*old_obj, object);
+      if (h.on_update) {
+        h.on_update(*old_obj, object);
+      }
     } else {
-      if (h.on_add) h.on_add(object);
+      if (h.on_add) {
+        h.on_add(object);
+      }
     }
   }
 }

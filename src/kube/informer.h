@@ -52,7 +52,7 @@ struct InformerOptions {
 class Informer {
  public:
   //! `client` must outlive the informer. `ns` empty = all namespaces.
-  Informer(Client& client, Resource resource, std::string ns, core::Logger log,
+  Informer(Client& client, Resource resource, std::string ns, const core::Logger& log,
            InformerOptions options = {});
   ~Informer();
   Informer(const Informer&) = delete;
