@@ -178,8 +178,8 @@ int Run(const Options& opt) {
   });
   auto finish = [&signal_waiter, &exiting](int rc) {
     exiting = true;
-    // SIGTERM is blocked in every thread and only sigwait()ed: this wakes the waiter, kills
-    // nothing. NOLINTNEXTLINE(bugprone-bad-signal-to-kill-thread)
+    // SIGTERM is blocked in every thread and sigwait()ed: this wakes the waiter, kills nothing.
+    // NOLINTNEXTLINE(bugprone-bad-signal-to-kill-thread)
     pthread_kill(signal_waiter.native_handle(), SIGTERM);  // release sigwait
     signal_waiter.join();
     return rc;
