@@ -10,7 +10,7 @@ PKGS=(
   clang-format clang-tidy clang libclang-rt-14-dev
   # libraries
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libpugixml-dev libcpp-httplib-dev
-  libspdlog-dev libfmt-dev libcli11-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
+  libfmt-dev libcli11-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux

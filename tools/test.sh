@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # test.sh - the whole test suite, as CI runs it, on a fresh machine or a warm one:
 #   1. install every Debian package (tools/install-deps.sh, fast when all is there)
-#   2. build with warnings as errors (preset ci) and under ASan+UBSan (preset asan)
-#   3. unit tests under ASan+UBSan; the libFuzzer targets, 20 s each (clang, build/fuzz)
-#   4. the reliability campaign, short version (tools/campaign.sh --quick: 10 load imports
+#   2. clang-tidy on all of src/ with .clang-tidy, every finding an error (tools/clang-tidy.sh)
+#   3. build with warnings as errors (preset ci) and under ASan+UBSan (preset asan)
+#   4. unit tests under ASan+UBSan; the unit, disk and image-server tests under ThreadSanitizer
+#      (preset tsan); the libFuzzer targets, 20 s each (clang, build/fuzz)
+#   5. the reliability campaign, short version (tools/campaign.sh --quick: 10 load imports
 #      instead of 50): its tests (faults, load, bad input, security, crash and resume) and the
 #      figures they measured
-#   5. one ctest run: it starts the test world (fixture world.up = tools/world.sh up), runs every
+#   6. one ctest run: it starts the test world (fixture world.up = tools/world.sh up), runs every
 #      other test (unit + world) against it, and stops it (world.down), also when a test fails
-# The last line is ctest's own summary. Options: --quick (skip the ASan build and the fuzzers).
+# The last line is ctest's own summary. Options: --quick (skip the ASan and TSan builds and the
+# fuzzers, and run clang-tidy only on the files changed since the merge-base with origin/main).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,8 +31,16 @@ step "layering and formatting"
 tools/check_layering.sh
 find src tests -name '*.h' -o -name '*.cc' | xargs clang-format --dry-run --Werror
 
+cmake --preset ci >/dev/null  # also the compile database clang-tidy reads
+if [ "$QUICK" = 0 ]; then
+  step "clang-tidy, all of src/ (tools/clang-tidy.sh)"
+  tools/clang-tidy.sh
+else
+  step "clang-tidy, files changed since the merge-base (tools/clang-tidy.sh --changed)"
+  tools/clang-tidy.sh --changed
+fi
+
 step "build (preset ci, -Werror)"
-cmake --preset ci >/dev/null
 cmake --build --preset ci
 
 if [ "$QUICK" = 0 ]; then
@@ -38,6 +49,11 @@ if [ "$QUICK" = 0 ]; then
   cmake --build --preset asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build/asan -L unit --output-on-failure -j2
+
+  step "unit, disk and image-server tests under ThreadSanitizer (preset tsan)"
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan  # only unit_tests, disk_tests, imageserver_tests
+  ctest --preset tsan-unit -j2  # TSAN_OPTIONS=halt_on_error=1: a race fails its test
 
   step "fuzz targets (clang + libFuzzer, 20 s per parser)"
   CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -49,10 +49,18 @@ nlohmann::json ConditionsToJson(const std::vector<Condition>& conditions) {
   nlohmann::json out = nlohmann::json::array();
   for (const Condition& c : conditions) {
     nlohmann::json j = {{"type", c.type}, {"status", c.status}};
-    if (!c.last_update_time.empty()) j["lastUpdateTime"] = c.last_update_time;
-    if (!c.last_transition_time.empty()) j["lastTransitionTime"] = c.last_transition_time;
-    if (!c.reason.empty()) j["reason"] = c.reason;
-    if (!c.message.empty()) j["message"] = c.message;
+    if (!c.last_update_time.empty()) {
+      j["lastUpdateTime"] = c.last_update_time;
+    }
+    if (!c.last_transition_time.empty()) {
+      j["lastTransitionTime"] = c.last_transition_time;
+    }
+    if (!c.reason.empty()) {
+      j["reason"] = c.reason;
+    }
+    if (!c.message.empty()) {
+      j["message"] = c.message;
+    }
     out.push_back(std::move(j));
   }
   return out;

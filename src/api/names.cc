@@ -58,16 +58,16 @@ void CheckSourceCluster(const ObjectReference& ref, std::vector<std::string>& pr
                        " (expected VmwareSource, OpenstackSource or OvaSource)");
   }
   if (ref.name.empty()) {
-    problems.push_back("spec.sourceCluster.name: required");
+    problems.emplace_back("spec.sourceCluster.name: required");
   }
   if (ref.namespace_.empty()) {
-    problems.push_back("spec.sourceCluster.namespace: required");
+    problems.emplace_back("spec.sourceCluster.namespace: required");
   }
 }
 
 void CheckTargetName(const VirtualMachineImportSpec& spec, std::vector<std::string>& problems) {
   if (spec.virtual_machine_name.empty()) {
-    problems.push_back("spec.virtualMachineName: required");
+    problems.emplace_back("spec.virtualMachineName: required");
     return;
   }
   // OpenStack resolves a UUID to the server's name first; that name is checked then.

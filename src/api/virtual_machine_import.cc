@@ -111,10 +111,18 @@ void ReadDiskProgress(ObjectReader& r, DiskProgress& p) {
 }
 
 void WriteDiskProgress(json& out, const DiskProgress& p) {
-  if (p.bytes_done > 0) out["bytesDone"] = p.bytes_done;
-  if (p.bytes_total > 0) out["bytesTotal"] = p.bytes_total;
-  if (p.bytes_per_second > 0) out["bytesPerSecond"] = p.bytes_per_second;
-  if (p.eta_seconds >= 0) out["etaSeconds"] = p.eta_seconds;
+  if (p.bytes_done > 0) {
+    out["bytesDone"] = p.bytes_done;
+  }
+  if (p.bytes_total > 0) {
+    out["bytesTotal"] = p.bytes_total;
+  }
+  if (p.bytes_per_second > 0) {
+    out["bytesPerSecond"] = p.bytes_per_second;
+  }
+  if (p.eta_seconds >= 0) {
+    out["etaSeconds"] = p.eta_seconds;
+  }
   PutIfNotEmpty(out, "sha256", p.sha256);
   PutIfNotEmpty(out, "sha512", p.sha512);
 }
@@ -304,8 +312,12 @@ json SpecToJson(const VirtualMachineImportSpec& s) {
     out["defaultNetworkInterfaceModel"] = *s.default_network_interface_model;
   }
   PutIfNotEmpty(out, "storageClass", s.storage_class);
-  if (s.default_disk_bus_type) out["defaultDiskBusType"] = *s.default_disk_bus_type;
-  if (s.force_power_off) out["forcePowerOff"] = *s.force_power_off;
+  if (s.default_disk_bus_type) {
+    out["defaultDiskBusType"] = *s.default_disk_bus_type;
+  }
+  if (s.force_power_off) {
+    out["forcePowerOff"] = *s.force_power_off;
+  }
   if (s.graceful_shutdown_timeout_seconds != 0) {
     out["gracefulShutdownTimeoutSeconds"] = s.graceful_shutdown_timeout_seconds;
   }

@@ -102,15 +102,21 @@ Json YamlToJson(const YAML::Node& node) {
       return out;
     }
     case YAML::NodeType::Scalar: {
-      const std::string text = node.Scalar();
+      const std::string& text = node.Scalar();
       if (node.Tag() == "!") {
         return text;  // quoted
       }
-      if (text == "true" || text == "false") return text == "true";
-      if (text == "null" || text == "~") return nullptr;
+      if (text == "true" || text == "false") {
+        return text == "true";
+      }
+      if (text == "null" || text == "~") {
+        return nullptr;
+      }
       char* end = nullptr;
       const long long v = std::strtoll(text.c_str(), &end, 10);
-      if (!text.empty() && end != nullptr && *end == '\0') return v;
+      if (!text.empty() && end != nullptr && *end == '\0') {
+        return v;
+      }
       return text;
     }
     case YAML::NodeType::Null:
@@ -350,6 +356,9 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
 }  // namespace
 }  // namespace vmimport::cli
 
+// CLI11_PARSE catches CLI11's own exceptions; any other exception escaping main is a startup bug,
+// and std::terminate naming it is the right end for it (docs/adr/0001: programmer errors).
+// NOLINTNEXTLINE(bugprone-exception-escape)
 int main(int argc, char** argv) {
   using namespace vmimport;
   CLI::App app{"kubectl vmimport: see the VMs of a source, plan an import, follow imports"};
@@ -390,7 +399,11 @@ int main(int argc, char** argv) {
   cli::Context ctx;
   ctx.client = std::move(*client);
   ctx.ns = ns;
-  if (list->parsed()) return cli::List(ctx, source_ref, folder);
-  if (plan->parsed()) return cli::Plan(ctx, file);
+  if (list->parsed()) {
+    return cli::List(ctx, source_ref, folder);
+  }
+  if (plan->parsed()) {
+    return cli::Plan(ctx, file);
+  }
   return cli::Watch(ctx, names, once);
 }

@@ -4,7 +4,7 @@
 
 namespace vmimport::controller {
 
-Runner::Runner(std::string name, WorkQueue& queue, Reconciler& reconciler, core::Logger log)
+Runner::Runner(std::string name, WorkQueue& queue, Reconciler& reconciler, const core::Logger& log)
     : name_(std::move(name)),
       queue_(queue),
       reconciler_(reconciler),

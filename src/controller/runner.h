@@ -41,7 +41,7 @@ struct RunnerStats {
 
 class Runner {
  public:
-  Runner(std::string name, WorkQueue& queue, Reconciler& reconciler, core::Logger log);
+  Runner(std::string name, WorkQueue& queue, Reconciler& reconciler, const core::Logger& log);
   //! Stops the workers: shuts the queue down and joins.
   ~Runner();
   Runner(const Runner&) = delete;

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace vmimport::core {
@@ -27,7 +28,7 @@ bool ParseLogFormat(std::string_view text, LogFormat& out);
 struct Field {
   Field(std::string_view k, std::string_view v) : key(k), value(v) {}
   Field(std::string_view k, const char* v) : key(k), value(v) {}
-  Field(std::string_view k, const std::string& v) : key(k), value(v) {}
+  Field(std::string_view k, std::string v) : key(k), value(std::move(v)) {}
   Field(std::string_view k, bool v) : key(k), value(v ? "true" : "false"), quoted(false) {}
   template <std::integral T>
   Field(std::string_view k, T v) : key(k), value(std::to_string(v)), quoted(false) {}

@@ -71,7 +71,7 @@ core::Status FileSink::Write(std::stop_token stop, std::span<const std::byte> da
   bool in_run = false;
   while (pos < data.size()) {
     const uint64_t file_offset = size_ + pos;
-    const size_t piece =
+    const auto piece =
         CheckedCast<size_t>(std::min<uint64_t>(data.size() - pos, block - file_offset % block));
     const bool zero = IsAllZero(data.subspan(pos, piece));
     if (!zero && !in_run) {

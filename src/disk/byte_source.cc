@@ -150,7 +150,7 @@ Result<size_t> SequentialSource::Read(std::stop_token stop, std::span<std::byte>
   if (pos_ >= size) {
     return size_t{0};
   }
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), size - pos_));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), size - pos_));
   auto st = source_->ReadAt(stop, pos_, out.first(n));
   if (!st) {
     return MakeError(st.error());

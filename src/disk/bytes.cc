@@ -10,7 +10,7 @@ bool IsAllZero(std::span<const std::byte> bytes) {
   size_t n = bytes.size();
   while (n >= 64) {
     uint64_t acc = 0;
-    for (int i = 0; i < 8; ++i) {
+    for (size_t i = 0; i < 8; ++i) {
       uint64_t word = 0;
       std::memcpy(&word, p + 8 * i, sizeof(word));
       acc |= word;

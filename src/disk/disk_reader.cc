@@ -35,8 +35,7 @@ Result<size_t> PositionedDiskReader::Read(std::stop_token stop, std::span<std::b
   if (out.empty()) {
     return size_t{0};
   }
-  const size_t want =
-      CheckedCast<size_t>(std::min<uint64_t>(out.size(), virtual_size_ - position_));
+  const auto want = CheckedCast<size_t>(std::min<uint64_t>(out.size(), virtual_size_ - position_));
   auto n = ReadAtPosition(stop, position_, out.first(want));
   if (!n) {
     return fail(n.error());
@@ -70,7 +69,7 @@ Result<size_t> RawReader::ReadAtPosition(std::stop_token stop, uint64_t position
     std::memset(out.data(), 0, out.size());  // the padding of the last sector
     return out.size();
   }
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), data_size - position));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), data_size - position));
   auto st = source_->ReadAt(stop, position, out.first(n));
   if (!st) {
     return MakeError(st.error());

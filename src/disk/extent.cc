@@ -82,7 +82,7 @@ Result<size_t> ExtentListReader::ReadAtPosition(std::stop_token stop, uint64_t p
     open_ = std::move(*extent);
   }
   const uint64_t in_extent = position - current_start_;
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), slot.size - in_extent));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), slot.size - in_extent));
   return open_->ReadAt(stop, in_extent, out.first(n));
 }
 

@@ -121,7 +121,7 @@ Result<DiskReaderPtr> OpenDescriptor(std::stop_token stop, const RandomAccessSou
 Result<DiskReaderPtr> OpenDisk(std::stop_token stop, RandomAccessSourcePtr source,
                                ExtentFileOpener opener, OpenOptions options) {
   std::array<std::byte, kDetectBytes> head{};
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(head.size(), source->Size()));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(head.size(), source->Size()));
   auto st = source->ReadAt(stop, 0, std::span<std::byte>(head).first(n));
   if (!st) {
     return MakeError(st.error());

@@ -187,7 +187,7 @@ Result<size_t> Qcow2Reader::ReadSubclusters(std::stop_token stop, uint64_t posit
   while (end < kSubclusters && (((alloc >> end) & 1u) != 0) == allocated) {
     ++end;
   }
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), end * sub_size - in_cluster));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), end * sub_size - in_cluster));
   if (!allocated) {
     std::memset(out.data(), 0, n);  // zero or unallocated: both read as zeros without a backing
     return n;
@@ -213,7 +213,7 @@ Result<size_t> Qcow2Reader::ReadAtPosition(std::stop_token stop, uint64_t positi
     // No L2 table: zeros to the end of the range it would cover.
     const uint64_t span_bytes = header_.l2_entries() * cluster_size;
     const uint64_t left = span_bytes - position % span_bytes;
-    const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), left));
+    const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), left));
     std::memset(out.data(), 0, n);
     return n;
   }
@@ -225,7 +225,7 @@ Result<size_t> Qcow2Reader::ReadAtPosition(std::stop_token stop, uint64_t positi
         return MakeError(st.error());
       }
     }
-    const size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), cluster_size - in_cluster));
+    const auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), cluster_size - in_cluster));
     std::memcpy(out.data(), cluster_.data() + in_cluster, n);
     return n;
   }
@@ -233,8 +233,7 @@ Result<size_t> Qcow2Reader::ReadAtPosition(std::stop_token stop, uint64_t positi
     return ReadSubclusters(stop, position, e, out);
   }
   const uint64_t host = e.entry & kOffsetMask;
-  const size_t first =
-      CheckedCast<size_t>(std::min<uint64_t>(out.size(), cluster_size - in_cluster));
+  const auto first = CheckedCast<size_t>(std::min<uint64_t>(out.size(), cluster_size - in_cluster));
   if ((e.entry & kL2Zero) != 0) {
     if (header_.version < 3) {
       return Corrupt(e.file_offset, "zero flag in a version 2 image");
@@ -390,7 +389,7 @@ core::Result<Qcow2Header> ParseQcow2Header(std::span<const std::byte> head, uint
 core::Result<DiskReaderPtr> OpenQcow2(std::stop_token stop, RandomAccessSourcePtr source,
                                       InflateBackend backend) {
   std::array<std::byte, kQcow2HeaderBytes> head{};
-  const size_t n = CheckedCast<size_t>(std::min<uint64_t>(head.size(), source->Size()));
+  const auto n = CheckedCast<size_t>(std::min<uint64_t>(head.size(), source->Size()));
   auto st = source->ReadAt(stop, 0, std::span<std::byte>(head).first(n));
   if (!st) {
     return MakeError(st.error());

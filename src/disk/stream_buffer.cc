@@ -54,7 +54,7 @@ Result<uint64_t> StreamBuffer::Skip(std::stop_token stop, uint64_t n) {
         break;
       }
     }
-    const size_t step = CheckedCast<size_t>(std::min<uint64_t>(n - skipped, end_ - begin_));
+    const auto step = CheckedCast<size_t>(std::min<uint64_t>(n - skipped, end_ - begin_));
     Consume(step);
     skipped += step;
   }

@@ -212,7 +212,7 @@ Result<size_t> VmdkSparseExtent::ReadAt(std::stop_token stop, uint64_t offset,
   if (!entry) {
     return MakeError(entry.error());
   }
-  size_t n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), grain_bytes - in_grain));
+  auto n = CheckedCast<size_t>(std::min<uint64_t>(out.size(), grain_bytes - in_grain));
   if (*entry == 0 || (*entry == 1 && header_.zeroed_grain_gte())) {
     std::memset(out.data(), 0, n);
     return n;

@@ -136,7 +136,7 @@ Status StreamOptimizedVmdk::ScanOverhead(std::stop_token stop) {
   }
   std::vector<uint64_t> tables;  // file offsets of the grain tables
   for (uint64_t done = 0; done < gd_bytes;) {
-    const size_t want = CheckedCast<size_t>(std::min<uint64_t>(gd_bytes - done, 65536));
+    const auto want = CheckedCast<size_t>(std::min<uint64_t>(gd_bytes - done, 65536));
     auto got = input_.Fill(stop, want);
     if (!got) {
       return MakeError(got.error());
@@ -237,7 +237,7 @@ Status StreamOptimizedVmdk::ParseNextGrain(std::stop_token stop) {
         return Corrupt(marker_offset, "grain marker: lba " + std::to_string(value) +
                                           " is out of order (grains must increase)");
       }
-      const size_t total =
+      const auto total =
           CheckedCast<size_t>(RoundUpToSector(kGrainMarkerHeaderBytes + uint64_t{size}));
       auto have = input_.Fill(stop, total);
       if (!have) {
@@ -380,7 +380,7 @@ Result<size_t> StreamOptimizedVmdk::ReadAtPosition(std::stop_token stop, uint64_
     const std::span<std::byte> rest = out.subspan(done);
     // 1. What is left of a grain decoded into grain_.
     if (grain_valid_ > 0 && at >= grain_offset_ && at < grain_offset_ + grain_valid_) {
-      const size_t skip = CheckedCast<size_t>(at - grain_offset_);
+      const auto skip = CheckedCast<size_t>(at - grain_offset_);
       const size_t n = std::min(rest.size(), grain_valid_ - skip);
       std::memcpy(rest.data(), grain_.data() + skip, n);
       done += n;
@@ -398,8 +398,7 @@ Result<size_t> StreamOptimizedVmdk::ReadAtPosition(std::stop_token stop, uint64_
     }
     // 3. Zeros up to it.
     if (at < next_grain_offset_) {
-      const size_t n =
-          CheckedCast<size_t>(std::min<uint64_t>(rest.size(), next_grain_offset_ - at));
+      const auto n = CheckedCast<size_t>(std::min<uint64_t>(rest.size(), next_grain_offset_ - at));
       std::memset(rest.data(), 0, n);
       done += n;
       continue;

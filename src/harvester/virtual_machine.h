@@ -20,6 +20,8 @@ inline constexpr std::string_view kKubevirtApiVersion = "kubevirt.io/v1";
 inline constexpr std::string_view kLabelVmName = "harvesterhci.io/vmName";
 inline constexpr std::string_view kPodNetworkName = "pod-network";
 
+// clang-tidy 14 takes nlohmann::json's implicit members for throwing ones.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 struct BuiltVirtualMachine {
   nlohmann::json object;
   //! What the VM could not carry over, one line each (for an Event): a second NIC without a

@@ -327,7 +327,7 @@ struct ImageServer::Impl {
       s.position = 0;
     }
     while (s.position < offset) {
-      const size_t want =
+      const auto want =
           disk::CheckedCast<size_t>(std::min<uint64_t>(s.buffer.size(), offset - s.position));
       auto n = s.reader->Read(stop, std::span<std::byte>(s.buffer).first(want));
       if (!n) {
@@ -717,6 +717,7 @@ core::Result<std::unique_ptr<ImageServer>> ImageServer::Start(ServerConfig confi
   Impl* p = impl.get();
   const size_t threads = p->config.max_streams + std::max<size_t>(p->config.extra_threads, 1);
   // cpp-httplib takes ownership of the queue it gets from this factory.
+  // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): the factory's signature is cpp-httplib's
   p->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   p->server.set_keep_alive_timeout(p->config.keep_alive_timeout.count());
   p->server.set_read_timeout(p->config.read_timeout.count());

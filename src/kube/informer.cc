@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 #include "core/json.h"
 #include "core/strings.h"
@@ -48,13 +49,13 @@ void CallHandler(const core::Logger& log, const char* what, F&& call) {
 
 }  // namespace
 
-Informer::Informer(Client& client, Resource resource, std::string ns, core::Logger log,
+Informer::Informer(Client& client, Resource resource, std::string ns, const core::Logger& log,
                    InformerOptions options)
     : client_(client),
       resource_(std::move(resource)),
       ns_(std::move(ns)),
       log_(log.With({{"informer", resource_.plural}})),
-      options_(options) {}
+      options_(std::move(options)) {}
 
 Informer::~Informer() { Stop(); }
 
@@ -191,13 +192,19 @@ core::Status Informer::ListAll(std::stop_token stop) {
   synced_cv_.notify_all();
   for (const auto& h : handlers_) {
     for (const Json& o2 : added) {
-      if (h.on_add) CallHandler(log_, "add", [&] { h.on_add(o2); });
+      if (h.on_add) {
+        CallHandler(log_, "add", [&] { h.on_add(o2); });
+      }
     }
     for (const auto& [old_obj, new_obj] : updated) {
-      if (h.on_update) CallHandler(log_, "update", [&] { h.on_update(old_obj, new_obj); });
+      if (h.on_update) {
+        CallHandler(log_, "update", [&] { h.on_update(old_obj, new_obj); });
+      }
     }
     for (const Json& o2 : deleted) {
-      if (h.on_delete) CallHandler(log_, "delete", [&] { h.on_delete(o2); });
+      if (h.on_delete) {
+        CallHandler(log_, "delete", [&] { h.on_delete(o2); });
+      }
     }
   }
   return {};
@@ -239,9 +246,13 @@ void Informer::Apply(const WatchEvent& event) {
       if (h.on_delete)
         CallHandler(log_, "delete", [&] { h.on_delete(old_obj ? *old_obj : object); });
     } else if (old_obj) {
-      if (h.on_update) CallHandler(log_, "update", [&] { h.on_update(*old_obj, object); });
+      if (h.on_update) {
+        CallHandler(log_, "update", [&] { h.on_update(*old_obj, object); });
+      }
     } else {
-      if (h.on_add) CallHandler(log_, "add", [&] { h.on_add(object); });
+      if (h.on_add) {
+        CallHandler(log_, "add", [&] { h.on_add(object); });
+      }
     }
   }
 }

@@ -53,7 +53,7 @@ struct InformerOptions {
 class Informer final : public ObjectCache {
  public:
   //! `client` must outlive the informer. `ns` empty = all namespaces.
-  Informer(Client& client, Resource resource, std::string ns, core::Logger log,
+  Informer(Client& client, Resource resource, std::string ns, const core::Logger& log,
            InformerOptions options = {});
   ~Informer() override;
   Informer(const Informer&) = delete;

@@ -21,7 +21,7 @@ void SleepFor(std::stop_token stop, std::chrono::milliseconds d) {
 }  // namespace
 
 LeaderElector::LeaderElector(Client& client, LeaderElectionConfig config, const core::Clock& clock,
-                             core::Logger log)
+                             const core::Logger& log)
     : client_(client),
       config_(std::move(config)),
       clock_(clock),

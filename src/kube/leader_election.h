@@ -30,7 +30,7 @@ struct LeaderElectionConfig {
 class LeaderElector {
  public:
   LeaderElector(Client& client, LeaderElectionConfig config, const core::Clock& clock,
-                core::Logger log);
+                const core::Logger& log);
 
   //! Campaigns until leadership is won, then calls `lead` with a token that is stopped when
   //! leadership is lost or `stop` is requested, and keeps renewing while `lead` runs on its own

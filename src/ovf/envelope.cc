@@ -101,16 +101,36 @@ std::optional<uint64_t> Multiply(uint64_t a, uint64_t b) {
 // Controller names as the vSphere provider spells them (model::DiskDescription::controller).
 std::string ControllerName(const std::string& sub_type, int resource_type) {
   const std::string s = core::ToLower(sub_type);
-  if (s == "virtualscsi" || s.find("pvscsi") != std::string::npos) return "pvscsi";
-  if (s == "lsilogicsas") return "lsilogicsas";
-  if (s.find("lsilogic") != std::string::npos) return "lsilogic";
-  if (s.find("buslogic") != std::string::npos) return "buslogic";
-  if (s.find("ahci") != std::string::npos || s.find("sata") != std::string::npos) return "sata";
-  if (s.find("nvme") != std::string::npos) return "nvme";
-  if (s.find("virtio") != std::string::npos) return "virtio";
-  if (s.find("usb") != std::string::npos || s.find("xhci") != std::string::npos) return "usb";
-  if (s.find("ide") != std::string::npos || s == "piix4") return "ide";
-  if (s.find("scsi") != std::string::npos) return "scsi";
+  if (s == "virtualscsi" || s.find("pvscsi") != std::string::npos) {
+    return "pvscsi";
+  }
+  if (s == "lsilogicsas") {
+    return "lsilogicsas";
+  }
+  if (s.find("lsilogic") != std::string::npos) {
+    return "lsilogic";
+  }
+  if (s.find("buslogic") != std::string::npos) {
+    return "buslogic";
+  }
+  if (s.find("ahci") != std::string::npos || s.find("sata") != std::string::npos) {
+    return "sata";
+  }
+  if (s.find("nvme") != std::string::npos) {
+    return "nvme";
+  }
+  if (s.find("virtio") != std::string::npos) {
+    return "virtio";
+  }
+  if (s.find("usb") != std::string::npos || s.find("xhci") != std::string::npos) {
+    return "usb";
+  }
+  if (s.find("ide") != std::string::npos || s == "piix4") {
+    return "ide";
+  }
+  if (s.find("scsi") != std::string::npos) {
+    return "scsi";
+  }
   switch (resource_type) {  // no (known) subtype: the CIM resource type decides
     case 5: return "ide";
     case 6: return "scsi";
@@ -125,7 +145,9 @@ std::string AdapterName(const std::string& sub_type) {
   if (s.starts_with("virtual")) {
     s.erase(0, 7);
   }
-  if (s == "pcnet32" || s == "pcnet") return "pcnet32";
+  if (s == "pcnet32" || s == "pcnet") {
+    return "pcnet32";
+  }
   return s;
 }
 
@@ -438,14 +460,22 @@ std::optional<uint64_t> ParseByteUnits(std::string_view units) {
 }
 
 std::string BusForController(std::string_view controller) {
-  if (controller == "pvscsi") return "sata";
+  if (controller == "pvscsi") {
+    return "sata";
+  }
   if (controller == "lsilogic" || controller == "lsilogicsas" || controller == "buslogic" ||
       controller == "scsi") {
     return "scsi";
   }
-  if (controller == "sata" || controller == "ide") return "sata";
-  if (controller == "nvme" || controller == "virtio") return "virtio";
-  if (controller == "usb") return "usb";
+  if (controller == "sata" || controller == "ide") {
+    return "sata";
+  }
+  if (controller == "nvme" || controller == "virtio") {
+    return "virtio";
+  }
+  if (controller == "usb") {
+    return "usb";
+  }
   return "virtio";
 }
 
@@ -453,10 +483,18 @@ std::string ModelForAdapter(std::string_view adapter) {
   if (adapter == "vmxnet3" || adapter == "vmxnet2" || adapter == "vmxnet" || adapter == "virtio") {
     return "virtio";
   }
-  if (adapter == "e1000e") return "e1000e";
-  if (adapter == "e1000") return "e1000";
-  if (adapter == "pcnet32") return "pcnet";
-  if (adapter == "rtl8139") return "rtl8139";
+  if (adapter == "e1000e") {
+    return "e1000e";
+  }
+  if (adapter == "e1000") {
+    return "e1000";
+  }
+  if (adapter == "pcnet32") {
+    return "pcnet";
+  }
+  if (adapter == "rtl8139") {
+    return "rtl8139";
+  }
   return "";
 }
 

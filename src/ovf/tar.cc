@@ -44,7 +44,7 @@ uint64_t Padding(uint64_t size) { return (kTarBlockSize - size % kTarBlockSize) 
 
 std::string Field(std::span<const std::byte> block, size_t offset, size_t size) {
   const char* p = reinterpret_cast<const char*>(block.data()) + offset;
-  return std::string(p, strnlen(p, size));
+  return {p, strnlen(p, size)};
 }
 
 bool AllZero(std::span<const std::byte> block) {
@@ -327,8 +327,12 @@ core::Result<std::optional<TarEntry>> TarReader::Next(std::stop_token stop) {
       if (!values) {
         return MakeError(values.error());
       }
-      if (values->path) pax.path = values->path;
-      if (values->size) pax.size = values->size;
+      if (values->path) {
+        pax.path = values->path;
+      }
+      if (values->size) {
+        pax.size = values->size;
+      }
       continue;
     }
     if (type == 'K') {

@@ -97,7 +97,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
     return disk::CancelledError();
   }
   auto release = [&] {
-    if (limits.slots != nullptr) limits.slots->Release(limits.host);
+    if (limits.slots != nullptr) {
+      limits.slots->Release(limits.host);
+    }
   };
   auto bytes = vm.OpenDisk(stop, index);
   if (!bytes) {

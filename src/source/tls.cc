@@ -16,7 +16,7 @@ core::Result<http::TlsConfig> TlsFromSecret(const std::map<std::string, std::str
     } else if (it->second != "false" && !it->second.empty()) {
       return core::MakeError(
           core::ErrorCode::kInvalidArgument,
-          std::string("secret key ") + kInsecureSkipVerifyKey + " must be \"true\" or \"false\"");
+          std::string("secret key ") + kInsecureSkipVerifyKey + R"( must be "true" or "false")");
     }
   }
   return tls;

@@ -159,7 +159,7 @@ std::map<std::string, std::string> ParseImageProperties(const json& doc) {
 }
 
 std::string DiskBusFor(std::string_view hw_disk_bus) {
-  const std::string bus = core::ToLower(core::TrimSpace(hw_disk_bus));
+  std::string bus = core::ToLower(core::TrimSpace(hw_disk_bus));
   if (bus == "scsi" || bus == "sata" || bus == "usb") {
     return bus;
   }
@@ -170,7 +170,7 @@ std::string DiskBusFor(std::string_view hw_disk_bus) {
 }
 
 std::string NicModelFor(std::string_view hw_vif_model) {
-  const std::string m = core::ToLower(core::TrimSpace(hw_vif_model));
+  std::string m = core::ToLower(core::TrimSpace(hw_vif_model));
   for (std::string_view known : {"e1000", "e1000e", "rtl8139", "pcnet", "ne2k_pci"}) {
     if (m == known) {
       return m;

@@ -163,7 +163,10 @@ class OpenstackSourceVm final : public SourceVm {
 
   ~OpenstackSourceVm() override {
     std::stop_source none;
-    (void)FinishExport(none.get_token(), false, "the import stopped before its disks were read");
+    try {  // a destructor never throws: ending the export here is the best-effort fallback
+      (void)FinishExport(none.get_token(), false, "the import stopped before its disks were read");
+    } catch (...) {  // nothing more can be done from a destructor
+    }
   }
 
   // source::SourceVm

@@ -110,7 +110,7 @@ class RangeReader final : public disk::ByteSource {
         return MakeError(st.error());
       }
     }
-    const size_t offset = static_cast<size_t>(position_ - window_start_);
+    const auto offset = static_cast<size_t>(position_ - window_start_);
     const size_t n = std::min(out.size(), window_.size() - offset);
     std::memcpy(out.data(), window_.data() + offset, n);
     position_ += n;

@@ -52,8 +52,12 @@ core::Error NfcStatusError(const std::string& name, long status) {
 }
 
 std::string VmName(const VmRef& vm) {
-  if (!vm.inventory_path.empty()) return vm.inventory_path;
-  if (!vm.name.empty()) return vm.name;
+  if (!vm.inventory_path.empty()) {
+    return vm.inventory_path;
+  }
+  if (!vm.name.empty()) {
+    return vm.name;
+  }
   return vm.ref.value;
 }
 

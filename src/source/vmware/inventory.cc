@@ -61,21 +61,37 @@ std::string AdapterName(const std::string& type) {
 }  // namespace
 
 std::string BusForController(const std::string& controller, const std::string& fallback) {
-  if (controller == "pvscsi") return "sata";
+  if (controller == "pvscsi") {
+    return "sata";
+  }
   if (controller == "lsilogic" || controller == "lsilogicsas" || controller == "buslogic") {
     return "scsi";
   }
-  if (controller == "sata" || controller == "ide") return "sata";
-  if (controller == "nvme") return "virtio";
-  if (controller == "usb") return "usb";
+  if (controller == "sata" || controller == "ide") {
+    return "sata";
+  }
+  if (controller == "nvme") {
+    return "virtio";
+  }
+  if (controller == "usb") {
+    return "usb";
+  }
   return fallback;
 }
 
 std::string ModelForAdapter(const std::string& adapter) {
-  if (adapter == "vmxnet3" || adapter == "vmxnet2" || adapter == "vmxnet") return "virtio";
-  if (adapter == "e1000e") return "e1000e";
-  if (adapter == "e1000") return "e1000";
-  if (adapter == "pcnet32") return "pcnet";
+  if (adapter == "vmxnet3" || adapter == "vmxnet2" || adapter == "vmxnet") {
+    return "virtio";
+  }
+  if (adapter == "e1000e") {
+    return "e1000e";
+  }
+  if (adapter == "e1000") {
+    return "e1000";
+  }
+  if (adapter == "pcnet32") {
+    return "pcnet";
+  }
   return "";
 }
 
@@ -127,8 +143,12 @@ core::Result<MoRef> Inventory::VmFolder(std::stop_token stop, const std::string&
   }
   path += "/vm";
   std::string f = folder;
-  while (!f.empty() && f.front() == '/') f.erase(0, 1);
-  while (!f.empty() && f.back() == '/') f.pop_back();
+  while (!f.empty() && f.front() == '/') {
+    f.erase(0, 1);
+  }
+  while (!f.empty() && f.back() == '/') {
+    f.pop_back();
+  }
   if (!f.empty()) {
     path += "/" + f;
   }
@@ -157,8 +177,9 @@ core::Result<std::string> Inventory::InventoryPath(std::stop_token stop, const M
     current = RefOf((*props)["parent"]);
   }
   std::string path;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-    path += "/" + *it;
+  std::reverse(parts.begin(), parts.end());
+  for (const auto& part : parts) {
+    path += "/" + part;
   }
   return path;
 }

@@ -30,8 +30,12 @@ core::Result<PowerState> ReadPowerState(std::stop_token stop, Session& session, 
 }
 
 std::string Name(const VmRef& vm) {
-  if (!vm.inventory_path.empty()) return vm.inventory_path;
-  if (!vm.name.empty()) return vm.name;
+  if (!vm.inventory_path.empty()) {
+    return vm.inventory_path;
+  }
+  if (!vm.name.empty()) {
+    return vm.name;
+  }
   return vm.ref.value;
 }
 
