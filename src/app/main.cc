@@ -89,18 +89,24 @@ class HealthServer {
   }
   ~HealthServer() {
     server_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) {
+      thread_.join();
+    }
   }
   //! Binds "host:port" (empty host: every address; port 0: any); the port, or -1.
   int Start(const std::string& address) {
     const auto colon = address.rfind(':');
     std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-    if (host.empty()) host = "0.0.0.0";
+    if (host.empty()) {
+      host = "0.0.0.0";
+    }
     const int want = std::atoi(address.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
     const int port = want == 0                          ? server_.bind_to_any_port(host)
                      : server_.bind_to_port(host, want) ? want
                                                         : -1;
-    if (port <= 0) return -1;
+    if (port <= 0) {
+      return -1;
+    }
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     return port;
   }
@@ -138,7 +144,8 @@ int Run(const Options& opt) {
   });
   auto finish = [&signal_waiter, &exiting](int rc) {
     exiting = true;
-    pthread_kill(signal_waiter.native_handle(), SIGTERM);  // release sigwait
+    // NOLINTNEXTLINE(bugprone-bad-signal-to-kill-thread): wakes sigwait, which ends the thread
+    pthread_kill(signal_waiter.native_handle(), SIGTERM);
     signal_waiter.join();
     return rc;
   };
@@ -305,6 +312,7 @@ int Run(const Options& opt) {
 }  // namespace
 }  // namespace vmimport::app
 
+// NOLINTNEXTLINE(bugprone-exception-escape): CLI11 and the allocator may throw; the process ends
 int main(int argc, char** argv) {
   vmimport::app::Options opt;
   CLI::App app{"vm-import-controller: imports VMs from vSphere, OpenStack and OVA into Harvester"};

@@ -60,9 +60,15 @@ std::string ReasonOf(const core::Error& error) {
 //! Nova server id), else its UUIDs or name.
 std::string SourceVmIdentity(const std::string& host, const model::VmDescription& vm) {
   std::string id = vm.id;
-  if (id.empty()) id = vm.instance_uuid;
-  if (id.empty()) id = vm.bios_uuid;
-  if (id.empty()) id = vm.name;
+  if (id.empty()) {
+    id = vm.instance_uuid;
+  }
+  if (id.empty()) {
+    id = vm.bios_uuid;
+  }
+  if (id.empty()) {
+    id = vm.name;
+  }
   return host + "/" + id;
 }
 
@@ -158,7 +164,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   if (!vm_import.spec.storage_class.empty()) {
     auto sc = api_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
     if (!sc) {
-      if (sc.error().code != ErrorCode::kNotFound) return MakeError(sc.error());
+      if (sc.error().code != ErrorCode::kNotFound) {
+        return MakeError(sc.error());
+      }
       problems.push_back("storage class " + vm_import.spec.storage_class + " not found");
     }
   }
@@ -176,7 +184,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
     }
     auto nad = api_.Get(stop, kNads, dest->namespace_, dest->name);
     if (!nad) {
-      if (nad.error().code != ErrorCode::kNotFound) return MakeError(nad.error());
+      if (nad.error().code != ErrorCode::kNotFound) {
+        return MakeError(nad.error());
+      }
       problems.push_back("destination network " + dest->namespace_ + "/" + dest->name +
                          " not found");
     }
@@ -237,9 +247,13 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   }
   if (holder.empty()) {
     for (const Json& other : imports_.List()) {
-      if (StringAt(MetadataOf(other), "uid") == pass.uid) continue;
+      if (StringAt(MetadataOf(other), "uid") == pass.uid) {
+        continue;
+      }
       const Json status = other.value("status", Json::object());
-      if (!status.is_object()) continue;
+      if (!status.is_object()) {
+        continue;
+      }
       const auto phase = api::ParseImportStatus(StringAt(status, "importStatus"));
       if (!phase || api::IsTerminal(*phase) || *phase == ImportStatus::kNew ||
           *phase == ImportStatus::kVirtualMachineImportValid) {
@@ -492,7 +506,9 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
     const Json parameters = sc->value("parameters", Json::object());
     if (parameters.is_object()) {
       for (const auto& [k, v] : parameters.items()) {
-        if (v.is_string()) info.parameters[k] = v.get<std::string>();
+        if (v.is_string()) {
+          info.parameters[k] = v.get<std::string>();
+        }
       }
     }
     sc_info = info;
@@ -523,10 +539,14 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
       bool owned_by_import = false;
       bool ours = false;
       for (const Json& ref : core::JsonArray(MetadataOf(item), "ownerReferences")) {
-        if (StringAt(ref, "kind") != "VirtualMachineImport") continue;
+        if (StringAt(ref, "kind") != "VirtualMachineImport") {
+          continue;
+        }
         owned_by_import = true;
         ours |= StringAt(ref, "uid") == pass.uid;
-        if (StringAt(ref, "uid") != pass.uid) foreign = StringAt(ref, "name");
+        if (StringAt(ref, "uid") != pass.uid) {
+          foreign = StringAt(ref, "name");
+        }
       }
       if (ours) {
         mine.push_back(item);
@@ -721,9 +741,13 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
   for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
     std::vector<std::string> by;
     for (const auto& v : vm_import.status.disk_import_status[i].verification) {
-      if (v.result == "verified") by.push_back(v.verifier + " " + v.algorithm);
+      if (v.result == "verified") {
+        by.push_back(v.verifier + " " + v.algorithm);
+      }
     }
-    if (by.empty()) ++unverified;
+    if (by.empty()) {
+      ++unverified;
+    }
     said.push_back("disk-" + std::to_string(i) + ": " +
                    (by.empty() ? std::string("unverifiable") : core::Join(by, ", ")));
   }

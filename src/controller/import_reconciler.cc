@@ -86,9 +86,15 @@ namespace {
 
 std::optional<source::SourceKind> KindOf(const std::string& kind) {
   const std::string k = core::ToLower(kind);
-  if (k == "vmwaresource") return source::SourceKind::kVmware;
-  if (k == "openstacksource") return source::SourceKind::kOpenstack;
-  if (k == "ovasource") return source::SourceKind::kOva;
+  if (k == "vmwaresource") {
+    return source::SourceKind::kVmware;
+  }
+  if (k == "openstacksource") {
+    return source::SourceKind::kOpenstack;
+  }
+  if (k == "ovasource") {
+    return source::SourceKind::kOva;
+  }
   return std::nullopt;
 }
 

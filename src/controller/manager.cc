@@ -19,13 +19,19 @@ class ForwardingObserver final : public imageserver::StreamObserver {
   void Set(imageserver::StreamObserver* target) { target_ = target; }
   // imageserver::StreamObserver
   void OnStreamStarted(const imageserver::StreamInfo& info) override {
-    if (auto* t = target_.load()) t->OnStreamStarted(info);
+    if (auto* t = target_.load()) {
+      t->OnStreamStarted(info);
+    }
   }
   void OnProgress(const imageserver::StreamProgress& progress) override {
-    if (auto* t = target_.load()) t->OnProgress(progress);
+    if (auto* t = target_.load()) {
+      t->OnProgress(progress);
+    }
   }
   void OnStreamFinished(const imageserver::StreamResult& result) override {
-    if (auto* t = target_.load()) t->OnStreamFinished(result);
+    if (auto* t = target_.load()) {
+      t->OnStreamFinished(result);
+    }
   }
 
  private:

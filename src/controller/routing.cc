@@ -10,7 +10,9 @@ namespace {
 
 const Json& Member(const Json& object, const char* key) {
   static const Json kNull;
-  if (!object.is_object()) return kNull;
+  if (!object.is_object()) {
+    return kNull;
+  }
   auto it = object.find(key);
   return it == object.end() ? kNull : *it;
 }
@@ -26,7 +28,9 @@ std::vector<std::string> ImportsOwningImage(const Json& image) {
   std::vector<std::string> keys;
   const Json& md = Member(image, "metadata");
   const Json& refs = Member(md, "ownerReferences");
-  if (!refs.is_array()) return keys;
+  if (!refs.is_array()) {
+    return keys;
+  }
   for (const Json& ref : refs) {
     if (Str(ref, "kind") == "VirtualMachineImport" && !Str(ref, "name").empty()) {
       keys.push_back(Str(md, "namespace") + "/" + Str(ref, "name"));
@@ -45,7 +49,9 @@ std::vector<std::string> ImportsNamingSource(const std::vector<Json>& imports, c
   for (const Json& imp : imports) {
     const Json& ref = Member(Member(imp, "spec"), "sourceCluster");
     std::string ns = Str(ref, "namespace");
-    if (ns.empty()) ns = Str(Member(imp, "metadata"), "namespace");
+    if (ns.empty()) {
+      ns = Str(Member(imp, "metadata"), "namespace");
+    }
     if (Str(ref, "name") == Str(md, "name") && ns == Str(md, "namespace")) {
       keys.push_back(kube::ObjectKeyOf(imp));
     }

@@ -70,7 +70,7 @@ std::string SecretKeyOf(const Json& object) {
 SourceReconciler::SourceReconciler(source::SourceKind kind, kube::Api& client,
                                    kube::ObjectCache& sources, source::ConnectionChecker* checker,
                                    kube::EventSink& events, const core::Clock& clock,
-                                   core::Logger log, SourceReconcilerOptions options)
+                                   const core::Logger& log, SourceReconcilerOptions options)
     : kind_(kind),
       client_(client),
       sources_(sources),
@@ -104,7 +104,8 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   auto str = [&spec](const char* key) { return core::JsonString(spec, key); };
   if (kind == source::SourceKind::kOva) {
     config.endpoint = str("url");
-    if (auto t = core::JsonInt(spec, "httpTimeoutSeconds"); t && *t >= 0 && *t <= 86400 * 7) {
+    if (auto t = core::JsonInt(spec, "httpTimeoutSeconds");
+        t && *t >= 0 && *t <= int64_t{86400} * 7) {
       config.http_timeout = std::chrono::seconds(*t);
     }
   } else {

@@ -50,7 +50,7 @@ class SourceReconciler final : public Reconciler {
   //! `checker` may be null: the kind has no provider yet, and sources say so in their status.
   SourceReconciler(source::SourceKind kind, kube::Api& client, kube::ObjectCache& sources,
                    source::ConnectionChecker* checker, kube::EventSink& events,
-                   const core::Clock& clock, core::Logger log,
+                   const core::Clock& clock, const core::Logger& log,
                    SourceReconcilerOptions options = {});
 
   // controller::Reconciler

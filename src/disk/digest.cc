@@ -48,9 +48,15 @@ std::optional<DigestAlgorithm> ParseDigestAlgorithm(std::string_view name) {
       n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
   }
-  if (n == "sha1") return DigestAlgorithm::kSha1;
-  if (n == "sha256") return DigestAlgorithm::kSha256;
-  if (n == "sha512") return DigestAlgorithm::kSha512;
+  if (n == "sha1") {
+    return DigestAlgorithm::kSha1;
+  }
+  if (n == "sha256") {
+    return DigestAlgorithm::kSha256;
+  }
+  if (n == "sha512") {
+    return DigestAlgorithm::kSha512;
+  }
   return std::nullopt;
 }
 

@@ -45,9 +45,15 @@ std::string_view ChecksumPolicyName(ChecksumPolicy policy) {
 }
 
 std::optional<ChecksumPolicy> ParseChecksumPolicy(std::string_view name) {
-  if (name == "verify") return ChecksumPolicy::kVerify;
-  if (name == "all") return ChecksumPolicy::kAll;
-  if (name == "none") return ChecksumPolicy::kNone;
+  if (name == "verify") {
+    return ChecksumPolicy::kVerify;
+  }
+  if (name == "all") {
+    return ChecksumPolicy::kAll;
+  }
+  if (name == "none") {
+    return ChecksumPolicy::kNone;
+  }
   return std::nullopt;
 }
 
@@ -107,7 +113,9 @@ RangeAnswer NormalizeRanges(const httplib::Request& req, uint64_t size, bool any
   const auto ssize = static_cast<ssize_t>(size);
   for (auto [first, last] : ranges) {
     if (first == -1) {  // suffix: the last `last` bytes
-      if (last <= 0) continue;
+      if (last <= 0) {
+        continue;
+      }
       first = std::max<ssize_t>(0, ssize - last);
       last = ssize - 1;
     } else if (last == -1 || last >= ssize) {

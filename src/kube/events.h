@@ -53,7 +53,7 @@ class EventRecorder final : public EventSink {
   uint64_t FailedEvents() const { return failed_.load(); }
 
  private:
-  struct Pending {
+  struct Pending {  // NOLINT(bugprone-exception-escape): nlohmann::json members
     Json involved;  // apiVersion, kind, name, namespace, uid, resourceVersion
     std::string type;
     std::string reason;

@@ -196,9 +196,9 @@ core::Status Informer::ListAll(std::stop_token stop) {
         CallHandler(log_, "add", [&] { h.on_add(o2); });
       }
     }
-    for (const auto& [old_obj, new_obj] : updated) {
+    for (const auto& change : updated) {
       if (h.on_update) {
-        CallHandler(log_, "update", [&] { h.on_update(old_obj, new_obj); });
+        CallHandler(log_, "update", [&] { h.on_update(change.first, change.second); });
       }
     }
     for (const Json& o2 : deleted) {

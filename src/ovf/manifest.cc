@@ -106,7 +106,7 @@ core::Result<size_t> DigestCheckingSource::Read(std::stop_token stop, std::span<
 }
 
 core::Status DigestCheckingSource::FinishVerification(std::stop_token stop) {
-  std::vector<std::byte> scratch(64 * 1024);
+  std::vector<std::byte> scratch(size_t{64} * 1024);
   while (!verified_) {
     auto n = Read(stop, scratch);
     if (!n) {

@@ -52,7 +52,7 @@ core::Result<size_t> VerifyingSource::Read(std::stop_token stop, std::span<std::
 }
 
 core::Status VerifyingSource::FinishVerification(std::stop_token stop) {
-  std::array<std::byte, 64 * 1024> scratch{};
+  std::array<std::byte, size_t{64} * 1024> scratch{};
   while (!ended_) {
     if (result_ && !*result_) {
       return *result_;

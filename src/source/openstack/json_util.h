@@ -48,7 +48,7 @@ inline std::optional<int64_t> Int(const nlohmann::json& j, std::string_view key)
     return static_cast<int64_t>(d);
   }
   if (m->is_string()) {
-    const std::string& s = m->get_ref<const std::string&>();
+    const auto& s = m->get_ref<const std::string&>();
     if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) {
       return std::nullopt;
     }

@@ -72,7 +72,7 @@ std::string XsiType(pugi::xml_node node) {
   return {};
 }
 
-SoapFault ParseMethodFault(pugi::xml_node fault, std::string message) {
+SoapFault ParseMethodFault(pugi::xml_node fault, const std::string& message) {
   // <InvalidPowerStateFault xsi:type="InvalidPowerState">     (or <fault xsi:type=...> in a
   //   <requestedState>poweredOff</requestedState>              LocalizedMethodFault)
   //   <existingState>poweredOn</existingState>

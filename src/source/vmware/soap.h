@@ -64,7 +64,7 @@ struct SoapFault {
 std::optional<SoapFault> ParseSoapFault(std::string_view body);
 //! Reads a vim25 MethodFault element (a SOAP <detail> child, or the <fault> of a
 //! LocalizedMethodFault in a task's or lease's error) into a SoapFault with `message`.
-SoapFault ParseMethodFault(pugi::xml_node fault, std::string message);
+SoapFault ParseMethodFault(pugi::xml_node fault, const std::string& message);
 //! Maps a fault to an error code: InvalidLogin/NotAuthenticated → kUnauthenticated,
 //! ManagedObjectNotFound → kNotFound, InvalidPowerState/TaskInProgress → kConflict,
 //! NoPermission → kPermissionDenied, others → kInternal.
