@@ -243,8 +243,9 @@ void Informer::Apply(const WatchEvent& event) {
   }
   for (const auto& h : handlers_) {
     if (event.type == "DELETED") {
-      if (h.on_delete)
+      if (h.on_delete) {
         CallHandler(log_, "delete", [&] { h.on_delete(old_obj ? *old_obj : object); });
+      }
     } else if (old_obj) {
       if (h.on_update) {
         CallHandler(log_, "update", [&] { h.on_update(*old_obj, object); });

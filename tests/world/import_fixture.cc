@@ -256,6 +256,10 @@ void ImportFixture::ExpectDisksMatch(const std::string& import_name, const std::
     ASSERT_TRUE(image) << image_name;
     EXPECT_EQ((*image)["metadata"]["annotations"].value(kSha256Annotation, ""), want[i])
         << vm_path << " disk " << i;
+    const std::string checks = disks[i].value("verification", Json::array()).dump();
+    if (checks.find("adopted VirtualMachineImage") != std::string::npos) {
+      continue;  // an earlier import's image, reused (its bytes were compared by that import)
+    }
     const std::string sim512 = (*image)["metadata"]["annotations"].value(kSha512Annotation, "");
     EXPECT_EQ(sim512.size(), 128U) << vm_path << " disk " << i;
     EXPECT_EQ(disks[i].value("sha512", ""), sim512) << vm_path << " disk " << i;

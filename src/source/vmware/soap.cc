@@ -135,7 +135,7 @@ std::optional<SoapFault> ParseSoapFault(std::string_view body) {
     f.message = core::SanitizeUtf8(message);
     return f;
   }
-  return ParseMethodFault(detail, std::move(message));
+  return ParseMethodFault(detail, message);
 }
 
 core::ErrorCode ErrorCodeForFault(std::string_view t) {
