@@ -49,6 +49,8 @@ struct ImportReconciler::Incarnation {
   bool admitted = false;   // let past the concurrency limit
   std::string claim;       // the source VM identity this import holds
   std::string written_rv;  // resourceVersion of our last write: an older cache read is stale
+  //! Since when each disk waits for Longhorn's checksum of a ready image (bounded wait).
+  std::map<size_t, std::chrono::steady_clock::time_point> checksum_wait_since;
 };
 
 //! One reconcile of one import: what the phase decided, written once by Commit.

@@ -236,16 +236,17 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   const model::VmDescription vm = (*running)->description;
   const std::string identity = SourceVmIdentity((*running)->host, vm);
   // One import at a time per source VM, across namespaces and restarts: a second import of the
-  // same VM waits, before anything is touched.
+  // same VM waits, before anything is touched. (An OVA is only read: any number may read it.)
   std::string holder;
-  {
+  const bool claims = kind != source::SourceKind::kOva;
+  if (claims) {
     std::lock_guard lock(mu_);
     if (auto it = claims_.find(identity);
         it != claims_.end() && it->second != pass.uid && incarnations_.contains(it->second)) {
       holder = incarnations_[it->second]->key;
     }
   }
-  if (holder.empty()) {
+  if (claims && holder.empty()) {
     for (const Json& other : imports_.List()) {
       if (StringAt(MetadataOf(other), "uid") == pass.uid) {
         continue;
@@ -274,7 +275,7 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
                        ": this import waits, untouched, until that one ends");
     return Requeue(options_.poll);
   }
-  {
+  if (claims) {
     std::lock_guard lock(mu_);
     claims_[identity] = pass.uid;
     IncarnationLocked(key, pass.uid).claim = identity;
@@ -329,7 +330,7 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
                                 ": unmapped NICs go on the pod network"});
     }
   }
-  vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, identity);
+  vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, claims ? identity : "");
   Move(pass, ImportStatus::kSourceReady, "SourceReady",
        "found source VM " + (vm.inventory_path.empty() ? vm.name : vm.inventory_path) + " with " +
            std::to_string(vm.disks.size()) + " disks and " + std::to_string(vm.nics.size()) +

@@ -48,9 +48,9 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "disk/digest.h"
 #include "imageserver/image_server.h"
 #include "kube/api.h"
-#include "disk/digest.h"
 #include "source/importer.h"
 
 namespace vmimport::controller {

@@ -25,6 +25,10 @@ const kube::Resource kBackingImages{std::string(harvester::kBackingImageGroup),
                                     std::string(harvester::kBackingImageVersion),
                                     std::string(harvester::kBackingImagePlural), true};
 
+//! How long a ready image's BackingImage may go without Longhorn's checksum before the disk is
+//! said unverifiable (Longhorn sets it with the ready file; this only bounds a lost write).
+constexpr std::chrono::seconds kLonghornChecksumWait{60};
+
 }  // namespace
 
 core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass, size_t index,
@@ -110,7 +114,18 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
   }
   const auto stored = harvester::ReadBackingImageChecksum(*backing_image);
   if (stored.sha512.empty() && !served.empty() && stored.failed_message.empty()) {
-    return false;  // Longhorn has not computed it yet
+    // Longhorn has not computed it yet: wait, but not for ever.
+    bool waited_enough = false;
+    {
+      std::lock_guard lock(mu_);
+      auto& inc = IncarnationLocked(pass.key, pass.uid);
+      const auto now = clock_.Now();
+      const auto since = inc.checksum_wait_since.try_emplace(index, now).first->second;
+      waited_enough = now - since >= kLonghornChecksumWait;
+    }
+    if (!waited_enough) {
+      return false;
+    }
   }
   switch (harvester::CompareStoredChecksum(served, stored)) {
     case harvester::StoredVerdict::kVerified:
@@ -134,7 +149,8 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
                      served.empty() ? "the image server did not compute the served SHA-512 "
                                       "(--disk-checksums=none, or the disk streamed before a "
                                       "controller restart)"
-                                    : "the BackingImage has no checksum"});
+                                    : "the BackingImage has no checksum after " +
+                                          std::to_string(kLonghornChecksumWait.count()) + " s"});
       break;
   }
   disk.verification = std::move(out);

@@ -533,5 +533,23 @@ TEST_F(ImportVerificationTest, NothingToCompareIsSaidUnverifiable) {
   EXPECT_EQ(d["verification"][0].value("result", ""), "unverifiable");
 }
 
+TEST_F(ImportVerificationTest, ABackingImageWithoutChecksumIsWaitedForButNotForEver) {
+  CreateReadySource();
+  const std::string uid = CreateImport("imp")["metadata"].value("uid", "");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  Streamed(uid, 0, std::string(128, 'a'));
+  Streamed(uid, 1, std::string(128, 'a'));
+  BackingImagesStore("");  // Longhorn's status write was lost
+  MarkImagesActive();
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");  // waits
+  clock_.Advance(std::chrono::seconds(61));
+  EXPECT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  const Json d = ImportOf("imp")["status"]["diskImportStatus"][0];
+  EXPECT_EQ(d["verification"].back().value("verifier", ""), "longhorn");
+  EXPECT_EQ(d["verification"].back().value("result", ""), "unverifiable");
+  EXPECT_EQ(ConditionReason("imp", "DisksVerified"), "Verified");  // the manifest still did
+}
+
 }  // namespace
 }  // namespace vmimport::testing

@@ -551,11 +551,21 @@ class Simulator {
     if (state == "failed") {
       status.erase("checksum");  // no file was kept
     }
-    auto r = kube_.MergePatch({}, kBackingImages, kLonghornNamespace, name, {{"status", status}},
-                              "status");
-    if (!r) {
-      log_.Warn("patching backing image failed",
-                {{"backing_image", name}, {"error", r.error().ToString()}});
+    // Retried like an image's outcome (Longhorn's own controller retries until it lands): a
+    // kube-apiserver restart must not leave a ready image whose BackingImage says nothing.
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (true) {
+      auto r = kube_.MergePatch({}, kBackingImages, kLonghornNamespace, name, {{"status", status}},
+                                "status");
+      if (r || r.error().code == core::ErrorCode::kNotFound ||
+          std::chrono::steady_clock::now() > deadline) {
+        if (!r) {
+          log_.Warn("patching backing image failed",
+                    {{"backing_image", name}, {"error", r.error().ToString()}});
+        }
+        break;
+      }
+      std::this_thread::sleep_for(200ms);
     }
     if (state == "failed") {
       return "backing image " + name + " failed: " + message;
