@@ -29,6 +29,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -1192,8 +1193,9 @@ TEST_F(OpenstackImportWorldTest, UploadWaitComesFromTheSourceAndAFailedExportLea
 // Issue 15, point 4: an OpenStack export (snapshot, volume, upload to Glance: minutes to hours)
 // runs off the reconcile workers. With ONE worker, while the export of vmi-two is under way in
 // OpenStack, an unrelated import is created, validated and deleted (its finalizer removed)
-// promptly, and the export still ends with an identical disk. With the export on the worker,
-// the unrelated import would wait for the whole upload.
+// promptly, a new vSphere import gets its disks into Harvester, and the export still ends with
+// an identical disk. With the export on the worker, both would wait for the whole upload. (One
+// worker and one export is the issue's "ten exports, five workers" with nothing to spare.)
 TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNotDelayed) {
   const std::string id = OsVar("OPENSTACK_TWO_ID");
   EnsureShutoff(*session_, id);
@@ -1225,6 +1227,50 @@ TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNot
   EXPECT_LT(seconds, 30.0);
   // The property itself: the unrelated import was handled while the export still ran.
   EXPECT_TRUE(export_still_running);
+  // A new vSphere import goes all the way to its disks in Harvester meanwhile, on that worker.
+  std::ifstream ca_file(testing::WorldVar("VCSIM_CA"));
+  const std::string ca((std::istreambuf_iterator<char>(ca_file)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(client_->Create({}, kSecrets, ns_,
+                              {{"apiVersion", "v1"},
+                               {"kind", "Secret"},
+                               {"metadata", {{"name", "vsphere"}, {"namespace", ns_}}},
+                               {"stringData",
+                                {{"username", testing::WorldVar("VCSIM_USERNAME")},
+                                 {"password", testing::WorldVar("VCSIM_PASSWORD")},
+                                 {"caCert", ca}}}}));
+  ASSERT_TRUE(client_->Create(
+      {}, kube::Resource{"migration.harvesterhci.io", "v1beta1", "vmwaresources", true}, ns_,
+      {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+       {"kind", "VmwareSource"},
+       {"metadata", {{"name", "vcsim"}, {"namespace", ns_}}},
+       {"spec",
+        {{"endpoint", testing::WorldVar("VCSIM_SDK_URL")},
+         {"dc", testing::WorldVar("VCSIM_DATACENTER")},
+         {"credentials", {{"name", "vsphere"}, {"namespace", ns_}}}}}}));
+  ASSERT_TRUE(client_->Create({}, kImports, ns_,
+                              {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                               {"kind", "VirtualMachineImport"},
+                               {"metadata", {{"name", "from-vsphere"}, {"namespace", ns_}}},
+                               {"spec",
+                                {{"virtualMachineName", "vmi-bios-small"},
+                                 {"sourceCluster",
+                                  {{"name", "vcsim"},
+                                   {"namespace", ns_},
+                                   {"kind", "VmwareSource"},
+                                   {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}}));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const std::string s = ImportStatus("from-vsphere");
+        return s == "diskImagesReady" || s == "virtualMachineCreated" ||
+               s == "virtualMachineRunning";
+      },
+      90s))
+      << GetImport("from-vsphere").dump() << "\n"
+      << controller_->Log();
+  const bool export_running_after_vsphere = !Temporaries(*session_, id).empty();
+  std::cout << "vSphere import's disks in Harvester; the OpenStack export still running: "
+            << (export_running_after_vsphere ? "yes" : "no") << "\n";
+  EXPECT_TRUE(export_running_after_vsphere);
   ASSERT_EQ(WaitImport("slow", "virtualMachineRunning", 600s), "virtualMachineRunning")
       << GetImport("slow").dump() << "\n"
       << controller_->Log();
