@@ -145,8 +145,9 @@ TEST_F(ImportReconcilerTest, RecreatedImportInheritsNoErrorProgressOrChecksums) 
   CreateImport("imp");
   ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
   ASSERT_TRUE(Step("imp"));
-  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");  // not CorruptDisk
-  for (const auto& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+  EXPECT_EQ(StatusOf("imp"), "diskImageSubmitted");      // not CorruptDisk
+  const Json status_of_imp = ImportOf("imp")["status"];  // kept alive for the loop
+  for (const auto& d : status_of_imp["diskImportStatus"]) {
     EXPECT_EQ(d.value("bytesDone", 0), 0);
     EXPECT_EQ(d.value("sha256", ""), "");
   }
@@ -476,7 +477,8 @@ TEST_F(ImportVerificationTest, EveryDiskVerifiedByTheSourceAndByLonghorn) {
   BackingImagesStore(sha);
   MarkImagesActive();
   ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
-  for (const Json& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+  const Json status_of_imp = ImportOf("imp")["status"];  // kept alive for the loop
+  for (const Json& d : status_of_imp["diskImportStatus"]) {
     ASSERT_EQ(d["verification"].size(), 2u) << d.dump();
     EXPECT_EQ(d["verification"][0].value("verifier", ""), "vsphere-manifest");
     EXPECT_EQ(d["verification"][1].value("verifier", ""), "longhorn");

@@ -124,6 +124,7 @@ TEST(EventRecorderUtf8, EventBodyReplacesInvalidUtf8) {
                        {"metadata", {{"name", "imp"}, {"namespace", "default"}, {"uid", "u1"}}}};
   events.Record(object, "Warning", "InvalidSpec", "the target VM name " + kLatin1Name + " is bad");
   events.Record(Json{{"metadata", 5}, {"kind", 1}}, "Normal", "Odd", "object of odd shape");
+  ASSERT_TRUE(events.Flush(std::chrono::seconds(5)));  // the recorder writes on its own thread
   const auto bodies = server.Bodies();
   ASSERT_EQ(bodies.size(), 2U);
   EXPECT_TRUE(core::IsValidUtf8(bodies[0])) << bodies[0];
