@@ -878,9 +878,16 @@ class OpenstackImportWorldTest : public ::testing::Test {
           (*image)["metadata"]["annotations"].value("harvester-sim.vm-import.test/sha256", ""),
           want[i])
           << import_name << " disk " << i;
-      EXPECT_EQ(disks[i].value("sha512", ""), (*image)["metadata"]["annotations"].value(
-                                                  "harvester-sim.vm-import.test/sha512", "-"))
-          << import_name << " disk " << i;
+      // An image adopted from an earlier, finished import of the same name moved no bytes now.
+      const bool adopted = disks[i]
+                               .value("verification", kube::Json::array())
+                               .dump()
+                               .find("adopted VirtualMachineImage") != std::string::npos;
+      if (!adopted) {
+        EXPECT_EQ(disks[i].value("sha512", ""), (*image)["metadata"]["annotations"].value(
+                                                    "harvester-sim.vm-import.test/sha512", "-"))
+            << import_name << " disk " << i;
+      }
       auto pvc = client_->Get({}, kPvcs, ns_, image_name);
       EXPECT_TRUE(pvc) << import_name << " disk " << i << ": no PVC " << image_name;
       if (pvc) {
