@@ -48,7 +48,6 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "disk/digest.h"
 #include "imageserver/image_server.h"
 #include "kube/api.h"
 #include "source/importer.h"
