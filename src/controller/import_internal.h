@@ -96,10 +96,5 @@ std::string StreamName(const std::string& uid, size_t index);
 std::optional<std::pair<std::string, size_t>> ParseStreamName(const std::string& name);
 //! `message` with every image-server token ("/disks/<hex>") replaced.
 std::string RedactDiskTokens(std::string message);
-//! A string member, "" when absent or not a string: never throws.
-std::string StringAt(const kube::Json& object, const char* key);
-//! metadata of an object, an empty object when absent: never throws.
-const kube::Json& MetadataOf(const kube::Json& object);
-
 }  // namespace import_detail
 }  // namespace vmimport::controller

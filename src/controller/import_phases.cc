@@ -137,7 +137,7 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
     return MakeError(source_obj.error());
   }
   const Json source_status = source_obj->value("status", Json::object());
-  if (StringAt(source_status, "status") != kClusterReady) {
+  if (core::JsonString(source_status, "status") != kClusterReady) {
     // Say why, as the source's ClusterError condition does (its reason and message).
     std::string why;
     const Json conditions_json = source_status.is_object()
@@ -248,20 +248,20 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   }
   if (claims && holder.empty()) {
     for (const Json& other : imports_.List()) {
-      if (StringAt(MetadataOf(other), "uid") == pass.uid) {
+      if (core::JsonString(core::JsonObject(other, "metadata"), "uid") == pass.uid) {
         continue;
       }
       const Json status = other.value("status", Json::object());
       if (!status.is_object()) {
         continue;
       }
-      const auto phase = api::ParseImportStatus(StringAt(status, "importStatus"));
+      const auto phase = api::ParseImportStatus(core::JsonString(status, "importStatus"));
       if (!phase || api::IsTerminal(*phase) || *phase == ImportStatus::kNew ||
           *phase == ImportStatus::kVirtualMachineImportValid) {
         continue;
       }
       const Json kept = status.value(kSourceVmStatusKey, Json::object());
-      if (StringAt(kept, "identity") == identity) {
+      if (core::JsonString(kept, "identity") == identity) {
         holder = kube::ObjectKeyOf(other);
         break;
       }
@@ -503,7 +503,7 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
       return MakeError(sc.error().Wrap("storage class " + vm_import.spec.storage_class));
     }
     harvester::StorageClassInfo info{
-        vm_import.spec.storage_class, StringAt(*sc, "provisioner"), {}};
+        vm_import.spec.storage_class, core::JsonString(*sc, "provisioner"), {}};
     const Json parameters = sc->value("parameters", Json::object());
     if (parameters.is_object()) {
       for (const auto& [k, v] : parameters.items()) {
@@ -539,14 +539,15 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
     for (const Json& item : items) {
       bool owned_by_import = false;
       bool ours = false;
-      for (const Json& ref : core::JsonArray(MetadataOf(item), "ownerReferences")) {
-        if (StringAt(ref, "kind") != "VirtualMachineImport") {
+      for (const Json& ref :
+           core::JsonArray(core::JsonObject(item, "metadata"), "ownerReferences")) {
+        if (core::JsonString(ref, "kind") != "VirtualMachineImport") {
           continue;
         }
         owned_by_import = true;
-        ours |= StringAt(ref, "uid") == pass.uid;
-        if (StringAt(ref, "uid") != pass.uid) {
-          foreign = StringAt(ref, "name");
+        ours |= core::JsonString(ref, "uid") == pass.uid;
+        if (core::JsonString(ref, "uid") != pass.uid) {
+          foreign = core::JsonString(ref, "name");
         }
       }
       if (ours) {
@@ -569,7 +570,7 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
                                                  ", expected one");
     }
     if (mine.size() == 1) {
-      image_name = StringAt(MetadataOf(mine[0]), "name");
+      image_name = core::JsonString(core::JsonObject(mine[0], "metadata"), "name");
     } else {
       // A raw Glance image's SHA-512 is the SHA-512 of exactly what we serve: Longhorn
       // verifies it itself (spec.checksum); anything else is checked on our side.
@@ -592,7 +593,7 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
         return MakeError(
             created.error().Wrap("creating the VirtualMachineImage of " + disk.disk_name));
       }
-      image_name = StringAt(MetadataOf(*created), "name");
+      image_name = core::JsonString(core::JsonObject(*created, "metadata"), "name");
       pass.notes.push_back(
           {"Normal", "ImageCreated",
            "VirtualMachineImage " + image_name + " created for " + disk.disk_name});
@@ -846,8 +847,9 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
     if (!existing) {
       return MakeError(existing.error().Wrap("reading the existing VirtualMachine"));
     }
-    const Json annotations = MetadataOf(*existing).value("annotations", Json::object());
-    if (StringAt(annotations, kImportUidAnnotation) != pass.uid) {
+    const Json annotations =
+        core::JsonObject(*existing, "metadata").value("annotations", Json::object());
+    if (core::JsonString(annotations, kImportUidAnnotation) != pass.uid) {
       Fail(pass, ImportStatus::kVmMigrationFailed, "VirtualMachineExists",
            "VirtualMachine " + vm_import.namespace_ + "/" +
                vm_import.status.imported_virtual_machine_name +
@@ -874,7 +876,7 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
     }
     return MakeError(vmi.error());
   }
-  if (StringAt(vmi->value("status", Json::object()), "phase") != "Running") {
+  if (core::JsonString(vmi->value("status", Json::object()), "phase") != "Running") {
     return Requeue(options_.poll);
   }
   // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
@@ -884,10 +886,10 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
     if (!image) {
       return MakeError(image.error().Wrap("image " + disk.virtual_machine_image));
     }
-    const Json refs = MetadataOf(*image).value("ownerReferences", Json::array());
+    const Json refs = core::JsonObject(*image, "metadata").value("ownerReferences", Json::array());
     Json kept = Json::array();
     for (const Json& ref : refs) {
-      if (StringAt(ref, "uid") != vm_import.uid) {
+      if (core::JsonString(ref, "uid") != vm_import.uid) {
         kept.push_back(ref);
       }
     }

@@ -6,6 +6,7 @@
 #include "api/vm_description.h"
 #include "controller/import_internal.h"
 #include "controller/source_reconciler.h"
+#include "core/json.h"
 #include "core/strings.h"
 
 namespace vmimport::controller {
@@ -63,23 +64,6 @@ std::string RedactDiskTokens(std::string message) {
   return message;
 }
 
-std::string StringAt(const Json& object, const char* key) {
-  if (!object.is_object()) {
-    return "";
-  }
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-const Json& MetadataOf(const Json& object) {
-  static const Json kEmpty = Json::object();
-  if (!object.is_object()) {
-    return kEmpty;
-  }
-  auto it = object.find("metadata");
-  return it != object.end() && it->is_object() ? *it : kEmpty;
-}
-
 }  // namespace import_detail
 
 namespace {
@@ -99,7 +83,7 @@ std::optional<source::SourceKind> KindOf(const std::string& kind) {
 }
 
 bool HasFinalizer(const Json& object) {
-  const Json& md = MetadataOf(object);
+  const Json& md = core::JsonObject(object, "metadata");
   auto it = md.find("finalizers");
   if (it == md.end() || !it->is_array()) {
     return false;
@@ -108,7 +92,7 @@ bool HasFinalizer(const Json& object) {
 }
 
 int64_t GenerationOf(const Json& object) {
-  const Json& md = MetadataOf(object);
+  const Json& md = core::JsonObject(object, "metadata");
   auto it = md.find("generation");
   return it != md.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
 }
@@ -407,7 +391,8 @@ core::Status ImportReconciler::Commit(std::stop_token stop, Pass& pass) {
       return MakeError(written.error().Wrap("status of " + pass.key));
     }
     pass.object = *written;
-    pass.vm_import.resource_version = StringAt(MetadataOf(pass.object), "resourceVersion");
+    pass.vm_import.resource_version =
+        core::JsonString(core::JsonObject(pass.object, "metadata"), "resourceVersion");
     pass.read_status = next;
     std::lock_guard lock(mu_);
     if (auto it = incarnations_.find(pass.uid); it != incarnations_.end()) {
@@ -459,7 +444,9 @@ void ImportReconciler::RecordPhase(Pass& pass, ImportStatus previous, ImportStat
   m->Add("vmimport_imports_finished_total", {{"status", std::string(api::ImportStatusName(next))}});
   std::chrono::system_clock::time_point created;
   if (next == ImportStatus::kVirtualMachineRunning &&
-      core::ParseRfc3339(StringAt(MetadataOf(pass.object), "creationTimestamp"), created)) {
+      core::ParseRfc3339(
+          core::JsonString(core::JsonObject(pass.object, "metadata"), "creationTimestamp"),
+          created)) {
     m->Observe("vmimport_import_duration_seconds", {},
                std::chrono::duration<double>(clock_.WallNow() - created).count());
   }
@@ -486,7 +473,7 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
   Pass pass;
   pass.key = key;
   pass.object = std::move(*cached);
-  pass.uid = StringAt(MetadataOf(pass.object), "uid");
+  pass.uid = core::JsonString(core::JsonObject(pass.object, "metadata"), "uid");
   // State of an earlier import of the same name is never inherited; a cache read older than
   // our own last write is replaced by a fresh one (a stale read must not look like a restart).
   bool stale = false;
@@ -498,15 +485,17 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
     }
     if (auto it = incarnations_.find(pass.uid); it != incarnations_.end()) {
       stale = !it->second->written_rv.empty() &&
-              it->second->written_rv != StringAt(MetadataOf(pass.object), "resourceVersion");
+              it->second->written_rv !=
+                  core::JsonString(core::JsonObject(pass.object, "metadata"), "resourceVersion");
     }
   }
   if (!previous_uid.empty()) {
     Forget(stop, previous_uid, "the import was deleted and created again");
   }
   if (stale) {
-    auto fresh = api_.Get(stop, ImportResource(), StringAt(MetadataOf(pass.object), "namespace"),
-                          StringAt(MetadataOf(pass.object), "name"));
+    auto fresh = api_.Get(stop, ImportResource(),
+                          core::JsonString(core::JsonObject(pass.object, "metadata"), "namespace"),
+                          core::JsonString(core::JsonObject(pass.object, "metadata"), "name"));
     if (!fresh) {
       if (fresh.error().code == ErrorCode::kNotFound) {
         Forget(stop, pass.uid, "the import was deleted");
@@ -514,7 +503,7 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
       }
       return MakeError(fresh.error().Wrap("reading " + key));
     }
-    if (StringAt(MetadataOf(*fresh), "uid") != pass.uid) {
+    if (core::JsonString(core::JsonObject(*fresh, "metadata"), "uid") != pass.uid) {
       Forget(stop, pass.uid, "the import was deleted and created again");
       return Requeue(std::chrono::milliseconds(0));
     }
@@ -531,11 +520,11 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
   pass.vm_import = std::move(*parsed);
   pass.read_status = api::StatusToJson(pass.vm_import.status);
   pass.initial = pass.vm_import.status.import_status;
-  if (MetadataOf(pass.object).contains("deletionTimestamp")) {
+  if (core::JsonObject(pass.object, "metadata").contains("deletionTimestamp")) {
     return Finalize(stop, pass);
   }
   if (!api::IsTerminal(pass.vm_import.status.import_status) && !HasFinalizer(pass.object)) {
-    Json finalizers = MetadataOf(pass.object).value("finalizers", Json::array());
+    Json finalizers = core::JsonObject(pass.object, "metadata").value("finalizers", Json::array());
     if (!finalizers.is_array()) {
       finalizers = Json::array();
     }
@@ -548,7 +537,8 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
       return MakeError(r.error().Wrap("adding the finalizer"));
     }
     pass.object = *r;
-    pass.vm_import.resource_version = StringAt(MetadataOf(*r), "resourceVersion");
+    pass.vm_import.resource_version =
+        core::JsonString(core::JsonObject(*r, "metadata"), "resourceVersion");
     std::lock_guard lock(mu_);
     IncarnationLocked(key, pass.uid).written_rv = pass.vm_import.resource_version;
   }
@@ -622,8 +612,10 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
 core::Result<ReconcileResult> ImportReconciler::CleanUpFailed(std::stop_token stop, Pass& pass) {
   Release(stop, pass.uid, false, "the import failed");
   auto& status = pass.vm_import.status;
-  const bool keep = StringAt(MetadataOf(pass.object).value("annotations", Json::object()),
-                             kKeepFailedDisksAnnotation) == "true";
+  const bool keep =
+      core::JsonString(
+          core::JsonObject(pass.object, "metadata").value("annotations", Json::object()),
+          kKeepFailedDisksAnnotation) == "true";
   const bool done = api::FindCondition(status.import_conditions, kDisksRemovedCondition) != nullptr;
   std::vector<std::string> made;
   for (const auto& disk : status.disk_import_status) {
@@ -703,7 +695,7 @@ core::Result<ReconcileResult> ImportReconciler::Finalize(std::stop_token stop, P
                    "import deleted before the end: its images and volumes were removed");
   }
   Json finalizers = Json::array();
-  const Json current = MetadataOf(pass.object).value("finalizers", Json::array());
+  const Json current = core::JsonObject(pass.object, "metadata").value("finalizers", Json::array());
   for (const auto& f : current) {
     if (f != kImportFinalizer) {
       finalizers.push_back(f);

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "core/json.h"
 #include "core/strings.h"
 
 namespace vmimport::kube {
@@ -14,15 +15,6 @@ const Resource kEvents{"", "v1", "events", true};
 std::string UniqueSuffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("{:016x}", rng());
-}
-
-//! A string member of a JSON object, or "" when absent or not a string: never throws.
-std::string StringAt(const Json& object, const char* key) {
-  if (!object.is_object()) {
-    return "";
-  }
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 }  // namespace
@@ -44,21 +36,17 @@ EventRecorder::~EventRecorder() {
 
 void EventRecorder::Record(const Json& object, const std::string& type, const std::string& reason,
                            const std::string& message) {
-  const Json empty = Json::object();
-  const Json& md =
-      object.is_object() && object.contains("metadata") && object["metadata"].is_object()
-          ? object["metadata"]
-          : empty;
-  std::string ns = StringAt(md, "namespace");
+  const Json& md = core::JsonObject(object, "metadata");
+  std::string ns = core::JsonString(md, "namespace");
   if (ns.empty()) {
     ns = "default";
   }
-  Pending event{.involved = {{"apiVersion", StringAt(object, "apiVersion")},
-                             {"kind", StringAt(object, "kind")},
-                             {"name", StringAt(md, "name")},
+  Pending event{.involved = {{"apiVersion", core::JsonString(object, "apiVersion")},
+                             {"kind", core::JsonString(object, "kind")},
+                             {"name", core::JsonString(md, "name")},
                              {"namespace", ns},
-                             {"uid", StringAt(md, "uid")},
-                             {"resourceVersion", StringAt(md, "resourceVersion")}},
+                             {"uid", core::JsonString(md, "uid")},
+                             {"resourceVersion", core::JsonString(md, "resourceVersion")}},
                 .type = type,
                 .reason = core::SanitizeUtf8(reason),
                 .message = core::SanitizeUtf8(message),
@@ -74,7 +62,7 @@ void EventRecorder::Record(const Json& object, const std::string& type, const st
     }
   }
   log_.Warn("event queue full: event dropped",
-            {{"reason", reason}, {"object", ns + "/" + StringAt(md, "name")}});
+            {{"reason", reason}, {"object", ns + "/" + core::JsonString(md, "name")}});
 }
 
 bool EventRecorder::Flush(std::chrono::milliseconds timeout) {
@@ -105,9 +93,9 @@ void EventRecorder::Run(std::stop_token stop) {
 }
 
 void EventRecorder::Write(const Pending& event) {
-  const std::string ns = StringAt(event.involved, "namespace");
-  const std::string name = StringAt(event.involved, "name");
-  const std::string key = StringAt(event.involved, "uid") + "\x1f" + event.type + "\x1f" +
+  const std::string ns = core::JsonString(event.involved, "namespace");
+  const std::string name = core::JsonString(event.involved, "name");
+  const std::string key = core::JsonString(event.involved, "uid") + "\x1f" + event.type + "\x1f" +
                           event.reason + "\x1f" + event.message;
   if (auto it = seen_.find(key); it != seen_.end()) {
     const Seen seen = it->second;
