@@ -30,8 +30,12 @@ namespace {
 
 const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 const kube::Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
-const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+// Objects of other projects are written with fieldValidation=Strict: a field their schema does not
+// know is a bug of ours that the server would otherwise drop with only a warning.
+const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true,
+                           kube::FieldValidation::kStrict};
+const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true,
+                          kube::FieldValidation::kStrict};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 
 constexpr const char* kImageDisplayNameLabel = "harvesterhci.io/imageDisplayName";
