@@ -304,6 +304,16 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
     if (!existing) {
       return MakeError(existing.error());
     }
+    // A VirtualMachine on its way out (KubeVirt's finalizer runs while virt-controller stops its
+    // VMI) is not a conflict: the user deleted it to import again. Wait, untouched, until it is
+    // gone.
+    if (core::JsonObject(*existing, "metadata").contains("deletionTimestamp")) {
+      events_.Record(pass.object, "Normal", "WaitingForVmDeletion",
+                     "VirtualMachine " + vm_import.namespace_ + "/" +
+                         vm_import.status.imported_virtual_machine_name +
+                         " is being deleted: this import goes on once it is gone");
+      return Requeue(options_.poll);
+    }
     Release(stop, pass.uid, false, "the target VM exists");
     Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "VirtualMachineExists",
          "VirtualMachine " + vm_import.namespace_ + "/" +
