@@ -193,9 +193,8 @@ core::Status PrepareRoot(const DataSourceOptions& o, const fs::path& root, bool 
   for (const char* d : {"usr", "etc", "dev", "proc", "data", "tmp"}) {
     fs::create_directories(root / d, ec);
     if (ec) {
-      return core::MakeError(core::ErrorCode::kInternal, "data source: creating " +
-                                                             (root / d).string() + ": " +
-                                                             ec.message());
+      return core::MakeError(core::ErrorCode::kInternal,
+                             "data source: creating " + (root / d).string() + ": " + ec.message());
     }
   }
   for (const char* l : kUsrLinks) {
@@ -228,9 +227,9 @@ core::Status PrepareRoot(const DataSourceOptions& o, const fs::path& root, bool 
 core::Result<std::unique_ptr<DataSource>> DataSource::Start(DataSourceOptions options,
                                                             http::Client& http) {
   if (options.binary.empty() || ::access(options.binary.c_str(), X_OK) != 0) {
-    return core::MakeError(core::ErrorCode::kInvalidArgument,
-                           "data source: backing-image-manager binary '" + options.binary +
-                               "' is not executable");
+    return core::MakeError(
+        core::ErrorCode::kInvalidArgument,
+        "data source: backing-image-manager binary '" + options.binary + "' is not executable");
   }
   std::unique_ptr<DataSource> ds(new DataSource(std::move(options), http));
   const DataSourceOptions& o = ds->options_;
@@ -336,28 +335,28 @@ core::Result<DataSourceFileInfo> DataSource::Get() {
                            "data source: GET /v1/file: " + res.error().ToString());
   }
   if (res->status != 200) {
-    return core::MakeError(core::ErrorCode::kUnavailable,
-                           "data source: GET /v1/file answered " + std::to_string(res->status) +
-                               ": " + res->body.substr(0, 200));
+    return core::MakeError(core::ErrorCode::kUnavailable, "data source: GET /v1/file answered " +
+                                                              std::to_string(res->status) + ": " +
+                                                              res->body.substr(0, 200));
   }
   return ParseDataSourceFileInfo(res->body);
 }
 
 core::Status DataSource::Transfer() {
-  http::Request req{.method = "POST",
-                    .url = "http://127.0.0.1:" + std::to_string(listen_port_) +
-                           "/v1/file?action=transfer",
-                    .timeout = 5s,
-                    .connect_timeout = 1s,
-                    .stall_timeout = 0s};
+  http::Request req{
+      .method = "POST",
+      .url = "http://127.0.0.1:" + std::to_string(listen_port_) + "/v1/file?action=transfer",
+      .timeout = 5s,
+      .connect_timeout = 1s,
+      .stall_timeout = 0s};
   auto res = http_.Do({}, req);
   if (!res) {
     return core::MakeError(res.error().Wrap("data source: transfer"));
   }
   if (res->status != 200) {
-    return core::MakeError(core::ErrorCode::kUnavailable,
-                           "data source: transfer answered " + std::to_string(res->status) + ": " +
-                               res->body.substr(0, 200));
+    return core::MakeError(core::ErrorCode::kUnavailable, "data source: transfer answered " +
+                                                              std::to_string(res->status) + ": " +
+                                                              res->body.substr(0, 200));
   }
   return {};
 }

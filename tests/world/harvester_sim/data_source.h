@@ -31,8 +31,8 @@
 #include <string>
 
 #include "core/result.h"
-#include "world/harvester_sim/status_rules.h"
 #include "http/client.h"
+#include "world/harvester_sim/status_rules.h"
 
 namespace vmimport::harvester_sim {
 

@@ -5,8 +5,6 @@
 // With VMIMPORT_BIM_MEASURE_MIB=N, the measuring test downloads N MiB (default 64) both ways and
 // prints the figures README quotes.
 
-#include "world/harvester_sim/data_source.h"
-
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -21,6 +19,7 @@
 #include <thread>
 
 #include "http/local_server.h"
+#include "world/harvester_sim/data_source.h"
 #include "world/tcp_proxy.h"
 #include "world/world_env.h"
 
@@ -276,8 +275,9 @@ TEST_F(DataSourceWorldTest, MeasureAgainstTheOldDownload) {
   const double old_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
   ASSERT_TRUE(res);
   EXPECT_EQ(got, body_.size());
-  std::cout << "measure: mib=" << mib << " bim_ready_s=" << bim_s << " sim_readback_s=" << readback_s
-            << " old_download_s=" << old_s << " bim_peak_rss_mib=" << (peak >> 20) << "\n";
+  std::cout << "measure: mib=" << mib << " bim_ready_s=" << bim_s
+            << " sim_readback_s=" << readback_s << " old_download_s=" << old_s
+            << " bim_peak_rss_mib=" << (peak >> 20) << "\n";
 }
 
 }  // namespace

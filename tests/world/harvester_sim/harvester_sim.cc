@@ -1,33 +1,43 @@
 // harvester-sim: the part of a Harvester cluster that cannot run in the test world, played against
 // the world's real kube-apiserver, and no more. Test harness only; the product never links it.
+// README.md next to this file has the table of what is real and what is played, with figures.
 //
 //  - Image controller (harvesterhci.io/v1beta1 VirtualMachineImage, sourceType download): fills
-//    an empty spec.backend with "backingimage" (Harvester's mutator), marks Initialized, downloads
-//    spec.url in full, fails a short body (fewer bytes than Content-Length) or a non-200 answer,
-//    checks spec.checksum (backingimage backend, below), reports status.progress while bytes
-//    arrive, and on success sets Imported=True (reason Imported), size, virtualSize and
-//    storageClassName. A failed download counts status.failed; past spec.retry it sets
-//    RetryLimitExceeded=True and Imported=False, with Harvester's own messages ("failed due to
-//    error: ...", "retry attempted N/M ..."). The sha256 and sha512 of the bytes it received are
-//    written to the annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests
-//    to compare. backingimage: Longhorn's part is played with its real object: a BackingImage
-//    (longhorn.io/v1beta2, CRD copied from longhorn-manager v1.8.2) named vmi-<image uid> in
-//    longhorn-system, as Harvester v1.5+ creates it (sourceType download, sourceParameters.url,
-//    spec.checksum = the image's spec.checksum). Longhorn's webhook refuses a spec.checksum that is
-//    not 128 lower-case hex digits ("invalid checksum ..."), so such an image fails every attempt,
-//    for ever (harvester#5578). After the download its status gets checksum = the SHA-512 of the
-//    bytes received (what Longhorn computes of the stored file), size, virtualSize, realSize and a
-//    diskFileStatusMap entry (ready, or failed with Longhorn's message when spec.checksum differs:
-//    then the image fails with that message). --tamper-backingimage-checksum reports a wrong
-//    status.checksum instead (a store that corrupted the file), for the controller's
-//    DiskChecksumMismatch. The per-image StorageClass longhorn-<image> (parameter backingImage =
-//    the BackingImage's name) is created, as Harvester does.
-//    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does;
-//    spec.checksum is ignored there, as current Harvester does.
+//    an empty spec.backend with "backingimage" (Harvester's mutator), then per attempt writes the
+//    status as Harvester v1.6's image controller does (pkg/image/common/operator.go, rules in
+//    status_rules.cc): Initialized (progress 0, Imported=Unknown), then progress, then
+//    Imported=True with size and virtualSize, or a failed attempt: status.failed counted,
+//    "failed due to error: ..." / "retry attempted N/M ...", and past spec.retry
+//    RetryLimitExceeded=True and Imported=False. A failed attempt is retried after 2 s (Harvester
+//    waits 10 s). The sha256 and sha512 of the stored file go to the annotations
+//    harvester-sim.vm-import.test/sha256 and .../sha512, for the tests to compare.
+//  - backingimage backend: what downloads is Longhorn's own code. Per attempt, as Harvester v1.5+
+//    does, the image's BackingImage (longhorn.io/v1beta2, real CRD) vmi-<image uid> in
+//    longhorn-system is deleted and made again (sourceType download, sourceParameters.url,
+//    spec.checksum = the image's spec.checksum); as longhorn-manager v1.8 does, it gets a
+//    status.uuid and one backing-image-manager v1.8.1 `data-source` process downloads it
+//    (data_source.h: a private mount namespace and chroot whose /data is its disk; started with
+//    --checksum when spec.checksum is set; ended by PID). Its GET /v1/file reports (state,
+//    progress, message, the SHA-512 it computed) go into the BackingImage's status
+//    (diskFileStatusMap entry, checksum, size) and from there into the image's status by
+//    Harvester's backingImageHandler rules. Once it is ready-for-transfer, the sim plays the
+//    backing image manager taking the file over: it reads the file (the annotations; its SHA-512
+//    must equal Longhorn's), tells the data source (transfer), stops it, and the BackingImage's
+//    file becomes ready with virtualSize (qemu-img's, as Longhorn reports it) and realSize. Then
+//    the per-image StorageClass longhorn-<image> (parameter backingImage) is made and the image
+//    is Imported. Longhorn's webhook is played: a spec.checksum that is not 128 lower-case hex
+//    digits is refused ("invalid checksum ..."), so such an image fails every attempt, for ever
+//    (harvester#5578). --tamper-backingimage-checksum reports a wrong status.checksum instead of
+//    Longhorn's (a store that corrupted the file), for the controller's DiskChecksumMismatch.
 //    Storage capacity: when the image's spec.targetStorageClassName names a class with the
-//    parameter harvester-sim.vm-import.test/capacity-bytes, a download that grows past it fails
-//    like a full Longhorn disk does (the write fails with ENOSPC mid-download), and like any
-//    failed download it is retried up to spec.retry times.
+//    parameter harvester-sim.vm-import.test/capacity-bytes, the data source's /data is a tmpfs of
+//    that size, so a download that outgrows it fails with Longhorn's own "no space left on
+//    device" (like a full Longhorn disk; Longhorn writes sparse files, so zeros do not count).
+//  - cdi backend: still the sim's own HTTP download (a real CDI importer is a later issue): the
+//    whole of spec.url (a non-200 answer or a short body fails), progress, then a PVC named like
+//    the image, owned by it, in the target class, as CDI's DataVolume does; spec.checksum is
+//    ignored there, as current Harvester does. --rate, --disconnect-after and capacity-bytes do
+//    not apply to it.
 //  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
 //  - KubeVirt: a VirtualMachine that should run (spec.running or runStrategy Always /
 //    RerunOnFailure / Once) whose every persistentVolumeClaim volume is Bound gets a
@@ -41,13 +51,22 @@
 //
 // Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
 //                      [--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]
-//                      [--tamper-backingimage-checksum]
-//   --rate: cap each download's speed (tests that cancel an import mid-download).
-//   --disconnect-after: the first download of each image hangs up after BYTES bytes and counts as
-//     a failed attempt (a consumer that goes away mid-download); the retry downloads in full.
-// The final status of an image (imported or failed) is retried for up to a minute when the
-// kube-apiserver cannot be reached (tests that restart it mid-import).
-// Logs in logfmt to stderr; SIGTERM/SIGINT stop it.
+//                      [--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]
+//   --bim: backing-image-manager (default $VMIMPORT_BIM_BINARY, which tools/world.sh up writes
+//     to the world's env.sh; tests/world/target/longhorn/longhorn-world.sh path builds it).
+//   --longhorn-dir: where the data sources' roots go, one directory each, removed when it ends
+//     (default $VMIMPORT_LONGHORN_DIR, else a directory of its own under $TMPDIR). Needs root.
+//   --rate, --disconnect-after (backingimage): a relay on 127.0.0.1 between the data source and
+//     the image server (world/tcp_proxy.h) caps each download's speed (tests that cancel an import
+//     mid-download), or, on the first attempt of each image, hangs up after BYTES bytes from the
+//     server (headers included; a consumer that goes away mid-download): the attempt fails with
+//     Longhorn's message and the retry downloads in full.
+//   --workers: images downloaded at once (one data source process each), default 8 (Longhorn runs
+//     one data source per backing image, with no limit).
+// The final status of an image (imported or failed) and of its BackingImage is retried for up to
+// a minute when the kube-apiserver cannot be reached (tests that restart it mid-import).
+// Logs in logfmt to stderr; SIGTERM/SIGINT stop it (and its data sources; if it is killed, the
+// kernel kills them: PR_SET_PDEATHSIG).
 
 #include <arpa/inet.h>
 #include <openssl/evp.h>
@@ -76,12 +95,12 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "world/harvester_sim/data_source.h"
-#include "world/harvester_sim/status_rules.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "kube/informer.h"
+#include "world/harvester_sim/data_source.h"
+#include "world/harvester_sim/status_rules.h"
 #include "world/tcp_proxy.h"
 
 namespace {
@@ -268,21 +287,8 @@ class Simulator {
   // --- images ---------------------------------------------------------------------------------
 
   void SyncImage(const std::string& key) {
-    auto image = images_.Get(key);
-    if (!image || Field(*image, "metadata").contains("deletionTimestamp")) {
-      return;
-    }
-    if (ConditionStatus(*image, "Imported") == "True" ||
-        ConditionStatus(*image, "RetryLimitExceeded") == "True") {
-      return;
-    }
-    // Like Harvester, a failed download is tried again after a pause, not at once.
-    const Json& status = Field(*image, "status");
-    std::chrono::system_clock::time_point failed_at;
-    if (status.value("failed", 0) > 0 &&
-        core::ParseRfc3339(status.value("lastFailedTime", ""), failed_at) &&
-        std::chrono::system_clock::now() - failed_at < 2s) {
-      image_queue_.AddAfter(key, 1s);
+    auto cached = images_.Get(key);
+    if (!cached || !WantsAttempt(*cached)) {
       return;
     }
     {
@@ -291,9 +297,32 @@ class Simulator {
         return;
       }
     }
-    Download(key, *image);
+    // The cache may not have seen this sim's own last write yet (the key was queued by an event
+    // of an earlier write): an attempt starts only from what the kube-apiserver holds now, so
+    // that an image just Imported is never initialized again.
+    auto [ns, name] = SplitKey(key);
+    auto image = kube_.Get({}, kImages, ns, name);
+    if (image && WantsAttempt(*image)) {
+      // Like Harvester, a failed download is tried again after a pause, not at once.
+      const Json& status = Field(*image, "status");
+      std::chrono::system_clock::time_point failed_at;
+      if (status.value("failed", 0) > 0 &&
+          core::ParseRfc3339(status.value("lastFailedTime", ""), failed_at) &&
+          std::chrono::system_clock::now() - failed_at < 2s) {
+        image_queue_.AddAfter(key, 1s);
+      } else {
+        Download(key, *image);
+      }
+    }
     std::lock_guard lock(mu_);
     downloading_.erase(key);
+  }
+
+  //! Not deleted, not Imported, retries not used up.
+  static bool WantsAttempt(const Json& image) {
+    return !Field(image, "metadata").contains("deletionTimestamp") &&
+           ConditionStatus(image, "Imported") != "True" &&
+           ConditionStatus(image, "RetryLimitExceeded") != "True";
   }
 
   //! Merge-patches the image (the CRD has no status subresource: status goes with the object).
@@ -401,15 +430,14 @@ class Simulator {
                                       .capacity_bytes = capacity},
                                      http_);
     if (!started) {
-      FailBackingImage(image, bi_name, bi_status, started.error().ToString());
+      FailBackingImage(image, status, bi_name, bi_status, started.error().ToString());
       return;
     }
     std::unique_ptr<DataSource> ds = std::move(*started);
-    log_.Info("backing image data source started",
-              {{"image", key},
-               {"backing_image", bi_name},
-               {"pid", static_cast<int64_t>(ds->pid())},
-               {"relay", relay != nullptr}});
+    log_.Info("backing image data source started", {{"image", key},
+                                                    {"backing_image", bi_name},
+                                                    {"pid", static_cast<int64_t>(ds->pid())},
+                                                    {"relay", relay != nullptr}});
     const auto t0 = std::chrono::steady_clock::now();
     auto last_write = t0 - 1h;
     DataSourceFileInfo last;
@@ -424,7 +452,8 @@ class Simulator {
       auto fresh = images_.Get(key);
       if (!fresh || Field(*fresh, "metadata").value("uid", "") != UidOf(image) ||
           Field(*fresh, "metadata").contains("deletionTimestamp")) {
-        log_.Info("download abandoned: image deleted", {{"image", key}, {"bytes", last.processed_size}});
+        log_.Info("download abandoned: image deleted",
+                  {{"image", key}, {"bytes", last.processed_size}});
         return;
       }
       peak_rss = std::max(peak_rss, ds->RssBytes());
@@ -455,12 +484,9 @@ class Simulator {
         last_write = now;
         ApplyDataSourceInfo(bi_status, kSimDiskUuid, info, Now());
         PatchBackingImageStatus(bi_name, bi_status, terminal);
-        if (!terminal) {
-          Json image_status = fresh->value("status", Json::object());
-          if (ApplyBackingImageToImage(bi_status, image_status, RetryOf(image), Now(), nullptr) ==
-              ImageUpdate::kImporting) {
-            PatchImage(image, {{"status", image_status}});
-          }
+        if (!terminal && ApplyBackingImageToImage(bi_status, status, RetryOf(image), Now(),
+                                                  nullptr) == ImageUpdate::kImporting) {
+          PatchImage(image, {{"status", status}});
         }
       }
       if (info.state == "failed") {
@@ -470,16 +496,16 @@ class Simulator {
       if (info.state == "ready-for-transfer") {
         break;
       }
-      std::this_thread::sleep_for(500ms);
+      std::this_thread::sleep_for(250ms);
     }
     if (!error.empty()) {
       log_.Warn("backing image data source failed",
                 {{"image", key}, {"error", error}, {"log", LastLine(ds->LogTail())}});
       ds->Stop();
       if (info.state != "failed") {
-        FailBackingImage(image, bi_name, bi_status, error);
+        FailBackingImage(image, status, bi_name, bi_status, error);
       } else {
-        ReactToBackingImage(image, bi_status);
+        ReactToBackingImage(image, status, bi_status);
       }
       return;
     }
@@ -488,7 +514,7 @@ class Simulator {
     const std::string path = ds->HostPath(info.file_path);
     auto kept = ReadStoredFile(path, BootFile(NamespaceOf(image), NameOf(image)));
     if (!kept) {
-      FailBackingImage(image, bi_name, bi_status, kept.error().ToString());
+      FailBackingImage(image, status, bi_name, bi_status, kept.error().ToString());
       return;
     }
     if (kept->sha512 != info.current_checksum) {
@@ -501,12 +527,11 @@ class Simulator {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ds->Stop();
-    log_.Info("backing image file ready",
-              {{"image", key},
-               {"backing_image", bi_name},
-               {"bytes", info.size},
-               {"seconds", seconds},
-               {"bim_peak_rss_bytes", peak_rss}});
+    log_.Info("backing image file ready", {{"image", key},
+                                           {"backing_image", bi_name},
+                                           {"bytes", info.size},
+                                           {"seconds", seconds},
+                                           {"bim_peak_rss_bytes", peak_rss}});
     ApplyFileTransferred(bi_status, kSimDiskUuid, info, Now());
     if (tamper_backing_image_checksum_) {
       std::string& sum = bi_status["checksum"].get_ref<std::string&>();
@@ -514,16 +539,15 @@ class Simulator {
     }
     PatchBackingImageStatus(bi_name, bi_status, true);
     EnsureImageStorageClass("longhorn-" + NameOf(image), bi_name);
-    ReactToBackingImage(image, bi_status, Json{{kSha256Annotation, kept->sha256},
-                                               {kSha512Annotation, kept->sha512}});
+    ReactToBackingImage(image, status, bi_status,
+                        Json{{kSha256Annotation, kept->sha256}, {kSha512Annotation, kept->sha512}});
   }
 
-  //! Harvester's backingImageHandler on the final BackingImage status: Imported (with the test
-  //! annotations) or a failed attempt (retried after a pause unless the retries are used up).
-  void ReactToBackingImage(const Json& image, const Json& bi_status,
+  //! Harvester's backingImageHandler on the final BackingImage status, applied to the image's
+  //! `status` of this attempt: Imported (with the test annotations) or a failed attempt (retried
+  //! after a pause unless the retries are used up).
+  void ReactToBackingImage(const Json& image, Json status, const Json& bi_status,
                            const Json& annotations = Json::object()) {
-    auto fresh = images_.Get(kube::ObjectKeyOf(image));
-    Json status = (fresh ? *fresh : image).value("status", Json::object());
     bool exhausted = false;
     const ImageUpdate update =
         ApplyBackingImageToImage(bi_status, status, RetryOf(image), Now(), &exhausted);
@@ -541,20 +565,20 @@ class Simulator {
                                           {"exhausted", exhausted}});
       return;
     }
-    log_.Info("image imported", {{"image", kube::ObjectKeyOf(image)},
-                                 {"bytes", status.value("size", int64_t{0})}});
+    log_.Info("image imported",
+              {{"image", kube::ObjectKeyOf(image)}, {"bytes", status.value("size", int64_t{0})}});
   }
 
   //! A failure the data source did not report itself (it could not start, or died): the disk's
   //! file fails with `error`, as longhorn-manager marks a BackingImageDataSource whose pod failed.
-  void FailBackingImage(const Json& image, const std::string& bi_name, Json bi_status,
-                        const std::string& error) {
+  void FailBackingImage(const Json& image, const Json& status, const std::string& bi_name,
+                        Json bi_status, const std::string& error) {
     DataSourceFileInfo failed;
     failed.state = "failed";
     failed.message = error;
     ApplyDataSourceInfo(bi_status, kSimDiskUuid, failed, Now());
     PatchBackingImageStatus(bi_name, bi_status, true);
-    ReactToBackingImage(image, bi_status);
+    ReactToBackingImage(image, status, bi_status);
   }
 
   struct StoredFile {
@@ -638,7 +662,7 @@ class Simulator {
   }
 
   struct Endpoint {
-    std::string ip;      // what the relay connects to
+    std::string ip;  // what the relay connects to
     int port = 0;
     std::string prefix;  // "http://host:" (the URL up to its port)
     std::string rest;    // "/path..." after the port
@@ -1133,7 +1157,7 @@ int main(int argc, char** argv) {
   std::string kubeconfig = std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "";
   double rate = 0;
   uint64_t disconnect_after = 0;
-  int workers = 4;
+  int workers = 8;
   std::string level = "info";
   std::string boot_dir;
   std::string boot_marker = "VMIMPORT-BOOT-OK";

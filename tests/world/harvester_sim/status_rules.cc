@@ -27,9 +27,9 @@ int ProgressOf(const Json& file) {
 core::Result<DataSourceFileInfo> ParseDataSourceFileInfo(std::string_view body) {
   auto j = core::ParseJson(body);
   if (!j || !j->is_object()) {
-    return core::MakeError(core::ErrorCode::kCorruptData,
-                           "data source: /v1/file did not answer a JSON object: " +
-                               std::string(body.substr(0, 200)));
+    return core::MakeError(
+        core::ErrorCode::kCorruptData,
+        "data source: /v1/file did not answer a JSON object: " + std::string(body.substr(0, 200)));
   }
   DataSourceFileInfo info;
   info.state = core::JsonString(*j, "state");

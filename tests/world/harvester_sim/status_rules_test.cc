@@ -172,9 +172,9 @@ TEST(HarvesterStatus, FailedBackingImageCountsAttemptsUntilTheRetryLimit) {
 TEST(HarvesterStatus, NothingHappensWithoutExactlyOneDiskFile) {
   Json image = InitializedImage();
   const Json before = image;
-  EXPECT_EQ(ApplyBackingImageToImage({{"diskFileStatusMap", Json::object()}}, image, 3, kT0,
-                                     nullptr),
-            ImageUpdate::kNone);
+  EXPECT_EQ(
+      ApplyBackingImageToImage({{"diskFileStatusMap", Json::object()}}, image, 3, kT0, nullptr),
+      ImageUpdate::kNone);
   EXPECT_EQ(image, before);
 }
 
