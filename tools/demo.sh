@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh - a whole import, as a user sees it: the local test world (a real kube-apiserver + etcd
 # with our CRDs and Harvester's, a seeded vcsim), the vm-import-controller, and the Harvester
-# simulator (tests/world/harvester_sim: plays Harvester's image download and KubeVirt). It applies
-# a Secret, a VmwareSource and a VirtualMachineImport of a 3-disk, 3-NIC VM, shows the import's
-# progress per disk (bytes, rate, ETA) until the VM runs, prints the VirtualMachine, and checks
-# every disk's sha256 against the source's. Then it stops everything.
+# simulator (tests/world/harvester_sim: Longhorn's real downloader, with Harvester's image
+# controller and KubeVirt played around it). It applies a Secret, a VmwareSource and a
+# VirtualMachineImport of a 3-disk, 3-NIC VM, shows the import's progress per disk (bytes, rate,
+# ETA) until the VM runs, prints the VirtualMachine, and checks every disk's sha256 against the
+# source's. Then it stops everything.
 # Usage: tools/demo.sh [--keep] [--rate BYTES_PER_S]
 #   --keep  leave the world running (stop it with tools/world.sh down)
 #   --rate  how fast the simulated Harvester downloads (default 20000000: progress is visible)
@@ -52,7 +53,8 @@ tools/world.sh status
 step "starting the Harvester simulator and vm-import-controller"
 LOGS=.world/demo
 mkdir -p "$LOGS"
-"$BIN/tests/world/harvester_sim/harvester-sim" --rate "$RATE" >"$LOGS/harvester-sim.log" 2>&1 &
+"$BIN/tests/world/harvester_sim/harvester-sim" --rate "$RATE" --longhorn-dir "$LOGS/longhorn" \
+  >"$LOGS/harvester-sim.log" 2>&1 &
 PIDS+=($!)
 "$BIN/src/app/vm-import-controller" --namespace "$NS" --leader-elect=false \
   --image-server-address 127.0.0.1:0 --health-address 127.0.0.1:0 >"$LOGS/controller.log" 2>&1 &

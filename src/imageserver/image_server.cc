@@ -158,6 +158,9 @@ struct Disk {
   std::mutex mu;  // guards everything below
   std::condition_variable_any staged_cv;
   std::optional<uint64_t> size;
+  // Streaming mode: the reader a HEAD opened to learn the size, for the GET that follows.
+  disk::DiskReaderPtr probed;
+  std::chrono::steady_clock::time_point probed_at;
   StageState stage = StageState::kNotStaged;
   std::string staged_path;
   std::optional<core::Error> stage_error;
@@ -461,7 +464,9 @@ struct ImageServer::Impl {
     res.set_content("not found\n", "text/plain");
   }
 
-  // The size for HEAD, opening the source once if nobody has yet.
+  // The size for HEAD, opening the source once if nobody has yet. A streaming disk keeps that
+  // reader for the next GET: consumers send HEAD then GET (Longhorn's downloader, CDI's importer),
+  // and a second open would read the source's first bytes twice (an NFC stream, OVA ranges).
   core::Result<uint64_t> SizeOf(Disk& d) {
     {
       std::lock_guard lock(d.mu);
@@ -474,9 +479,31 @@ struct ImageServer::Impl {
       return MakeError(reader.error());
     }
     const uint64_t size = (*reader)->VirtualSize();
+    disk::DiskReaderPtr unused;  // closed outside the lock
     std::lock_guard lock(d.mu);
     d.size = size;
+    if (d.mode == PublishMode::kStreaming && d.probed == nullptr) {
+      d.probed = std::move(*reader);
+      d.probed_at = clock.Now();
+    } else {
+      unused = std::move(*reader);
+    }
     return size;
+  }
+
+  // The reader a HEAD left for this GET, if it is fresh; nullptr otherwise.
+  disk::DiskReaderPtr TakeProbed(Disk& d) {
+    disk::DiskReaderPtr taken;
+    bool fresh = false;
+    {
+      std::lock_guard lock(d.mu);
+      taken = std::move(d.probed);
+      fresh = taken != nullptr && clock.Now() - d.probed_at <= kProbedReaderTtl;
+    }
+    if (!fresh) {
+      return nullptr;  // a stale one is closed here, outside the lock
+    }
+    return taken;
   }
 
   void Handle(const httplib::Request& req, httplib::Response& res) {
@@ -488,7 +515,7 @@ struct ImageServer::Impl {
     }
     if (req.method == "HEAD") {
       const_cast<httplib::Request&>(req).ranges.clear();  // see NormalizeRanges
-      HandleHead(*d, res);
+      HandleHead(d, res);
       return;
     }
     if (!AcquireSlot()) {
@@ -508,13 +535,21 @@ struct ImageServer::Impl {
     }
   }
 
-  void HandleHead(Disk& d, httplib::Response& res) {
-    auto size = SizeOf(d);
+  void HandleHead(const std::shared_ptr<Disk>& d, httplib::Response& res) {
+    auto size = SizeOf(*d);
     if (!size) {
       res.status = StatusForSourceError(size.error());
+      // Reported like a GET that could not start: the consumer will not GET after this answer,
+      // so this is the only chance to say why (a corrupt or unsupported disk, a source error).
+      auto s = NewStream(d, StreamKind::kDownload);
+      const StreamOutcome outcome =
+          s->stop.stop_requested() ? StopOutcome() : StreamOutcome::kSourceError;
+      s->error = size.error();
+      Started(*s);
+      Finished(*s, outcome, std::nullopt);
       return;
     }
-    res.set_header("Accept-Ranges", d.mode == PublishMode::kStaged ? "bytes" : "none");
+    res.set_header("Accept-Ranges", d->mode == PublishMode::kStaged ? "bytes" : "none");
     // cpp-httplib answers HEAD with the provider's length and never calls it.
     res.set_content_provider(disk::CheckedCast<size_t>(*size), "application/octet-stream",
                              [](size_t, size_t, httplib::DataSink&) { return false; });
@@ -541,7 +576,9 @@ struct ImageServer::Impl {
 
   void ServeStreaming(const httplib::Request& req, const std::shared_ptr<Stream>& s,
                       httplib::Response& res) {
-    auto reader = s->disk->factory(s->stop.get_token());
+    disk::DiskReaderPtr probed = TakeProbed(*s->disk);
+    auto reader = probed != nullptr ? core::Result<disk::DiskReaderPtr>(std::move(probed))
+                                    : s->disk->factory(s->stop.get_token());
     if (!reader) {
       Started(*s);
       FailStart(s, res, reader.error());

@@ -20,8 +20,11 @@
 //    wanted, no Range); CDI's HTTP importer (pkg/importer/http-datasource.go) a HEAD for
 //    Content-Length, then a plain GET (200 wanted), and it reads Accept-Ranges of that GET to
 //    decide whether qemu-img may read the URL with ranges.
-//  - HEAD answers the size as Content-Length and Accept-Ranges (opening the source once if the
-//    size is not known yet).
+//  - HEAD answers the size as Content-Length and Accept-Ranges. While the size is not known yet it
+//    opens the source to learn it, and a streaming disk keeps that reader for the GET that follows
+//    (within kProbedReaderTtl): a consumer's HEAD then GET reads the source once, not twice. A
+//    HEAD whose source cannot be opened is reported like a GET that could not start (a
+//    StreamResult with the error), since a consumer that HEADs first never GETs after an error.
 //  - Unpublish(token): the URL answers 404 from then on and running streams are cut.
 //  - More than max_streams concurrent GETs: 503 with Retry-After.
 //  - Staged mode: the disk is decoded once into a sparse raw file in staging_dir, then served
@@ -52,9 +55,12 @@
 namespace vmimport::imageserver {
 
 //! Opens a fresh reader of a published disk: once per GET, and for a HEAD while the size is
-//! unknown. Called on server threads, possibly several at once; `stop` fires on Unpublish and
-//! shutdown.
+//! unknown (that reader then serves the next GET). Called on server threads, possibly several at
+//! once; `stop` fires on Unpublish (for a HEAD's reader) or on Unpublish and shutdown.
 using DiskReaderFactory = std::function<core::Result<disk::DiskReaderPtr>(std::stop_token stop)>;
+
+//! How long a reader a HEAD opened waits for the GET that follows; older ones are closed, unused.
+inline constexpr std::chrono::seconds kProbedReaderTtl{30};
 
 enum class PublishMode {
   kStreaming,  // decode on every GET (the normal path)

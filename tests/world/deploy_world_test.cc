@@ -550,9 +550,10 @@ class DeployRbacWorldTest : public DeployWorldTest {
   //! `sa_kubeconfig`, with leader election on the chart's Lease, as the Deployment runs it; one
   //! namespace so that it leaves the other tests' imports alone).
   void StartSimAndController(const std::string& sa_kubeconfig) {
-    sim_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
-        (dir_ / "harvester-sim.log").string());
+    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+    const auto world_args = testing::HarvesterSimWorldArgs(dir_);
+    sim.insert(sim.end(), world_args.begin(), world_args.end());
+    sim_ = std::make_unique<ChildProcess>(sim, (dir_ / "harvester-sim.log").string());
     controller_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", sa_kubeconfig,
                                  "--namespace", ns_, "--leader-elect=true",

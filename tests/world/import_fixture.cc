@@ -77,6 +77,8 @@ void ImportFixture::TearDown() {
 void ImportFixture::StartSim(const std::vector<std::string>& sim_args,
                              const std::string& log_name) {
   std::vector<std::string> argv = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+  const auto world_args = testing::HarvesterSimWorldArgs(dir_);
+  argv.insert(argv.end(), world_args.begin(), world_args.end());
   argv.insert(argv.end(), sim_args.begin(), sim_args.end());
   sim_ = std::make_unique<ChildProcess>(argv, (dir_ / log_name).string());
 }

@@ -720,6 +720,8 @@ class OpenstackImportWorldTest : public ::testing::Test {
 
   void StartWorld(const std::vector<std::string>& sim_args = {}) {
     std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+    const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
+    sim.insert(sim.end(), world_args.begin(), world_args.end());
     sim.insert(sim.end(), sim_args.begin(), sim_args.end());
     sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
     StartController();
@@ -1209,9 +1211,10 @@ TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNot
   const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
   CreateSecret("openstack", OsVar("OS_PASSWORD"));
   CreateSource("devstack", "openstack");
-  sim_ = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_},
-      (log_dir_ / "harvester-sim.log").string());
+  std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+  const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
+  sim.insert(sim.end(), world_args.begin(), world_args.end());
+  sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
   StartController("controller.log", {"--workers", "1"});
   CreateImport("slow", {{"virtualMachineName", "vmi-two"}});
   // The export is under way in OpenStack (its snapshot, volume or image exists).

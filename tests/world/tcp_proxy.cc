@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 
 namespace vmimport::testing {
@@ -69,6 +71,8 @@ void TcpProxy::CutAfter(uint64_t bytes, int times) {
   cuts_armed_ = times;
 }
 
+void TcpProxy::LimitRate(double bytes_per_second) { rate_ = bytes_per_second; }
+
 void TcpProxy::AcceptLoop(std::stop_token stop) {
   while (!stop.stop_requested()) {
     pollfd p{listen_fd_, POLLIN, 0};
@@ -99,6 +103,7 @@ void TcpProxy::Pump(std::stop_token stop, int client_fd) {
   std::array<char, 64 * 1024> buf{};
   pollfd fds[2] = {{client_fd, POLLIN, 0}, {upstream, POLLIN, 0}};
   uint64_t downstream = 0;  // bytes from the target to the client on this connection
+  const auto started = std::chrono::steady_clock::now();
   while (!stop.stop_requested() && generation_.load() == gen) {
     if (poll(fds, 2, 50) <= 0) {
       continue;
@@ -137,6 +142,9 @@ void TcpProxy::Pump(std::stop_token stop, int client_fd) {
         }
         off += w;
       }
+      if (i == 1 && !done) {
+        Throttle(stop, gen, started, downstream);
+      }
     }
     if (done) {
       break;
@@ -144,6 +152,25 @@ void TcpProxy::Pump(std::stop_token stop, int client_fd) {
   }
   close(upstream);
   close(client_fd);
+}
+
+// Sleeps until `bytes` are due at the configured rate, in slices that notice a stop or a Cut.
+void TcpProxy::Throttle(const std::stop_token& stop, int gen,
+                        std::chrono::steady_clock::time_point started, uint64_t bytes) {
+  const double rate = rate_.load();
+  if (rate <= 0) {
+    return;
+  }
+  const auto due = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(static_cast<double>(bytes) / rate));
+  while (!stop.stop_requested() && generation_.load() == gen) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= due) {
+      return;
+    }
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(due - now, std::chrono::milliseconds(50)));
+  }
 }
 
 }  // namespace vmimport::testing

@@ -70,6 +70,10 @@ std::string WorldVar(const char* name) {
   return "";
 }
 
+std::vector<std::string> HarvesterSimWorldArgs(const std::filesystem::path& dir) {
+  return {"--bim", WorldVar("VMIMPORT_BIM_BINARY"), "--longhorn-dir", (dir / "longhorn").string()};
+}
+
 std::vector<ManifestRow> ManifestRows(const std::string& kind) {
   std::vector<ManifestRow> rows;
   const std::string path = WorldVar("VCSIM_MANIFEST");

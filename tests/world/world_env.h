@@ -34,6 +34,11 @@ bool Eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds limit = std::chrono::seconds(90),
                 std::chrono::milliseconds poll = std::chrono::milliseconds(200));
 
+//! What every harvester-sim started in the world needs besides its kubeconfig: Longhorn's
+//! backing-image-manager (VMIMPORT_BIM_BINARY, from tests/world/target/longhorn/longhorn-world.sh)
+//! and `dir`/longhorn for the roots of its data sources.
+std::vector<std::string> HarvesterSimWorldArgs(const std::filesystem::path& dir);
+
 //! sha256 of a file's bytes, lower-case hex; "" if unreadable.
 std::string Sha256File(const std::string& path);
 

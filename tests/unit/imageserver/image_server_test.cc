@@ -184,7 +184,7 @@ struct Fetched {
 
 class ImageServerTest : public ::testing::Test {
  protected:
-  void StartServer(ServerConfig config = {}) {
+  void StartServer(ServerConfig config = {}, const core::Clock* clock = nullptr) {
     if (config.staging_dir.empty()) {
       char templ[] = "/tmp/vmimport-staging-XXXXXX";
       ASSERT_NE(mkdtemp(templ), nullptr);
@@ -192,7 +192,8 @@ class ImageServerTest : public ::testing::Test {
       config.staging_dir = staging_dir_;
     }
     config.progress_interval = 0ms;
-    auto server = ImageServer::Start(config, &observer_, clock_, core::Logger());
+    auto server =
+        ImageServer::Start(config, &observer_, clock != nullptr ? *clock : clock_, core::Logger());
     ASSERT_TRUE(server) << server.error().ToString();
     server_ = std::move(*server);
     auto client = http::Client::Create({});
@@ -718,6 +719,67 @@ TEST_F(ImageServerTest, LonghornDownloaderRequestsGetTheSizeThenTheWholeDisk) {
   auto result = observer_.Finished(0);
   ASSERT_TRUE(result && result->checksums);
   EXPECT_EQ(result->checksums->sha512, get.sha512);
+}
+
+// Issue 20 (Longhorn's real downloader in the world): its HEAD then GET must read the source
+// once. The HEAD's reader (opened to learn the size) serves the GET; before, the source's first
+// bytes were read twice (the NFC stream's first 4 MiB, an OVA's ranges).
+TEST_F(ImageServerTest, HeadThenGetOpensTheSourceOnce) {
+  StartServer({.checksums = ChecksumPolicy::kAll});
+  const auto image = Corpus("text.vmdk-streamOptimized");
+  std::atomic<int> opens{0};
+  auto pub = server_->Publish(FileFactory(image.path, &opens), {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched head = Get(pub->url, {}, false, nullptr, "HEAD");
+  ASSERT_EQ(head.status, 200);
+  EXPECT_EQ(opens.load(), 1);
+  Fetched get = Get(pub->url);
+  ASSERT_FALSE(get.error) << get.error->ToString();
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(get.sha256, image.sha256);
+  EXPECT_EQ(opens.load(), 1) << "the GET opened the source again";
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result && result->checksums);
+  EXPECT_EQ(result->outcome, StreamOutcome::kCompleted);
+  EXPECT_EQ(result->checksums->sha256, image.sha256);
+  // A later HEAD knows the size; a later GET opens afresh.
+  EXPECT_EQ(Get(pub->url, {}, false, nullptr, "HEAD").status, 200);
+  EXPECT_EQ(Get(pub->url).sha256, image.sha256);
+  EXPECT_EQ(opens.load(), 2);
+}
+
+TEST_F(ImageServerTest, AReaderAHeadOpenedIsNotUsedPastItsTtl) {
+  core::FakeClock clock;
+  StartServer({}, &clock);
+  const auto image = Corpus("text.vmdk-streamOptimized");
+  std::atomic<int> opens{0};
+  auto pub = server_->Publish(FileFactory(image.path, &opens), {.name = "d"});
+  ASSERT_TRUE(pub);
+  ASSERT_EQ(Get(pub->url, {}, false, nullptr, "HEAD").status, 200);
+  clock.Advance(kProbedReaderTtl + 1s);
+  Fetched get = Get(pub->url);
+  EXPECT_EQ(get.sha256, image.sha256);
+  EXPECT_EQ(opens.load(), 2);
+}
+
+// A consumer that HEADs first never GETs after an error answer: the HEAD reports why, like a GET
+// that could not start, so that the import can say CorruptDisk instead of Harvester's "500".
+TEST_F(ImageServerTest, AHeadThatCannotOpenTheSourceReportsWhy) {
+  StartServer();
+  auto pub = server_->Publish(
+      [](std::stop_token) -> core::Result<disk::DiskReaderPtr> {
+        return core::MakeError(ErrorCode::kCorruptData, "vmdk: bad magic");
+      },
+      {.name = "d"});
+  ASSERT_TRUE(pub);
+  Fetched head = Get(pub->url, {}, false, nullptr, "HEAD");
+  EXPECT_EQ(head.status, 500);
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kSourceError);
+  ASSERT_TRUE(result->error);
+  EXPECT_EQ(result->error->code, ErrorCode::kCorruptData);
+  EXPECT_EQ(result->info.disk_name, "d");
 }
 
 // CDI's HTTP importer (pkg/importer/http-datasource.go): a HEAD for Content-Length (User-Agent

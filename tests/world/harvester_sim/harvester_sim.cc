@@ -1,33 +1,43 @@
 // harvester-sim: the part of a Harvester cluster that cannot run in the test world, played against
 // the world's real kube-apiserver, and no more. Test harness only; the product never links it.
+// README.md next to this file has the table of what is real and what is played, with figures.
 //
 //  - Image controller (harvesterhci.io/v1beta1 VirtualMachineImage, sourceType download): fills
-//    an empty spec.backend with "backingimage" (Harvester's mutator), marks Initialized, downloads
-//    spec.url in full, fails a short body (fewer bytes than Content-Length) or a non-200 answer,
-//    checks spec.checksum (backingimage backend, below), reports status.progress while bytes
-//    arrive, and on success sets Imported=True (reason Imported), size, virtualSize and
-//    storageClassName. A failed download counts status.failed; past spec.retry it sets
-//    RetryLimitExceeded=True and Imported=False, with Harvester's own messages ("failed due to
-//    error: ...", "retry attempted N/M ..."). The sha256 and sha512 of the bytes it received are
-//    written to the annotations harvester-sim.vm-import.test/sha256 and .../sha512, for the tests
-//    to compare. backingimage: Longhorn's part is played with its real object: a BackingImage
-//    (longhorn.io/v1beta2, CRD copied from longhorn-manager v1.8.2) named vmi-<image uid> in
-//    longhorn-system, as Harvester v1.5+ creates it (sourceType download, sourceParameters.url,
-//    spec.checksum = the image's spec.checksum). Longhorn's webhook refuses a spec.checksum that is
-//    not 128 lower-case hex digits ("invalid checksum ..."), so such an image fails every attempt,
-//    for ever (harvester#5578). After the download its status gets checksum = the SHA-512 of the
-//    bytes received (what Longhorn computes of the stored file), size, virtualSize, realSize and a
-//    diskFileStatusMap entry (ready, or failed with Longhorn's message when spec.checksum differs:
-//    then the image fails with that message). --tamper-backingimage-checksum reports a wrong
-//    status.checksum instead (a store that corrupted the file), for the controller's
-//    DiskChecksumMismatch. The per-image StorageClass longhorn-<image> (parameter backingImage =
-//    the BackingImage's name) is created, as Harvester does.
-//    cdi: a PVC named like the image, owned by it, in the target class, as CDI's DataVolume does;
-//    spec.checksum is ignored there, as current Harvester does.
+//    an empty spec.backend with "backingimage" (Harvester's mutator), then per attempt writes the
+//    status as Harvester v1.6's image controller does (pkg/image/common/operator.go, rules in
+//    status_rules.cc): Initialized (progress 0, Imported=Unknown), then progress, then
+//    Imported=True with size and virtualSize, or a failed attempt: status.failed counted,
+//    "failed due to error: ..." / "retry attempted N/M ...", and past spec.retry
+//    RetryLimitExceeded=True and Imported=False. A failed attempt is retried after 2 s (Harvester
+//    waits 10 s). The sha256 and sha512 of the stored file go to the annotations
+//    harvester-sim.vm-import.test/sha256 and .../sha512, for the tests to compare.
+//  - backingimage backend: what downloads is Longhorn's own code. Per attempt, as Harvester v1.5+
+//    does, the image's BackingImage (longhorn.io/v1beta2, real CRD) vmi-<image uid> in
+//    longhorn-system is deleted and made again (sourceType download, sourceParameters.url,
+//    spec.checksum = the image's spec.checksum); as longhorn-manager v1.8 does, it gets a
+//    status.uuid and one backing-image-manager v1.8.1 `data-source` process downloads it
+//    (data_source.h: a private mount namespace and chroot whose /data is its disk; started with
+//    --checksum when spec.checksum is set; ended by PID). Its GET /v1/file reports (state,
+//    progress, message, the SHA-512 it computed) go into the BackingImage's status
+//    (diskFileStatusMap entry, checksum, size) and from there into the image's status by
+//    Harvester's backingImageHandler rules. Once it is ready-for-transfer, the sim plays the
+//    backing image manager taking the file over: it reads the file (the annotations; its SHA-512
+//    must equal Longhorn's), tells the data source (transfer), stops it, and the BackingImage's
+//    file becomes ready with virtualSize (qemu-img's, as Longhorn reports it) and realSize. Then
+//    the per-image StorageClass longhorn-<image> (parameter backingImage) is made and the image
+//    is Imported. Longhorn's webhook is played: a spec.checksum that is not 128 lower-case hex
+//    digits is refused ("invalid checksum ..."), so such an image fails every attempt, for ever
+//    (harvester#5578). --tamper-backingimage-checksum reports a wrong status.checksum instead of
+//    Longhorn's (a store that corrupted the file), for the controller's DiskChecksumMismatch.
 //    Storage capacity: when the image's spec.targetStorageClassName names a class with the
-//    parameter harvester-sim.vm-import.test/capacity-bytes, a download that grows past it fails
-//    like a full Longhorn disk does (the write fails with ENOSPC mid-download), and like any
-//    failed download it is retried up to spec.retry times.
+//    parameter harvester-sim.vm-import.test/capacity-bytes, the data source's /data is a tmpfs of
+//    that size, so a download that outgrows it fails with Longhorn's own "no space left on
+//    device" (like a full Longhorn disk; Longhorn writes sparse files, so zeros do not count).
+//  - cdi backend: still the sim's own HTTP download (a real CDI importer is a later issue): the
+//    whole of spec.url (a non-200 answer or a short body fails), progress, then a PVC named like
+//    the image, owned by it, in the target class, as CDI's DataVolume does; spec.checksum is
+//    ignored there, as current Harvester does. --rate, --disconnect-after and capacity-bytes do
+//    not apply to it.
 //  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
 //  - KubeVirt's node side (node_sim.h): KubeVirt's real virt-controller (started by the world)
 //    turns a VirtualMachine into its VirtualMachineInstance and virt-launcher Pod and owns
@@ -42,14 +52,24 @@
 //
 // Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
 //                      [--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]
-//                      [--tamper-backingimage-checksum]
-//   --rate: cap each download's speed (tests that cancel an import mid-download).
-//   --disconnect-after: the first download of each image hangs up after BYTES bytes and counts as
-//     a failed attempt (a consumer that goes away mid-download); the retry downloads in full.
-// The final status of an image (imported or failed) is retried for up to a minute when the
-// kube-apiserver cannot be reached (tests that restart it mid-import).
-// Logs in logfmt to stderr; SIGTERM/SIGINT stop it.
+//                      [--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]
+//   --bim: backing-image-manager (default $VMIMPORT_BIM_BINARY, which tools/world.sh up writes
+//     to the world's env.sh; tests/world/target/longhorn/longhorn-world.sh path builds it).
+//   --longhorn-dir: where the data sources' roots go, one directory each, removed when it ends
+//     (default $VMIMPORT_LONGHORN_DIR, else a directory of its own under $TMPDIR). Needs root.
+//   --rate, --disconnect-after (backingimage): a relay on 127.0.0.1 between the data source and
+//     the image server (world/tcp_proxy.h) caps each download's speed (tests that cancel an import
+//     mid-download), or, on the first attempt of each image, hangs up after BYTES bytes from the
+//     server (headers included; a consumer that goes away mid-download): the attempt fails with
+//     Longhorn's message and the retry downloads in full.
+//   --workers: images downloaded at once (one data source process each), default 8 (Longhorn runs
+//     one data source per backing image, with no limit).
+// The final status of an image (imported or failed) and of its BackingImage is retried for up to
+// a minute when the kube-apiserver cannot be reached (tests that restart it mid-import).
+// Logs in logfmt to stderr; SIGTERM/SIGINT stop it (and its data sources; if it is killed, the
+// kernel kills them: PR_SET_PDEATHSIG).
 
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -67,6 +87,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -79,13 +100,16 @@
 #include "kube/client.h"
 #include "kube/config.h"
 #include "kube/informer.h"
-#include "node_sim.h"
+#include "world/harvester_sim/data_source.h"
+#include "world/harvester_sim/node_sim.h"
+#include "world/harvester_sim/status_rules.h"
+#include "world/tcp_proxy.h"
 
 namespace {
 
 using namespace vmimport;
+using namespace vmimport::harvester_sim;
 using namespace std::chrono_literals;
-using kube::Json;
 
 const kube::Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
 const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
@@ -102,7 +126,10 @@ constexpr const char* kCapacityParameter = "harvester-sim.vm-import.test/capacit
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
-std::string Now() { return core::FormatRfc3339(std::chrono::system_clock::now()); }
+std::string EnvOr(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
 
 std::string Hex(const unsigned char* data, unsigned len) {
   static const char* kDigits = "0123456789abcdef";
@@ -134,109 +161,19 @@ class Digest {
   EVP_MD_CTX* ctx_;
 };
 
-//! object[key] when it is a JSON object, else an empty object (never inserts, never throws).
-const Json& Field(const Json& object, const char* key) {
-  static const Json kEmpty = Json::object();
-  if (!object.is_object()) {
-    return kEmpty;
-  }
-  auto it = object.find(key);
-  return it != object.end() && it->is_object() ? *it : kEmpty;
-}
-
-std::string NamespaceOf(const Json& o) { return Field(o, "metadata").value("namespace", ""); }
-std::string NameOf(const Json& o) { return Field(o, "metadata").value("name", ""); }
-
-//! A condition of a wrangler-style conditions array ("True", "False", or "" when absent).
-std::string ConditionStatus(const Json& object, const std::string& type) {
-  const Json* conds = nullptr;
-  if (object.contains("status") && object["status"].contains("conditions")) {
-    conds = &object["status"]["conditions"];
-  }
-  if (conds == nullptr || !conds->is_array()) {
-    return "";
-  }
-  for (const Json& c : *conds) {
-    if (c.value("type", "") == type) {
-      return c.value("status", "");
-    }
-  }
-  return "";
-}
-
-//! Sets one condition in `status` (wrangler's Cond.True/False/Reason/Message in one call).
-void SetCondition(Json& status, const std::string& type, const std::string& value,
-                  const std::string& reason, const std::string& message) {
-  Json& conds = status["conditions"];
-  if (!conds.is_array()) {
-    conds = Json::array();
-  }
-  for (Json& c : conds) {
-    if (c.value("type", "") == type) {
-      if (c.value("status", "") != value) {
-        c["lastTransitionTime"] = Now();
-      }
-      c["status"] = value;
-      c["reason"] = reason;
-      c["message"] = message;
-      c["lastUpdateTime"] = Now();
-      return;
-    }
-  }
-  conds.push_back({{"type", type},
-                   {"status", value},
-                   {"reason", reason},
-                   {"message", message},
-                   {"lastUpdateTime", Now()},
-                   {"lastTransitionTime", Now()}});
-}
-
-//! A keyed queue: a key waits at most once; workers take keys in arrival order.
-class KeyQueue {
- public:
-  void Add(const std::string& key) {
-    std::lock_guard lock(mu_);
-    if (queued_.insert(key).second) {
-      keys_.push_back(key);
-      cv_.notify_one();
-    }
-  }
-  void AddAfter(const std::string& key, std::chrono::milliseconds delay) {
-    std::thread([this, key, delay] {
-      std::this_thread::sleep_for(delay);
-      Add(key);
-    }).detach();
-  }
-  //! False once stopped.
-  bool Take(std::string& key) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, 200ms, [&] { return !keys_.empty() || g_stop; });
-    if (g_stop || keys_.empty()) {
-      return !g_stop.load();
-    }
-    key = keys_.front();
-    keys_.pop_front();
-    queued_.erase(key);
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> keys_;
-  std::set<std::string> queued_;
-};
-
 class Simulator {
  public:
   Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate,
-            uint64_t disconnect_after, bool tamper_backing_image_checksum)
+            uint64_t disconnect_after, bool tamper_backing_image_checksum, std::string bim_binary,
+            std::string longhorn_dir)
       : kube_(kube),
         http_(http),
         log_(std::move(log)),
         rate_(rate),
         disconnect_after_(disconnect_after),
         tamper_backing_image_checksum_(tamper_backing_image_checksum),
+        bim_binary_(std::move(bim_binary)),
+        longhorn_dir_(std::move(longhorn_dir)),
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
         vms_(kube, kVms, "", log_),
@@ -287,21 +224,8 @@ class Simulator {
   // --- images ---------------------------------------------------------------------------------
 
   void SyncImage(const std::string& key) {
-    auto image = images_.Get(key);
-    if (!image || Field(*image, "metadata").contains("deletionTimestamp")) {
-      return;
-    }
-    if (ConditionStatus(*image, "Imported") == "True" ||
-        ConditionStatus(*image, "RetryLimitExceeded") == "True") {
-      return;
-    }
-    // Like Harvester, a failed download is tried again after a pause, not at once.
-    const Json& status = Field(*image, "status");
-    std::chrono::system_clock::time_point failed_at;
-    if (status.value("failed", 0) > 0 &&
-        core::ParseRfc3339(status.value("lastFailedTime", ""), failed_at) &&
-        std::chrono::system_clock::now() - failed_at < 2s) {
-      image_queue_.AddAfter(key, 1s);
+    auto cached = images_.Get(key);
+    if (!cached || !WantsAttempt(*cached)) {
       return;
     }
     {
@@ -310,9 +234,32 @@ class Simulator {
         return;
       }
     }
-    Download(key, *image);
+    // The cache may not have seen this sim's own last write yet (the key was queued by an event
+    // of an earlier write): an attempt starts only from what the kube-apiserver holds now, so
+    // that an image just Imported is never initialized again.
+    auto [ns, name] = SplitKey(key);
+    auto image = kube_.Get({}, kImages, ns, name);
+    if (image && WantsAttempt(*image)) {
+      // Like Harvester, a failed download is tried again after a pause, not at once.
+      const Json& status = Field(*image, "status");
+      std::chrono::system_clock::time_point failed_at;
+      if (status.value("failed", 0) > 0 &&
+          core::ParseRfc3339(status.value("lastFailedTime", ""), failed_at) &&
+          std::chrono::system_clock::now() - failed_at < 2s) {
+        image_queue_.AddAfter(key, 1s);
+      } else {
+        Download(key, *image);
+      }
+    }
     std::lock_guard lock(mu_);
     downloading_.erase(key);
+  }
+
+  //! Not deleted, not Imported, retries not used up.
+  static bool WantsAttempt(const Json& image) {
+    return !Field(image, "metadata").contains("deletionTimestamp") &&
+           ConditionStatus(image, "Imported") != "True" &&
+           ConditionStatus(image, "RetryLimitExceeded") != "True";
   }
 
   //! Merge-patches the image (the CRD has no status subresource: status goes with the object).
@@ -347,99 +294,397 @@ class Simulator {
       PatchImage(image, {{"spec", {{"backend", backend}}}});
     }
     if (spec.value("sourceType", "") != "download") {
-      Fail(image, status, "only sourceType download is simulated");
+      Fail(image, status, "only sourceType download is simulated", "Initialized");
       return;
     }
-    SetCondition(status, "Initialized", "True", "", "");
-    PatchImage(image, {{"status", status}});
+    if (backend == "cdi") {
+      DownloadForCdi(key, image, status);
+      return;
+    }
+    DownloadWithLonghorn(key, image, status);
+  }
 
+  // --- backingimage: Longhorn's downloader -----------------------------------------------------
+
+  //! One attempt, as Harvester's image controller and longhorn-manager make it: the BackingImage
+  //! of an earlier attempt goes and a new one (new uuid) is made, Longhorn's data source
+  //! downloads it, its reports go to the BackingImage's status and from there to the image's.
+  void DownloadWithLonghorn(const std::string& key, const Json& image, Json status) {
+    const Json& spec = Field(image, "spec");
     const std::string url = spec.value("url", "");
     const std::string wanted = spec.value("checksum", "");
-    std::string backing_image;
-    if (backend == "backingimage") {
-      if (!wanted.empty() && !IsLonghornChecksum(wanted)) {
-        // Longhorn's webhook (ValidateChecksumSHA512) refuses the BackingImage: every attempt.
-        Fail(image, status,
-             "failed to create backing image: admission webhook \"validator.longhorn.io\" denied "
-             "the request: invalid checksum " +
-                 wanted);
-        return;
-      }
-      auto made = EnsureBackingImage(image, url, wanted);
-      if (!made) {
-        Fail(image, status, "failed to create backing image: " + made.error().ToString());
-        return;
-      }
-      backing_image = *made;
+    if (!wanted.empty() && !IsLonghornChecksum(wanted)) {
+      // Longhorn's webhook (ValidateChecksumSHA512) refuses the BackingImage: every attempt.
+      Fail(image, status,
+           "failed to create backing image: admission webhook \"validator.longhorn.io\" denied "
+           "the request: invalid checksum " +
+               wanted,
+           "Initialized");
+      return;
     }
-    log_.Info("downloading image", {{"image", key}});
+    DeleteBackingImage(image);  // Harvester's Initialize: a retry starts from a new one
+    auto made = CreateBackingImage(image, url, wanted);
+    if (!made) {
+      Fail(image, status, "failed to create backing image: " + made.error().ToString(),
+           "Initialized");
+      return;
+    }
+    const std::string bi_name = *made;
+    // longhorn-manager gives the BackingImage its uuid (util.RandomID: 8 hex digits).
+    const std::string uuid = RandomId();
+    Json bi_status = {{"uuid", uuid}, {"diskFileStatusMap", Json::object()}};
+    PatchBackingImageStatus(bi_name, bi_status, false);
+    ImageInitialized(status, url, "longhorn-" + NameOf(image), Now());
+    PatchImage(image, {{"status", status}});
+
+    // --rate and --disconnect-after (first attempt only): a relay between the data source and
+    // the image server that throttles, or hangs up after N bytes from the server.
+    const bool hang_up = disconnect_after_ > 0 && status.value("failed", 0) == 0;
+    std::unique_ptr<testing::TcpProxy> relay;
+    std::string source_url = url;
+    if (rate_ > 0 || hang_up) {
+      auto endpoint = ParseEndpoint(url);
+      if (!endpoint) {
+        Fail(image, status, endpoint.error().message);
+        return;
+      }
+      relay = std::make_unique<testing::TcpProxy>(endpoint->ip, endpoint->port);
+      relay->LimitRate(rate_);
+      if (hang_up) {
+        relay->CutAfter(disconnect_after_, 1);
+      }
+      source_url = endpoint->prefix + std::to_string(relay->port()) + endpoint->rest;
+    }
     const std::string target_class = spec.value("targetStorageClassName", "");
     const uint64_t capacity = CapacityOf(target_class);
-    bool full = false;
+    auto started = DataSource::Start({.binary = bim_binary_,
+                                      .work_dir = longhorn_dir_ + "/" + bi_name + "-" + uuid,
+                                      .name = bi_name,
+                                      .uuid = uuid,
+                                      .disk_uuid = kSimDiskUuid,
+                                      .url = source_url,
+                                      .checksum = wanted,
+                                      .capacity_bytes = capacity},
+                                     http_);
+    if (!started) {
+      FailBackingImage(image, status, bi_name, bi_status, started.error().ToString());
+      return;
+    }
+    std::unique_ptr<DataSource> ds = std::move(*started);
+    log_.Info("backing image data source started", {{"image", key},
+                                                    {"backing_image", bi_name},
+                                                    {"pid", static_cast<int64_t>(ds->pid())},
+                                                    {"relay", relay != nullptr}});
+    const auto t0 = std::chrono::steady_clock::now();
+    auto last_write = t0 - 1h;
+    DataSourceFileInfo last;
+    bool answered = false;
+    uint64_t peak_rss = 0;
+    std::string error;
+    DataSourceFileInfo info;
+    while (true) {
+      if (g_stop) {
+        return;  // ~DataSource stops it
+      }
+      auto fresh = images_.Get(key);
+      if (!fresh || Field(*fresh, "metadata").value("uid", "") != UidOf(image) ||
+          Field(*fresh, "metadata").contains("deletionTimestamp")) {
+        log_.Info("download abandoned: image deleted",
+                  {{"image", key}, {"bytes", last.processed_size}});
+        return;
+      }
+      peak_rss = std::max(peak_rss, ds->RssBytes());
+      auto got = ds->Get();
+      if (!got) {
+        if (auto code = ds->Exited()) {
+          error = "backing-image-manager data-source exited with code " + std::to_string(*code) +
+                  ": " + LastLine(ds->LogTail());
+          break;
+        }
+        if (!answered && std::chrono::steady_clock::now() - t0 > 60s) {
+          error = "backing-image-manager data-source did not answer within 60 s: " +
+                  got.error().ToString();
+          break;
+        }
+        std::this_thread::sleep_for(200ms);
+        continue;
+      }
+      answered = true;
+      info = *got;
+      const bool terminal = info.state == "failed" || info.state == "ready-for-transfer";
+      const bool changed = info.state != last.state || info.progress != last.progress ||
+                           info.message != last.message ||
+                           info.current_checksum != last.current_checksum;
+      const auto now = std::chrono::steady_clock::now();
+      if (changed && (terminal || now - last_write >= 1s)) {
+        last = info;
+        last_write = now;
+        ApplyDataSourceInfo(bi_status, kSimDiskUuid, info, Now());
+        PatchBackingImageStatus(bi_name, bi_status, terminal);
+        if (!terminal && ApplyBackingImageToImage(bi_status, status, RetryOf(image), Now(),
+                                                  nullptr) == ImageUpdate::kImporting) {
+          PatchImage(image, {{"status", status}});
+        }
+      }
+      if (info.state == "failed") {
+        error = info.message;
+        break;
+      }
+      if (info.state == "ready-for-transfer") {
+        break;
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+    if (!error.empty()) {
+      log_.Warn("backing image data source failed",
+                {{"image", key}, {"error", error}, {"log", LastLine(ds->LogTail())}});
+      ds->Stop();
+      if (info.state != "failed") {
+        FailBackingImage(image, status, bi_name, bi_status, error);
+      } else {
+        ReactToBackingImage(image, status, bi_status);
+      }
+      return;
+    }
+    // What longhorn-manager's backing image manager does next: take the file over. Here the sim
+    // reads it for the test annotations (and --boot-dir) and tells the data source it is taken.
+    const std::string path = ds->HostPath(info.file_path);
+    auto kept = ReadStoredFile(path, BootFile(NamespaceOf(image), NameOf(image)));
+    if (!kept) {
+      FailBackingImage(image, status, bi_name, bi_status, kept.error().ToString());
+      return;
+    }
+    if (kept->sha512 != info.current_checksum) {
+      log_.Error("the file read back differs from what backing-image-manager hashed",
+                 {{"image", key}, {"sha512", kept->sha512}, {"bim", info.current_checksum}});
+    }
+    if (auto t = ds->Transfer(); !t) {
+      log_.Warn("data source transfer", {{"image", key}, {"error", t.error().ToString()}});
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ds->Stop();
+    log_.Info("backing image file ready", {{"image", key},
+                                           {"backing_image", bi_name},
+                                           {"bytes", info.size},
+                                           {"seconds", seconds},
+                                           {"bim_peak_rss_bytes", peak_rss}});
+    ApplyFileTransferred(bi_status, kSimDiskUuid, info, Now());
+    if (tamper_backing_image_checksum_) {
+      std::string& sum = bi_status["checksum"].get_ref<std::string&>();
+      sum.back() = sum.back() == '0' ? '1' : '0';  // a store that changed the file
+    }
+    PatchBackingImageStatus(bi_name, bi_status, true);
+    EnsureImageStorageClass("longhorn-" + NameOf(image), bi_name);
+    ReactToBackingImage(image, status, bi_status,
+                        Json{{kSha256Annotation, kept->sha256}, {kSha512Annotation, kept->sha512}});
+  }
+
+  //! Harvester's backingImageHandler on the final BackingImage status, applied to the image's
+  //! `status` of this attempt: Imported (with the test annotations) or a failed attempt (retried
+  //! after a pause unless the retries are used up).
+  void ReactToBackingImage(const Json& image, Json status, const Json& bi_status,
+                           const Json& annotations = Json::object()) {
+    bool exhausted = false;
+    const ImageUpdate update =
+        ApplyBackingImageToImage(bi_status, status, RetryOf(image), Now(), &exhausted);
+    Json patch = {{"status", status}};
+    if (!annotations.empty()) {
+      patch["metadata"] = {{"annotations", annotations}};
+    }
+    PatchImage(image, patch, true);
+    if (update == ImageUpdate::kFailed) {
+      if (!exhausted) {
+        image_queue_.AddAfter(kube::ObjectKeyOf(image), 2s);
+      }
+      log_.Warn("image download failed", {{"image", kube::ObjectKeyOf(image)},
+                                          {"failed", status.value("failed", 0)},
+                                          {"exhausted", exhausted}});
+      return;
+    }
+    log_.Info("image imported",
+              {{"image", kube::ObjectKeyOf(image)}, {"bytes", status.value("size", int64_t{0})}});
+  }
+
+  //! A failure the data source did not report itself (it could not start, or died): the disk's
+  //! file fails with `error`, as longhorn-manager marks a BackingImageDataSource whose pod failed.
+  void FailBackingImage(const Json& image, const Json& status, const std::string& bi_name,
+                        Json bi_status, const std::string& error) {
+    DataSourceFileInfo failed;
+    failed.state = "failed";
+    failed.message = error;
+    ApplyDataSourceInfo(bi_status, kSimDiskUuid, failed, Now());
+    PatchBackingImageStatus(bi_name, bi_status, true);
+    ReactToBackingImage(image, status, bi_status);
+  }
+
+  struct StoredFile {
+    std::string sha256;
+    std::string sha512;
+  };
+
+  //! Hashes the stored file and, with --boot-dir, copies it to `boot_path`.
+  core::Result<StoredFile> ReadStoredFile(const std::string& path, const std::string& boot_path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return core::MakeError(core::ErrorCode::kNotFound,
+                             "reading the backing image file " + path + ": cannot open it");
+    }
+    std::ofstream kept;
+    if (!boot_path.empty()) {
+      kept.open(boot_path, std::ios::binary | std::ios::trunc);
+    }
+    Digest sha256(EVP_sha256());
+    Digest sha512(EVP_sha512());
+    std::vector<char> buf(1 << 20);
+    while (in) {
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      const auto n = static_cast<size_t>(in.gcount());
+      if (n == 0) {
+        break;
+      }
+      sha256.Update({buf.data(), n});
+      sha512.Update({buf.data(), n});
+      if (kept.is_open()) {
+        kept.write(buf.data(), static_cast<std::streamsize>(n));
+      }
+    }
+    if (in.bad()) {
+      return core::MakeError(core::ErrorCode::kUnavailable,
+                             "reading the backing image file " + path + " failed");
+    }
+    return StoredFile{sha256.Final(), sha512.Final()};
+  }
+
+  //! Retried like an image's outcome when `must_land` (Longhorn's own controller retries until it
+  //! lands): a kube-apiserver restart must not leave a ready image whose BackingImage says
+  //! nothing.
+  void PatchBackingImageStatus(const std::string& name, const Json& status, bool must_land) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (true) {
+      auto r = kube_.MergePatch({}, kBackingImages, kLonghornNamespace, name, {{"status", status}},
+                                "status");
+      if (r || r.error().code == core::ErrorCode::kNotFound || !must_land || g_stop ||
+          std::chrono::steady_clock::now() > deadline) {
+        if (!r) {
+          log_.Warn("patching backing image failed",
+                    {{"backing_image", name}, {"error", r.error().ToString()}});
+        }
+        return;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+
+  static int RetryOf(const Json& image) { return Field(image, "spec").value("retry", 3); }
+  static std::string UidOf(const Json& image) { return Field(image, "metadata").value("uid", ""); }
+
+  static std::string RandomId() {
+    static const char* kDigits = "0123456789abcdef";
+    std::random_device rd;
+    std::string out;
+    for (int i = 0; i < 8; ++i) {
+      out += kDigits[rd() % 16];
+    }
+    return out;
+  }
+
+  static std::string LastLine(const std::string& text) {
+    std::string t = text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) {
+      t.pop_back();
+    }
+    const auto nl = t.rfind('\n');
+    return nl == std::string::npos ? t : t.substr(nl + 1);
+  }
+
+  struct Endpoint {
+    std::string ip;  // what the relay connects to
+    int port = 0;
+    std::string prefix;  // "http://host:" (the URL up to its port)
+    std::string rest;    // "/path..." after the port
+  };
+
+  //! The image server's address in an http(s) URL on this host (an IPv4 literal or localhost).
+  static core::Result<Endpoint> ParseEndpoint(const std::string& url) {
+    const auto scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) {
+      return core::MakeError(core::ErrorCode::kInvalidArgument, "relay: not a URL: " + url);
+    }
+    const std::string scheme = url.substr(0, scheme_end);
+    const auto host_begin = scheme_end + 3;
+    const auto path_begin = std::min(url.find('/', host_begin), url.size());
+    const std::string authority = url.substr(host_begin, path_begin - host_begin);
+    const auto colon = authority.rfind(':');
+    Endpoint e;
+    std::string host = colon == std::string::npos ? authority : authority.substr(0, colon);
+    e.port = colon == std::string::npos ? (scheme == "https" ? 443 : 80)
+                                        : std::atoi(authority.c_str() + colon + 1);
+    e.prefix = scheme + "://" + host + ":";
+    e.rest = url.substr(path_begin);
+    in_addr addr{};
+    if (host == "localhost") {
+      e.ip = "127.0.0.1";
+    } else if (::inet_pton(AF_INET, host.c_str(), &addr) == 1) {
+      e.ip = host;
+    } else {
+      return core::MakeError(core::ErrorCode::kInvalidArgument,
+                             "relay (--rate, --disconnect-after): the image URL's host " + host +
+                                 " is not an IPv4 address or localhost");
+    }
+    return e;
+  }
+
+  // --- cdi: the sim's own download (a real CDI importer is a later issue) -----------------------
+
+  //! Downloads spec.url in full (non-200 and short bodies fail), reports progress, and on success
+  //! makes the image's PVC as CDI's DataVolume does. spec.checksum is ignored, as current
+  //! Harvester does; --rate, --disconnect-after and capacity-bytes apply to backingimage only.
+  void DownloadForCdi(const std::string& key, Json image, Json status) {
+    SetCondition(status, "Initialized", "True", "Initialized", "", Now());
+    PatchImage(image, {{"status", status}});
     Digest sha256(EVP_sha256());
     Digest sha512(EVP_sha512());
     uint64_t bytes = 0;
     uint64_t length = 0;
-    bool have_length = false;
     long code = 0;
-    auto last_report = std::chrono::steady_clock::now();
-    const auto started = last_report;
     bool gone = false;
-    // --disconnect-after: only the first attempt of an image hangs up.
-    const uint64_t hang_up_at = status.value("failed", 0) == 0 ? disconnect_after_ : 0;
-    bool hung_up = false;
-    std::ofstream kept;  // --boot-dir: the image's bytes, for booting
-    const std::string kept_path = BootFile(NamespaceOf(image), NameOf(image));
-    if (!kept_path.empty()) {
-      kept.open(kept_path, std::ios::binary | std::ios::trunc);
+    auto last_report = std::chrono::steady_clock::now();
+    std::ofstream kept;  // --boot-dir
+    if (const std::string p = BootFile(NamespaceOf(image), NameOf(image)); !p.empty()) {
+      kept.open(p, std::ios::binary | std::ios::trunc);
     }
-    http::Request req{.url = url, .timeout = 0ms, .stall_timeout = 30s};
+    http::Request req{
+        .url = Field(image, "spec").value("url", ""), .timeout = 0ms, .stall_timeout = 30s};
     auto res = http_.Stream(
         {}, req,
         [&](const http::Response& head) {
           code = head.status;
           if (auto cl = head.Header("content-length")) {
             length = std::strtoull(cl->c_str(), nullptr, 10);
-            have_length = true;
           }
           return code == 200;
         },
         [&](std::string_view chunk) {
-          if (capacity > 0 && bytes + chunk.size() > capacity) {
-            full = true;  // the write that does not fit fails, the download with it
-            return false;
-          }
           sha256.Update(chunk);
           sha512.Update(chunk);
           if (kept.is_open()) {
             kept.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
           }
           bytes += chunk.size();
-          if (hang_up_at > 0 && bytes >= hang_up_at) {
-            hung_up = true;
-            return false;  // curl drops the connection mid-body
-          }
-          if (rate_ > 0) {
-            const auto due =
-                started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              std::chrono::duration<double>(double(bytes) / rate_));
-            std::this_thread::sleep_until(due);
-          }
-          const auto now = std::chrono::steady_clock::now();
-          if (now - last_report > 1s) {
+          if (const auto now = std::chrono::steady_clock::now(); now - last_report > 1s) {
             last_report = now;
-            if (!images_.Get(key)) {  // deleted: stop downloading, as Harvester does
+            if (!images_.Get(key)) {
               gone = true;
               return false;
             }
-            if (have_length && length > 0) {
+            if (length > 0) {
               PatchImage(image, {{"status", {{"progress", int(bytes * 100 / length)}}}});
             }
           }
           return !g_stop;
         });
     if (gone || g_stop) {
-      log_.Info("download abandoned", {{"image", key}, {"bytes", bytes}});
       return;
     }
     auto fresh = images_.Get(key);
@@ -449,28 +694,36 @@ class Simulator {
     image = *fresh;
     status = image.value("status", Json::object());
     std::string error;
-    if (hung_up) {
-      error = "the consumer hung up after " + std::to_string(bytes) + " bytes (--disconnect-after)";
-    } else if (full) {
-      error = "writing the backing image file: no space left on device (storage class " +
-              target_class + " holds " + std::to_string(capacity) + " bytes)";
-    } else if (code != 0 && code != 200) {
+    if (code != 0 && code != 200) {
       error = "unexpected status code " + std::to_string(code);
     } else if (!res) {
       error = res.error().ToString();
-    } else if (have_length && bytes != length) {
+    } else if (length > 0 && bytes != length) {
       error =
           "short download: " + std::to_string(bytes) + " of " + std::to_string(length) + " bytes";
-    }
-    const std::string sum512 = sha512.Final();
-    if (error.empty() && !backing_image.empty()) {
-      error = ReportBackingImage(backing_image, wanted, sum512, bytes);
     }
     if (!error.empty()) {
       Fail(image, status, error);
       return;
     }
-    Succeed(image, status, backend, bytes, sha256.Final(), sum512, backing_image);
+    const std::string sc = Field(image, "spec").value("targetStorageClassName", "");
+    if (!EnsureCdiPvc(image, sc, bytes)) {
+      Fail(image, status, "cdi: cannot create the volume in storage class " + sc);
+      return;
+    }
+    status["progress"] = 100;
+    status["size"] = bytes;
+    status["virtualSize"] = bytes;
+    status["storageClassName"] = sc;
+    SetCondition(status, "Imported", "True", "Imported", "", Now());
+    SetCondition(status, "RetryLimitExceeded", "False", "", "", Now());
+    PatchImage(image,
+               {{"metadata",
+                 {{"annotations",
+                   {{kSha256Annotation, sha256.Final()}, {kSha512Annotation, sha512.Final()}}}}},
+                {"status", status}},
+               true);
+    log_.Info("image imported", {{"image", key}, {"bytes", bytes}, {"storage_class", sc}});
   }
 
   static bool IsLonghornChecksum(const std::string& c) {
@@ -480,12 +733,10 @@ class Simulator {
   }
 
   //! Harvester v1.5+ names an image's BackingImage "vmi-<uid>" (40 characters: Longhorn's limit).
-  static std::string BackingImageName(const Json& image) {
-    return "vmi-" + Field(image, "metadata").value("uid", "");
-  }
+  static std::string BackingImageName(const Json& image) { return "vmi-" + UidOf(image); }
 
-  //! The BackingImage of `image`, as Harvester creates it; an existing one (a retry) is kept.
-  core::Result<std::string> EnsureBackingImage(const Json& image, const std::string& url,
+  //! The BackingImage of `image`, as Harvester's backend creates it.
+  core::Result<std::string> CreateBackingImage(const Json& image, const std::string& url,
                                                const std::string& checksum) {
     const std::string name = BackingImageName(image);
     Json spec = {{"sourceType", "download"},
@@ -510,57 +761,6 @@ class Simulator {
     return name;
   }
 
-  //! Longhorn's outcome of the stored file: status.checksum (immutable once set), sizes, and the
-  //! disk file's state. Returns the image's failure, empty on success.
-  std::string ReportBackingImage(const std::string& name, const std::string& wanted,
-                                 const std::string& sum512, uint64_t bytes) {
-    std::string reported = sum512;
-    if (tamper_backing_image_checksum_) {
-      reported.back() = reported.back() == '0' ? '1' : '0';  // a store that changed the file
-    }
-    std::string state = "ready";
-    std::string message;
-    if (!wanted.empty() && wanted != sum512) {
-      state = "failed";
-      message = "the expected checksum " + wanted + " doesn't match the file checksum " + sum512;
-    }
-    Json status = {{"checksum", reported},
-                   {"size", bytes},
-                   {"virtualSize", bytes},
-                   {"realSize", bytes},
-                   {"uuid", name},
-                   {"diskFileStatusMap",
-                    {{kSimDiskUuid,
-                      {{"state", state},
-                       {"progress", state == "ready" ? 100 : 0},
-                       {"message", message},
-                       {"dataEngine", "v1"},
-                       {"lastStateTransitionTime", Now()}}}}}};
-    if (state == "failed") {
-      status.erase("checksum");  // no file was kept
-    }
-    // Retried like an image's outcome (Longhorn's own controller retries until it lands): a
-    // kube-apiserver restart must not leave a ready image whose BackingImage says nothing.
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (true) {
-      auto r = kube_.MergePatch({}, kBackingImages, kLonghornNamespace, name, {{"status", status}},
-                                "status");
-      if (r || r.error().code == core::ErrorCode::kNotFound ||
-          std::chrono::steady_clock::now() > deadline) {
-        if (!r) {
-          log_.Warn("patching backing image failed",
-                    {{"backing_image", name}, {"error", r.error().ToString()}});
-        }
-        break;
-      }
-      std::this_thread::sleep_for(200ms);
-    }
-    if (state == "failed") {
-      return "backing image " + name + " failed: " + message;
-    }
-    return "";
-  }
-
   void DeleteBackingImage(const Json& image) {
     const std::string name = BackingImageName(image);
     if (name == "vmi-") {
@@ -569,59 +769,19 @@ class Simulator {
     (void)kube_.Delete({}, kBackingImages, kLonghornNamespace, name);
   }
 
-  void Succeed(const Json& image, Json status, const std::string& backend, uint64_t bytes,
-               const std::string& sum256, const std::string& sum512,
-               const std::string& backing_image) {
-    const std::string ns = NamespaceOf(image);
-    const std::string name = NameOf(image);
-    const Json& spec = Field(image, "spec");
-    std::string sc;
-    if (backend == "cdi") {
-      sc = spec.value("targetStorageClassName", "");
-      if (!EnsureCdiPvc(image, sc, bytes)) {
-        Fail(image, status, "cdi: cannot create the volume in storage class " + sc);
-        return;
-      }
-    } else {
-      sc = "longhorn-" + name;
-      EnsureImageStorageClass(image, sc, backing_image);
-    }
-    status["progress"] = 100;
-    status["size"] = bytes;
-    status["virtualSize"] = bytes;
-    status["storageClassName"] = sc;
-    SetCondition(status, "Imported", "True", "Imported", "");
-    SetCondition(status, "RetryLimitExceeded", "False", "", "");
-    PatchImage(image,
-               {{"metadata",
-                 {{"annotations", {{kSha256Annotation, sum256}, {kSha512Annotation, sum512}}}}},
-                {"status", status}},
-               true);
-    log_.Info("image imported",
-              {{"image", ns + "/" + name}, {"bytes", bytes}, {"storage_class", sc}});
-  }
-
-  //! Harvester's failStateTransit: count, message, and RetryLimitExceeded past spec.retry.
-  void Fail(const Json& image, Json status, const std::string& error) {
-    const int failed = status.value("failed", 0) + 1;
-    const int retry = Field(image, "spec").value("retry", 3);
-    std::string msg = "failed due to error: " + error;
-    if (failed > 1) {
-      msg =
-          "retry attempted " + std::to_string(failed - 1) + "/" + std::to_string(retry) + " " + msg;
-    }
-    status["failed"] = failed;
-    status["lastFailedTime"] = Now();
-    if (failed > retry) {
-      SetCondition(status, "RetryLimitExceeded", "True", "", msg);
-      SetCondition(status, "Imported", "False", "", msg);
-    } else {
-      SetCondition(status, "RetryLimitExceeded", "False", "", msg);
+  //! Harvester's failStateTransit on `cond` ("Imported", or "Initialized" for what failed before
+  //! the download): count, message, and RetryLimitExceeded past spec.retry; else a retry later.
+  void Fail(const Json& image, Json status, const std::string& error,
+            const std::string& cond = "Imported") {
+    const bool exhausted = ImageFailStateTransit(status, cond, RetryOf(image), error,
+                                                 status.value("progress", 0), Now());
+    if (!exhausted) {
       image_queue_.AddAfter(kube::ObjectKeyOf(image), 2s);
     }
     PatchImage(image, {{"status", status}}, true);
-    log_.Warn("image download failed",
-              {{"image", kube::ObjectKeyOf(image)}, {"failed", failed}, {"error", error}});
+    log_.Warn("image download failed", {{"image", kube::ObjectKeyOf(image)},
+                                        {"failed", status.value("failed", 0)},
+                                        {"error", error}});
   }
 
   //! The capacity parameter of storage class `sc` in bytes; 0 when unset (no limit).
@@ -638,8 +798,7 @@ class Simulator {
     return value.empty() ? 0 : std::strtoull(value.c_str(), nullptr, 10);
   }
 
-  void EnsureImageStorageClass(const Json& /*image*/, const std::string& sc,
-                               const std::string& backing_image) {
+  void EnsureImageStorageClass(const std::string& sc, const std::string& backing_image) {
     Json obj = {
         {"apiVersion", "storage.k8s.io/v1"},
         {"kind", "StorageClass"},
@@ -847,12 +1006,14 @@ class Simulator {
   double rate_;
   uint64_t disconnect_after_;
   bool tamper_backing_image_checksum_;
+  std::string bim_binary_;    // backing-image-manager
+  std::string longhorn_dir_;  // one directory per data source process below it
   kube::Informer images_;
   kube::Informer pvcs_;
   kube::Informer vms_;
-  sim::NodeSim node_;
-  KeyQueue image_queue_;
-  KeyQueue pvc_queue_;
+  NodeSim node_;
+  KeyQueue image_queue_{g_stop};
+  KeyQueue pvc_queue_{g_stop};
   std::mutex mu_;
   std::set<std::string> downloading_;
 };
@@ -863,11 +1024,13 @@ int main(int argc, char** argv) {
   std::string kubeconfig = std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "";
   double rate = 0;
   uint64_t disconnect_after = 0;
-  int workers = 4;
+  int workers = 8;
   std::string level = "info";
   std::string boot_dir;
   std::string boot_marker = "VMIMPORT-BOOT-OK";
   bool tamper = false;
+  std::string bim = EnvOr("VMIMPORT_BIM_BINARY");
+  std::string longhorn_dir = EnvOr("VMIMPORT_LONGHORN_DIR");
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--kubeconfig" && i + 1 < argc) {
@@ -886,14 +1049,38 @@ int main(int argc, char** argv) {
       boot_marker = argv[++i];
     } else if (arg == "--tamper-backingimage-checksum") {
       tamper = true;
+    } else if (arg == "--bim" && i + 1 < argc) {
+      bim = argv[++i];
+    } else if (arg == "--longhorn-dir" && i + 1 < argc) {
+      longhorn_dir = argv[++i];
     } else {
       std::fprintf(stderr,
                    "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
                    "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] "
-                   "[--tamper-backingimage-checksum]\n");
+                   "[--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]\n");
       return 2;
     }
   }
+  if (bim.empty() || ::access(bim.c_str(), X_OK) != 0) {
+    std::fprintf(stderr,
+                 "harvester-sim: no backing-image-manager at '%s' (--bim or VMIMPORT_BIM_BINARY; "
+                 "tests/world/target/longhorn/longhorn-world.sh path builds it)\n",
+                 bim.c_str());
+    return 2;
+  }
+  // The data sources' roots: the given directory, or one of our own under $TMPDIR, removed at
+  // exit.
+  std::string own_dir;
+  if (longhorn_dir.empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "harvester-sim-longhorn-XXXXXX");
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      std::perror("harvester-sim: mkdtemp");
+      return 2;
+    }
+    longhorn_dir = own_dir = tmpl;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(longhorn_dir, ec);
   http::GlobalInit();
   ::signal(SIGTERM, OnSignal);
   ::signal(SIGINT, OnSignal);
@@ -921,9 +1108,14 @@ int main(int argc, char** argv) {
     log.Error("http client", {{"error", http.error().ToString()}});
     return 2;
   }
-  Simulator sim(**kube, **http, log, rate, disconnect_after, tamper);
-  sim.SetBoot(boot_dir, boot_marker);
-  sim.Run(workers);
+  {
+    Simulator sim(**kube, **http, log, rate, disconnect_after, tamper, bim, longhorn_dir);
+    sim.SetBoot(boot_dir, boot_marker);
+    sim.Run(workers);
+  }
+  if (!own_dir.empty()) {
+    std::filesystem::remove_all(own_dir, ec);
+  }
   log.Info("harvester-sim stopped");
   return 0;
 }

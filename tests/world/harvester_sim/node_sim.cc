@@ -1,4 +1,4 @@
-#include "node_sim.h"
+#include "world/harvester_sim/node_sim.h"
 
 #include <chrono>
 #include <optional>
@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-namespace vmimport::sim {
+namespace vmimport::harvester_sim {
 namespace {
 
 using namespace std::chrono_literals;
@@ -414,4 +414,4 @@ void NodeSim::SyncVmi(const std::string& key) {
   }
 }
 
-}  // namespace vmimport::sim
+}  // namespace vmimport::harvester_sim

@@ -24,9 +24,9 @@
 #include "core/log.h"
 #include "kube/client.h"
 #include "kube/informer.h"
-#include "sim_util.h"
+#include "world/harvester_sim/sim_util.h"
 
-namespace vmimport::sim {
+namespace vmimport::harvester_sim {
 
 class NodeSim {
  public:
@@ -65,4 +65,4 @@ class NodeSim {
   KeyQueue namespace_queue_;
 };
 
-}  // namespace vmimport::sim
+}  // namespace vmimport::harvester_sim

@@ -16,7 +16,7 @@
 
 #include "core/clock.h"
 
-namespace vmimport::sim {
+namespace vmimport::harvester_sim {
 
 using Json = nlohmann::json;
 
@@ -85,4 +85,4 @@ class KeyQueue {
   std::set<std::string> queued_;
 };
 
-}  // namespace vmimport::sim
+}  // namespace vmimport::harvester_sim
