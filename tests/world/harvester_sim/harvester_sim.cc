@@ -29,12 +29,13 @@
 //    like a full Longhorn disk does (the write fails with ENOSPC mid-download), and like any
 //    failed download it is retried up to spec.retry times.
 //  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
-//  - KubeVirt: a VirtualMachine that should run (spec.running or runStrategy Always /
-//    RerunOnFailure / Once) whose every persistentVolumeClaim volume is Bound gets a
-//    VirtualMachineInstance in phase Running, and its status says created, ready, Running.
-//    Until then its printableStatus is WaitingForVolumeBinding.
+//  - KubeVirt's node side (node_sim.h): KubeVirt's real virt-controller (started by the world)
+//    turns a VirtualMachine into its VirtualMachineInstance and virt-launcher Pod and owns
+//    VirtualMachine.status; this simulator plays only what would run on a node: kube-scheduler
+//    and kubelet for the launcher Pod, and virt-handler for the VMI (Scheduled -> Running, and
+//    Succeeded when it is deleted), on the one Node "harvester-sim-node" it registers.
 //  - Boot (--boot-dir DIR, optional): every downloaded image is also kept as DIR/<ns>_<image>.raw;
-//    once a VM runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
+//    once a VM's VMI runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
 //    TCG, no network) and the serial port watched for --boot-marker (default VMIMPORT-BOOT-OK,
 //    what the seeded bootable disk prints). The outcome goes to the VM's annotation
 //    harvester-sim.vm-import.test/boot: "booted", or "no-boot: <why>" after 60 s.
@@ -78,6 +79,7 @@
 #include "kube/client.h"
 #include "kube/config.h"
 #include "kube/informer.h"
+#include "node_sim.h"
 
 namespace {
 
@@ -89,7 +91,6 @@ const kube::Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages
 const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
 const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
-const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 const kube::Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
 constexpr const char* kLonghornNamespace = "longhorn-system";
 constexpr const char* kSimDiskUuid = "harvester-sim-disk";  // the one Longhorn disk we play
@@ -226,11 +227,6 @@ class KeyQueue {
   std::set<std::string> queued_;
 };
 
-std::pair<std::string, std::string> SplitKey(const std::string& key) {
-  const auto slash = key.find('/');
-  return {key.substr(0, slash), key.substr(slash + 1)};
-}
-
 class Simulator {
  public:
   Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate,
@@ -243,7 +239,9 @@ class Simulator {
         tamper_backing_image_checksum_(tamper_backing_image_checksum),
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
-        vms_(kube, kVms, "", log_) {
+        vms_(kube, kVms, "", log_),
+        node_(kube, log_, g_stop, "harvester-sim-node",
+              [this](const Json& vmi) { OnVmiRunning(vmi); }) {
     images_.AddHandlers(
         {.on_add = [this](const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
          .on_update = [this](const Json&,
@@ -251,20 +249,10 @@ class Simulator {
          // Harvester removes an image's BackingImage with it (no owner reference can cross
          // namespaces).
          .on_delete = [this](const Json& o) { DeleteBackingImage(o); }});
-    auto pvc_changed = [this](const Json& o) {
-      pvc_queue_.Add(kube::ObjectKeyOf(o));
-      for (const Json& vm : vms_.List()) {
-        if (NamespaceOf(vm) == NamespaceOf(o)) {
-          vm_queue_.Add(kube::ObjectKeyOf(vm));
-        }
-      }
-    };
+    auto pvc_changed = [this](const Json& o) { pvc_queue_.Add(kube::ObjectKeyOf(o)); };
     pvcs_.AddHandlers({.on_add = pvc_changed,
                        .on_update = [pvc_changed](const Json&, const Json& o) { pvc_changed(o); },
                        .on_delete = pvc_changed});
-    vms_.AddHandlers(
-        {.on_add = [this](const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); },
-         .on_update = [this](const Json&, const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); }});
   }
 
   void Run(int workers) {
@@ -276,7 +264,7 @@ class Simulator {
       threads.emplace_back([this] { Loop(image_queue_, [this](auto& k) { SyncImage(k); }); });
     }
     threads.emplace_back([this] { Loop(pvc_queue_, [this](auto& k) { SyncPvc(k); }); });
-    threads.emplace_back([this] { Loop(vm_queue_, [this](auto& k) { SyncVm(k); }); });
+    threads.emplace_back([this] { node_.Run(); });
     log_.Info("harvester-sim running", {{"workers", workers}});
     threads.clear();  // joins once g_stop is set
     images_.Stop();
@@ -734,84 +722,14 @@ class Simulator {
 
   // --- KubeVirt -------------------------------------------------------------------------------
 
-  static bool ShouldRun(const Json& vm) {
-    const Json& spec = Field(vm, "spec");
-    if (spec.contains("running")) {
-      return spec["running"].is_boolean() && spec["running"].get<bool>();
-    }
-    const std::string strategy = spec.value("runStrategy", "");
-    return strategy == "Always" || strategy == "RerunOnFailure" || strategy == "Once";
-  }
-
-  void SyncVm(const std::string& key) {
-    auto vm = vms_.Get(key);
-    if (!vm || Field(*vm, "metadata").contains("deletionTimestamp") || !ShouldRun(*vm)) {
-      return;
-    }
-    const auto [ns, name] = SplitKey(key);
-    std::string waiting;
-    const Json& template_spec = Field(Field(Field(*vm, "spec"), "template"), "spec");
-    const Json volumes = template_spec.value("volumes", Json::array());
-    for (const Json& v : volumes) {
-      if (!v.contains("persistentVolumeClaim")) {
-        continue;
-      }
-      const std::string claim = v["persistentVolumeClaim"].value("claimName", "");
-      auto pvc = pvcs_.Get(ns + "/" + claim);
-      if (!pvc || pvc->value("status", Json::object()).value("phase", "") != "Bound") {
-        waiting = claim;
-        break;
-      }
-    }
-    Json status = vm->value("status", Json::object());
-    if (!waiting.empty()) {
-      if (status.value("printableStatus", "") != "WaitingForVolumeBinding") {
-        status["printableStatus"] = "WaitingForVolumeBinding";
-        status["ready"] = false;
-        Json obj = *vm;
-        obj["status"] = status;
-        (void)kube_.UpdateStatus({}, kVms, ns, obj);
-      }
-      return;
-    }
-    if (!kube_.Get({}, kVmis, ns, name)) {
-      Json vmi = {{"apiVersion", "kubevirt.io/v1"},
-                  {"kind", "VirtualMachineInstance"},
-                  {"metadata",
-                   {{"name", name},
-                    {"namespace", ns},
-                    {"labels", Field(Field(Field(*vm, "spec"), "template"), "metadata")
-                                   .value("labels", Json::object())},
-                    {"ownerReferences",
-                     {{{"apiVersion", "kubevirt.io/v1"},
-                       {"kind", "VirtualMachine"},
-                       {"name", name},
-                       {"uid", Field(*vm, "metadata").value("uid", "")},
-                       {"controller", true},
-                       {"blockOwnerDeletion", true}}}}}},
-                  {"spec", template_spec}};
-      auto created = kube_.Create({}, kVmis, ns, vmi);
-      if (!created) {
-        log_.Warn("creating vmi failed", {{"vm", key}, {"error", created.error().ToString()}});
-        vm_queue_.AddAfter(key, 1s);
-        return;
-      }
-      Json running = *created;
-      running["status"] = {{"phase", "Running"}, {"nodeName", "harvester-sim"}};
-      // Like KubeVirt's, the VMI CRD has no status subresource: status goes with the object.
-      if (auto r = kube_.Update({}, kVmis, ns, running); !r) {
-        log_.Warn("vmi status failed", {{"vm", key}, {"error", r.error().ToString()}});
-      }
-      log_.Info("vm running", {{"vm", key}});
-    }
-    MaybeBoot(*vm, ns, name);
-    if (status.value("printableStatus", "") != "Running") {
-      status["printableStatus"] = "Running";
-      status["ready"] = true;
-      status["created"] = true;
-      Json obj = *vm;
-      obj["status"] = status;
-      (void)kube_.UpdateStatus({}, kVms, ns, obj);
+  // virt-controller makes the VMI and owns VirtualMachine.status; node_ plays the node. Once the
+  // VMI runs, the boot check (--boot-dir) boots the VM's disk.
+  void OnVmiRunning(const Json& vmi) {
+    const std::string ns = NamespaceOf(vmi);
+    const std::string name = NameOf(vmi);
+    auto vm = vms_.Get(ns + "/" + name);
+    if (vm) {
+      MaybeBoot(*vm, ns, name);
     }
   }
 
@@ -932,9 +850,9 @@ class Simulator {
   kube::Informer images_;
   kube::Informer pvcs_;
   kube::Informer vms_;
+  sim::NodeSim node_;
   KeyQueue image_queue_;
   KeyQueue pvc_queue_;
-  KeyQueue vm_queue_;
   std::mutex mu_;
   std::set<std::string> downloading_;
 };
