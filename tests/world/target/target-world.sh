@@ -562,7 +562,10 @@ cmd_up() {
   if [ "$VIRT_CONTROLLER" = 1 ]; then
     # Admin credentials: the world has no ServiceAccount tokens for it (virt-operator would
     # give it the kubevirt-controller ServiceAccount and its ClusterRole).
-    start_daemon virt-controller "$BIN/virt-controller" --kubeconfig="$KUBECONFIG" \
+    # Under restart-always.sh: virt-controller exits when it loses its lease (a kube-apiserver
+    # restart does that); in a cluster its Deployment restarts it.
+    start_daemon virt-controller "$(command -v bash)" "$HERE/restart-always.sh" \
+      "$BIN/virt-controller" --kubeconfig="$KUBECONFIG" \
       --listen=127.0.0.1 --port="$VIRT_CONTROLLER_PORT" \
       --launcher-image=world.local/virt-launcher:1 --exporter-image=world.local/virt-exporter:1 \
       --prom-cert-file="$PKI/serving.crt" --prom-key-file="$PKI/serving.key"
