@@ -169,8 +169,16 @@ int Run(const Options& opt) {
     return finish(2);
   }
   core::SystemClock clock;
-  kube::EventRecorder events(**client, "vm-import-controller", clock, log);
   core::Metrics metrics;
+  metrics.Declare("vmimport_kube_api_warnings_total", core::Metrics::Type::kCounter,
+                  "Warning headers the API server answered (a dropped unknown field, a "
+                  "deprecated API), by method.");
+  (*client)->SetWarningHandler([&log, &metrics](const kube::ApiWarning& w) {
+    log.Warn("the API server warned about a request",
+             {{"method", w.method}, {"path", w.path}, {"warning", w.text}});
+    metrics.Add("vmimport_kube_api_warnings_total", {{"method", w.method}});
+  });
+  kube::EventRecorder events(**client, "vm-import-controller", clock, log);
   metrics.Declare("vmimport_imports", core::Metrics::Type::kGauge,
                   "VirtualMachineImports by status.importStatus (leader only).");
   metrics.Declare("vmimport_workqueue_depth", core::Metrics::Type::kGauge,

@@ -30,8 +30,12 @@ namespace {
 
 const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 const kube::Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
-const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
-const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
+// Objects of other projects are written with fieldValidation=Strict: a field their schema does not
+// know is a bug of ours that the server would otherwise drop with only a warning.
+const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true,
+                           kube::FieldValidation::kStrict};
+const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true,
+                          kube::FieldValidation::kStrict};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 
 constexpr const char* kImageDisplayNameLabel = "harvesterhci.io/imageDisplayName";
@@ -299,6 +303,16 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
       existing || existing.error().code != ErrorCode::kNotFound) {
     if (!existing) {
       return MakeError(existing.error());
+    }
+    // A VirtualMachine on its way out (KubeVirt's finalizer runs while virt-controller stops its
+    // VMI) is not a conflict: the user deleted it to import again. Wait, untouched, until it is
+    // gone.
+    if (core::JsonObject(*existing, "metadata").contains("deletionTimestamp")) {
+      events_.Record(pass.object, "Normal", "WaitingForVmDeletion",
+                     "VirtualMachine " + vm_import.namespace_ + "/" +
+                         vm_import.status.imported_virtual_machine_name +
+                         " is being deleted: this import goes on once it is gone");
+      return Requeue(options_.poll);
     }
     Release(stop, pass.uid, false, "the target VM exists");
     Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "VirtualMachineExists",

@@ -24,7 +24,8 @@ const kube::Resource& ImportResource() {
 }
 
 const kube::Resource& ImageResource() {
-  static const kube::Resource r{"harvesterhci.io", "v1beta1", "virtualmachineimages", true};
+  static const kube::Resource r{"harvesterhci.io", "v1beta1", "virtualmachineimages", true,
+                                kube::FieldValidation::kStrict};
   return r;
 }
 

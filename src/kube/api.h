@@ -17,12 +17,22 @@ namespace vmimport::kube {
 
 using Json = nlohmann::json;
 
+//! How the API server treats fields it does not know in a write (the `fieldValidation` query
+//! parameter). The server's default (Warn since Kubernetes 1.27) stores the object without them
+//! and only says so in a `Warning` header; Strict refuses the write instead.
+enum class FieldValidation {
+  kServerDefault,  //!< no parameter: our own CRDs, whose schema ships with the controller
+  kStrict,  //!< objects of other projects (KubeVirt, Harvester, core): a dropped field is a bug
+};
+
 //! A resource type, e.g. {"migration.harvesterhci.io", "v1beta1", "vmwaresources", true}.
 struct Resource {
   std::string group;  //!< empty for the core group
   std::string version;
   std::string plural;
   bool namespaced = true;
+  //! Applied to Create, Update, UpdateStatus and MergePatch of this resource.
+  FieldValidation field_validation = FieldValidation::kServerDefault;
 
   std::string ApiVersion() const { return group.empty() ? version : group + "/" + version; }
   //! /api/v1/namespaces/ns/pods/name/status, with the parts that are given.

@@ -33,6 +33,15 @@ std::string Query(const ListOptions& o) {
   return q;
 }
 
+//! The query a write carries for the resource's field validation ("" or "?fieldValidation=...").
+std::string WriteQuery(const Resource& r) {
+  switch (r.field_validation) {
+    case FieldValidation::kStrict: return "?fieldValidation=Strict";
+    case FieldValidation::kServerDefault: return "";
+  }
+  return "";
+}
+
 std::string ObjectName(const Json& object) {
   return core::JsonString(core::JsonObject(object, "metadata"), "name");
 }
@@ -77,6 +86,27 @@ std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body)
     s.retry_after = std::chrono::seconds(*after);
   }
   return s;
+}
+
+std::string ParseWarningHeader(std::string_view value) {
+  // warn-code SP warn-agent SP warn-text [SP warn-date]; warn-text is a quoted-string.
+  const std::string_view whole = core::TrimSpace(value);
+  const size_t quote = whole.find('"');
+  if (quote == std::string_view::npos) {
+    return std::string(whole);
+  }
+  std::string text;
+  for (size_t i = quote + 1; i < whole.size(); ++i) {
+    const char c = whole[i];
+    if (c == '\\' && i + 1 < whole.size()) {
+      text.push_back(whole[++i]);
+    } else if (c == '"') {
+      return text;
+    } else {
+      text.push_back(c);
+    }
+  }
+  return std::string(whole);  // no closing quote: not the RFC form
 }
 
 ErrorCode ErrorCodeFor(const ApiStatus& s) {
@@ -146,6 +176,7 @@ Result<Json> Client::Call(std::stop_token stop, const std::string& method, const
   if (!resp) {
     return MakeError(resp.error().Wrap("kube " + method + " " + path));
   }
+  Warned(method, path, *resp);
   if (resp->status >= 200 && resp->status < 300) {
     if (resp->body.empty()) {
       return Json::object();
@@ -168,6 +199,16 @@ Result<Json> Client::Call(std::stop_token stop, const std::string& method, const
   return MakeError(ErrorCodeFor(status), msg);
 }
 
+void Client::Warned(const std::string& method, const std::string& path,
+                    const http::Response& resp) {
+  for (const std::string& value : resp.AllHeaders("warning")) {
+    warnings_.fetch_add(1);
+    if (warning_handler_) {
+      warning_handler_(ApiWarning{method, path, core::SanitizeUtf8(ParseWarningHeader(value))});
+    }
+  }
+}
+
 Result<Json> Client::Get(std::stop_token stop, const Resource& r, const std::string& ns,
                          const std::string& name) {
   return Call(std::move(stop), "GET", r.Path(ns, name), "", "");
@@ -181,25 +222,26 @@ Result<Json> Client::List(std::stop_token stop, const Resource& r, const std::st
 
 Result<Json> Client::Create(std::stop_token stop, const Resource& r, const std::string& ns,
                             const Json& object) {
-  return Call(std::move(stop), "POST", r.Path(ns), "application/json", core::DumpJson(object));
+  return Call(std::move(stop), "POST", r.Path(ns) + WriteQuery(r), "application/json",
+              core::DumpJson(object));
 }
 
 Result<Json> Client::Update(std::stop_token stop, const Resource& r, const std::string& ns,
                             const Json& object) {
-  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object)), "application/json",
-              core::DumpJson(object));
+  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object)) + WriteQuery(r),
+              "application/json", core::DumpJson(object));
 }
 
 Result<Json> Client::UpdateStatus(std::stop_token stop, const Resource& r, const std::string& ns,
                                   const Json& object) {
-  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object), "status"), "application/json",
-              core::DumpJson(object));
+  return Call(std::move(stop), "PUT", r.Path(ns, ObjectName(object), "status") + WriteQuery(r),
+              "application/json", core::DumpJson(object));
 }
 
 Result<Json> Client::MergePatch(std::stop_token stop, const Resource& r, const std::string& ns,
                                 const std::string& name, const Json& patch,
                                 const std::string& subresource) {
-  return Call(std::move(stop), "PATCH", r.Path(ns, name, subresource),
+  return Call(std::move(stop), "PATCH", r.Path(ns, name, subresource) + WriteQuery(r),
               "application/merge-patch+json", core::DumpJson(patch));
 }
 

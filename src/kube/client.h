@@ -5,7 +5,9 @@
 // causes, Forbidden, Unauthorized, TooManyRequests...), mapped onto core::ErrorCode.
 // Thread-safe.
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -39,6 +41,17 @@ struct WatchEvent {
   std::string type;
   Json object;
 };
+
+//! A `Warning` header of an API answer (RFC 7234 form `299 - "text"`): an unknown or duplicate
+//! field the server dropped, a deprecated API version, a value it will refuse in a later release.
+struct ApiWarning {
+  std::string method;
+  std::string path;
+  std::string text;  //!< the warning's text, unquoted
+};
+
+//! Called for every warning, on the thread that made the call.
+using WarningHandler = std::function<void(const ApiWarning& warning)>;
 
 //! Receives watch events in order; return false to end the watch.
 using WatchHandler = std::function<bool(const WatchEvent& event)>;
@@ -84,13 +97,27 @@ class Client final : public Api {
 
   const Config& config() const { return config_; }
 
+  //! Where warnings go; by default nowhere but WarningCount(). Set it before the client is
+  //! shared between threads (not synchronised with calls in flight).
+  void SetWarningHandler(WarningHandler handler) { warning_handler_ = std::move(handler); }
+  //! Warnings received since the client was made.
+  uint64_t WarningCount() const { return warnings_.load(); }
+
  private:
   Client(Config config, std::unique_ptr<http::Client> http);
   Result<std::string> Token() const;
 
+  void Warned(const std::string& method, const std::string& path, const http::Response& resp);
+
   Config config_;
   std::unique_ptr<http::Client> http_;
+  WarningHandler warning_handler_;
+  std::atomic<uint64_t> warnings_{0};
 };
+
+//! The text of a `Warning` header value (`299 - "text"`, or `299 - "text" "date"`), unquoted;
+//! a value not in that form comes back whole.
+std::string ParseWarningHeader(std::string_view value);
 
 //! The ApiStatus of an error returned by Client, if it came from the API server.
 std::optional<ApiStatus> ParseApiStatus(long http_code, const std::string& body);

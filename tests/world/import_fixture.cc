@@ -1,7 +1,9 @@
 #include "world/import_fixture.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <random>
 
@@ -207,6 +209,22 @@ std::string ImportFixture::ImportStatus(const std::string& name) {
     return obj.error().code == core::ErrorCode::kNotFound ? "<gone>" : "<error>";
   }
   return obj->value("status", Json::object()).value("importStatus", "");
+}
+
+long long QuantityBytes(const std::string& quantity) {
+  size_t digits = 0;
+  while (digits < quantity.size() && std::isdigit(static_cast<unsigned char>(quantity[digits]))) {
+    ++digits;
+  }
+  if (digits == 0) {
+    return -1;
+  }
+  const long long n = std::stoll(quantity.substr(0, digits));
+  const std::string suffix = quantity.substr(digits);
+  const std::map<std::string, int> shift = {
+      {"", 0}, {"Ki", 10}, {"Mi", 20}, {"Gi", 30}, {"Ti", 40}};
+  const auto it = shift.find(suffix);
+  return it == shift.end() ? -1 : n << it->second;
 }
 
 bool FinalImportStatus(const std::string& status) {

@@ -44,6 +44,11 @@ inline constexpr const char* kSha512Annotation = "harvester-sim.vm-import.test/s
 //! Whether an import's status.importStatus is one it ends in.
 bool FinalImportStatus(const std::string& status);
 
+//! Bytes of a Kubernetes binary-suffix quantity ("2048Mi", "2Gi", "512Ki", "1024"); -1 when it
+//! is not one. KubeVirt's controllers write objects back through Go types, which re-serialise a
+//! quantity in canonical form ("2048Mi" becomes "2Gi"): compare values, not strings.
+long long QuantityBytes(const std::string& quantity);
+
 //! sha256 of each seeded disk of the VM at `path` (the vcsim seed manifest), in disk order.
 std::vector<std::string> SeededDiskSha256(const std::string& path);
 

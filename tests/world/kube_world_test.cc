@@ -83,6 +83,34 @@ TEST_F(KubeWorldTest, SchemaRejectsAWrongTypedField) {
   EXPECT_NE(r.error().message.find("spec.endpoint"), std::string::npos) << r.error().message;
 }
 
+// The real API server keeps quiet about a mistyped field unless asked: by default it stores the
+// object without the field and says so only in a Warning header, which the client hands to its
+// handler (the controller logs and counts it); with fieldValidation=Strict, the write fails.
+TEST_F(KubeWorldTest, AnUnknownFieldIsAWarningByDefaultAndAnErrorWhenStrict) {
+  std::vector<ApiWarning> warnings;
+  client_->SetWarningHandler([&warnings](const ApiWarning& w) { warnings.push_back(w); });
+  Json mistyped = Source(UniqueName("warned"));
+  mistyped["spec"]["endpointt"] = "https://typo.example/sdk";
+  auto stored = client_->Create({}, kVmwareSources, "default", mistyped);
+  ASSERT_TRUE(stored) << stored.error().ToString();
+  EXPECT_FALSE((*stored)["spec"].contains("endpointt")) << "the server drops the unknown field";
+  ASSERT_EQ(warnings.size(), 1U);
+  EXPECT_EQ(warnings[0].method, "POST");
+  EXPECT_NE(warnings[0].text.find("unknown field"), std::string::npos) << warnings[0].text;
+  EXPECT_NE(warnings[0].text.find("spec.endpointt"), std::string::npos) << warnings[0].text;
+  EXPECT_EQ(client_->WarningCount(), 1U);
+
+  Resource strict = kVmwareSources;
+  strict.field_validation = FieldValidation::kStrict;
+  Json strict_mistyped = Source(UniqueName("strict"));
+  strict_mistyped["spec"]["endpointt"] = "https://typo.example/sdk";
+  auto refused = client_->Create({}, strict, "default", strict_mistyped);
+  ASSERT_FALSE(refused) << "Strict must refuse an unknown field";
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("spec.endpointt"), std::string::npos)
+      << refused.error().message;
+}
+
 TEST_F(KubeWorldTest, StatusIsWritableOnlyThroughTheSubresource) {
   const std::string name = UniqueName("status");
   auto created = client_->Create({}, kVmwareSources, "default", Source(name));

@@ -206,7 +206,7 @@ TEST_F(OvaWorldTest, TwoDiskTwoNicOvaImportsWithIdenticalDisks) {
   const Json& domain = (*vm)["spec"]["template"]["spec"]["domain"];
   EXPECT_EQ(domain["cpu"].value("cores", 0), 2) << domain.dump();
   EXPECT_EQ(domain["cpu"].value("sockets", 0), 1);
-  EXPECT_EQ(domain["memory"].value("guest", ""), "2048Mi");
+  EXPECT_EQ(QuantityBytes(domain["memory"].value("guest", "")), 2048LL << 20) << domain["memory"];
   EXPECT_TRUE(domain["firmware"]["bootloader"].contains("efi")) << domain.dump();
   std::set<std::string> macs;
   for (const Json& nic : domain["devices"]["interfaces"]) {

@@ -349,6 +349,30 @@ TEST_F(ImportReconcilerTest, SecondImportOfTheSameSourceVmWaitsUntouched) {
   EXPECT_EQ(source_->power_offs, 1);
 }
 
+// Deleting the VM and importing again: while KubeVirt's finalizer still holds the old VM, the
+// new import waits before touching the source, and goes on once the VM is gone.
+TEST_F(ImportReconcilerTest, ATargetVmBeingDeletedIsWaitedForNotAConflict) {
+  CreateReadySource();
+  api_.Put("virtualmachines",
+           {{"metadata",
+             {{"name", "web"},
+              {"namespace", "ns"},
+              {"deletionTimestamp", "2026-12-05T03:53:48Z"},
+              {"finalizers", {"kubevirt.io/virtualMachineControllerFinalize"}}}}});
+  CreateImport("imp");
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineImportValid");
+  EXPECT_FALSE(events_.WithReason("WaitingForVmDeletion").empty());
+  EXPECT_EQ(source_->power_offs, 0);
+  // virt-controller has stopped the VMI: it removes its finalizer, and the VM goes.
+  ASSERT_TRUE(api_.MergePatch({}, {"kubevirt.io", "v1", "virtualmachines", true}, "ns", "web",
+                              {{"metadata", {{"finalizers", Json::array()}}}}));
+  ASSERT_FALSE(api_.Peek("virtualmachines", "ns", "web"));
+  RunToTheEnd("imp");
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineRunning");
+  EXPECT_EQ(source_->power_offs, 1);
+}
+
 TEST_F(ImportReconcilerTest, VmOfAnotherOwnerFailsTheImportAndItsImagesGo) {
   CreateReadySource();
   CreateImport("imp");

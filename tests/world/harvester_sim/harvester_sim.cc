@@ -39,12 +39,13 @@
 //    ignored there, as current Harvester does. --rate, --disconnect-after and capacity-bytes do
 //    not apply to it.
 //  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
-//  - KubeVirt: a VirtualMachine that should run (spec.running or runStrategy Always /
-//    RerunOnFailure / Once) whose every persistentVolumeClaim volume is Bound gets a
-//    VirtualMachineInstance in phase Running, and its status says created, ready, Running.
-//    Until then its printableStatus is WaitingForVolumeBinding.
+//  - KubeVirt's node side (node_sim.h): KubeVirt's real virt-controller (started by the world)
+//    turns a VirtualMachine into its VirtualMachineInstance and virt-launcher Pod and owns
+//    VirtualMachine.status; this simulator plays only what would run on a node: kube-scheduler
+//    and kubelet for the launcher Pod, and virt-handler for the VMI (Scheduled -> Running, and
+//    Succeeded when it is deleted), on the one Node "harvester-sim-node" it registers.
 //  - Boot (--boot-dir DIR, optional): every downloaded image is also kept as DIR/<ns>_<image>.raw;
-//    once a VM runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
+//    once a VM's VMI runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
 //    TCG, no network) and the serial port watched for --boot-marker (default VMIMPORT-BOOT-OK,
 //    what the seeded bootable disk prints). The outcome goes to the VM's annotation
 //    harvester-sim.vm-import.test/boot: "booted", or "no-boot: <why>" after 60 s.
@@ -100,6 +101,7 @@
 #include "kube/config.h"
 #include "kube/informer.h"
 #include "world/harvester_sim/data_source.h"
+#include "world/harvester_sim/node_sim.h"
 #include "world/harvester_sim/status_rules.h"
 #include "world/tcp_proxy.h"
 
@@ -113,7 +115,6 @@ const kube::Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimages
 const kube::Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
 const kube::Resource kStorageClasses{"storage.k8s.io", "v1", "storageclasses", false};
 const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
-const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 const kube::Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
 constexpr const char* kLonghornNamespace = "longhorn-system";
 constexpr const char* kSimDiskUuid = "harvester-sim-disk";  // the one Longhorn disk we play
@@ -124,8 +125,6 @@ constexpr const char* kCapacityParameter = "harvester-sim.vm-import.test/capacit
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
-
-std::string Now() { return core::FormatRfc3339(std::chrono::system_clock::now()); }
 
 std::string EnvOr(const char* name) {
   const char* v = std::getenv(name);
@@ -162,60 +161,6 @@ class Digest {
   EVP_MD_CTX* ctx_;
 };
 
-//! object[key] when it is a JSON object, else an empty object (never inserts, never throws).
-const Json& Field(const Json& object, const char* key) {
-  static const Json kEmpty = Json::object();
-  if (!object.is_object()) {
-    return kEmpty;
-  }
-  auto it = object.find(key);
-  return it != object.end() && it->is_object() ? *it : kEmpty;
-}
-
-std::string NamespaceOf(const Json& o) { return Field(o, "metadata").value("namespace", ""); }
-std::string NameOf(const Json& o) { return Field(o, "metadata").value("name", ""); }
-
-//! A keyed queue: a key waits at most once; workers take keys in arrival order.
-class KeyQueue {
- public:
-  void Add(const std::string& key) {
-    std::lock_guard lock(mu_);
-    if (queued_.insert(key).second) {
-      keys_.push_back(key);
-      cv_.notify_one();
-    }
-  }
-  void AddAfter(const std::string& key, std::chrono::milliseconds delay) {
-    std::thread([this, key, delay] {
-      std::this_thread::sleep_for(delay);
-      Add(key);
-    }).detach();
-  }
-  //! False once stopped.
-  bool Take(std::string& key) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, 200ms, [&] { return !keys_.empty() || g_stop; });
-    if (g_stop || keys_.empty()) {
-      return !g_stop.load();
-    }
-    key = keys_.front();
-    keys_.pop_front();
-    queued_.erase(key);
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> keys_;
-  std::set<std::string> queued_;
-};
-
-std::pair<std::string, std::string> SplitKey(const std::string& key) {
-  const auto slash = key.find('/');
-  return {key.substr(0, slash), key.substr(slash + 1)};
-}
-
 class Simulator {
  public:
   Simulator(kube::Client& kube, http::Client& http, core::Logger log, double rate,
@@ -231,7 +176,9 @@ class Simulator {
         longhorn_dir_(std::move(longhorn_dir)),
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
-        vms_(kube, kVms, "", log_) {
+        vms_(kube, kVms, "", log_),
+        node_(kube, log_, g_stop, "harvester-sim-node",
+              [this](const Json& vmi) { OnVmiRunning(vmi); }) {
     images_.AddHandlers(
         {.on_add = [this](const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
          .on_update = [this](const Json&,
@@ -239,20 +186,10 @@ class Simulator {
          // Harvester removes an image's BackingImage with it (no owner reference can cross
          // namespaces).
          .on_delete = [this](const Json& o) { DeleteBackingImage(o); }});
-    auto pvc_changed = [this](const Json& o) {
-      pvc_queue_.Add(kube::ObjectKeyOf(o));
-      for (const Json& vm : vms_.List()) {
-        if (NamespaceOf(vm) == NamespaceOf(o)) {
-          vm_queue_.Add(kube::ObjectKeyOf(vm));
-        }
-      }
-    };
+    auto pvc_changed = [this](const Json& o) { pvc_queue_.Add(kube::ObjectKeyOf(o)); };
     pvcs_.AddHandlers({.on_add = pvc_changed,
                        .on_update = [pvc_changed](const Json&, const Json& o) { pvc_changed(o); },
                        .on_delete = pvc_changed});
-    vms_.AddHandlers(
-        {.on_add = [this](const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); },
-         .on_update = [this](const Json&, const Json& o) { vm_queue_.Add(kube::ObjectKeyOf(o)); }});
   }
 
   void Run(int workers) {
@@ -264,7 +201,7 @@ class Simulator {
       threads.emplace_back([this] { Loop(image_queue_, [this](auto& k) { SyncImage(k); }); });
     }
     threads.emplace_back([this] { Loop(pvc_queue_, [this](auto& k) { SyncPvc(k); }); });
-    threads.emplace_back([this] { Loop(vm_queue_, [this](auto& k) { SyncVm(k); }); });
+    threads.emplace_back([this] { node_.Run(); });
     log_.Info("harvester-sim running", {{"workers", workers}});
     threads.clear();  // joins once g_stop is set
     images_.Stop();
@@ -944,84 +881,14 @@ class Simulator {
 
   // --- KubeVirt -------------------------------------------------------------------------------
 
-  static bool ShouldRun(const Json& vm) {
-    const Json& spec = Field(vm, "spec");
-    if (spec.contains("running")) {
-      return spec["running"].is_boolean() && spec["running"].get<bool>();
-    }
-    const std::string strategy = spec.value("runStrategy", "");
-    return strategy == "Always" || strategy == "RerunOnFailure" || strategy == "Once";
-  }
-
-  void SyncVm(const std::string& key) {
-    auto vm = vms_.Get(key);
-    if (!vm || Field(*vm, "metadata").contains("deletionTimestamp") || !ShouldRun(*vm)) {
-      return;
-    }
-    const auto [ns, name] = SplitKey(key);
-    std::string waiting;
-    const Json& template_spec = Field(Field(Field(*vm, "spec"), "template"), "spec");
-    const Json volumes = template_spec.value("volumes", Json::array());
-    for (const Json& v : volumes) {
-      if (!v.contains("persistentVolumeClaim")) {
-        continue;
-      }
-      const std::string claim = v["persistentVolumeClaim"].value("claimName", "");
-      auto pvc = pvcs_.Get(ns + "/" + claim);
-      if (!pvc || pvc->value("status", Json::object()).value("phase", "") != "Bound") {
-        waiting = claim;
-        break;
-      }
-    }
-    Json status = vm->value("status", Json::object());
-    if (!waiting.empty()) {
-      if (status.value("printableStatus", "") != "WaitingForVolumeBinding") {
-        status["printableStatus"] = "WaitingForVolumeBinding";
-        status["ready"] = false;
-        Json obj = *vm;
-        obj["status"] = status;
-        (void)kube_.UpdateStatus({}, kVms, ns, obj);
-      }
-      return;
-    }
-    if (!kube_.Get({}, kVmis, ns, name)) {
-      Json vmi = {{"apiVersion", "kubevirt.io/v1"},
-                  {"kind", "VirtualMachineInstance"},
-                  {"metadata",
-                   {{"name", name},
-                    {"namespace", ns},
-                    {"labels", Field(Field(Field(*vm, "spec"), "template"), "metadata")
-                                   .value("labels", Json::object())},
-                    {"ownerReferences",
-                     {{{"apiVersion", "kubevirt.io/v1"},
-                       {"kind", "VirtualMachine"},
-                       {"name", name},
-                       {"uid", Field(*vm, "metadata").value("uid", "")},
-                       {"controller", true},
-                       {"blockOwnerDeletion", true}}}}}},
-                  {"spec", template_spec}};
-      auto created = kube_.Create({}, kVmis, ns, vmi);
-      if (!created) {
-        log_.Warn("creating vmi failed", {{"vm", key}, {"error", created.error().ToString()}});
-        vm_queue_.AddAfter(key, 1s);
-        return;
-      }
-      Json running = *created;
-      running["status"] = {{"phase", "Running"}, {"nodeName", "harvester-sim"}};
-      // Like KubeVirt's, the VMI CRD has no status subresource: status goes with the object.
-      if (auto r = kube_.Update({}, kVmis, ns, running); !r) {
-        log_.Warn("vmi status failed", {{"vm", key}, {"error", r.error().ToString()}});
-      }
-      log_.Info("vm running", {{"vm", key}});
-    }
-    MaybeBoot(*vm, ns, name);
-    if (status.value("printableStatus", "") != "Running") {
-      status["printableStatus"] = "Running";
-      status["ready"] = true;
-      status["created"] = true;
-      Json obj = *vm;
-      obj["status"] = status;
-      (void)kube_.UpdateStatus({}, kVms, ns, obj);
+  // virt-controller makes the VMI and owns VirtualMachine.status; node_ plays the node. Once the
+  // VMI runs, the boot check (--boot-dir) boots the VM's disk.
+  void OnVmiRunning(const Json& vmi) {
+    const std::string ns = NamespaceOf(vmi);
+    const std::string name = NameOf(vmi);
+    auto vm = vms_.Get(ns + "/" + name);
+    if (vm) {
+      MaybeBoot(*vm, ns, name);
     }
   }
 
@@ -1144,9 +1011,9 @@ class Simulator {
   kube::Informer images_;
   kube::Informer pvcs_;
   kube::Informer vms_;
-  KeyQueue image_queue_;
-  KeyQueue pvc_queue_;
-  KeyQueue vm_queue_;
+  NodeSim node_;
+  KeyQueue image_queue_{g_stop};
+  KeyQueue pvc_queue_{g_stop};
   std::mutex mu_;
   std::set<std::string> downloading_;
 };

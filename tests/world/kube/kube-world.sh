@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # kube-world.sh - the Kubernetes part of the test world: a real etcd and a real kube-apiserver,
 # built from their published Go modules (pinned in go.mod/go.sum next to this script), started on
-# 127.0.0.1 only, loaded with our CRDs (deploy/crds), the Harvester/KubeVirt/Multus CRDs the
-# controller reads or creates (tests/world/crds), Harvester-like StorageClasses and namespaces.
+# 127.0.0.1 only, loaded with our CRDs (deploy/crds), Harvester-like StorageClasses and namespaces.
+# The foreign CRDs (KubeVirt, Harvester, CDI, Multus, Longhorn), generated from their own modules,
+# and the target side's webhooks and virt-controller come on top: tests/world/target/target-world.sh.
 #
 # Usage: tests/world/kube/kube-world.sh COMMAND
 #   build              build etcd, kube-apiserver and kubectl into the cache (no-op when cached)
 #   up                 build if needed, start etcd + kube-apiserver, wait for /readyz, write
-#                      admin.kubeconfig and env.sh, apply the CRDs (wait until Established),
+#                      admin.kubeconfig and env.sh, apply our CRDs (wait until Established and served),
 #                      StorageClasses and namespaces; a no-op (prints status) when already up
 #   down               stop exactly what up started (by PID, checking /proc/PID/exe), remove the
 #                      etcd data (the next up starts fresh); certificates are kept
@@ -386,7 +387,7 @@ load_objects() {
   local log=$STATE/objects.log
   : >"$log"
   {
-    kubectl_ apply -f "$REPO/deploy/crds" -f "$REPO/tests/world/crds" &&
+    kubectl_ apply -f "$REPO/deploy/crds" &&
       kubectl_ wait --for=condition=Established --timeout=60s crd --all &&
       kubectl_ apply -f "$HERE/storageclasses.yaml" &&
       kubectl_ apply -f - <<'EOF'
@@ -401,10 +402,11 @@ metadata:
   name: longhorn-system
 EOF
   } >>"$log" 2>&1 || fail_with_log "loading CRDs, StorageClasses or namespaces failed" "$log"
-  # Wait until discovery serves every CRD, so clients started right after up can use them.
-  local i
-  for i in $(seq 1 100); do
-    kubectl_ get vmwaresources,virtualmachineimports,virtualmachineimages.harvesterhci.io,virtualmachines.kubevirt.io -A \
+  # Wait until discovery serves every CRD, so clients started right after up can use them. (The
+  # foreign CRDs are target-world.sh's, which waits for its own.)
+  local _
+  for _ in $(seq 1 100); do
+    kubectl_ get vmwaresources,openstacksources,ovasources,virtualmachineimports -A \
       >/dev/null 2>&1 && return 0
     sleep 0.2
   done
