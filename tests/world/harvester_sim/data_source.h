@@ -69,7 +69,8 @@ class DataSource {
   std::optional<int> Exited();
   //! The last `bytes` of its stdout and stderr.
   std::string LogTail(size_t bytes = 2000) const;
-  //! Resident memory of the process (VmRSS), 0 once it has ended.
+  //! Resident memory of the process (VmRSS), 0 once it has ended. Meaningful once it answers
+  //! Get(): until its exec the child is a copy of the caller.
   uint64_t RssBytes() const;
   pid_t pid() const { return pid_; }
   //! SIGTERM to its process group, SIGKILL after `grace`, reaped; then work_dir is removed.

@@ -96,10 +96,10 @@ class DataSourceWorldTest : public ::testing::Test {
     DataSourceFileInfo last;
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (peak_rss != nullptr) {
-        *peak_rss = std::max(*peak_rss, ds.RssBytes());
-      }
       if (auto info = ds.Get()) {
+        if (peak_rss != nullptr) {  // once it answers: before its exec, the child is our copy
+          *peak_rss = std::max(*peak_rss, ds.RssBytes());
+        }
         last = *info;
         if (last.state == "ready-for-transfer" || last.state == "failed") {
           return last;

@@ -393,7 +393,6 @@ class Simulator {
                   {{"image", key}, {"bytes", last.processed_size}});
         return;
       }
-      peak_rss = std::max(peak_rss, ds->RssBytes());
       auto got = ds->Get();
       if (!got) {
         if (auto code = ds->Exited()) {
@@ -410,6 +409,7 @@ class Simulator {
         continue;
       }
       answered = true;
+      peak_rss = std::max(peak_rss, ds->RssBytes());  // not before: until its exec, it is our copy
       info = *got;
       const bool terminal = info.state == "failed" || info.state == "ready-for-transfer";
       const bool changed = info.state != last.state || info.progress != last.progress ||
