@@ -72,23 +72,9 @@ NodeSim::NodeSim(kube::Client& kube, core::Logger log, const std::atomic<bool>& 
                      .on_update =
                          [this](const Json&, const Json& o) {
                            pod_queue_.Add(kube::ObjectKeyOf(o));
-                           // The VMI follows its Pod (Ready, gone): virt-handler watches both.
-                           for (const Json& vmi : vmis_.List()) {
-                             if (Field(vmi, "metadata").value("uid", "") ==
-                                 Field(Field(o, "metadata"), "labels").value(kCreatedByLabel, "")) {
-                               vmi_queue_.Add(kube::ObjectKeyOf(vmi));
-                             }
-                           }
+                           EnqueueVmiOf(o);  // the VMI follows its Pod (Ready, gone)
                          },
-                     .on_delete =
-                         [this](const Json& o) {
-                           for (const Json& vmi : vmis_.List()) {
-                             if (Field(vmi, "metadata").value("uid", "") ==
-                                 Field(Field(o, "metadata"), "labels").value(kCreatedByLabel, "")) {
-                               vmi_queue_.Add(kube::ObjectKeyOf(vmi));
-                             }
-                           }
-                         }});
+                     .on_delete = [this](const Json& o) { EnqueueVmiOf(o); }});
   vmis_.AddHandlers(
       {.on_add = [this](const Json& o) { vmi_queue_.Add(kube::ObjectKeyOf(o)); },
        .on_update = [this](const Json&, const Json& o) { vmi_queue_.Add(kube::ObjectKeyOf(o)); }});
@@ -346,6 +332,15 @@ void NodeSim::SyncPod(const std::string& key) {
 }
 
 // --- virt-handler: VMIs --------------------------------------------------------------------------
+
+void NodeSim::EnqueueVmiOf(const Json& pod) {
+  const std::string uid = Field(Field(pod, "metadata"), "labels").value(kCreatedByLabel, "");
+  for (const Json& vmi : vmis_.List()) {
+    if (Field(vmi, "metadata").value("uid", "") == uid) {
+      vmi_queue_.Add(kube::ObjectKeyOf(vmi));
+    }
+  }
+}
 
 std::optional<Json> NodeSim::LauncherPodOf(const Json& vmi) const {
   const std::string uid = Field(vmi, "metadata").value("uid", "");

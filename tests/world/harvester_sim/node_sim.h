@@ -48,6 +48,8 @@ class NodeSim {
   void SyncPod(const std::string& key);
   void SyncVmi(const std::string& key);
   void EnsureDefaultServiceAccount(const std::string& ns);
+  //! Queues the VMI a launcher Pod belongs to (virt-handler watches both).
+  void EnqueueVmiOf(const Json& pod);
   //! The launcher Pod of `vmi` (label kubevirt.io/created-by = its uid) from the cache, if any.
   std::optional<Json> LauncherPodOf(const Json& vmi) const;
   Json RunningPodStatus(const Json& pod) const;
