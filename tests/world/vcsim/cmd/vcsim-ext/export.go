@@ -23,11 +23,9 @@ package main
 import (
 	"crypto/rand"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"log"
 	"net/http"
@@ -450,30 +448,23 @@ func (l *exportLease) HttpNfcLeaseGetManifest(ctx *simulator.Context, req *types
 	res := &types.HttpNfcLeaseGetManifestResponse{}
 	for _, du := range l.Info.DeviceUrl {
 		d := l.files[path.Base(du.Url)]
-		f, err := os.Open(d.file)
+		sum, err := digestOf(d.file) // manifest_digest.go
 		if err != nil {
 			body.Fault_ = simulator.Fault(err.Error(), &types.FileNotFound{FileFault: types.FileFault{File: d.dsPath}})
-			return body
-		}
-		h1, h256 := sha1.New(), sha256.New()
-		n, err := io.Copy(io.MultiWriter(h1, h256), f)
-		_ = f.Close()
-		if err != nil {
-			body.Fault_ = simulator.Fault(err.Error(), &types.FileFault{File: d.dsPath})
 			return body
 		}
 		l.mu.Lock()
 		typ := l.checksumTypes[du.Key]
 		l.mu.Unlock()
+		n := sum.size
 		entry := types.HttpNfcLeaseManifestEntry{
-			Key: du.Key, Sha1: hex.EncodeToString(h1.Sum(nil)), Size: n, Disk: true, Capacity: d.capKB * 1024, PopulatedSize: n,
+			Key: du.Key, Sha1: sum.sha1, Size: n, Disk: true, Capacity: d.capKB * 1024, PopulatedSize: n,
 		}
-		if typ != "" {
-			var h hash.Hash = h1
-			if typ == "sha256" {
-				h = h256
-			}
-			entry.Checksum, entry.ChecksumType = hex.EncodeToString(h.Sum(nil)), typ
+		switch typ {
+		case "sha1":
+			entry.Checksum, entry.ChecksumType = sum.sha1, typ
+		case "sha256":
+			entry.Checksum, entry.ChecksumType = sum.sha256, typ
 		}
 		res.Returnval = append(res.Returnval, entry)
 	}
