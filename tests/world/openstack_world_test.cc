@@ -560,6 +560,66 @@ TEST(OpenstackExport, BothVolumesStreamTheBytesOfTheirBackingFilesAndNothingIsLe
   }
 }
 
+// Issue 16: a volume whose backend has Cinder's image_upload_use_cinder_backend (the peer's type
+// vmi-cinder-images) is uploaded by location: Cinder clones it and registers cinder://<clone> with
+// Glance, which then has no os_hash_value for the image (the location shortcut). Such a disk is
+// unverifiable from the source, not an error: it streams Glance's bytes (read by Glance's cinder
+// store from the clone), exactly the volume's, and the clone goes with the image.
+TEST(OpenstackExport, AnImageRegisteredByLocationHasNoDigestAndStreamsTheVolumesBytes) {
+  auto session = Login();
+  ASSERT_TRUE(session);
+  const std::string id = OsVar("OPENSTACK_CINDERIMG_ID");
+  const std::string volume = OsVar("OPENSTACK_CINDERIMG_VOLUME");
+  ASSERT_TRUE(Temporaries(*session, id).empty());
+  const std::string file = BackingFile(volume);
+  const uint32_t seed = static_cast<uint32_t>(std::random_device{}());
+  WriteBacking(file, 0, RandomBytes(1 << 20, seed));
+  WriteBacking(file, 900ULL << 20, RandomBytes(1 << 20, seed + 1));
+  const std::string expected = testing::Sha256File(file);
+  ASSERT_FALSE(expected.empty()) << file;
+  OpenstackImporter importer(FastOptions());
+  auto vm = importer.Open({}, Config(), {.vm_name = "vmi-cinderimg"});
+  ASSERT_TRUE(vm) << vm.error().ToString();
+  ASSERT_TRUE((*vm)->PowerOff({}, {}, {}));
+  ASSERT_TRUE((*vm)->StartExport({}, {}));
+  std::string image_id;
+  for (const std::string& t : Temporaries(*session, id)) {
+    if (t.starts_with("image ")) {
+      image_id = t.substr(6, t.find(' ', 6) - 6);
+    }
+  }
+  ASSERT_FALSE(image_id.empty());
+  auto image = session->Call({}, Service::kImage, "GET", "/v2/images/" + image_id, "read");
+  ASSERT_TRUE(image) << image.error().ToString();
+  // The premise: Glance holds this image by a cinder:// location and declares no digest for it.
+  EXPECT_TRUE(!image->contains("os_hash_value") || (*image)["os_hash_value"].is_null())
+      << image->dump();
+  bool by_cinder = false;
+  for (const Json& loc : Arr(*image, "locations")) {
+    by_cinder |= Str(loc, "url").starts_with("cinder://");
+  }
+  EXPECT_TRUE(by_cinder) << image->dump();
+  EXPECT_FALSE((*vm)->Description().disks[0].source_digest) << "no digest to declare";
+
+  auto disk = (*vm)->OpenDisk({}, 0);
+  ASSERT_TRUE(disk) << disk.error().ToString();
+  const Digest d = ReadAll(**disk);
+  ASSERT_TRUE(d.error.empty()) << d.error;
+  EXPECT_EQ(d.bytes, 1ULL << 30);
+  EXPECT_EQ(d.sha256, expected);
+  ASSERT_TRUE((*vm)->FinishExport({}, true, ""));
+  EXPECT_TRUE(Temporaries(*session, id).empty());
+  // Deleting the image deleted Cinder's clone of the volume (named image-<image id>) too.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto vols = session->Call({}, Service::kBlockStorage, "GET",
+                                  "/volumes?all_tenants=1&name=image-" + image_id, "list");
+        return vols && Arr(*vols, "volumes").empty();
+      },
+      120s))
+      << "Cinder's clone image-" << image_id << " was left behind";
+}
+
 TEST(OpenstackExport, FailedExportLeavesNothingBehind) {
   auto session = Login();
   ASSERT_TRUE(session);
@@ -1041,6 +1101,48 @@ TEST_F(OpenstackImportWorldTest, ThreeServersImportInOneGoWithIdenticalDisks) {
   for (const std::string& id : {multi_id, one_id, two_id}) {
     ExpectNoTemporaries(id);
   }
+}
+
+// Issue 16: an image Glance holds by location (see
+// OpenstackExport.AnImageRegisteredByLocationHasNoDigestAndStreamsTheVolumesBytes) carries no
+// os_hash_value: the import says the source side is unverifiable (not an error), gives Harvester
+// no spec.checksum, and Longhorn's SHA-512 of the stored file, compared with what the image server
+// served, still verifies the disk, which arrives identical.
+TEST_F(OpenstackImportWorldTest,
+       AnImageWithoutGlanceDigestIsUnverifiableBySourceAndVerifiedByLonghorn) {
+  const std::string id = OsVar("OPENSTACK_CINDERIMG_ID");
+  EnsureShutoff(*session_, id);
+  const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_CINDERIMG_VOLUME"))};
+  StartWithSource();
+  CreateImport("bylocation", {{"virtualMachineName", "vmi-cinderimg"}});
+  ASSERT_EQ(WaitImport("bylocation", "virtualMachineRunning", 900s), "virtualMachineRunning")
+      << GetImport("bylocation").dump() << "\n"
+      << controller_->Log();
+  ExpectDisksMatch("bylocation", want);
+  for (const kube::Json& image : Items(kImages)) {
+    EXPECT_EQ(image["spec"].value("checksum", ""), "") << image.dump();
+  }
+  const kube::Json st = GetImport("bylocation")["status"];
+  const kube::Json disks = st.value("diskImportStatus", kube::Json::array());
+  ASSERT_EQ(disks.size(), 1U) << st.dump();
+  std::map<std::string, std::string> result_by;
+  for (const kube::Json& v : disks[0].value("verification", kube::Json::array())) {
+    result_by[v.value("verifier", "")] = v.value("result", "");
+    if (v.value("verifier", "") == "glance") {
+      EXPECT_NE(v.value("message", "").find("os_hash_value"), std::string::npos) << v.dump();
+    }
+  }
+  EXPECT_EQ(result_by["glance"], "unverifiable") << disks[0].dump();
+  EXPECT_EQ(result_by["longhorn"], "verified") << disks[0].dump();
+  bool condition = false;
+  for (const kube::Json& c : st.value("importConditions", kube::Json::array())) {
+    if (c.value("type", "") == "DisksVerified") {
+      condition = true;
+      EXPECT_EQ(c.value("status", ""), "True") << c.dump();
+    }
+  }
+  EXPECT_TRUE(condition) << st.dump();
+  ExpectNoTemporaries(id);
 }
 
 // Seed: "Test Deleting VM but Not Image(s) And Recreate Works", with "Bogus SourceNetwork" (the

@@ -25,13 +25,28 @@
 # over a bind-mounted local directory, no kernel NFS needed), neutron-server :9696 (ML2, "local"
 # networks, no agents). The ports are fixed: one such peer per machine.
 #
-# Two small shims (written by this script, see write_shims):
+# Small shims (written by this script, see write_shims):
 #  * neutron ML2 mechanism driver "ostest_loopback": binds every port
 #    (there is no L2 agent; without a binder nova gets binding_failed).
 #  * cinder driver ostest_shims.cinder_nfs.LoopbackNfsDriver: the stock
 #    NfsDriver, except that snapshots of attached volumes are done by cinder
 #    itself (qemu-img) instead of asking the hypervisor (nova "assisted
-#    snapshots", which the fake virt driver does not implement).
+#    snapshots", which the fake virt driver does not implement), and that a
+#    volume being uploaded to an image may be cloned (Zed's NFS driver refuses
+#    the 'uploading' state, which image_upload_use_cinder_backend clones in).
+#  * a `mount` on glance-api's PATH that turns `mount -t nfs 127.0.0.1:/DIR MP` into a bind mount
+#    of DIR, the stand-in for the NFS export the cinder driver uses the same way; every other
+#    mount is passed to /bin/mount unchanged. Its `umount` also removes the mount point's folder
+#    (glance_store 4.1 leaves it, and then fails to mount there again).
+#  * cinder driver LoopbackNfsImageDriver for backend nfs2: a clone of a volume being uploaded
+#    is a plain copy of its file (see the class).
+#
+# Glance has two stores: "fs" (file, the default) and "cinder". Cinder's backend nfs2
+# (volume type vmi-cinder-images) has image_upload_use_cinder_backend: uploading one of its
+# volumes to an image clones the volume and registers it as the image's location
+# (cinder://<volume id>) instead of sending the bytes, and Glance then has no os_hash_value
+# for the image (Zed computes none for a location); a download is read by glance's cinder
+# store from the cloned volume's file.
 #
 # Fixtures (rebuilt whenever nova-compute starts: the fake driver forgets its servers):
 #   networks private (192.0.2.0/24) and private2 (198.51.100.0/24), flavor m1.small (2 vCPU,
@@ -40,7 +55,9 @@
 #   image) with data volume vmi-multi-data (1 GiB) and one port on each network; vmi-one booted
 #   from volume vmi-one-boot (1 GiB, from the image) with a port on private; vmi-two booted from
 #   the blank volume vmi-two-boot (1 GiB, no image properties: BIOS) with a port on private2; two
-#   servers named vmi-dup and one vmi-novol, booted from the image (no volume).
+#   servers named vmi-dup and one vmi-novol, booted from the image (no volume); vmi-cinderimg
+#   booted from the blank volume vmi-cinderimg-boot (1 GiB, type vmi-cinder-images: its image
+#   upload is the location shortcut above) with a port on private.
 # Tests put known bytes into a volume by writing its backing file: OPENSTACK_NFS_MOUNTPOINT/
 # volume-<id> (the active file named in volume-<id>.info once a snapshot exists).
 #
@@ -62,6 +79,8 @@ LOG=/var/log/ostest
 NFS_EXPORT=$STATE/nfs-export
 NFS_SHARE="$HOSTIP:$NFS_EXPORT"
 NFS_MNT_BASE=/var/lib/cinder/mnt
+GLANCE_MNT_BASE=/var/lib/glance/mnt
+GLANCE_BIN=$STATE/glance-bin
 COMPUTE_HOST=ostest-compute
 PY=/usr/bin/python3
 SHIMS=/usr/local/lib/python3.11/dist-packages
@@ -227,13 +246,79 @@ EOF
 """Stock cinder NFS driver; snapshots of attached volumes are taken by
 cinder (qemu-img) like detached ones, because the hypervisor is nova's fake
 driver, which holds no file open and implements no assisted snapshots."""
+import os
+
+from oslo_utils import units
+
+from cinder.image import image_utils
 from cinder.volume.drivers import nfs
 
 
 class LoopbackNfsDriver(nfs.NfsDriver):
     def _is_volume_attached(self, volume):
         return False
+
+
+class LoopbackNfsImageDriver(LoopbackNfsDriver):
+    """The backend whose uploads to an image are clones registered by location
+    (image_upload_use_cinder_backend). Cinder clones the volume while it is
+    'uploading', which Zed's NFS driver refuses (its clone goes through a temporary
+    qcow2 snapshot of the source, which must not change under a reader). Here a
+    clone of a volume without snapshots is a plain copy of its file, as the SMBFS
+    driver does (_always_use_temp_snap_when_cloning = False), and the uploading
+    source, only read, passes the state check."""
+
+    _always_use_temp_snap_when_cloning = False
+
+    def _create_cloned_volume(self, volume, src_vref, context):
+        if src_vref.status == 'uploading':
+            src_vref = _Uploading(src_vref)
+        return super()._create_cloned_volume(volume, src_vref, context)
+
+    def _extend_volume(self, volume, size_gb):
+        # the plain-copy clone grows the copy to the new volume's size (SMBFS has its own)
+        path = self.local_path(volume)
+        if os.path.getsize(path) < size_gb * units.Gi:
+            image_utils.resize_image(path, size_gb, run_as_root=self._execute_as_root)
+
+
+class _Uploading:
+    """A read-only view of a volume being uploaded that passes the clone's state check."""
+
+    def __init__(self, volume):
+        self._volume = volume
+
+    status = 'available'
+
+    def __getattr__(self, name):
+        return getattr(self._volume, name)
 EOF
+  mkdir -p $GLANCE_BIN
+  cat > $GLANCE_BIN/mount <<EOF
+#!/bin/sh
+# glance-api's mount (openstack-world.sh): "mount -t nfs [OPTIONS] $HOSTIP:/DIR MOUNTPOINT" binds
+# the local DIR, the stand-in for the NFS export; anything else goes to the real mount.
+if [ "\$1" = -t ] && [ "\$2" = nfs ]; then
+  for a; do src=\$dst; dst=\$a; done
+  case \$src in
+    $HOSTIP:/*) exec /bin/mount --bind "\${src#$HOSTIP:}" "\$dst" ;;
+  esac
+  echo "glance mount shim: only exports on $HOSTIP are served here: \$src" >&2
+  exit 32
+fi
+exec /bin/mount "\$@"
+EOF
+  # glance_store 4.1 leaves the mount point's folder behind when it unmounts, and its next mount
+  # then fails in os.makedirs (FileExistsError): remove the folder with the mount, as later
+  # glance_store versions do
+  cat > $GLANCE_BIN/umount <<EOF
+#!/bin/sh
+/bin/umount "\$@" || exit
+for a; do mp=\$a; done
+case \$mp in $GLANCE_MNT_BASE/nfs/*) rmdir "\$mp" 2>/dev/null ;; esac
+exit 0
+EOF
+  chmod 755 $GLANCE_BIN/mount $GLANCE_BIN/umount
   cat > $SHIMS/ostest_shims-1.0.dist-info/METADATA <<'EOF'
 Metadata-Version: 2.1
 Name: ostest-shims
@@ -250,7 +335,7 @@ EOF
 backup_once() { [ -f "$1" ] && [ ! -f "$1.debian-orig" ] && cp -p "$1" "$1.debian-orig" || true; }
 
 write_configs() {
-  mkdir -p $STATE $RUN $LOG $NFS_EXPORT $NFS_MNT_BASE /var/lib/glance/images \
+  mkdir -p $STATE $RUN $LOG $NFS_EXPORT $NFS_MNT_BASE $GLANCE_MNT_BASE /var/lib/glance/images \
     /var/lib/cinder/tmp /var/lib/cinder/conversion /var/lib/nova/instances \
     /var/lib/neutron /var/lib/placement /run/mysqld
   chown mysql:mysql /run/mysqld
@@ -310,7 +395,7 @@ add-header = Connection: close
 chdir = /var/lib/keystone
 EOF
 
-  # --- glance (file store)
+  # --- glance (file store; cinder store for images cinder registers by location)
   backup_once /etc/glance/glance-api.conf
   cat > /etc/glance/glance-api.conf <<EOF
 [DEFAULT]
@@ -318,7 +403,9 @@ debug = $DEBUG
 bind_host = $HOSTIP
 bind_port = 9292
 workers = 1
-enabled_backends = fs:file
+enabled_backends = fs:file, cinder:cinder
+# cinder's image_upload_use_cinder_backend adds a location to the image (PATCH /locations)
+show_multiple_locations = true
 [database]
 connection = $(db_url glance glance)
 $(authtoken glance)
@@ -328,6 +415,10 @@ flavor = keystone
 default_backend = fs
 [fs]
 filesystem_store_datadir = /var/lib/glance/images/
+[cinder]
+cinder_catalog_info = volumev3::publicURL
+cinder_mount_point_base = $GLANCE_MNT_BASE
+rootwrap_config = /etc/glance/rootwrap.conf
 [os_glance_tasks_store]
 filesystem_store_datadir = /var/lib/glance/tasks_work_dir
 [os_glance_staging_store]
@@ -431,7 +522,7 @@ auth_strategy = keystone
 osapi_volume_listen = $HOSTIP
 osapi_volume_listen_port = 8776
 osapi_volume_workers = 1
-enabled_backends = nfs1
+enabled_backends = nfs1,nfs2
 default_volume_type = __DEFAULT__
 rootwrap_config = /etc/cinder/rootwrap.conf
 api_paste_config = /etc/cinder/api-paste.ini
@@ -458,6 +549,18 @@ nfs_sparsed_volumes = true
 nfs_qcow2_volumes = false
 nas_secure_file_operations = false
 nas_secure_file_permissions = false
+[nfs2]
+# the same share; an image upload of its volumes registers a clone by location (no bytes sent)
+volume_backend_name = nfs2
+volume_driver = ostest_shims.cinder_nfs.LoopbackNfsImageDriver
+nfs_shares_config = /etc/cinder/nfs_shares
+nfs_mount_point_base = $NFS_MNT_BASE
+nfs_snapshot_support = true
+nfs_sparsed_volumes = true
+nfs_qcow2_volumes = false
+nas_secure_file_operations = false
+nas_secure_file_permissions = false
+image_upload_use_cinder_backend = true
 EOF
 
   # --- neutron (ML2, local networks, no agents)
@@ -627,10 +730,15 @@ ensure_nfs_mount() {
   mkdir -p "$mp"
   awk -v mp="$mp" '$2 == mp {f=1} END {exit !f}' /proc/mounts || mount --bind "$NFS_EXPORT" "$mp"
   echo "$mp" > $RUN/nfs-mountpoint
+  # glance's cinder store tells a mounted share by os.path.ismount, which does not see a bind
+  # mount from the same filesystem: its mount points live on a tmpfs of their own
+  mkdir -p $GLANCE_MNT_BASE/nfs
+  awk -v mp="$GLANCE_MNT_BASE/nfs" '$2 == mp {f=1} END {exit !f}' /proc/mounts ||
+    mount -t tmpfs -o size=1m,mode=0750 ostest-glance-mnt $GLANCE_MNT_BASE/nfs
 }
 
 start_services() {
-  start_bg glance-api glance-api --config-file /etc/glance/glance-api.conf
+  start_bg glance-api env PATH="$GLANCE_BIN:$PATH" glance-api --config-file /etc/glance/glance-api.conf
   start_bg placement uwsgi --ini $STATE/placement-uwsgi.ini
   start_bg neutron-server neutron-server --config-file /etc/neutron/neutron.conf \
     --config-file /etc/neutron/plugins/ml2/ml2_conf.ini
@@ -679,8 +787,9 @@ wait_compute_registered() {
     sleep 2
   done
   for i in $(seq 1 60); do
-    out=$(openstack volume service list -f value -c Binary -c State 2>/dev/null || true)
-    grep -q "cinder-volume up" <<<"$out" && return 0
+    out=$(openstack volume service list -f value -c Binary -c Host -c State 2>/dev/null || true)
+    grep -q "cinder-volume ostest-cinder@nfs1 up" <<<"$out" &&
+      grep -q "cinder-volume ostest-cinder@nfs2 up" <<<"$out" && return 0
     sleep 2
   done
   fail cinder-volume "did not report up within 120 s (NFS share at $NFS_SHARE)"
@@ -696,6 +805,10 @@ seed() {
   openstack subnet show private-subnet >/dev/null 2>&1 || \
     openstack subnet create --network private --subnet-range 192.0.2.0/24 \
       --no-dhcp --gateway none private-subnet >/dev/null
+  # volumes of this type are uploaded to Glance by location (backend nfs2, glance store "cinder")
+  openstack volume type show vmi-cinder-images >/dev/null 2>&1 || \
+    openstack volume type create --property volume_backend_name=nfs2 \
+      --property image_service:store_id=cinder vmi-cinder-images >/dev/null
 }
 
 # ---------------------------------------------------------------- fixtures
@@ -746,9 +859,10 @@ fixtures_cleanup() {
 build_fixtures() {
   eval "$(admin_env)"
   local t0=$SECONDS img boot data multi dup1 dup2 novol one two one_boot two_boot net1 net2 id
+  local cimg cimg_boot
   log "fixtures: removing old vmi-* and vm-import-* objects"
   fixtures_cleanup
-  log "fixtures: network private2, image vmi-image, volumes, servers vmi-multi, vmi-one, vmi-two, vmi-dup x2, vmi-novol"
+  log "fixtures: network private2, image vmi-image, volumes, servers vmi-multi, vmi-one, vmi-two, vmi-dup x2, vmi-novol, vmi-cinderimg"
   openstack network show private2 >/dev/null 2>&1 || \
     openstack network create --share private2 >/dev/null
   openstack subnet show private2-subnet >/dev/null 2>&1 || \
@@ -764,6 +878,8 @@ build_fixtures() {
   data=$(openstack volume create --size 1 vmi-multi-data -f value -c id)
   one_boot=$(openstack volume create --size 1 --image "$img" --bootable vmi-one-boot -f value -c id)
   two_boot=$(openstack volume create --size 1 --bootable vmi-two-boot -f value -c id)
+  cimg_boot=$(openstack volume create --size 1 --bootable --type vmi-cinder-images \
+    vmi-cinderimg-boot -f value -c id)
   dup1=$(openstack server create --flavor m1.small --image "$img" --network private vmi-dup -f value -c id)
   dup2=$(openstack server create --flavor m1.small --image "$img" --network private vmi-dup -f value -c id)
   novol=$(openstack server create --flavor m1.small --image "$img" --network private vmi-novol -f value -c id)
@@ -771,13 +887,16 @@ build_fixtures() {
   wait_fixture volume "$data" available
   wait_fixture volume "$one_boot" available
   wait_fixture volume "$two_boot" available
+  wait_fixture volume "$cimg_boot" available
   multi=$(openstack server create --flavor m1.small --volume "$boot" --nic net-id="$net1" \
     --nic net-id="$net2" vmi-multi -f value -c id)
   one=$(openstack server create --flavor m1.small --volume "$one_boot" --nic net-id="$net1" \
     vmi-one -f value -c id)
   two=$(openstack server create --flavor m1.small --volume "$two_boot" --nic net-id="$net2" \
     vmi-two -f value -c id)
-  for id in "$dup1" "$dup2" "$novol" "$multi" "$one" "$two"; do
+  cimg=$(openstack server create --flavor m1.small --volume "$cimg_boot" --nic net-id="$net1" \
+    vmi-cinderimg -f value -c id)
+  for id in "$dup1" "$dup2" "$novol" "$multi" "$one" "$two" "$cimg"; do
     wait_fixture server "$id" ACTIVE
   done
   openstack server add volume "$multi" "$data" >/dev/null
@@ -797,6 +916,8 @@ export OPENSTACK_TWO_ID='$two'
 export OPENSTACK_TWO_VOLUME='$two_boot'
 export OPENSTACK_TWO_MAC='$(openstack port list --server "$two" -f value -c "MAC Address")'
 export OPENSTACK_IMAGE_ID='$img'
+export OPENSTACK_CINDERIMG_ID='$cimg'
+export OPENSTACK_CINDERIMG_VOLUME='$cimg_boot'
 EOF
   mv $FIXTURES.tmp $FIXTURES
   log "fixtures ready in $((SECONDS - t0)) s"
@@ -820,6 +941,7 @@ cmd_up() {
   [ "$(id -u)" = 0 ] || die "run as root (installs packages, starts system services, bind-mounts)"
   if all_running && [ -f $FIXTURES ] && (
        eval "$(admin_env)"; . $FIXTURES
+       [ -n "${OPENSTACK_CINDERIMG_ID:-}" ] &&
        [ -n "$(openstack server show "$OPENSTACK_MULTI_ID" -f value -c status 2>/dev/null)" ]); then
     write_env
     log "already up with its fixtures ($((SECONDS - t0)) s); env: $ENVFILE"
@@ -861,6 +983,13 @@ cmd_stop() {
   fi
   if running mariadb; then mysqladmin -uroot shutdown 2>/dev/null || true; fi
   stop_one mariadb
+  # glance's cinder store unmounts when its last download ends; a stopped glance-api may not have
+  local mp
+  for mp in $(awk -v base="$GLANCE_MNT_BASE/nfs/" 'index($2, base) == 1 {print $2}' /proc/mounts); do
+    umount "$mp" 2>/dev/null || true
+  done
+  rmdir "$GLANCE_MNT_BASE"/nfs/* 2>/dev/null || true
+  umount "$GLANCE_MNT_BASE/nfs" 2>/dev/null || true
   if [ -f $RUN/nfs-mountpoint ]; then
     umount "$(cat $RUN/nfs-mountpoint)" 2>/dev/null || true
     rm -f $RUN/nfs-mountpoint
