@@ -271,8 +271,7 @@ int Plan(Context& ctx, const std::string& file) {
                                      : "pod-network";
     pod_used = pod_used || m == nullptr;
     std::printf("        nic %s on %s -> %s model %s (%s: %s)\n", nic.mac.c_str(),
-                nic.network.c_str(), where.c_str(), c.value.c_str(), c.rule.c_str(),
-                c.why.c_str());
+                nic.network.c_str(), where.c_str(), c.value.c_str(), c.rule.c_str(), c.why.c_str());
   }
   std::printf("readiness: %s: guest %s%s, firmware %s%s\n", readiness.Verdict().c_str(),
               controller::GuestFamilyName(readiness.devices.guest.family),

@@ -39,8 +39,8 @@ int VersionAfter(std::string_view id, std::string_view prefix) {
 // the kernel, so they stay unknown.
 bool VirtioLinuxGuestId(std::string_view id) {
   static constexpr std::array<std::string_view, 13> kFamilies = {
-      "ubuntu",       "rockylinux",   "almalinux",    "fedora", "opensuse",
-      "amazonlinux",  "vmwarephoton", "coreos",       "other3xlinux", "other4xlinux",
+      "ubuntu",       "rockylinux",   "almalinux",   "fedora",       "opensuse",
+      "amazonlinux",  "vmwarephoton", "coreos",      "other3xlinux", "other4xlinux",
       "other5xlinux", "other6xlinux", "miraclelinux"};
   for (std::string_view f : kFamilies) {
     if (StartsWith(id, f)) {
@@ -65,8 +65,8 @@ bool VirtioLinuxGuestId(std::string_view id) {
 // distributions; exact values, so a vSphere guestId ("centos64Guest") never matches here.
 bool LinuxDistro(std::string_view distro) {
   static constexpr std::array<std::string_view, 12> kDistros = {
-      "arch", "centos", "debian", "fedora", "gentoo", "opensuse", "rhel", "sled", "sles",
-      "ubuntu", "rocky", "almalinux"};
+      "arch", "centos", "debian", "fedora", "gentoo", "opensuse",
+      "rhel", "sled",   "sles",   "ubuntu", "rocky",  "almalinux"};
   return std::any_of(kDistros.begin(), kDistros.end(),
                      [&](std::string_view d) { return distro == d; });
 }

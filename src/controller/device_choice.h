@@ -50,7 +50,7 @@
 #include <vector>
 
 #include "api/virtual_machine_import.h"
-#include "model/vm.h"
+#include "api/vm_description.h"  // model::VmDescription
 
 namespace vmimport::controller {
 
@@ -104,7 +104,6 @@ model::VmDescription ApplyDevicePlan(model::VmDescription vm, const DevicePlan& 
 
 //! One line per device for an Event or `kubectl vmimport plan`:
 //! "disk 0 (Hard disk 1): sata [source-sata: ...]".
-std::vector<std::string> DescribeDevicePlan(const model::VmDescription& vm,
-                                            const DevicePlan& plan);
+std::vector<std::string> DescribeDevicePlan(const model::VmDescription& vm, const DevicePlan& plan);
 
 }  // namespace vmimport::controller

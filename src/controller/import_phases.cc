@@ -348,8 +348,8 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   // The readiness verdict, before the source is touched: what the VM will boot with and what
   // will not carry over (controller/readiness.h).
   const Readiness readiness = AssessReadiness(vm, vm_import.spec);
-  pass.notes.push_back({readiness.Verdict() == "ready" ? "Normal" : "Warning", "Readiness",
-                        readiness.Summary()});
+  pass.notes.push_back(
+      {readiness.Verdict() == "ready" ? "Normal" : "Warning", "Readiness", readiness.Summary()});
   log_.Info("readiness verdict",
             {{"import", key}, {"verdict", readiness.Verdict()}, {"detail", readiness.Summary()}});
   vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, claims ? identity : "");
@@ -856,8 +856,7 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
   }
   // NIC models (and the bus of a disk whose status has none) as the device rules choose them.
   const DevicePlan devices = ChooseDevices(*description, vm_import.spec);
-  auto built =
-      harvester::BuildVirtualMachine(vm_import, ApplyDevicePlan(*description, devices));
+  auto built = harvester::BuildVirtualMachine(vm_import, ApplyDevicePlan(*description, devices));
   if (!built) {
     Fail(pass, ImportStatus::kVmMigrationFailed, "InvalidVirtualMachine", built.error().message);
     return Done();

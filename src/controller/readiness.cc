@@ -59,8 +59,8 @@ Readiness AssessReadiness(const model::VmDescription& vm,
   for (size_t i = 0; i < vm.disks.size(); ++i) {
     const std::string& bus = r.devices.disks[i].value;
     if (bus != "virtio" && bus != "sata" && bus != "scsi" && bus != "usb") {
-      r.risks.push_back("disk " + std::to_string(i) + " (" + vm.disks[i].name + "): bus \"" +
-                        bus + "\" is not one KubeVirt knows");
+      r.risks.push_back("disk " + std::to_string(i) + " (" + vm.disks[i].name + "): bus \"" + bus +
+                        "\" is not one KubeVirt knows");
     }
   }
   const model::NicDescription* on_pod = nullptr;

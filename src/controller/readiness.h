@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "api/virtual_machine_import.h"
+#include "api/vm_description.h"  // model::VmDescription
 #include "controller/device_choice.h"
-#include "model/vm.h"
 
 namespace vmimport::controller {
 

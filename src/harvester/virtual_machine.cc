@@ -90,9 +90,9 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
                                      ") has no VirtualMachineImage"));
     }
     // What the user wrote wins; then the bus the controller chose (controller/device_choice.h).
-    const std::string bus = FirstNonEmpty({vm_import.spec.default_disk_bus_type.value_or(""),
-                                           infos[i].bus_type, vm.disks[i].bus,
-                                           vm_import.spec.DiskBusOrDefault()});
+    const std::string bus =
+        FirstNonEmpty({vm_import.spec.default_disk_bus_type.value_or(""), infos[i].bus_type,
+                       vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
     devices["disks"].push_back({{"name", name}, {"bootOrder", boot[i]}, {"disk", {{"bus", bus}}}});
     volumes.push_back({{"name", name},
                        {"persistentVolumeClaim", {{"claimName", infos[i].virtual_machine_image}}}});
@@ -145,9 +145,8 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
       return core::MakeError(Invalid(dest.error().message));
     }
     const std::string name = "migrated-" + std::to_string(mapped++);
-    json iface = {{"name", name},
-                  {"model", NicModel(vm_import, m, nic.model)},
-                  {"bridge", json::object()}};
+    json iface = {
+        {"name", name}, {"model", NicModel(vm_import, m, nic.model)}, {"bridge", json::object()}};
     if (!nic.mac.empty()) {
       iface["macAddress"] = nic.mac;
     }

@@ -50,8 +50,9 @@ const api::NetworkMapping* FindNetworkMapping(const api::VirtualMachineImportSpe
 //!  - NICs, in source order: a mapped NIC -> migrated-<k> on Multus "<namespace>/<name>", bridge,
 //!    its source MAC, model: mapping's || spec.defaultNetworkInterfaceModel || the description's
 //!    model || virtio. The first NIC without a mapping -> "pod-network" (masquerade, the same
-//!    model rule without a mapping, its MAC): the management network the docs promise. Further unmapped NICs are dropped with a warning. No NIC at all -> one pod-network
-//!    NIC without a MAC (as the reference).
+//!    model rule without a mapping, its MAC): the management network the docs promise. Further
+//!    unmapped NICs are dropped with a warning. No NIC at all -> one pod-network NIC without a MAC
+//!    (as the reference).
 //! kInvalidArgument when the target name, a claim or the memory is missing, the disk lists differ
 //! in length, cpus < 1, or a destination network does not parse.
 [[nodiscard]] core::Result<BuiltVirtualMachine> BuildVirtualMachine(

@@ -22,16 +22,17 @@ namespace vmimport::kube {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::ChildProcess;
 using testing::Eventually;
 using testing::ReadFile;
-using testing::ChildProcess;
 using testing::RunCommand;
 namespace fs = std::filesystem;
 
 const Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 constexpr const char* kBootAnnotation = "harvester-sim.vm-import.test/boot";
-// Budget per boot under TCG (2 shared cores, up to 3 guests at once): measured 30-120 s.
-constexpr auto kBootBudget = 480s;
+// Budget per boot under TCG (2 shared cores, up to 3 guests at once): a single guest took ~5 min
+// to its marker on this machine with a load average of 13-19 (other builds).
+constexpr auto kBootBudget = 600s;
 
 //! One row of the guests table (guest-world.sh).
 struct Guest {
@@ -90,8 +91,8 @@ class BootWorldTest : public ImportFixture {
   }
 
   void StartWithBootCheck() {
-    StartWorld({"--boot-dir", boot_dir_.string(), "--boot-timeout",
-                std::to_string(kBootBudget.count())});
+    StartWorld(
+        {"--boot-dir", boot_dir_.string(), "--boot-timeout", std::to_string(kBootBudget.count())});
   }
 
   std::string VmName(const std::string& variant) { return "vmi-guest-" + variant; }
@@ -199,9 +200,9 @@ TEST_F(BootWorldTest, VsphereGuestsBootWithTheirMacAndNetworkUp) {
 TEST_F(BootWorldTest, SataOnlyGuestForcedToVirtioDoesNotBoot) {
   StartWithBootCheck();
   const std::string vm = VmName("bios-sata");
-  CreateImport("forced", {{"virtualMachineName", vm},
-                          {"folder", "guests"},
-                          {"defaultDiskBusType", "virtio"}});
+  CreateImport(
+      "forced",
+      {{"virtualMachineName", vm}, {"folder", "guests"}, {"defaultDiskBusType", "virtio"}});
   ASSERT_EQ(WaitImport("forced", "virtualMachineCreated", 300s), "virtualMachineCreated")
       << ControllerLog();
   EXPECT_EQ(TemplateDomain(vm)["devices"]["disks"][0]["disk"].value("bus", ""), "virtio");

@@ -260,8 +260,8 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
       {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
        "config.hardware.memoryMB", "config.firmware", "config.bootOptions", "config.uuid",
        "config.instanceUuid", "config.guestId", "config.guestFullName", "guest.guestFamily",
-       "guest.toolsRunningStatus", "runtime.powerState",
-       "config.hardware.device", "summary.config.tpmPresent"});
+       "guest.toolsRunningStatus", "runtime.powerState", "config.hardware.device",
+       "summary.config.tpmPresent"});
   if (!props) {
     return MakeError(props.error().Wrap("vsphere: describe " + vm.inventory_path));
   }

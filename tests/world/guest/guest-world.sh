@@ -192,13 +192,16 @@ make_variant() {
     mcopy -i "$boot" "$work/syslinux.cfg" ::/syslinux.cfg
     syslinux --install "$boot" || die "$name: syslinux --install failed"
   else
-    printf 'set timeout=0\nsearch --no-floppy --file --set=root /vmlinuz\nlinux /vmlinuz %s\ninitrd /initrd.img\nboot\n' \
+    # part_gpt and fat by hand: search does not load a partition map's module by itself.
+    printf 'set timeout=0\ninsmod part_gpt\ninsmod part_msdos\ninsmod fat\nsearch --no-floppy --file --set=root /vmlinuz\nlinux /vmlinuz %s\ninitrd /initrd.img\nboot\n' \
       "$CMDLINE" >"$work/grub.cfg"
+    # Every module in the memdisk: `search` loads each file system's module to probe a device
+    # (with only a few, it fails and GRUB stops at its prompt).
     grub-mkstandalone -O x86_64-efi -o "$work/BOOTX64.EFI" --locales= --fonts= --themes= \
-      --install-modules="linux normal search search_fs_file part_gpt part_msdos fat echo configfile boot" \
       "boot/grub/grub.cfg=$work/grub.cfg" || die "$name: grub-mkstandalone failed"
     mmd -i "$boot" ::/EFI ::/EFI/BOOT
     mcopy -i "$boot" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+    rm -f "$work/BOOTX64.EFI"
   fi
 
   # the disk: 1 MiB, boot partition, root partition, 1 MiB (GPT's backup header)

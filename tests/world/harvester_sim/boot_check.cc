@@ -128,8 +128,8 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
     plan.firmware = "bios";
   } else {
     plan.firmware = secure ? "efi-secureboot" : "efi";
-    const std::string code = options.ovmf_dir + (secure ? "/OVMF_CODE_4M.secboot.fd"
-                                                        : "/OVMF_CODE_4M.fd");
+    const std::string code =
+        options.ovmf_dir + (secure ? "/OVMF_CODE_4M.secboot.fd" : "/OVMF_CODE_4M.fd");
     plan.vars_template = options.ovmf_dir + (secure ? "/OVMF_VARS_4M.ms.fd" : "/OVMF_VARS_4M.fd");
     if (secure) {
       plan.argv.insert(plan.argv.end(),
@@ -159,7 +159,8 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
     const Json& d = disks[order[k]];
     const std::string name = Str(d, "name");
     if (!d.is_object() || !d.contains("disk")) {
-      return core::MakeError(Invalid("disk " + name + ": only disk devices are played (not cdrom "
+      return core::MakeError(Invalid("disk " + name +
+                                     ": only disk devices are played (not cdrom "
                                      "or lun)"));
     }
     auto file = file_by_volume.find(name);
@@ -169,12 +170,12 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
     if (file->second.find(',') != std::string::npos) {
       return core::MakeError(Invalid("disk " + name + ": a comma in " + file->second));
     }
-    const std::string bus = Str(Obj(d, "disk"), "bus").empty() ? "virtio"
-                                                                : Str(Obj(d, "disk"), "bus");
+    const std::string bus =
+        Str(Obj(d, "disk"), "bus").empty() ? "virtio" : Str(Obj(d, "disk"), "bus");
     const std::string id = "drive-" + std::to_string(k);
-    plan.argv.insert(plan.argv.end(),
-                     {"-drive", "file=" + file->second + ",format=raw,if=none,id=" + id +
-                                    ",snapshot=on"});
+    plan.argv.insert(
+        plan.argv.end(),
+        {"-drive", "file=" + file->second + ",format=raw,if=none,id=" + id + ",snapshot=on"});
     const std::string index = ",bootindex=" + std::to_string(bootindex++);
     if (bus == "virtio") {
       plan.argv.insert(plan.argv.end(), {"-device", "virtio-blk-pci,drive=" + id + index});
@@ -182,9 +183,8 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
       if (sata_port >= 6) {
         return core::MakeError(Invalid("more than 6 sata disks (q35's AHCI has 6 ports)"));
       }
-      plan.argv.insert(plan.argv.end(),
-                       {"-device", "ide-hd,drive=" + id + ",bus=ide." +
-                                       std::to_string(sata_port++) + index});
+      plan.argv.insert(plan.argv.end(), {"-device", "ide-hd,drive=" + id + ",bus=ide." +
+                                                        std::to_string(sata_port++) + index});
     } else if (bus == "scsi") {
       if (!scsi) {
         plan.argv.insert(plan.argv.end(), {"-device", "virtio-scsi-pci,id=scsi0"});
@@ -200,7 +200,8 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
       plan.argv.insert(plan.argv.end(),
                        {"-device", "usb-storage,drive=" + id + ",bus=xhci.0" + index});
     } else {
-      return core::MakeError(Invalid("disk " + name + ": bus \"" + bus + "\" is not one KubeVirt "
+      return core::MakeError(Invalid("disk " + name + ": bus \"" + bus +
+                                     "\" is not one KubeVirt "
                                      "has (virtio, sata, scsi, usb)"));
     }
     plan.devices.push_back("disk " + name + " " + bus + " bootOrder " +
@@ -225,9 +226,9 @@ core::Result<QemuPlan> QemuCommandFor(const Json& template_spec,
     const std::string id = "net-" + std::to_string(i);
     // restrict=on: the guest reaches nothing outside (DHCP and DNS from qemu only).
     plan.argv.insert(plan.argv.end(), {"-netdev", "user,id=" + id + ",restrict=on"});
-    plan.argv.insert(plan.argv.end(),
-                     {"-device", device + ",netdev=" + id + (mac.empty() ? "" : ",mac=" + mac) +
-                                     ",romfile="});
+    plan.argv.insert(
+        plan.argv.end(),
+        {"-device", device + ",netdev=" + id + (mac.empty() ? "" : ",mac=" + mac) + ",romfile="});
     plan.devices.push_back("nic " + Str(nic, "name") + " " + (model.empty() ? "virtio" : model) +
                            " " + (mac.empty() ? "(no MAC)" : mac));
   }
@@ -306,9 +307,9 @@ BootOutcome RunBoot(std::stop_token stop, const QemuPlan& plan, const QemuOption
     if (const size_t at = text.find(marker); at != std::string::npos) {
       const size_t line_start = text.rfind('\n', at);
       const size_t line_end = text.find('\n', at);
-      out.marker_line = text.substr(line_start == std::string::npos ? 0 : line_start + 1,
-                                    line_end == std::string::npos ? std::string::npos
-                                                                  : line_end - line_start - 1);
+      out.marker_line = text.substr(
+          line_start == std::string::npos ? 0 : line_start + 1,
+          line_end == std::string::npos ? std::string::npos : line_end - line_start - 1);
       while (!out.marker_line.empty() &&
              (out.marker_line.back() == '\r' || out.marker_line.back() == '\n')) {
         out.marker_line.pop_back();

@@ -38,8 +38,8 @@ struct QemuOptions {
 
 struct QemuPlan {
   std::vector<std::string> argv;
-  std::string firmware;       //!< "bios", "efi", "efi-secureboot"
-  std::string vars_template;  //!< EFI: the variable store to copy to QemuOptions::vars_path
+  std::string firmware;              //!< "bios", "efi", "efi-secureboot"
+  std::string vars_template;         //!< EFI: the variable store to copy to QemuOptions::vars_path
   std::vector<std::string> devices;  //!< one line per disk and NIC, for logs and Events
 };
 

@@ -59,9 +59,8 @@ std::string Joined(const std::vector<std::string>& argv) {
 }
 
 size_t IndexOf(const std::vector<std::string>& argv, const std::string& needle) {
-  auto it = std::find_if(argv.begin(), argv.end(), [&](const std::string& a) {
-    return a.find(needle) != std::string::npos;
-  });
+  auto it = std::find_if(argv.begin(), argv.end(),
+                         [&](const std::string& a) { return a.find(needle) != std::string::npos; });
   return static_cast<size_t>(it - argv.begin());
 }
 
@@ -74,8 +73,7 @@ TEST(QemuCommandFor, BiosDisksOnTheirBusesInBootOrderAndNicsByModelAndMac) {
   EXPECT_NE(cmd.find("-machine q35,accel=tcg "), std::string::npos) << cmd;
   EXPECT_NE(cmd.find("-m 1024 "), std::string::npos) << cmd;  // 2048Mi capped
   // disk-1 (bootOrder 1) first, on AHCI; then disk-0 on virtio-blk; then disk-2 on virtio-scsi.
-  EXPECT_NE(cmd.find("file=/b/d1.raw,format=raw,if=none,id=drive-0,snapshot=on"),
-            std::string::npos)
+  EXPECT_NE(cmd.find("file=/b/d1.raw,format=raw,if=none,id=drive-0,snapshot=on"), std::string::npos)
       << cmd;
   EXPECT_NE(cmd.find("ide-hd,drive=drive-0,bus=ide.0,bootindex=1"), std::string::npos) << cmd;
   EXPECT_NE(cmd.find("virtio-blk-pci,drive=drive-1,bootindex=2"), std::string::npos) << cmd;
@@ -172,10 +170,11 @@ class RunBootTest : public ::testing::Test {
 };
 
 TEST_F(RunBootTest, BootedOnceTheMarkerIsOnTheConsole) {
-  const auto out = RunBoot({},
-                           Shell("printf 'kernel\\nVMIMPORT-NET up\\nVMIMPORT-BOOT-OK variant=x\\n' > " +
-                                 options_.serial_path + "; sleep 30"),
-                           options_, "VMIMPORT-BOOT-OK", 20s);
+  const auto out =
+      RunBoot({},
+              Shell("printf 'kernel\\nVMIMPORT-NET up\\nVMIMPORT-BOOT-OK variant=x\\n' > " +
+                    options_.serial_path + "; sleep 30"),
+              options_, "VMIMPORT-BOOT-OK", 20s);
   EXPECT_TRUE(out.booted) << out.reason;
   EXPECT_EQ(out.marker_line, "VMIMPORT-BOOT-OK variant=x");
   EXPECT_LT(out.seconds, 10);  // the sleeping "qemu" was killed, not waited for
@@ -205,9 +204,7 @@ TEST_F(RunBootTest, NoMarkerInTimeFails) {
 
 TEST_F(RunBootTest, EfiVarsAreCopiedFreshAndAMissingStoreFails) {
   std::filesystem::path vars = dir_ / "template.fd";
-  {
-    std::ofstream(vars) << "vars";
-  }
+  { std::ofstream(vars) << "vars"; }
   QemuPlan plan = Shell("echo VMIMPORT-BOOT-OK > " + options_.serial_path + "; sleep 5");
   plan.vars_template = vars.string();
   EXPECT_TRUE(RunBoot({}, plan, options_, "VMIMPORT-BOOT-OK", 20s).booted);

@@ -1032,10 +1032,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--longhorn-dir" && i + 1 < argc) {
       longhorn_dir = argv[++i];
     } else {
-      std::fprintf(stderr,
-                   "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
-                   "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] [--boot-timeout S] "
-                   "[--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]\n");
+      std::fprintf(
+          stderr,
+          "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
+          "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] [--boot-timeout S] "
+          "[--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]\n");
       return 2;
     }
   }

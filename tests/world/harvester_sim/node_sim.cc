@@ -422,8 +422,7 @@ void NodeSim::SyncVmi(const std::string& key) {
   }
 }
 
-std::optional<NodeSim::BootResult> NodeSim::BootOutcomeOf(const Json& vmi,
-                                                          const std::string& key) {
+std::optional<NodeSim::BootResult> NodeSim::BootOutcomeOf(const Json& vmi, const std::string& key) {
   // The VirtualMachine owns the VMI: its guest boots once, whatever VMIs follow.
   std::string owner = Field(vmi, "metadata").value("uid", "");
   for (const Json& ref : Field(vmi, "metadata").value("ownerReferences", Json::array())) {
@@ -451,27 +450,26 @@ void NodeSim::RecordVmiEvent(const Json& vmi, const std::string& type, const std
                              const std::string& message) {
   const std::string ns = NamespaceOf(vmi);
   const std::string now = Now();
-  const Json event = {
-      {"apiVersion", "v1"},
-      {"kind", "Event"},
-      {"metadata", {{"generateName", NameOf(vmi) + "."}, {"namespace", ns}}},
-      {"involvedObject",
-       {{"apiVersion", "kubevirt.io/v1"},
-        {"kind", "VirtualMachineInstance"},
-        {"name", NameOf(vmi)},
-        {"namespace", ns},
-        {"uid", Field(vmi, "metadata").value("uid", "")}}},
-      {"reason", reason},
-      {"message", message},
-      {"type", type},
-      {"source", {{"component", "virt-handler"}, {"host", node_}}},
-      {"firstTimestamp", now},
-      {"lastTimestamp", now},
-      {"count", 1}};
+  const Json event = {{"apiVersion", "v1"},
+                      {"kind", "Event"},
+                      {"metadata", {{"generateName", NameOf(vmi) + "."}, {"namespace", ns}}},
+                      {"involvedObject",
+                       {{"apiVersion", "kubevirt.io/v1"},
+                        {"kind", "VirtualMachineInstance"},
+                        {"name", NameOf(vmi)},
+                        {"namespace", ns},
+                        {"uid", Field(vmi, "metadata").value("uid", "")}}},
+                      {"reason", reason},
+                      {"message", message},
+                      {"type", type},
+                      {"source", {{"component", "virt-handler"}, {"host", node_}}},
+                      {"firstTimestamp", now},
+                      {"lastTimestamp", now},
+                      {"count", 1}};
   if (auto r = kube_.Create({}, kube::Resource{"", "v1", "events", true}, ns, event); !r) {
-    log_.Warn("vmi event failed", {{"vmi", ns + "/" + NameOf(vmi)},
-                                   {"reason", reason},
-                                   {"error", r.error().ToString()}});
+    log_.Warn(
+        "vmi event failed",
+        {{"vmi", ns + "/" + NameOf(vmi)}, {"reason", reason}, {"error", r.error().ToString()}});
   }
 }
 

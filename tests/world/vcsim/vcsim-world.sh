@@ -624,7 +624,12 @@ seed_guests() {
     if awk -F'\t' -v p="$path" '$1 == "vm" && $2 == p {found = 1} END {exit !found}' "$MANIFEST"; then
       continue
     fi
-    "$BIN/govc" vm.info "$path" 2>/dev/null | grep -q Name && g vm.destroy "$path"
+    # a VM left by an interrupted seed-guests (in vcsim, not in the manifest) is made again
+    local moref
+    while read -r moref; do
+      [ -z "$moref" ] || g object.destroy "$moref"
+    done < <("$BIN/govc" find -i "$dir" -type m -name "$name" 2>/dev/null)
+    rm -rf "${DS_DIR:?}/$name"
     g vm.create -on=false -folder "$dir" -pool "/$DC/host/DC0_C0/Resources" -ds seedds \
       -c 1 -m 512 -g "$guest_id" -firmware "$fw" -version vmx-19 \
       -disk "${bytes}B" -disk.controller "$ctl" \
