@@ -19,15 +19,20 @@ bool Contains(std::string_view s, std::string_view part) {
   return s.find(part) != std::string_view::npos;
 }
 
-// The number right after `prefix` in `id` ("rhel7_64guest" after "rhel" -> 7); -1 when none.
+// The version right after `prefix` in a lower-cased guestId ("rhel7_64guest" after "rhel" -> 7);
+// -1 when none.
 int VersionAfter(std::string_view id, std::string_view prefix) {
   if (!StartsWith(id, prefix)) {
     return -1;
   }
   int v = -1;
-  for (size_t i = prefix.size(); i < id.size() && std::isdigit(static_cast<unsigned char>(id[i]));
-       ++i) {
+  size_t i = prefix.size();
+  for (; i < id.size() && std::isdigit(static_cast<unsigned char>(id[i])); ++i) {
     v = (v < 0 ? 0 : v * 10) + (id[i] - '0');
+  }
+  // "centos64Guest", "sles64Guest": 64 is the architecture of an unversioned id, not a version.
+  if (v == 64 && id.substr(i) == "guest") {
+    return -1;
   }
   return v;
 }

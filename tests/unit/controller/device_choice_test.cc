@@ -78,6 +78,7 @@ TEST(ClassifyGuest, RealVsphereGuestIds) {
                         Case{"ubuntu64Guest", GuestFamily::kLinux},
                         Case{"sles15_64Guest", GuestFamily::kLinux},
                         Case{"sles10_64Guest", GuestFamily::kUnknown},
+                        Case{"sles64Guest", GuestFamily::kUnknown},
                         Case{"other5xLinux64Guest", GuestFamily::kLinux},
                         Case{"other26xLinux64Guest", GuestFamily::kUnknown},
                         Case{"otherLinux64Guest", GuestFamily::kUnknown},
