@@ -14,6 +14,8 @@ PKGS=(
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
+  # real guest disks (tests/world/guest/guest-world.sh) and their firmware in the boot check
+  mmdebstrap mtools dosfstools e2fsprogs syslinux syslinux-common grub-efi-amd64-bin ovmf fdisk
 )
 
 quiet=0

@@ -39,6 +39,9 @@ json VmDescriptionToJson(const model::VmDescription& vm) {
           {"secureBoot", vm.secure_boot},
           {"tpm", vm.tpm},
           {"guestOS", vm.guest_os},
+          {"guestOSType", vm.guest_os_type},
+          {"guestOSFullName", vm.guest_os_full_name},
+          {"cdroms", vm.cdroms},
           {"disks", std::move(disks)},
           {"nics", std::move(nics)}};
 }
@@ -80,6 +83,9 @@ core::Result<model::VmDescription> VmDescriptionFromJson(const json& j) {
   ReadBool(r, "secureBoot", vm.secure_boot);
   ReadBool(r, "tpm", vm.tpm);
   r.String("guestOS", vm.guest_os);
+  r.String("guestOSType", vm.guest_os_type);
+  r.String("guestOSFullName", vm.guest_os_full_name);
+  ReadInt(r, "cdroms", vm.cdroms);
   if (const json* disks = r.Child("disks", json::value_t::array)) {
     for (size_t i = 0; i < disks->size(); ++i) {
       const json& d = (*disks)[i];

@@ -24,6 +24,7 @@
 #include "api/names.h"
 #include "api/virtual_machine_import.h"
 #include "controller/import_reconciler.h"
+#include "controller/readiness.h"
 #include "controller/source_reconciler.h"
 #include "core/json.h"
 #include "core/strings.h"
@@ -252,22 +253,38 @@ int Plan(Context& ctx, const std::string& file) {
   }
   check.Line(!description.disks.empty(),
              std::to_string(description.disks.size()) + " disks to import");
+  // The readiness verdict: what the VM will boot with and why (controller/readiness.h).
+  const controller::Readiness readiness = controller::AssessReadiness(description, spec);
   for (size_t i = 0; i < description.disks.size(); ++i) {
     const auto& d = description.disks[i];
-    std::printf("        disk-%zu %s %s bus %s\n", i, d.name.c_str(),
-                Size(d.capacity_bytes).c_str(), d.bus.c_str());
+    const auto& c = readiness.devices.disks[i];
+    std::printf("        disk-%zu %s %s bus %s (%s: %s)\n", i, d.name.c_str(),
+                Size(d.capacity_bytes).c_str(), c.value.c_str(), c.rule.c_str(), c.why.c_str());
   }
   bool pod_used = false;
-  for (const auto& nic : description.nics) {
+  for (size_t i = 0; i < description.nics.size(); ++i) {
+    const auto& nic = description.nics[i];
+    const auto& c = readiness.devices.nics[i];
     const auto* m = harvester::FindNetworkMapping(spec, nic.network);
-    if (m != nullptr) {
-      std::printf("        nic %s on %s -> %s\n", nic.mac.c_str(), nic.network.c_str(),
-                  m->destination_network.c_str());
-    } else {
-      std::printf("        nic %s on %s -> %s\n", nic.mac.c_str(), nic.network.c_str(),
-                  pod_used ? "(dropped: one pod network only)" : "pod-network");
-      pod_used = true;
-    }
+    std::string where = m != nullptr ? m->destination_network
+                        : pod_used   ? "(dropped: one pod network only)"
+                                     : "pod-network";
+    pod_used = pod_used || m == nullptr;
+    std::printf("        nic %s on %s -> %s model %s (%s: %s)\n", nic.mac.c_str(),
+                nic.network.c_str(), where.c_str(), c.value.c_str(), c.rule.c_str(), c.why.c_str());
+  }
+  std::printf("readiness: %s: guest %s%s, firmware %s%s\n", readiness.Verdict().c_str(),
+              controller::GuestFamilyName(readiness.devices.guest.family),
+              readiness.devices.guest.evidence.empty()
+                  ? ""
+                  : (" (" + readiness.devices.guest.evidence + ")").c_str(),
+              readiness.firmware.c_str(),
+              readiness.boot_disk.empty() ? "" : (", boot " + readiness.boot_disk).c_str());
+  for (const auto& risk : readiness.risks) {
+    std::printf("        will not carry over: %s\n", risk.c_str());
+  }
+  if (!readiness.advice.empty()) {
+    std::printf("        %s\n", readiness.advice.c_str());
   }
   if (!spec.storage_class.empty()) {
     auto sc = ctx.client->Get({}, kStorageClasses, "", spec.storage_class);

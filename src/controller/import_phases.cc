@@ -9,6 +9,7 @@
 #include "api/vm_description.h"
 #include "controller/import_internal.h"
 #include "controller/import_reconciler.h"
+#include "controller/readiness.h"
 #include "controller/source_reconciler.h"
 #include "core/json.h"
 #include "core/strings.h"
@@ -344,6 +345,13 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
                                 ": unmapped NICs go on the pod network"});
     }
   }
+  // The readiness verdict, before the source is touched: what the VM will boot with and what
+  // will not carry over (controller/readiness.h).
+  const Readiness readiness = AssessReadiness(vm, vm_import.spec);
+  pass.notes.push_back(
+      {readiness.Verdict() == "ready" ? "Normal" : "Warning", "Readiness", readiness.Summary()});
+  log_.Info("readiness verdict",
+            {{"import", key}, {"verdict", readiness.Verdict()}, {"detail", readiness.Summary()}});
   vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, claims ? identity : "");
   Move(pass, ImportStatus::kSourceReady, "SourceReady",
        "found source VM " + (vm.inventory_path.empty() ? vm.name : vm.inventory_path) + " with " +
@@ -478,11 +486,13 @@ core::Result<ReconcileResult> ImportReconciler::Export(std::stop_token stop, Pas
   const model::VmDescription& vm = (*running)->description;
   if (vm_import.status.disk_import_status.size() != vm.disks.size()) {
     vm_import.status.disk_import_status.clear();
+    // Each disk's bus as the device rules choose it (what the user wrote wins).
+    const DevicePlan devices = ChooseDevices(vm, vm_import.spec);
     for (size_t i = 0; i < vm.disks.size(); ++i) {
       api::DiskInfo info;
       info.disk_name = DiskName(vm_import, i);
       info.disk_size = static_cast<int64_t>(vm.disks[i].capacity_bytes);
-      info.bus_type = vm.disks[i].bus;
+      info.bus_type = devices.disks[i].value;
       vm_import.status.disk_import_status.push_back(std::move(info));
     }
   }
@@ -844,7 +854,9 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
     description = (*running)->description;
     Release(stop, pass.uid, false, "described only");
   }
-  auto built = harvester::BuildVirtualMachine(vm_import, *description);
+  // NIC models (and the bus of a disk whose status has none) as the device rules choose them.
+  const DevicePlan devices = ChooseDevices(*description, vm_import.spec);
+  auto built = harvester::BuildVirtualMachine(vm_import, ApplyDevicePlan(*description, devices));
   if (!built) {
     Fail(pass, ImportStatus::kVmMigrationFailed, "InvalidVirtualMachine", built.error().message);
     return Done();

@@ -89,8 +89,10 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
       return core::MakeError(Invalid("disk " + std::to_string(i) + " (" + infos[i].disk_name +
                                      ") has no VirtualMachineImage"));
     }
+    // What the user wrote wins; then the bus the controller chose (controller/device_choice.h).
     const std::string bus =
-        FirstNonEmpty({infos[i].bus_type, vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
+        FirstNonEmpty({vm_import.spec.default_disk_bus_type.value_or(""), infos[i].bus_type,
+                       vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
     devices["disks"].push_back({{"name", name}, {"bootOrder", boot[i]}, {"disk", {{"bus", bus}}}});
     volumes.push_back({{"name", name},
                        {"persistentVolumeClaim", {{"claimName", infos[i].virtual_machine_image}}}});
@@ -98,9 +100,19 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
   return core::Ok();
 }
 
-json PodInterface(const api::VirtualMachineImport& vm_import, std::string_view mac) {
+// The model of a NIC: what the user wrote (its mapping's model, then the spec's default), then
+// the model the controller chose for the guest (controller/device_choice.h), then virtio.
+std::string NicModel(const api::VirtualMachineImport& vm_import, const api::NetworkMapping* m,
+                     std::string_view chosen) {
+  return FirstNonEmpty({m != nullptr ? m->network_interface_model.value_or("") : "",
+                        vm_import.spec.default_network_interface_model.value_or(""), chosen,
+                        vm_import.spec.NicModelOrDefault()});
+}
+
+json PodInterface(const api::VirtualMachineImport& vm_import, std::string_view mac,
+                  std::string_view chosen_model) {
   json iface = {{"name", std::string(kPodNetworkName)},
-                {"model", vm_import.spec.NicModelOrDefault()},
+                {"model", NicModel(vm_import, nullptr, chosen_model)},
                 {"masquerade", json::object()}};
   if (!mac.empty()) {
     iface["macAddress"] = std::string(mac);
@@ -124,7 +136,7 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
     }
     if (m == nullptr) {
       on_pod = &nic;
-      devices["interfaces"].push_back(PodInterface(vm_import, nic.mac));
+      devices["interfaces"].push_back(PodInterface(vm_import, nic.mac, nic.model));
       networks.push_back(PodNetwork());
       continue;
     }
@@ -133,10 +145,8 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
       return core::MakeError(Invalid(dest.error().message));
     }
     const std::string name = "migrated-" + std::to_string(mapped++);
-    json iface = {{"name", name},
-                  {"model", FirstNonEmpty({m->network_interface_model.value_or(""), nic.model,
-                                           vm_import.spec.NicModelOrDefault()})},
-                  {"bridge", json::object()}};
+    json iface = {
+        {"name", name}, {"model", NicModel(vm_import, m, nic.model)}, {"bridge", json::object()}};
     if (!nic.mac.empty()) {
       iface["macAddress"] = nic.mac;
     }
@@ -145,7 +155,7 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
         {{"name", name}, {"multus", {{"networkName", dest->namespace_ + "/" + dest->name}}}});
   }
   if (vm.nics.empty()) {
-    devices["interfaces"].push_back(PodInterface(vm_import, ""));
+    devices["interfaces"].push_back(PodInterface(vm_import, "", ""));
     networks.push_back(PodNetwork());
   }
   return core::Ok();

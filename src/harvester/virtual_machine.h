@@ -43,13 +43,16 @@ const api::NetworkMapping* FindNetworkMapping(const api::VirtualMachineImportSpe
 //!  - memory: "<memory_mib>Mi" for guest and limit; limits.cpu "<cpus>".
 //!  - EFI: bootloader.efi.secureBoot as the source; TPM -> devices.tpm {}; SMM when secure boot or
 //!    TPM. BIOS: nothing (a TPM is dropped with a warning, as the reference does).
-//!  - disks: disk-<i> with bus busType || the source bus || spec default, and boot order following
-//!    the source's boot_order (disks without one after those with one, in index order).
+//!  - disks: disk-<i> with bus spec.defaultDiskBusType (what the user writes wins) || busType ||
+//!    the description's bus (the controller's choice, controller/device_choice.h) || virtio, and
+//!    boot order following the source's boot_order (disks without one after those with one, in
+//!    index order).
 //!  - NICs, in source order: a mapped NIC -> migrated-<k> on Multus "<namespace>/<name>", bridge,
-//!    its source MAC, model mapping || detected || default. The first NIC without a mapping ->
-//!    "pod-network" (masquerade, default model, its MAC): the management network the docs
-//!    promise. Further unmapped NICs are dropped with a warning. No NIC at all -> one pod-network
-//!    NIC without a MAC (as the reference).
+//!    its source MAC, model: mapping's || spec.defaultNetworkInterfaceModel || the description's
+//!    model || virtio. The first NIC without a mapping -> "pod-network" (masquerade, the same
+//!    model rule without a mapping, its MAC): the management network the docs promise. Further
+//!    unmapped NICs are dropped with a warning. No NIC at all -> one pod-network NIC without a MAC
+//!    (as the reference).
 //! kInvalidArgument when the target name, a claim or the memory is missing, the disk lists differ
 //! in length, cpus < 1, or a destination network does not parse.
 [[nodiscard]] core::Result<BuiltVirtualMachine> BuildVirtualMachine(

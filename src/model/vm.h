@@ -68,8 +68,17 @@ struct VmDescription {
   Firmware firmware = Firmware::kBios;
   bool secure_boot = false;
   bool tpm = false;
+  //! The source's id of the guest OS: vSphere config.guestId ("debian12_64Guest"), OpenStack
+  //! os_distro (lower-cased), OVF vmw:osType (else the section's Description).
   std::string guest_os;
+  //! The OS family the source reports: OpenStack os_type ("windows", "linux"), vSphere
+  //! guest.guestFamily while VMware Tools run ("windowsGuest", "linuxGuest"); empty: not said.
+  std::string guest_os_type;
+  //! A human name: vSphere config.guestFullName, the OVF section's Description.
+  std::string guest_os_full_name;
   bool tools_running = false;
+  //! CD/DVD drives the source VM has (vSphere VirtualCdrom, OVF ResourceType 15/16): not imported.
+  int cdroms = 0;
   PowerState power_state = PowerState::kUnknown;
   std::vector<DiskDescription> disks;
   std::vector<NicDescription> nics;

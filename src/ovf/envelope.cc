@@ -201,8 +201,9 @@ core::Result<VirtualSystem> DescribeSystem(pugi::xml_node system, const Envelope
   vm.power_state = model::PowerState::kOff;
   const pugi::xml_node os = Child(system, "OperatingSystemSection");
   vm.guest_os = Attr(os, "osType");
+  vm.guest_os_full_name = Text(os, "Description");
   if (vm.guest_os.empty()) {
-    vm.guest_os = Text(os, "Description");
+    vm.guest_os = vm.guest_os_full_name;
   }
   const pugi::xml_node hw = Child(system, "VirtualHardwareSection");
   if (!hw) {
@@ -358,6 +359,8 @@ core::Result<VirtualSystem> DescribeSystem(pugi::xml_node system, const Envelope
       d.bus = BusForController(d.controller);
       d.boot_order = static_cast<int>(vm.disks.size()) + 1;
       vm.disks.push_back(std::move(d));
+    } else if (*type == 15 || *type == 16) {  // CD drive, DVD drive
+      ++vm.cdroms;
     } else if (*type == 10) {
       model::NicDescription nic;
       nic.network = Text(item, "Connection");

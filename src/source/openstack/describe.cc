@@ -232,6 +232,7 @@ model::VmDescription Describe(const ServerFacts& facts) {
   d.secure_boot = prop("os_secure_boot") == "required";
   d.tpm = !prop("hw_tpm_version").empty();
   d.guest_os = prop("os_distro");
+  d.guest_os_type = prop("os_type");
   if (s.status == "ACTIVE") {
     d.power_state = model::PowerState::kOn;
   } else if (s.status == "SHUTOFF") {

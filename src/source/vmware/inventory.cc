@@ -259,8 +259,9 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
       stop, session_, vm.ref,
       {"name", "config.hardware.numCPU", "config.hardware.numCoresPerSocket",
        "config.hardware.memoryMB", "config.firmware", "config.bootOptions", "config.uuid",
-       "config.instanceUuid", "config.guestId", "guest.toolsRunningStatus", "runtime.powerState",
-       "config.hardware.device", "summary.config.tpmPresent"});
+       "config.instanceUuid", "config.guestId", "config.guestFullName", "guest.guestFamily",
+       "guest.toolsRunningStatus", "runtime.powerState", "config.hardware.device",
+       "summary.config.tpmPresent"});
   if (!props) {
     return MakeError(props.error().Wrap("vsphere: describe " + vm.inventory_path));
   }
@@ -284,6 +285,8 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
   d.bios_uuid = p.Text("config.uuid");
   d.instance_uuid = p.Text("config.instanceUuid");
   d.guest_os = p.Text("config.guestId");
+  d.guest_os_full_name = p.Text("config.guestFullName");
+  d.guest_os_type = p.Text("guest.guestFamily");  // reported only while VMware Tools run
   d.tools_running = p.Text("guest.toolsRunningStatus") == "guestToolsRunning";
   const std::string power = p.Text("runtime.powerState");
   d.power_state = power == "poweredOn"    ? model::PowerState::kOn
@@ -303,6 +306,10 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
   std::map<std::string, std::string> dvpg_names;  // portgroup key -> name
   for (auto dev : devices.children()) {
     const std::string type = XsiType(dev);
+    if (type == "VirtualCdrom") {
+      ++d.cdroms;
+      continue;
+    }
     if (type == "VirtualDisk") {
       model::DiskDescription disk;
       disk.id = dev.child_value("key");

@@ -53,6 +53,35 @@ TEST_F(ImportReconcilerTest, ImportsToRunningAndForgetsTheImport) {
   EXPECT_EQ(events_.WithReason("VirtualMachineRunning").size(), 1u);
 }
 
+// Issue 17: a Windows guest on LSI Logic with a vmxnet3 NIC gets SATA and e1000e; the readiness
+// verdict says so (a Warning, before the source is touched) with how to move to virtio later.
+TEST_F(ImportReconcilerTest, WindowsGuestGetsSataAndE1000eWithAReadinessWarning) {
+  source_->description.guest_os = "windows2019srv_64Guest";
+  for (auto& d : source_->description.disks) {
+    d.controller = "lsilogicsas";
+    d.bus = "scsi";
+  }
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "sourceReady"), "sourceReady");
+  const auto readiness = events_.WithReason("Readiness");
+  ASSERT_EQ(readiness.size(), 1u);
+  EXPECT_EQ(readiness[0].type, "Warning");
+  EXPECT_NE(readiness[0].message.find("bus sata [windows:"), std::string::npos)
+      << readiness[0].message;
+  EXPECT_NE(readiness[0].message.find("virtio-win"), std::string::npos);
+  EXPECT_EQ(source_->power_offs, 0);  // the verdict comes before anything is touched
+  RunToTheEnd("imp");
+  for (const auto& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+    EXPECT_EQ(d.value("busType", ""), "sata");
+  }
+  auto vm = api_.Peek("virtualmachines", "ns", "web");
+  ASSERT_TRUE(vm);
+  const Json& devices = (*vm)["spec"]["template"]["spec"]["domain"]["devices"];
+  EXPECT_EQ(devices["disks"][0]["disk"].value("bus", ""), "sata");
+  EXPECT_EQ(devices["interfaces"][0].value("model", ""), "e1000e");
+}
+
 TEST_F(ImportReconcilerTest, FailureWhoseStatusWriteFailsIsRetriedAndRecordedLater) {
   CreateReadySource();
   CreateImport("imp", "web", {{"storageClass", "missing"}});

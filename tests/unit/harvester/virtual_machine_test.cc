@@ -141,7 +141,9 @@ TEST(BuildVirtualMachine, ATopologyThatDoesNotDivideKeepsTheVcpuCountAndWarns) {
                                  "core"});
 }
 
-// The seed's "bogus sourceNetwork" test: nothing maps, so one pod-network NIC, virtio, masquerade.
+// The seed's "bogus sourceNetwork" test: nothing maps, so one pod-network NIC, masquerade. Its
+// model is the NIC's (e1000 here: the model the controller chose for the guest, issue 17), not
+// the default the reference always put there.
 TEST(BuildVirtualMachine, BogusSourceNetworkGivesOnePodNetworkNic) {
   api::VirtualMachineImport imp = Import(1);
   imp.spec.network_mapping = {{"no-such-network", "default/vlan1", std::nullopt}};
@@ -152,13 +154,34 @@ TEST(BuildVirtualMachine, BogusSourceNetworkGivesOnePodNetworkNic) {
   ASSERT_TRUE(built);
   const json& tmpl = built->object["spec"]["template"]["spec"];
   EXPECT_EQ(tmpl["domain"]["devices"]["interfaces"], json::parse(R"([
-    {"name": "pod-network", "model": "virtio", "masquerade": {}, "macAddress": "00:50:56:aa:bb:01"}
+    {"name": "pod-network", "model": "e1000", "masquerade": {}, "macAddress": "00:50:56:aa:bb:01"}
   ])"));
   EXPECT_EQ(tmpl["networks"], json::parse(R"([{"name": "pod-network", "pod": {}}])"));
   EXPECT_EQ(built->warnings,
             std::vector<std::string>{
                 "nic 00:50:56:aa:bb:02 on network \"Backup\" has no networkMapping entry and the "
                 "pod network is taken by nic 00:50:56:aa:bb:01: not attached"});
+}
+
+// What the user writes wins over what was detected or chosen (issue 17): defaultDiskBusType over
+// every disk's busType, defaultNetworkInterfaceModel over every NIC's model, a mapping's model
+// over both.
+TEST(BuildVirtualMachine, TheDefaultsTheUserWroteWinOverDetection) {
+  api::VirtualMachineImport imp = Import(2);
+  imp.status.disk_import_status[0].bus_type = "sata";
+  imp.spec.default_disk_bus_type = "scsi";
+  imp.spec.default_network_interface_model = "e1000e";
+  imp.spec.network_mapping = {{"Backup", "net/vlan1", std::string("rtl8139")}};
+  model::VmDescription vm = BiosVm(1, 1, 512);
+  vm.disks.push_back({"2001", "Hard disk 2", 1ULL << 30, "sata", "sata", 0, ""});
+  vm.nics.push_back({"00:50:56:aa:bb:02", "Backup", "vmxnet3", "virtio"});
+  auto built = BuildVirtualMachine(imp, vm);
+  ASSERT_TRUE(built);
+  const json& devices = built->object["spec"]["template"]["spec"]["domain"]["devices"];
+  EXPECT_EQ(devices["disks"][0]["disk"]["bus"], "scsi");
+  EXPECT_EQ(devices["disks"][1]["disk"]["bus"], "scsi");
+  EXPECT_EQ(devices["interfaces"][0]["model"], "e1000e");   // pod network: the default
+  EXPECT_EQ(devices["interfaces"][1]["model"], "rtl8139");  // its mapping's model
 }
 
 TEST(BuildVirtualMachine, NoNicAtAllStillGetsThePodNetworkWithTheDefaultModel) {

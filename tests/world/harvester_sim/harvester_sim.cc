@@ -45,13 +45,20 @@
 //    and kubelet for the launcher Pod, and virt-handler for the VMI (Scheduled -> Running, and
 //    Succeeded when it is deleted), on the one Node "harvester-sim-node" it registers.
 //  - Boot (--boot-dir DIR, optional): every downloaded image is also kept as DIR/<ns>_<image>.raw;
-//    once a VM's VMI runs, its first disk in boot order is booted with qemu-system-x86_64 (SeaBIOS,
-//    TCG, no network) and the serial port watched for --boot-marker (default VMIMPORT-BOOT-OK,
-//    what the seeded bootable disk prints). The outcome goes to the VM's annotation
-//    harvester-sim.vm-import.test/boot: "booted", or "no-boot: <why>" after 60 s.
+//    when virt-controller hands a VMI to the node, the VirtualMachine is booted as its spec says
+//    (boot_check.h: qemu-system-x86_64 under TCG, SeaBIOS or OVMF with secure boot as set, every
+//    disk on its bus in boot order, every NIC with its model and MAC on qemu's user-mode network
+//    with restrict=on) and the serial console watched for --boot-marker (default
+//    VMIMPORT-BOOT-OK, what the seeded bootable disk and the world's guests print). The VMI is
+//    reported Running only after the marker; a guest that does not boot within --boot-timeout
+//    (default 240 s) or whose qemu exits leaves the VMI Failed (reason BootFailed) with a Warning
+//    Event holding the console's tail. The outcome also goes to the VM's annotation
+//    harvester-sim.vm-import.test/boot: "booted", or "no-boot: <why>"; the console stays in
+//    DIR/<ns>_<vm>.serial.
 //
 // Usage: harvester-sim [--kubeconfig PATH] [--rate BYTES_PER_S] [--workers N] [--log-level L]
 //                      [--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT]
+//                      [--boot-timeout SECONDS]
 //                      [--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]
 //   --bim: backing-image-manager (default $VMIMPORT_BIM_BINARY, which tools/world.sh up writes
 //     to the world's env.sh; tests/world/target/longhorn/longhorn-world.sh path builds it).
@@ -87,6 +94,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -96,10 +104,12 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "kube/informer.h"
+#include "world/harvester_sim/boot_check.h"
 #include "world/harvester_sim/data_source.h"
 #include "world/harvester_sim/node_sim.h"
 #include "world/harvester_sim/status_rules.h"
@@ -177,8 +187,7 @@ class Simulator {
         images_(kube, kImages, "", log_),
         pvcs_(kube, kPvcs, "", log_),
         vms_(kube, kVms, "", log_),
-        node_(kube, log_, g_stop, "harvester-sim-node",
-              [this](const Json& vmi) { OnVmiRunning(vmi); }) {
+        node_(kube, log_, g_stop, "harvester-sim-node") {
     images_.AddHandlers(
         {.on_add = [this](const Json& o) { image_queue_.Add(kube::ObjectKeyOf(o)); },
          .on_update = [this](const Json&,
@@ -881,125 +890,91 @@ class Simulator {
 
   // --- KubeVirt -------------------------------------------------------------------------------
 
-  // virt-controller makes the VMI and owns VirtualMachine.status; node_ plays the node. Once the
-  // VMI runs, the boot check (--boot-dir) boots the VM's disk.
-  void OnVmiRunning(const Json& vmi) {
-    const std::string ns = NamespaceOf(vmi);
-    const std::string name = NameOf(vmi);
-    auto vm = vms_.Get(ns + "/" + name);
-    if (vm) {
-      MaybeBoot(*vm, ns, name);
-    }
-  }
+  // virt-controller makes the VMI and owns VirtualMachine.status; node_ plays the node. With
+  // --boot-dir, node_ reports a VMI Running only once BootGuest booted its VM's guest.
 
   std::string BootFile(const std::string& ns, const std::string& image) const {
     return boot_dir_.empty() ? "" : boot_dir_ + "/" + ns + "_" + image + ".raw";
   }
 
-  // --boot-dir: boots the running VM's first disk (lowest bootOrder) once and records the outcome.
-  void MaybeBoot(const Json& vm, const std::string& ns, const std::string& name) {
-    if (boot_dir_.empty() ||
-        Field(Field(vm, "metadata"), "annotations").contains(kBootAnnotation)) {
-      return;
-    }
-    const Json& tspec = Field(Field(Field(vm, "spec"), "template"), "spec");
-    std::string volume;
-    int best = 0;
-    for (const Json& d : Field(Field(tspec, "domain"), "devices").value("disks", Json::array())) {
-      const int order = d.value("bootOrder", 1 << 20);
-      if (volume.empty() || order < best) {
-        best = order;
-        volume = d.value("name", "");
+  // The boot check (boot_check.h) of the VirtualMachine that owns `vmi`: qemu from its spec, each
+  // volume's bytes as Longhorn stored them. The outcome also goes to the VM's annotation
+  // harvester-sim.vm-import.test/boot ("booted" or "no-boot: <why>") for the tests; the console
+  // stays in <boot-dir>/<ns>_<vm>.serial.
+  NodeSim::BootResult BootGuest(std::stop_token stop, const Json& vmi) {
+    const std::string ns = NamespaceOf(vmi);
+    const std::string name = NameOf(vmi);
+    NodeSim::BootResult result;
+    std::optional<Json> vm = vms_.Get(ns + "/" + name);
+    if (!vm) {
+      if (auto live = kube_.Get({}, kVms, ns, name)) {
+        vm = std::move(*live);
       }
     }
-    std::string claim;
+    if (!vm) {
+      result.reason = "no VirtualMachine " + ns + "/" + name;
+      return result;
+    }
+    const Json& tspec = Field(Field(Field(*vm, "spec"), "template"), "spec");
+    std::map<std::string, std::string> files;
     for (const Json& v : tspec.value("volumes", Json::array())) {
-      if (v.value("name", "") == volume && v.contains("persistentVolumeClaim")) {
-        claim = v["persistentVolumeClaim"].value("claimName", "");
+      if (!v.is_object() || !v.contains("persistentVolumeClaim")) {
+        continue;
+      }
+      const std::string claim = Field(v, "persistentVolumeClaim").value("claimName", "");
+      auto pvc = pvcs_.Get(ns + "/" + claim);
+      const std::string image_id =
+          pvc ? Field(Field(*pvc, "metadata"), "annotations").value("harvesterhci.io/imageId", "")
+              : "";
+      const auto slash = image_id.find('/');
+      if (slash != std::string::npos) {
+        const std::string file = BootFile(image_id.substr(0, slash), image_id.substr(slash + 1));
+        if (std::filesystem::exists(file)) {
+          files[v.value("name", "")] = file;
+        }
       }
     }
-    std::string outcome;
-    auto pvc = pvcs_.Get(ns + "/" + claim);
-    const std::string image_id =
-        pvc ? Field(Field(*pvc, "metadata"), "annotations").value("harvesterhci.io/imageId", "")
-            : "";
-    const auto slash = image_id.find('/');
-    if (slash == std::string::npos) {
-      outcome = "no-boot: boot disk " + volume + " has no image (claim " + claim + ")";
+    QemuOptions options;
+    options.serial_path = boot_dir_ + "/" + ns + "_" + name + ".serial";
+    options.vars_path = boot_dir_ + "/" + ns + "_" + name + ".efivars";
+    auto plan = QemuCommandFor(tspec, files, options);
+    if (!plan) {
+      result.reason = plan.error().message;
     } else {
-      outcome = Boot(BootFile(image_id.substr(0, slash), image_id.substr(slash + 1)),
-                     boot_dir_ + "/" + ns + "_" + name + ".serial");
+      log_.Info("boot started", {{"vm", ns + "/" + name},
+                                 {"firmware", plan->firmware},
+                                 {"devices", core::Join(plan->devices, "; ")}});
+      const BootOutcome outcome =
+          RunBoot(stop, *plan, options, boot_marker_, std::chrono::seconds(boot_timeout_s_));
+      result.booted = outcome.booted;
+      result.reason = outcome.reason;
+      result.message = outcome.booted ? outcome.marker_line : outcome.console_tail;
+      log_.Info("boot", {{"vm", ns + "/" + name},
+                         {"booted", outcome.booted ? "true" : "false"},
+                         {"seconds", std::to_string(outcome.seconds)},
+                         {"reason", outcome.reason}});
     }
-    log_.Info("boot", {{"vm", ns + "/" + name}, {"outcome", outcome}});
+    const std::string annotation = result.booted ? "booted" : "no-boot: " + result.reason;
     (void)kube_.MergePatch({}, kVms, ns, name,
-                           {{"metadata", {{"annotations", {{kBootAnnotation, outcome}}}}}});
-  }
-
-  // Boots a raw disk file with qemu (BIOS, TCG, 64 MiB, no network) until the marker appears on
-  // its serial port, 60 s at most.
-  std::string Boot(const std::string& disk, const std::string& serial) {
-    if (!std::filesystem::exists(disk)) {
-      return "no-boot: no downloaded bytes at " + disk;
-    }
-    std::filesystem::remove(serial);
-    const std::string drive = "file=" + disk + ",format=raw,if=ide,snapshot=on";
-    const std::string serial_arg = "file:" + serial;
-    std::vector<const char*> argv = {"qemu-system-x86_64",
-                                     "-machine",
-                                     "pc,accel=tcg",
-                                     "-m",
-                                     "64",
-                                     "-display",
-                                     "none",
-                                     "-nodefaults",
-                                     "-no-reboot",
-                                     "-monitor",
-                                     "none",
-                                     "-drive",
-                                     drive.c_str(),
-                                     "-serial",
-                                     serial_arg.c_str(),
-                                     nullptr};
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      return "no-boot: fork failed";
-    }
-    if (pid == 0) {
-      ::execvp(argv[0], const_cast<char* const*>(argv.data()));
-      ::_exit(127);
-    }
-    std::string outcome;
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (outcome.empty()) {
-      std::ifstream in(serial, std::ios::binary);
-      std::ostringstream text;
-      text << in.rdbuf();
-      int status = 0;
-      if (text.str().find(boot_marker_) != std::string::npos) {
-        outcome = "booted";
-      } else if (::waitpid(pid, &status, WNOHANG) == pid) {
-        return "no-boot: qemu exited (status " + std::to_string(status) + ") before printing " +
-               boot_marker_;
-      } else if (g_stop || std::chrono::steady_clock::now() > deadline) {
-        outcome = "no-boot: no " + boot_marker_ + " on the serial port within 60 s";
-      } else {
-        std::this_thread::sleep_for(200ms);
-      }
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return outcome;
+                           {{"metadata", {{"annotations", {{kBootAnnotation, annotation}}}}}});
+    return result;
   }
 
  public:
-  void SetBoot(std::string dir, std::string marker) {
+  void SetBoot(std::string dir, std::string marker, int timeout_s) {
     boot_dir_ = std::move(dir);
     boot_marker_ = std::move(marker);
+    boot_timeout_s_ = timeout_s;
+    if (!boot_dir_.empty()) {
+      node_.SetBootCheck(
+          [this](std::stop_token stop, const Json& vmi) { return BootGuest(stop, vmi); });
+    }
   }
 
  private:
   std::string boot_dir_;
   std::string boot_marker_;
+  int boot_timeout_s_ = 240;
   kube::Client& kube_;
   http::Client& http_;
   core::Logger log_;
@@ -1028,6 +1003,7 @@ int main(int argc, char** argv) {
   std::string level = "info";
   std::string boot_dir;
   std::string boot_marker = "VMIMPORT-BOOT-OK";
+  int boot_timeout = 240;
   bool tamper = false;
   std::string bim = EnvOr("VMIMPORT_BIM_BINARY");
   std::string longhorn_dir = EnvOr("VMIMPORT_LONGHORN_DIR");
@@ -1047,6 +1023,8 @@ int main(int argc, char** argv) {
       boot_dir = argv[++i];
     } else if (arg == "--boot-marker" && i + 1 < argc) {
       boot_marker = argv[++i];
+    } else if (arg == "--boot-timeout" && i + 1 < argc) {
+      boot_timeout = std::max(1, std::atoi(argv[++i]));
     } else if (arg == "--tamper-backingimage-checksum") {
       tamper = true;
     } else if (arg == "--bim" && i + 1 < argc) {
@@ -1054,10 +1032,11 @@ int main(int argc, char** argv) {
     } else if (arg == "--longhorn-dir" && i + 1 < argc) {
       longhorn_dir = argv[++i];
     } else {
-      std::fprintf(stderr,
-                   "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
-                   "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] "
-                   "[--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]\n");
+      std::fprintf(
+          stderr,
+          "usage: harvester-sim [--kubeconfig P] [--rate B/s] [--workers N] "
+          "[--disconnect-after BYTES] [--boot-dir DIR] [--boot-marker TEXT] [--boot-timeout S] "
+          "[--tamper-backingimage-checksum] [--bim PATH] [--longhorn-dir DIR]\n");
       return 2;
     }
   }
@@ -1110,7 +1089,7 @@ int main(int argc, char** argv) {
   }
   {
     Simulator sim(**kube, **http, log, rate, disconnect_after, tamper, bim, longhorn_dir);
-    sim.SetBoot(boot_dir, boot_marker);
+    sim.SetBoot(boot_dir, boot_marker, boot_timeout);
     sim.Run(workers);
   }
   if (!own_dir.empty()) {

@@ -54,12 +54,11 @@ bool ConditionTrue(const Json& conditions, const std::string& type) {
 }  // namespace
 
 NodeSim::NodeSim(kube::Client& kube, core::Logger log, const std::atomic<bool>& stop,
-                 std::string node_name, OnRunning on_running)
+                 std::string node_name)
     : kube_(kube),
       log_(std::move(log)),
       stop_(stop),
       node_(std::move(node_name)),
-      on_running_(std::move(on_running)),
       pods_(kube, kPods, "", log_,
             kube::InformerOptions{.label_selector = std::string(kAppLabel) + "=virt-launcher"}),
       vmis_(kube, kVmis, "", log_),
@@ -366,10 +365,17 @@ void NodeSim::SyncVmi(const std::string& key) {
   }
   const std::optional<Json> pod = LauncherPodOf(*vmi);
   std::string next;
+  std::optional<BootResult> boot;
   if (IsDeleting(*vmi) || !pod || IsDeleting(*pod)) {
     next = "Succeeded";  // the guest was shut down (or its launcher went): the domain is gone
   } else if (phase == "Scheduled") {
-    next = "Running";
+    if (boot_check_) {
+      boot = BootOutcomeOf(*vmi, key);
+      if (!boot) {
+        return;  // booting: the boot thread queues the VMI again when it is done
+      }
+    }
+    next = !boot || boot->booted ? "Running" : "Failed";
   } else {
     return;
   }
@@ -394,6 +400,9 @@ void NodeSim::SyncVmi(const std::string& key) {
     s["machine"] = {{"type", Field(domain, "machine").value("type", "q35")}};
     s["guestOSInfo"] = Json::object();
   }
+  if (next == "Failed") {
+    s["reason"] = "BootFailed";
+  }
   // The VMI CRD has no status subresource: virt-handler updates the whole object.
   auto r = kube_.Update({}, kVmis, ns, obj);
   if (!r) {
@@ -402,10 +411,65 @@ void NodeSim::SyncVmi(const std::string& key) {
     vmi_queue_.AddAfter(key, 1s);
     return;
   }
-  log_.Info("vmi " + std::string(next == "Running" ? "running" : "stopped"),
+  log_.Info("vmi " + std::string(next == "Running"  ? "running"
+                                 : next == "Failed" ? "failed"
+                                                    : "stopped"),
             {{"vmi", key}, {"node", node_}});
-  if (next == "Running" && on_running_) {
-    on_running_(*r);
+  if (boot && boot->booted) {
+    RecordVmiEvent(*r, "Normal", "GuestBooted", boot->message);
+  } else if (boot) {
+    RecordVmiEvent(*r, "Warning", "BootFailed", boot->reason + "; console: " + boot->message);
+  }
+}
+
+std::optional<NodeSim::BootResult> NodeSim::BootOutcomeOf(const Json& vmi, const std::string& key) {
+  // The VirtualMachine owns the VMI: its guest boots once, whatever VMIs follow.
+  std::string owner = Field(vmi, "metadata").value("uid", "");
+  for (const Json& ref : Field(vmi, "metadata").value("ownerReferences", Json::array())) {
+    if (ref.value("kind", "") == "VirtualMachine") {
+      owner = ref.value("uid", owner);
+    }
+  }
+  std::lock_guard lock(boot_mu_);
+  if (auto it = boots_.find(owner); it != boots_.end()) {
+    return it->second;
+  }
+  boots_[owner] = std::nullopt;
+  boot_threads_.emplace_back([this, owner, key, vmi](std::stop_token st) {
+    BootResult result = boot_check_(st, vmi);
+    {
+      std::lock_guard done(boot_mu_);
+      boots_[owner] = std::move(result);
+    }
+    vmi_queue_.Add(key);
+  });
+  return std::nullopt;
+}
+
+void NodeSim::RecordVmiEvent(const Json& vmi, const std::string& type, const std::string& reason,
+                             const std::string& message) {
+  const std::string ns = NamespaceOf(vmi);
+  const std::string now = Now();
+  const Json event = {{"apiVersion", "v1"},
+                      {"kind", "Event"},
+                      {"metadata", {{"generateName", NameOf(vmi) + "."}, {"namespace", ns}}},
+                      {"involvedObject",
+                       {{"apiVersion", "kubevirt.io/v1"},
+                        {"kind", "VirtualMachineInstance"},
+                        {"name", NameOf(vmi)},
+                        {"namespace", ns},
+                        {"uid", Field(vmi, "metadata").value("uid", "")}}},
+                      {"reason", reason},
+                      {"message", message},
+                      {"type", type},
+                      {"source", {{"component", "virt-handler"}, {"host", node_}}},
+                      {"firstTimestamp", now},
+                      {"lastTimestamp", now},
+                      {"count", 1}};
+  if (auto r = kube_.Create({}, kube::Resource{"", "v1", "events", true}, ns, event); !r) {
+    log_.Warn(
+        "vmi event failed",
+        {{"vmi", ns + "/" + NameOf(vmi)}, {"reason", reason}, {"error", r.error().ToString()}});
   }
 }
 

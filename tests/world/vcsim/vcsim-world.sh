@@ -15,6 +15,11 @@
 #   seed-load N  add powered-off VMs /DC0/vm/load/vmi-load-1..N (1 vCPU, 256 MiB, one 1 MiB random
 #              disk, one NIC) to the running world and their rows to manifest.tsv, for load tests;
 #              idempotent (VMs already there are kept), 4 at a time; not part of up's seed
+#   seed-guests  add a powered-off VM /DC0/vm/guests/vmi-guest-<variant> per real guest disk of
+#              tests/world/guest/guest-world.sh (built and cached there first: minutes the first
+#              time), as vSphere would hold it: its guestId, firmware, 1 vCPU, 512 MiB, its disk on
+#              the controller and its NIC with the adapter and MAC the table names; rows added to
+#              manifest.tsv; idempotent; not part of up's seed
 # Options (flag, or environment variable):
 #   --scale N            VCSIM_WORLD_SCALE=N        multiply every seeded disk size (default 1)
 #   --big-disk SIZE      VCSIM_WORLD_BIG_DISK=SIZE  add powered-off VM vmi-big with one random disk of
@@ -592,6 +597,77 @@ seed_load() {
   say "seed-load: seeded ${#todo[@]} load VMs (of $LOAD_COUNT) in $((SECONDS - start)) s"
 }
 
+# ------------------------------------------------------------------------------- seed-guests ----
+# Real guests (tests/world/guest/guest-world.sh): one VM per variant in /DC0/vm/guests, its disk
+# the guest's streamOptimized VMDK (hard-linked from the guest cache), its NIC with the MAC the
+# guest's network configuration matches.
+seed_guests() {
+  [ -f "$ENVFILE" ] && [ -s "$MANIFEST" ] && running_pid >/dev/null ||
+    { say "not up (no $ENVFILE or manifest): run up first"; exit 1; }
+  local start=$SECONDS table
+  table=$("$REPO/tests/world/guest/guest-world.sh" build) || fail "failed to build the guests" /dev/null
+  # shellcheck disable=SC1090
+  . "$ENVFILE"
+  VUSER=$VCSIM_USERNAME VPASS=$VCSIM_PASSWORD
+  BIN=$(dirname "$GOVC")
+  export GOVC_URL=$VCSIM_SDK_URL GOVC_USERNAME=$VUSER GOVC_PASSWORD=$VPASS \
+    GOVC_TLS_CA_CERTS=$STATE/tls/ca.pem GOVC_DATACENTER=$DC GOVMOMI_HOME=$STATE/govmomi \
+    GOVC_PERSIST_SESSION=true GOVC_INSECURE=false
+  DS_DIR=$STATE/datastore
+  local dir=/$DC/vm/guests n=0
+  "$BIN/govc" folder.info "$dir" >/dev/null 2>&1 || g folder.create "$dir" >/dev/null
+  local variant fw ptable drivers mac model bus guest_id ctl adapter distro raw vmdk sha bytes
+  while IFS=$'\t' read -r variant fw ptable drivers mac model bus guest_id ctl adapter distro raw vmdk sha bytes; do
+    [ -n "$variant" ] && [ "${variant:0:1}" != "#" ] || continue
+    local name=vmi-guest-$variant path
+    path=$dir/$name
+    if awk -F'\t' -v p="$path" '$1 == "vm" && $2 == p {found = 1} END {exit !found}' "$MANIFEST"; then
+      continue
+    fi
+    # a VM left by an interrupted seed-guests (in vcsim, not in the manifest) is made again
+    local moref
+    while read -r moref; do
+      [ -z "$moref" ] || g object.destroy "$moref"
+    done < <("$BIN/govc" find -i "$dir" -type m -name "$name" 2>/dev/null)
+    rm -rf "${DS_DIR:?}/$name"
+    g vm.create -on=false -folder "$dir" -pool "/$DC/host/DC0_C0/Resources" -ds seedds \
+      -c 1 -m 512 -g "$guest_id" -firmware "$fw" -version vmx-19 \
+      -disk "${bytes}B" -disk.controller "$ctl" \
+      -net "VM Network" -net.adapter "$adapter" -net.address "$mac" "$name" >/dev/null
+    local info file got ctype rel
+    info=$(g device.info -json -vm "$path")
+    IFS=$'\t' read -r file got ctype < <(jq -r '(.devices | map({(.key | tostring): .type}) | add) as $t
+        | .devices[] | select(.type == "VirtualDisk")
+        | [.backing.fileName, (.capacityInBytes // (.capacityInKB * 1024)), $t[.controllerKey | tostring]] | @tsv' <<<"$info")
+    [ "$got" = "$bytes" ] || fail "failed to seed: $path disk has $got bytes, the guest $bytes" "$SEEDLOG"
+    rel=${file#\[seedds\] }
+    ln -f "$vmdk" "$DS_DIR/$rel" 2>/dev/null || cp "$vmdk" "$DS_DIR/$rel"
+    rm -f "$DS_DIR/${rel%.vmdk}-flat.vmdk"
+    case "$ctype" in ParaVirtualSCSIController) ctype=pvscsi ;; VirtualAHCIController) ctype=sata ;; esac
+    local got_mac
+    got_mac=$(jq -r '.devices[] | select(.macAddress != null) | .macAddress' <<<"$info" | head -1)
+    [ "$got_mac" = "$mac" ] || fail "failed to seed: $path NIC has MAC $got_mac, the guest needs $mac" "$SEEDLOG"
+    {
+      printf 'disk\t%s\t0\t%s\t%s\t%s\tguest-%s\tguest\t%s\n' "$path" "$bytes" "$sha" "$file" "$variant" "$ctype" >>"$MANIFEST.tmp.disks"
+      printf 'nic\t%s\t0\t%s\tVM Network\t%s\n' "$path" "$mac" "$adapter" >>"$MANIFEST.tmp.nics"
+      g vm.info -json "$path" | jq -r --arg path "$path" '.virtualMachines[0] |
+          ["vm", $path, .name, .self.value, .config.hardware.numCPU, (.config.hardware.numCoresPerSocket // 1),
+           .config.hardware.memoryMB, .config.firmware, .runtime.powerState, .config.instanceUuid, .config.uuid,
+           (.config.bootOptions.efiSecureBootEnabled // false)] | @tsv' >>"$MANIFEST.tmp.vms"
+    }
+    n=$((n + 1))
+  done <<<"$table"
+  local kind
+  {
+    cat "$MANIFEST"
+    for kind in vms disks nics; do cat "$MANIFEST.tmp.$kind" 2>/dev/null || true; done
+  } >"$MANIFEST.tmp"
+  rm -f "$MANIFEST".tmp.vms "$MANIFEST".tmp.disks "$MANIFEST".tmp.nics
+  mv "$MANIFEST.tmp" "$MANIFEST"
+  say "seed-guests: seeded $n guest VMs in $((SECONDS - start)) s"
+  printf '%s\n' "$table"
+}
+
 # ----------------------------------------------------------------------------------- commands ----
 mkdir -p "$STATE"
 case "$CMD" in
@@ -654,6 +730,11 @@ case "$CMD" in
     exec 9>"$STATE/.lock"
     flock 9
     seed_load
+    ;;
+  seed-guests)
+    exec 9>"$STATE/.lock"
+    flock 9
+    seed_guests
     ;;
   *) usage ;;
 esac
