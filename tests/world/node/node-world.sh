@@ -546,20 +546,34 @@ remove_cgroups() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Loop devices: ours back a file under $STATE (the block PVs' images, and the loops the kubelet
-# makes over a mapped block volume's device file under its root).
+# Loop devices: ours back a file under $STATE (the block PVs' images; the loops the kubelet makes
+# over a mapped block volume's device file, bind-mounted under its root), or back one of our PV
+# loop devices (the kubelet's again, once the node's mount namespace, and with it the path of that
+# bind mount, is gone: then losetup shows "/" as its file, but its inode is our loop device's).
 
 our_loops() {
-  losetup --list --noheadings --raw --output NAME,BACK-FILE 2>/dev/null |
-    awk -v dir="$STATE/" 'index($2, dir) == 1 { print $1 }'
+  local ids="" l file
+  for l in /sys/block/loop*; do
+    file=$(cat "$l/loop/backing_file" 2>/dev/null) || continue
+    [ "${file#"$STATE"/}" != "$file" ] || continue
+    ids+=" $(stat -c '%Hd:%Ld/%i' "/dev/${l#/sys/block/}" 2>/dev/null)"
+  done
+  losetup --list --noheadings --raw --output NAME,BACK-FILE,BACK-MAJ:MIN,BACK-INO 2>/dev/null |
+    sed 's/\\x20/ /g' |
+    awk -v dir="$STATE/" -v ids="$ids " '
+      index($2, dir) == 1 { print $1; next }
+      NF >= 4 && index(ids, " " $(NF-1) "/" $NF " ") > 0 { print $1 }'
 }
 
-detach_loops() {
-  local l
+detach_loops() {  # [only loops whose file is under this folder]
+  local l file
   for l in $(our_loops); do
+    if [ -n "${1:-}" ]; then
+      file=$(cat "/sys/block/${l#/dev/}/loop/backing_file" 2>/dev/null || true)
+      [ "${file#"$1"/}" != "$file" ] || continue
+    fi
     losetup --detach "$l" 2>/dev/null || say "could not detach $l"
   done
-  rm -f "$STATE/loops"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -622,6 +636,7 @@ EOC
 make_storage() {
   local log=$STATE/objects.log i size img loop
   mkdir -p "$STATE/pv"
+  : >"$STATE/loops"
   {
     for c in "$FS_CLASS" "$BLOCK_CLASS"; do
       cat <<EOC
@@ -848,6 +863,9 @@ cmd_up() {
 # Stops everything up started; safe to repeat.
 teardown() {
   stop_pid kubelet TERM
+  # The kubelet's loops over mapped block volumes, while their paths still resolve (a PV's own loop
+  # device cannot be freed while one of them holds it).
+  detach_loops "$STATE/kubelet"
   stop_pid kube-controller-manager TERM
   stop_pid kube-scheduler TERM
   # containerd, the shims and the containers die with the namespace's PID 1; the nsenter and
@@ -882,7 +900,7 @@ cmd_down() {
   # Runtime state goes (the next up starts fresh); certificates and logs stay.
   rm -rf "$STATE/containerd" "$STATE/kubelet" "$STATE/host" "$STATE/pv" "$STATE/cni" "$STATE/podnet"
   cmd_verify_down
-  rm -f "$STATE/pidns"
+  rm -f "$STATE/pidns" "$STATE/loops"
 }
 
 cmd_restart_kubelet() {
