@@ -16,6 +16,8 @@ PKGS=(
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
   # real guest disks (tests/world/guest/guest-world.sh) and their firmware in the boot check
   mmdebstrap mtools dosfstools e2fsprogs syslinux syslinux-common grub-efi-amd64-bin ovmf fdisk
+  # the test world's node (tests/world/node/node-world.sh): containerd 1.6, runc, the CNI plugins
+  containerd runc containernetworking-plugins
 )
 
 quiet=0

@@ -9,7 +9,9 @@
 #      instead of 50): its tests (faults, load, bad input, security, crash and resume) and the
 #      figures they measured
 #   6. one ctest run: it starts the test world (fixture world.up = tools/world.sh up), runs every
-#      other test (unit + world) against it, and stops it (world.down), also when a test fails
+#      other test (unit + world) against it, and stops it (world.down), also when a test fails; the
+#      node tests bring the world's real node up for themselves (fixture node.up = tools/world.sh
+#      node up; node.down fails if the node left anything behind)
 # The last line is ctest's own summary. Options: --quick (skip the ASan and TSan builds and the
 # fuzzers, and run clang-tidy only on the files changed since the merge-base with origin/main).
 set -euo pipefail
