@@ -14,6 +14,9 @@ PKGS=(
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
+  # container images of the node (tests/world/images): CDI's importer runs nbdkit (curl plugin);
+  # the base image is busybox-static; ctr (containerd) imports them
+  nbdkit busybox-static containerd
 )
 
 quiet=0

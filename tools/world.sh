@@ -12,6 +12,10 @@
 #   build   build the peers only
 #   seed-load N  add N small powered-off VMs for load tests to the running vcsim (idempotent;
 #           tests/world/vcsim/vcsim-world.sh seed-load)
+#   images build|list  the node's container images (tests/world/images/images-world.sh): built
+#           from local files and Debian packages, cached by content hash
+#   cdi up|down|status  after `node up`: import the images into the node's containerd, then CDI's
+#           own controller (tests/world/cdi/cdi-world.sh); writes .world/cdi/env.sh
 #   openstack up|down|status|env|fixtures|smoke
 #           the OpenStack peer (tests/world/openstack/openstack-world.sh; as root): separate from
 #           up/down because it takes minutes and GBs; writes .world/openstack/env.sh
@@ -27,6 +31,8 @@ VCSIM=$ROOT/tests/world/vcsim/vcsim-world.sh
 OPENSTACK=$ROOT/tests/world/openstack/openstack-world.sh
 HELM_WORLD=$ROOT/tests/world/helm/helm-world.sh
 LONGHORN=$ROOT/tests/world/target/longhorn/longhorn-world.sh
+IMAGES=$ROOT/tests/world/images/images-world.sh
+CDI=$ROOT/tests/world/cdi/cdi-world.sh
 ENV_FILE=$WORLD_DIR/env.sh
 
 say() { echo "world: $*" >&2; }
@@ -38,6 +44,11 @@ write_env() {
     echo "export WORLD_DIR='$WORLD_DIR'"
     cat "$WORLD_DIR/kube/env.sh" "$WORLD_DIR/target/env.sh" "$WORLD_DIR/vcsim/env.sh" \
       "$WORLD_DIR/helm/env.sh" "$WORLD_DIR/longhorn/env.sh"
+    # the parts started on their own, when they are up
+    local f
+    for f in "$WORLD_DIR/node/env.sh" "$WORLD_DIR/cdi/env.sh"; do
+      [ ! -f "$f" ] || cat "$f"
+    done
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -66,6 +77,7 @@ case "$cmd" in
     ;;
   down)
     rc=0
+    [ ! -d "$WORLD_DIR/cdi" ] || "$CDI" down || rc=$?
     "$VCSIM" down || rc=$?
     "$TARGET" down || rc=$?  # unregisters its webhooks while the kube-apiserver still runs
     "$KUBE" down || rc=$?
@@ -86,6 +98,30 @@ case "$cmd" in
   seed-load)
     shift
     exec "$VCSIM" seed-load "$@"
+    ;;
+  images)
+    shift
+    exec "$IMAGES" "$@"
+    ;;
+  cdi)
+    shift
+    case "${1:-}" in
+      up)
+        [ -f "$WORLD_DIR/node/env.sh" ] || { say "the node is not up: tools/world.sh node up first"; exit 1; }
+        # shellcheck disable=SC1091
+        . "$WORLD_DIR/node/env.sh"
+        "$IMAGES" import "${NODE_CONTAINERD_SOCKET:?no NODE_CONTAINERD_SOCKET in the node env.sh}"
+        "$CDI" up
+        write_env
+        ;;
+      down)
+        rc=0
+        "$CDI" down || rc=$?
+        [ ! -f "$WORLD_DIR/kube/env.sh" ] || write_env
+        exit $rc
+        ;;
+      *) exec "$CDI" "$@" ;;
+    esac
     ;;
   openstack)
     shift
