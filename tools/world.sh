@@ -110,8 +110,9 @@ case "$cmd" in
         [ -f "$WORLD_DIR/node/env.sh" ] || { say "the node is not up: tools/world.sh node up first"; exit 1; }
         # shellcheck disable=SC1091
         . "$WORLD_DIR/node/env.sh"
-        "$IMAGES" import "${NODE_CONTAINERD_SOCKET:?no NODE_CONTAINERD_SOCKET in the node env.sh}"
-        "$CDI" up
+        "$IMAGES" import "${NODE_CONTAINERD_SOCK:?no NODE_CONTAINERD_SOCK in the node env.sh}"
+        CDI_SCRATCH_STORAGE_CLASS=${NODE_FS_STORAGE_CLASS:-} CDI_POD_NETNS=$NODE_STATE_DIR/podnet \
+          CDI_POD_CNI_CONF=$(ls "$NODE_STATE_DIR"/cni/net.d/*.conflist | head -n 1) "$CDI" up
         write_env
         ;;
       down)

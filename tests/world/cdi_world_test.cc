@@ -23,6 +23,7 @@
 #include "imageserver/image_server.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "world/process.h"
 #include "world/world_env.h"
 
 namespace vmimport::kube {
@@ -32,6 +33,8 @@ using namespace std::chrono_literals;
 using testing::RunCommand;
 using testing::WorldVar;
 namespace fs = std::filesystem;
+
+const std::string kSourceDir = VMIMPORT_SOURCE_DIR;
 
 const Resource kDataVolumes{"cdi.kubevirt.io", "v1beta1", "datavolumes", true};
 const Resource kPvcs{"", "v1", "persistentvolumeclaims", true};
@@ -73,10 +76,10 @@ ReadBack ReadVolume(const std::string& path, uint64_t bytes, uint64_t total) {
     return r;
   }
   // Non-zero bytes after the disk: tr deletes zeros, wc counts what is left.
-  const std::string left = Sh("tail -c +" + std::to_string(bytes + 1) + " " + Quote(path) +
-                                  " | head -c " + std::to_string(total - bytes) +
-                                  " | tr -d '\\000' | wc -c",
-                              &rc);
+  const std::string left =
+      Sh("tail -c +" + std::to_string(bytes + 1) + " " + Quote(path) + " | head -c " +
+             std::to_string(total - bytes) + " | tr -d '\\000' | wc -c",
+         &rc);
   r.tail_is_zero = rc == 0 && std::stoull(left) == 0;
   return r;
 }
@@ -86,9 +89,11 @@ class CdiWorldTest : public ::testing::Test {
   void SetUp() override {
     kubectl_ = WorldVar("KUBECTL");
     kubeconfig_ = WorldVar("KUBECONFIG");
-    pod_host_ = WorldVar("NODE_HOST_FOR_PODS");
-    fs_class_ = WorldVar("NODE_STORAGE_CLASS_FS");
-    block_class_ = WorldVar("NODE_STORAGE_CLASS_BLOCK");
+    podnet_ = WorldVar("NODE_STATE_DIR") + "/podnet";
+    // The pod bridge's gateway address (cdi-world.sh gave the bridge that address).
+    pod_host_ = WorldVar("CDI_POD_GATEWAY");
+    fs_class_ = WorldVar("NODE_FS_STORAGE_CLASS");
+    block_class_ = WorldVar("NODE_BLOCK_STORAGE_CLASS");
     ASSERT_FALSE(WorldVar("CDI_CONTROLLER_PID").empty()) << "cdi-world.sh is not up";
     ASSERT_FALSE(HasFailure());
     auto config = LoadKubeconfig(kubeconfig_);
@@ -104,16 +109,31 @@ class CdiWorldTest : public ::testing::Test {
         {}, kNamespaces, "",
         {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns_}}}}));
 
-    // The image server on 127.0.0.1, its URLs in the form the importer Pod reaches it.
+    // The image server on 127.0.0.1. The node's Pods live on the world's pod bridge, in a
+    // network namespace with no uplink: netns_bridge.py listens there, on the bridge's gateway
+    // address and the server's port, and relays to the server (nothing listens on a host address).
     imageserver::ServerConfig sc;
     sc.bind_address = "127.0.0.1";
     sc.port = 0;
     auto server = imageserver::ImageServer::Start(sc, nullptr, clock_, core::Logger());
     ASSERT_TRUE(server) << server.error().ToString();
     server_ = std::move(*server);
+    const std::string ready = (dir_ / "bridge.ready").string();
+    bridge_ = std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{"python3", kSourceDir + "/tests/world/cdi/netns_bridge.py",
+                                 "--netns", podnet_, "--port", std::to_string(server_->port()),
+                                 "--listen", pod_host_, "--ready", ready},
+        (dir_ / "bridge.log").string());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(ready) && bridge_->Running() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_TRUE(fs::exists(ready)) << bridge_->Log();
   }
 
   void TearDown() override {
+    bridge_.reset();
     server_.reset();
     if (!HasFailure()) {
       (void)client_->Delete({}, kNamespaces, "", ns_);
@@ -158,7 +178,12 @@ class CdiWorldTest : public ::testing::Test {
         {}, kDataVolumes, ns_,
         {{"apiVersion", "cdi.kubevirt.io/v1beta1"},
          {"kind", "DataVolume"},
-         {"metadata", {{"name", name}, {"namespace", ns_}}},
+         // The node's classes bind on first consumer and no VM uses this disk: CDI's annotation
+         // runs the importer Pod at once, and the Pod is the first consumer.
+         {"metadata",
+          {{"name", name},
+           {"namespace", ns_},
+           {"annotations", {{"cdi.kubevirt.io/storage.bind.immediate.requested", "true"}}}}},
          {"spec",
           {{"source", {{"http", {{"url", url}}}}},
            {"pvc",
@@ -220,11 +245,12 @@ class CdiWorldTest : public ::testing::Test {
     return pod ? *pod : Json();
   }
 
-  std::string kubectl_, kubeconfig_, pod_host_, fs_class_, block_class_, suffix_, ns_;
+  std::string kubectl_, kubeconfig_, podnet_, pod_host_, fs_class_, block_class_, suffix_, ns_;
   fs::path dir_;
   core::SystemClock clock_;
   std::unique_ptr<Client> client_;
   std::unique_ptr<imageserver::ImageServer> server_;
+  std::unique_ptr<testing::ChildProcess> bridge_;
 };
 
 // An odd size (not a multiple of 1 MiB) so that a rounding on the way would show.

@@ -15,9 +15,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "kube/client.h"
@@ -112,8 +114,8 @@ class ChartPodWorldTest : public ::testing::Test {
 
   //! The release's Pods (label app.kubernetes.io/instance).
   Json Pods() {
-    auto list = client_->List({}, kPods, ns_,
-                              {.label_selector = "app.kubernetes.io/instance=" + kRelease});
+    auto list =
+        client_->List({}, kPods, ns_, {.label_selector = "app.kubernetes.io/instance=" + kRelease});
     return list ? (*list)["items"] : Json::array();
   }
 
@@ -137,22 +139,22 @@ TEST_F(ChartPodWorldTest, HelmInstalledControllerRunsOnTheNodeWithTheChartsRbacA
   const int health_port = FreePort();
   ASSERT_TRUE(image_port > 0 && health_port > 0 && image_port != health_port);
   const std::string fullname = std::string(kRelease) + "-vm-import-controller";
-  const CommandResult install = Sh(
-      Helm() + " install " + kRelease + " " + Quote(kChart) + " -n " + ns_ +
-      " --skip-crds"
-      " --set image.repository=world.local/vm-import-controller --set image.tag=world"
-      " --set image.pullPolicy=Never"
-      " --set hostNetwork=true --set listenHost=127.0.0.1"
-      " --set imageServer.port=" +
-      std::to_string(image_port) + " --set health.port=" + std::to_string(health_port) +
-      " --set imageServer.url=http://127.0.0.1:" + std::to_string(image_port) +
-      " --set controller.watchNamespace=" + ns_ +
-      " --set resources.requests.cpu=50m --set resources.requests.memory=64Mi"
-      " --set controller.extraEnv[0].name=KUBERNETES_SERVICE_HOST"
-      " --set controller.extraEnv[0].value=127.0.0.1"
-      " --set controller.extraEnv[1].name=KUBERNETES_SERVICE_PORT"
-      " --set-string controller.extraEnv[1].value=" +
-      api_port_);
+  const CommandResult install =
+      Sh(Helm() + " install " + kRelease + " " + Quote(kChart) + " -n " + ns_ +
+         " --skip-crds"
+         " --set image.repository=world.local/vm-import-controller --set image.tag=world"
+         " --set image.pullPolicy=Never"
+         " --set hostNetwork=true --set listenHost=127.0.0.1"
+         " --set imageServer.port=" +
+         std::to_string(image_port) + " --set health.port=" + std::to_string(health_port) +
+         " --set imageServer.url=http://127.0.0.1:" + std::to_string(image_port) +
+         " --set controller.watchNamespace=" + ns_ +
+         " --set resources.requests.cpu=50m --set resources.requests.memory=64Mi"
+         " --set controller.extraEnv[0].name=KUBERNETES_SERVICE_HOST"
+         " --set controller.extraEnv[0].value=127.0.0.1"
+         " --set controller.extraEnv[1].name=KUBERNETES_SERVICE_PORT"
+         " --set-string controller.extraEnv[1].value=" +
+         api_port_);
   ASSERT_EQ(install.rc, 0) << install.out;
   installed_ = true;
 
@@ -210,16 +212,26 @@ TEST_F(ChartPodWorldTest, HelmInstalledControllerRunsOnTheNodeWithTheChartsRbacA
                std::to_string(health_port) + "/readyz")
                 .out,
             "200");
-  const CommandResult listeners = Sh("ss -Hltn");
-  const std::regex any_address(":(" + std::to_string(health_port) + "|" +
-                               std::to_string(image_port) + ")\\s");
-  for (std::sregex_iterator it(listeners.out.begin(), listeners.out.end(), any_address), end;
-       it != end; ++it) {
-    const size_t line_start = listeners.out.rfind('\n', static_cast<size_t>(it->position()));
-    const std::string line = listeners.out.substr(line_start == std::string::npos ? 0 : line_start,
-                                                  static_cast<size_t>(it->position()) - line_start);
-    EXPECT_NE(line.find("127.0.0.1"), std::string::npos) << "a listener not on 127.0.0.1: " << line;
+  // Every listener on the two ports (ss: "LISTEN 0 4096 127.0.0.1:PORT 0.0.0.0:*") is on
+  // 127.0.0.1, and both servers listen.
+  std::istringstream listeners(Sh("ss -Hltn").out);
+  std::map<int, int> seen;
+  for (std::string line; std::getline(listeners, line);) {
+    std::istringstream fields(line);
+    std::string state, recv_q, send_q, local;
+    fields >> state >> recv_q >> send_q >> local;
+    const size_t colon = local.rfind(':');
+    if (colon == std::string::npos) {
+      continue;
+    }
+    const int port = std::atoi(local.substr(colon + 1).c_str());
+    if (port == image_port || port == health_port) {
+      ++seen[port];
+      EXPECT_EQ(local.substr(0, colon), "127.0.0.1") << "a listener not on 127.0.0.1: " << line;
+    }
   }
+  EXPECT_EQ(seen[image_port], 1) << "the image server";
+  EXPECT_EQ(seen[health_port], 1) << "/healthz, /readyz, /metrics";
 
   // helm uninstall: SIGTERM, a clean stop that releases the Lease, the Pod gone.
   const CommandResult uninstall =

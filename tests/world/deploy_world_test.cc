@@ -328,8 +328,8 @@ TEST_F(DeployWorldTest, ChartWithHostNetworkListensOnListenHostAndProbesIt) {
   }
   bool service_host = false;
   for (const Json& e : c["env"]) {
-    service_host |= e.value("name", "") == "KUBERNETES_SERVICE_HOST" &&
-                    e.value("value", "") == "127.0.0.1";
+    service_host |=
+        e.value("name", "") == "KUBERNETES_SERVICE_HOST" && e.value("value", "") == "127.0.0.1";
   }
   EXPECT_TRUE(service_host) << c["env"].dump();
   // Without the values nothing changes: no host network, no probe host.

@@ -19,6 +19,10 @@
 #           CDIConfig; write env.sh; a no-op when already up
 #   down    stop exactly what up started, by PID (checked against /proc/PID/exe and cmdline)
 #   status  pid, lease holder, RSS
+# Pods reach a host server (the image server CDI's importer downloads from) through
+# netns_bridge.py on the pod bridge's gateway address. `up` gives the bridge that address when the
+# node's CNI configuration leaves it without one (isGateway false): CDI_POD_NETNS (the namespace
+# file the bridge lives in), CDI_POD_CNI_CONF (its .conflist: bridge name and subnet).
 # Environment: CDI_SCRATCH_STORAGE_CLASS (the CDIConfig's scratchSpaceStorageClass: a class the
 # node provisions; tools/world.sh cdi up sets the node's filesystem class).
 # Paths: state ${WORLD_DIR:-<repo>/.world}/cdi (keys, logs, PID files, env.sh).
@@ -104,6 +108,24 @@ make_keys() {
   chmod 600 "$STATE/keys/id_rsa"
 }
 
+# The pod bridge's gateway address (the subnet's first address), in the pods' namespace; prints it.
+pod_gateway_up() {
+  [ -n "${CDI_POD_NETNS:-}" ] && [ -n "${CDI_POD_CNI_CONF:-}" ] || return 0
+  local bridge subnet gw
+  read -r bridge subnet < <(python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+p = [x for x in c["plugins"] if "bridge" in x][0]
+print(p["bridge"], p["ipam"]["ranges"][0][0]["subnet"])' "$CDI_POD_CNI_CONF") ||
+    die "cannot read the bridge and subnet from $CDI_POD_CNI_CONF"
+  gw=$(python3 -c 'import ipaddress, sys; n = ipaddress.ip_network(sys.argv[1]); print(f"{n.network_address + 1}/{n.prefixlen}")' "$subnet")
+  nsenter --net="$CDI_POD_NETNS" sh -c "
+    ip link show $bridge >/dev/null 2>&1 || ip link add $bridge type bridge
+    ip addr replace $gw dev $bridge && ip link set $bridge up" >>"$STATE/objects.log" 2>&1 ||
+    die "could not give the pod bridge $bridge the address $gw in $CDI_POD_NETNS"
+  echo "${gw%/*}" >"$STATE/pod-gateway"
+}
+
 cmd_up() {
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
@@ -122,6 +144,7 @@ cmd_up() {
   kubectl_ get crd datavolumes.cdi.kubevirt.io >/dev/null 2>&1 ||
     die "no DataVolume CRD: run tests/world/target/target-world.sh up first"
   make_keys
+  pod_gateway_up
   kubectl_ create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl_ apply -f - >>"$STATE/objects.log" 2>&1
   rm -f "$STATE/bridge.ready" "$ENV_FILE"
   : >"$STATE/cdi-controller.log"
@@ -178,6 +201,7 @@ cmd_up() {
 export CDI_CONTROLLER_PID='$pid'
 export CDI_IMPORTER_IMAGE='$IMPORTER_IMAGE'
 export CDI_NAMESPACE='$NAMESPACE'
+export CDI_POD_GATEWAY='$(cat "$STATE/pod-gateway" 2>/dev/null || true)'
 EOF
   say "up in $(($(date +%s) - start)) s (env: $ENV_FILE)"
   cmd_status

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""netns_bridge.py - make a TCP port of this host's 127.0.0.1 reachable on 127.0.0.1 inside a
-private network namespace, without any server listening on a non-loopback address.
+"""netns_bridge.py - make one TCP port of this host's 127.0.0.1 reachable from inside a network
+namespace the world made, without any server listening on a host address other than 127.0.0.1.
 
-    netns_bridge.py --netns /proc/PID/ns/net --port PORT [--ready FILE]
+    netns_bridge.py --netns PATH --port PORT [--listen ADDRESS[:PORT]] [--ready FILE]
 
-The listening socket is created inside the namespace (setns into it, socket, bind, listen, setns
-back); every accepted connection is then relayed to 127.0.0.1:PORT of the namespace this process
-started in. It is kubectl port-forward the other way round: a process confined to a namespace of
-its own (only `lo`) reaches one host service and nothing else. Writes FILE once it listens.
-Runs until SIGTERM; one thread per direction of each connection.
+The listening socket is created inside the namespace PATH (/proc/PID/ns/net or a bind-mounted
+namespace file): setns into it, socket, bind ADDRESS (default 127.0.0.1) and the port (default
+PORT), listen, setns back. Every accepted connection is relayed to 127.0.0.1:PORT of the
+namespace this process started in. It is kubectl port-forward the other way round:
+  - cdi-controller, confined to a namespace of its own (only lo), reaches the kube-apiserver;
+  - the node's Pods, on the world's isolated pod bridge (a namespace with no uplink), reach one
+    server of the host (the image server) at the bridge's gateway address, and nothing else.
+Writes FILE once it listens. Runs until SIGTERM; one thread per direction of each connection.
 """
 import argparse
 import ctypes
@@ -28,14 +31,14 @@ def setns(fd):
         sys.exit(f"netns_bridge.py: setns: {os.strerror(err)}")
 
 
-def listen_inside(netns_path, port):
+def listen_inside(netns_path, address, port):
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(netns_path, os.O_RDONLY)
     setns(target)
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((address, port))
         s.listen(64)
     finally:
         setns(own)
@@ -81,11 +84,13 @@ def relay(inner, port):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--netns", required=True)
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, required=True, help="the port on the host's 127.0.0.1")
+    ap.add_argument("--listen", default="127.0.0.1", help="ADDRESS[:PORT] inside the namespace")
     ap.add_argument("--ready")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    server = listen_inside(a.netns, a.port)
+    address, _, port = a.listen.partition(":")
+    server = listen_inside(a.netns, address, int(port) if port else a.port)
     if a.ready:
         with open(a.ready, "w") as f:
             f.write(f"{os.getpid()}\n")

@@ -162,7 +162,9 @@ image_controller() {
   USER_=65532:65532 WORKDIR=/tmp
   mapfile -t PKGS < <(dockerfile_packages)
   [ ${#PKGS[@]} -gt 3 ] || die "could not read the runtime packages from $REPO/Dockerfile"
-  ROOTFS_ARGS=(--file "$STRIPPED_CONTROLLER=/usr/bin/vm-import-controller" --user vmimport:65532:65532)
+  # ca-certificates.crt is made by the package's postinst (update-ca-certificates), not shipped.
+  ROOTFS_ARGS=(--file "$STRIPPED_CONTROLLER=/usr/bin/vm-import-controller" --user vmimport:65532:65532
+    --file /etc/ssl/certs/ca-certificates.crt)
   local p
   for p in "${PKGS[@]}"; do ROOTFS_ARGS+=(--pkg "$p"); done
   INPUTS=("$STRIPPED_CONTROLLER")

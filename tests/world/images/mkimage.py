@@ -19,9 +19,9 @@ import sys
 import tarfile
 
 
-def write_layer(rootfs, path):
-    """Writes the layer tar to path; returns its sha256 (the diff ID)."""
-    with tarfile.open(path, mode="w", format=tarfile.PAX_FORMAT) as tar:
+def write_layer(rootfs, out):
+    """Writes the layer tar to out; returns its sha256 (the diff ID)."""
+    with tarfile.open(out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         entries = []
         for dirpath, dirnames, filenames in os.walk(rootfs):
             dirnames.sort()
@@ -49,7 +49,7 @@ def write_layer(rootfs, path):
             else:
                 sys.exit(f"mkimage.py: {path}: not a file, directory or symlink")
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(out, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
