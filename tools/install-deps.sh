@@ -14,9 +14,11 @@ PKGS=(
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
+  # the test world's node (tests/world/node/node-world.sh): containerd 1.6, runc, the CNI plugins
+  containerd runc containernetworking-plugins
   # container images of the node (tests/world/images): CDI's importer runs nbdkit (curl plugin);
-  # the base image is busybox-static; ctr (containerd) imports them
-  nbdkit busybox-static containerd
+  # the base image is busybox-static
+  nbdkit busybox-static
 )
 
 quiet=0

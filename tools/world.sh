@@ -12,6 +12,11 @@
 #   build   build the peers only
 #   seed-load N  add N small powered-off VMs for load tests to the running vcsim (idempotent;
 #           tests/world/vcsim/vcsim-world.sh seed-load)
+#   node up|down|status|env|import-image TAR...|restart-kubelet
+#           a real node (tests/world/node/node-world.sh; as root): kube-scheduler,
+#           kube-controller-manager, containerd + runc and a kubelet registered as Node "localhost",
+#           local StorageClasses world-node-fs and world-node-block; separate from up because only
+#           the tests that run pods need it; down also stops it
 #   images build|list  the node's container images (tests/world/images/images-world.sh): built
 #           from local files and Debian packages, cached by content hash
 #   cdi up|down|status  after `node up`: import the images into the node's containerd, then CDI's
@@ -31,6 +36,7 @@ VCSIM=$ROOT/tests/world/vcsim/vcsim-world.sh
 OPENSTACK=$ROOT/tests/world/openstack/openstack-world.sh
 HELM_WORLD=$ROOT/tests/world/helm/helm-world.sh
 LONGHORN=$ROOT/tests/world/target/longhorn/longhorn-world.sh
+NODE=$ROOT/tests/world/node/node-world.sh
 IMAGES=$ROOT/tests/world/images/images-world.sh
 CDI=$ROOT/tests/world/cdi/cdi-world.sh
 ENV_FILE=$WORLD_DIR/env.sh
@@ -44,11 +50,10 @@ write_env() {
     echo "export WORLD_DIR='$WORLD_DIR'"
     cat "$WORLD_DIR/kube/env.sh" "$WORLD_DIR/target/env.sh" "$WORLD_DIR/vcsim/env.sh" \
       "$WORLD_DIR/helm/env.sh" "$WORLD_DIR/longhorn/env.sh"
-    # the parts started on their own, when they are up
-    local f
-    for f in "$WORLD_DIR/node/env.sh" "$WORLD_DIR/cdi/env.sh"; do
-      [ ! -f "$f" ] || cat "$f"
-    done
+    # The node's part while it is up (tools/world.sh node up|down rewrite this file).
+    [ ! -f "$WORLD_DIR/node/env.sh" ] || cat "$WORLD_DIR/node/env.sh"
+    # CDI's controller while it is up (tools/world.sh cdi up|down).
+    [ ! -f "$WORLD_DIR/cdi/env.sh" ] || cat "$WORLD_DIR/cdi/env.sh"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -78,6 +83,7 @@ case "$cmd" in
   down)
     rc=0
     [ ! -d "$WORLD_DIR/cdi" ] || "$CDI" down || rc=$?
+    [ ! -d "$WORLD_DIR/node" ] || "$NODE" down || rc=$?  # needs the kube-apiserver to remove its objects
     "$VCSIM" down || rc=$?
     "$TARGET" down || rc=$?  # unregisters its webhooks while the kube-apiserver still runs
     "$KUBE" down || rc=$?
@@ -90,6 +96,7 @@ case "$cmd" in
     "$TARGET" status || true
     "$VCSIM" status || true
     "$HELM_WORLD" status || true
+    [ ! -f "$WORLD_DIR/node/ports.env" ] || "$NODE" status || true
     ;;
   env)
     [ -f "$ENV_FILE" ] || { say "not up (no $ENV_FILE)"; exit 1; }
@@ -98,6 +105,29 @@ case "$cmd" in
   seed-load)
     shift
     exec "$VCSIM" seed-load "$@"
+    ;;
+  node)
+    shift
+    case "${1:-}" in
+      up)
+        "$ROOT/tools/install-deps.sh" --quiet
+        [ -f "$ENV_FILE" ] || { say "the world is not up: run tools/world.sh up first"; exit 1; }
+        "$NODE" up
+        write_env
+        ;;
+      down)
+        rc=0
+        [ ! -d "$WORLD_DIR/cdi" ] || "$CDI" down || rc=$?  # its importer Pods run on the node
+        "$NODE" down || rc=$?
+        [ ! -f "$ENV_FILE" ] || write_env
+        exit $rc
+        ;;
+      build)
+        "$ROOT/tools/install-deps.sh" --quiet
+        exec "$NODE" build
+        ;;
+      *) exec "$NODE" "$@" ;;
+    esac
     ;;
   images)
     shift
@@ -118,7 +148,7 @@ case "$cmd" in
       down)
         rc=0
         "$CDI" down || rc=$?
-        [ ! -f "$WORLD_DIR/kube/env.sh" ] || write_env
+        [ ! -f "$ENV_FILE" ] || write_env
         exit $rc
         ;;
       *) exec "$CDI" "$@" ;;

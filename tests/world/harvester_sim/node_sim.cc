@@ -16,6 +16,7 @@ const kube::Resource kPods{"", "v1", "pods", true};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 const kube::Resource kNamespaces{"", "v1", "namespaces", false};
 const kube::Resource kServiceAccounts{"", "v1", "serviceaccounts", true};
+const kube::Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
 
 // KubeVirt's names (kubevirt.io/api core/v1).
 constexpr const char* kAppLabel = "kubevirt.io";                   // = "virt-launcher" on Pods
@@ -23,6 +24,28 @@ constexpr const char* kCreatedByLabel = "kubevirt.io/created-by";  // the VMI's 
 constexpr const char* kSchedulableLabel = "kubevirt.io/schedulable";
 constexpr const char* kHeartbeatAnnotation = "kubevirt.io/heartbeat";
 constexpr auto kHeartbeatEvery = 60s;  // virt-handler's default; virt-controller waits 5 min
+// The kubelet's node lease (kube-node-lease/<node>), renewed every 10 s for 40 s as the kubelet
+// does: with the world's real node up, kube-controller-manager's node lifecycle controller marks a
+// node without a fresh lease NotReady, taints it and evicts its Pods.
+constexpr const char* kNodeLeaseNamespace = "kube-node-lease";
+constexpr auto kLeaseRenewEvery = 10s;
+constexpr int kLeaseDurationSeconds = 40;
+// Keeps everything but the launcher Pods (which this node binds itself) off the simulated node
+// when the world's real kube-scheduler runs (tools/world.sh node up): they could never run here.
+constexpr const char* kSimulatedTaint = "harvester-sim.vm-import.test/simulated";
+
+//! metav1.MicroTime's format (RFC 3339 with 6 fractional digits), which a Lease's times need.
+std::string NowMicro() {
+  std::string t = Now();
+  if (!t.empty() && t.back() == 'Z' && t.find('.') == std::string::npos) {
+    t.insert(t.size() - 1, ".000000");
+  }
+  return t;
+}
+
+Json SimulatedTaints() {
+  return Json::array({{{"key", kSimulatedTaint}, {"value", "true"}, {"effect", "NoSchedule"}}});
+}
 
 //! Sets (or adds) a Pod condition; true when its status changed.
 bool SetPodCondition(Json& conditions, const std::string& type, bool value,
@@ -116,11 +139,16 @@ void NodeSim::Run() {
     });
     threads.emplace_back([this] {
       auto next = std::chrono::steady_clock::now() + kHeartbeatEvery;
+      auto next_lease = std::chrono::steady_clock::now() + kLeaseRenewEvery;
       while (!stop_) {
         std::this_thread::sleep_for(200ms);
         if (std::chrono::steady_clock::now() >= next) {
           Heartbeat();
           next = std::chrono::steady_clock::now() + kHeartbeatEvery;
+        }
+        if (std::chrono::steady_clock::now() >= next_lease) {
+          RenewLease();
+          next_lease = std::chrono::steady_clock::now() + kLeaseRenewEvery;
         }
       }
     });
@@ -162,10 +190,21 @@ void NodeSim::RegisterNode() {
                          {"kubernetes.io/arch", "amd64"},
                          {kSchedulableLabel, "true"}}},
                        {"annotations", {{kHeartbeatAnnotation, Now()}}}}},
-                     {"spec", Json::object()}};
+                     {"spec", {{"taints", SimulatedTaints()}}}};
   for (int attempt = 0; !stop_; ++attempt) {
     auto created = kube_.Create({}, kNodes, "", node);
-    if (created || created.error().code == core::ErrorCode::kAlreadyExists) {
+    if (created) {
+      break;
+    }
+    if (created.error().code == core::ErrorCode::kAlreadyExists) {
+      // A node an earlier simulator registered: the taints as a new one would have them (this
+      // also drops the node lifecycle controller's unreachable taints; it adds them again if the
+      // lease stays old).
+      if (auto r =
+              kube_.MergePatch({}, kNodes, "", node_, {{"spec", {{"taints", SimulatedTaints()}}}});
+          !r) {
+        log_.Warn("tainting the node failed", {{"node", node_}, {"error", r.error().ToString()}});
+      }
       break;
     }
     log_.Warn("registering the node failed",
@@ -195,7 +234,32 @@ void NodeSim::RegisterNode() {
   if (auto r = kube_.MergePatch({}, kNodes, "", node_, status, "status"); !r) {
     log_.Warn("node status failed", {{"node", node_}, {"error", r.error().ToString()}});
   }
+  RenewLease();
   log_.Info("node registered", {{"node", node_}});
+}
+
+void NodeSim::RenewLease() {
+  const std::string now = NowMicro();
+  const Json spec = {{"holderIdentity", node_},
+                     {"leaseDurationSeconds", kLeaseDurationSeconds},
+                     {"renewTime", now}};
+  auto r = kube_.MergePatch({}, kLeases, kNodeLeaseNamespace, node_, {{"spec", spec}});
+  if (!r && r.error().code == core::ErrorCode::kNotFound) {
+    const Json lease = {{"apiVersion", "coordination.k8s.io/v1"},
+                        {"kind", "Lease"},
+                        {"metadata", {{"name", node_}, {"namespace", kNodeLeaseNamespace}}},
+                        {"spec", spec}};
+    auto created = kube_.Create({}, kLeases, kNodeLeaseNamespace, lease);
+    if (created || created.error().code == core::ErrorCode::kAlreadyExists) {
+      return;
+    }
+    log_.Warn("creating the node lease failed",
+              {{"node", node_}, {"error", created.error().ToString()}});
+    return;
+  }
+  if (!r) {
+    log_.Warn("renewing the node lease failed", {{"node", node_}, {"error", r.error().ToString()}});
+  }
 }
 
 // virt-handler: the heartbeat virt-controller's node controller checks (an old one marks the node
@@ -259,6 +323,9 @@ Json NodeSim::RunningPodStatus(const Json& pod) const {
   if (!conditions.is_array()) {
     conditions = Json::array();
   }
+  // This node also played the scheduler (the binding sets PodScheduled True; with the world's
+  // real kube-scheduler up, its "Unschedulable" verdict on the tainted node may land after it).
+  SetPodCondition(conditions, "PodScheduled", true, now);
   SetPodCondition(conditions, "PodReadyToStartContainers", true, now);
   SetPodCondition(conditions, "Initialized", true, now);
   SetPodCondition(conditions, "ContainersReady", true, now);

@@ -3,10 +3,12 @@
 // The node side of a KubeVirt cluster, which cannot run in the test world (no launcher image, no
 // libvirt in a pod), played against the real kube-apiserver and the real virt-controller:
 //  - kube-scheduler: binds each virt-launcher Pod virt-controller creates to the one node;
-//  - kubelet: registers that Node, reports a bound launcher Pod Running with its containers
-//    ready (Ready once every readiness gate virt-controller sets is True, as the kubelet computes
-//    it), and finishes the deletion of a launcher Pod (a bound Pod is only removed once its
-//    kubelet confirms);
+//  - kubelet: registers that Node (tainted harvester-sim.vm-import.test/simulated:NoSchedule, so
+//    that the world's real kube-scheduler, when tools/world.sh node runs one, puts nothing there:
+//    it binds the launcher Pods itself) and renews its node Lease, reports a bound launcher Pod
+//    Running with its containers ready (Ready once every readiness gate virt-controller sets is
+//    True, as the kubelet computes it), and finishes the deletion of a launcher Pod (a bound Pod is
+//    only removed once its kubelet confirms);
 //  - virt-handler: keeps the node's heartbeat and schedulable label, takes a VMI virt-controller
 //    handed over (phase Scheduled on this node) to Running with the status virt-handler reports
 //    (interfaces, machine), and ends it (Succeeded) when it is deleted or its Pod goes, as a guest
@@ -45,6 +47,8 @@ class NodeSim {
  private:
   void RegisterNode();
   void Heartbeat();
+  //! kube-node-lease/<node>: what kube-controller-manager's node lifecycle controller reads.
+  void RenewLease();
   void SyncPod(const std::string& key);
   void SyncVmi(const std::string& key);
   void EnsureDefaultServiceAccount(const std::string& ns);

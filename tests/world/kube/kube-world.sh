@@ -239,6 +239,25 @@ EOF
   mv "$tmp" "$PKI"
 }
 
+# The API server's client certificate for kubelets (kubectl logs, exec, port-forward go through it):
+# group system:masters, so that any kubelet's authorizer lets it in. Made once; also added to a
+# world whose certificates predate it.
+make_kubelet_client_cert() {
+  [ -f "$PKI/kubelet-client.crt" ] && return 0
+  (
+    cd "$PKI"
+    set -e
+    exec 2>>openssl.log
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >kubelet-client.ext
+    openssl req -newkey rsa:2048 -nodes -sha256 -keyout kubelet-client.key -out kubelet-client.csr \
+      -subj "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    openssl x509 -req -sha256 -days 3650 -in kubelet-client.csr -CA ca.crt -CAkey ca.key \
+      -set_serial "0x$(openssl rand -hex 16)" -extfile kubelet-client.ext -out kubelet-client.crt
+    chmod 600 kubelet-client.key
+    rm -f kubelet-client.csr kubelet-client.ext
+  ) || fail_with_log "making the kubelet client certificate failed" "$PKI/openssl.log"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Starting and stopping.
 
@@ -327,6 +346,9 @@ start_apiserver() {
     --authorization-mode=Node,RBAC \
     --allow-privileged=true \
     --profiling=false \
+    --kubelet-client-certificate="$PKI/kubelet-client.crt" \
+    --kubelet-client-key="$PKI/kubelet-client.key" \
+    --kubelet-preferred-address-types=Hostname,InternalIP \
     --v=1
   local i start
   start=$(date +%s)
@@ -434,6 +456,7 @@ cmd_up() {
   cmd_build
   command -v python3 >/dev/null || die "python3 is missing (tools/install-deps.sh installs it)"
   make_pki
+  make_kubelet_client_cert
   rm -rf "$STATE/etcd-data"
   rm -f "$ENV_FILE"
   : >"$STATE/etcd.log"
@@ -464,6 +487,7 @@ cmd_restart_apiserver() {
   load_ports
   running etcd || die "etcd is not running; run up first"
   cache_key
+  make_kubelet_client_cert
   stop_daemon kube-apiserver
   start_apiserver
   write_env

@@ -1,0 +1,3 @@
+module vmimport.test/node-images
+
+go 1.26.0
