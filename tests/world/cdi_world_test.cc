@@ -135,12 +135,37 @@ class CdiWorldTest : public ::testing::Test {
   void TearDown() override {
     bridge_.reset();
     server_.reset();
-    if (!HasFailure()) {
-      (void)client_->Delete({}, kNamespaces, "", ns_);
-      fs::remove_all(dir_);
-    } else {
+    if (HasFailure()) {
       std::cerr << "namespace " << ns_ << " and files in " << dir_ << " kept\n";
+      return;
     }
+    // The node's local PVs this test's claims (the DataVolumes' and CDI's scratch claims) bound:
+    // made Available again once the namespace is gone, as a local static provisioner would
+    // (a directory emptied; a block device is rewritten by its next user).
+    std::vector<std::pair<std::string, std::string>> volumes;  // PV name, path
+    if (auto pvs = client_->List({}, kPvs, ""); pvs) {
+      for (const Json& pv : (*pvs)["items"]) {
+        if (pv["spec"].value("claimRef", Json::object()).value("namespace", "") == ns_) {
+          volumes.emplace_back(pv["metadata"].value("name", ""),
+                               pv["spec"].value("local", Json::object()).value("path", ""));
+        }
+      }
+    }
+    (void)client_->Delete({}, kNamespaces, "", ns_);
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (client_->Get({}, kNamespaces, "", ns_) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(500ms);
+    }
+    for (const auto& [pv, path] : volumes) {
+      if (!path.empty() && !path.starts_with("/dev/")) {
+        std::error_code ec;
+        for (const auto& entry : fs::directory_iterator(path, ec)) {
+          fs::remove_all(entry.path(), ec);
+        }
+      }
+      (void)client_->MergePatch({}, kPvs, "", pv, {{"spec", {{"claimRef", nullptr}}}});
+    }
+    fs::remove_all(dir_);
   }
 
   std::string Kubectl() const {
