@@ -140,8 +140,10 @@ case "$cmd" in
         [ -f "$WORLD_DIR/node/env.sh" ] || { say "the node is not up: tools/world.sh node up first"; exit 1; }
         # shellcheck disable=SC1091
         . "$WORLD_DIR/node/env.sh"
+        # The pods' network namespace file is bind-mounted inside the node's mount namespace only:
+        # reached through its PID 1's root (CDI_POD_NETNS below).
         "$IMAGES" import "${NODE_CONTAINERD_SOCK:?no NODE_CONTAINERD_SOCK in the node env.sh}"
-        CDI_SCRATCH_STORAGE_CLASS=${NODE_FS_STORAGE_CLASS:-} CDI_POD_NETNS=$NODE_STATE_DIR/podnet \
+        CDI_SCRATCH_STORAGE_CLASS=${NODE_FS_STORAGE_CLASS:-} CDI_POD_NETNS=/proc/$NODE_NS_PID/root$NODE_STATE_DIR/podnet \
           CDI_POD_CNI_CONF=$(ls "$NODE_STATE_DIR"/cni/net.d/*.conflist | head -n 1) "$CDI" up
         write_env
         ;;

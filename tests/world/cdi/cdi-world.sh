@@ -23,7 +23,8 @@
 # netns_bridge.py on the pod bridge's gateway address. `up` gives the bridge that address when the
 # node's CNI configuration leaves it without one (isGateway false): CDI_POD_NETNS (the namespace
 # file the bridge lives in), CDI_POD_CNI_CONF (its .conflist: bridge name and subnet).
-# Environment: CDI_SCRATCH_STORAGE_CLASS (the CDIConfig's scratchSpaceStorageClass: a class the
+# Environment: CDI_WORLD_CONTROLLER_BINARY (default: images-world.sh's cached cdi-controller),
+# CDI_SCRATCH_STORAGE_CLASS (the CDIConfig's scratchSpaceStorageClass: a class the
 # node provisions; tools/world.sh cdi up sets the node's filesystem class).
 # Paths: state ${WORLD_DIR:-<repo>/.world}/cdi (keys, logs, PID files, env.sh).
 set -euo pipefail
@@ -140,12 +141,16 @@ cmd_up() {
   stop_one bridge
   local start bin
   start=$(date +%s)
-  bin=$("$REPO/tests/world/images/images-world.sh" bin cdi-controller)
+  bin=${CDI_WORLD_CONTROLLER_BINARY:-$("$REPO/tests/world/images/images-world.sh" bin cdi-controller)}
   kubectl_ get crd datavolumes.cdi.kubevirt.io >/dev/null 2>&1 ||
     die "no DataVolume CRD: run tests/world/target/target-world.sh up first"
   make_keys
   pod_gateway_up
   kubectl_ create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl_ apply -f - >>"$STATE/objects.log" 2>&1
+  # The CDI CR cdi-operator would have made: without one the import controller refuses to make
+  # importer Pods ("no active CDI").
+  printf 'apiVersion: cdi.kubevirt.io/v1beta1\nkind: CDI\nmetadata: {name: cdi}\nspec: {}\n' |
+    kubectl_ apply -f - >>"$STATE/objects.log" 2>&1 || die "could not create the CDI CR"
   rm -f "$STATE/bridge.ready" "$ENV_FILE"
   : >"$STATE/cdi-controller.log"
   # In its own mount and network namespaces; waits for the bridge, then execs cdi-controller (the

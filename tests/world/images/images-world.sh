@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # images-world.sh - the container images the test world's node runs, built from local files
 # (no registry, no docker daemon) and imported into the node's containerd:
-#   world.local/pause:1                 the sandbox image: a tiny static Go program (pause/)
+#   world.local/pause:1                 the sandbox image: a tiny static Go program (pause/); not
+#                                       imported over one the containerd has (the node brings its own)
 #   world.local/base:1                  busybox-static and ca-certificates from Debian's packages
 #   world.local/cdi-importer:v1.64.0    CDI's cmd/cdi-importer (kubevirt.io/containerized-data-importer
 #                                       v1.64.0, cdi/go.mod) with qemu-img and nbdkit from Debian
@@ -251,6 +252,11 @@ cmd_import() {  # socket
   start=$(date +%s)
   for line in "${BUILT[@]}"; do
     IFS=$'\t' read -r ref tar _ <<<"$line"
+    # The node imports its own sandbox image at up (tests/world/node): one that runs is kept.
+    if [ "$ref" = world.local/pause:1 ] &&
+      ctr -a "$sock" -n k8s.io images ls -q "name==$ref" | grep -qx "$ref"; then
+      continue
+    fi
     ctr -a "$sock" -n k8s.io images import "$tar" >/dev/null 2>"$CACHE/import.err" ||
       fail_with_log "ctr images import $ref failed" "$CACHE/import.err"
     ctr -a "$sock" -n k8s.io images ls -q "name==$ref" | grep -qx "$ref" ||
