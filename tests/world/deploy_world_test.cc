@@ -334,8 +334,9 @@ TEST_F(DeployWorldTest, ChartWithHostNetworkListensOnListenHostAndProbesIt) {
   EXPECT_TRUE(service_host) << c["env"].dump();
   // Without the values nothing changes: no host network, no probe host.
   const Json plain = DryRun({Render("plain", "vmimport --namespace harvester-system")});
-  const Json& plain_pod =
-      Find(plain, "Deployment", "vmimport-vm-import-controller")["spec"]["template"]["spec"];
+  const Json plain_deploy = Find(plain, "Deployment", "vmimport-vm-import-controller");
+  ASSERT_FALSE(plain_deploy.is_null());
+  const Json& plain_pod = plain_deploy["spec"]["template"]["spec"];
   EXPECT_FALSE(plain_pod.value("hostNetwork", false));
   EXPECT_FALSE(plain_pod["containers"][0]["readinessProbe"]["httpGet"].contains("host"));
 }
