@@ -18,6 +18,9 @@ PKGS=(
   mmdebstrap mtools dosfstools e2fsprogs syslinux syslinux-common grub-efi-amd64-bin ovmf fdisk
   # the test world's node (tests/world/node/node-world.sh): containerd 1.6, runc, the CNI plugins
   containerd runc containernetworking-plugins
+  # container images of the node (tests/world/images): CDI's importer runs nbdkit (curl plugin);
+  # the base image is busybox-static
+  nbdkit busybox-static
 )
 
 quiet=0

@@ -17,6 +17,10 @@
 #           kube-controller-manager, containerd + runc and a kubelet registered as Node "localhost",
 #           local StorageClasses world-node-fs and world-node-block; separate from up because only
 #           the tests that run pods need it; down also stops it
+#   images build|list  the node's container images (tests/world/images/images-world.sh): built
+#           from local files and Debian packages, cached by content hash
+#   cdi up|down|status  after `node up`: import the images into the node's containerd, then CDI's
+#           own controller (tests/world/cdi/cdi-world.sh); writes .world/cdi/env.sh
 #   openstack up|down|status|env|fixtures|smoke
 #           the OpenStack peer (tests/world/openstack/openstack-world.sh; as root): separate from
 #           up/down because it takes minutes and GBs; writes .world/openstack/env.sh
@@ -33,6 +37,8 @@ OPENSTACK=$ROOT/tests/world/openstack/openstack-world.sh
 HELM_WORLD=$ROOT/tests/world/helm/helm-world.sh
 LONGHORN=$ROOT/tests/world/target/longhorn/longhorn-world.sh
 NODE=$ROOT/tests/world/node/node-world.sh
+IMAGES=$ROOT/tests/world/images/images-world.sh
+CDI=$ROOT/tests/world/cdi/cdi-world.sh
 ENV_FILE=$WORLD_DIR/env.sh
 
 say() { echo "world: $*" >&2; }
@@ -46,6 +52,8 @@ write_env() {
       "$WORLD_DIR/helm/env.sh" "$WORLD_DIR/longhorn/env.sh"
     # The node's part while it is up (tools/world.sh node up|down rewrite this file).
     [ ! -f "$WORLD_DIR/node/env.sh" ] || cat "$WORLD_DIR/node/env.sh"
+    # CDI's controller while it is up (tools/world.sh cdi up|down).
+    [ ! -f "$WORLD_DIR/cdi/env.sh" ] || cat "$WORLD_DIR/cdi/env.sh"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 }
@@ -74,6 +82,7 @@ case "$cmd" in
     ;;
   down)
     rc=0
+    [ ! -d "$WORLD_DIR/cdi" ] || "$CDI" down || rc=$?
     [ ! -d "$WORLD_DIR/node" ] || "$NODE" down || rc=$?  # needs the kube-apiserver to remove its objects
     "$VCSIM" down || rc=$?
     "$TARGET" down || rc=$?  # unregisters its webhooks while the kube-apiserver still runs
@@ -108,6 +117,7 @@ case "$cmd" in
         ;;
       down)
         rc=0
+        [ ! -d "$WORLD_DIR/cdi" ] || "$CDI" down || rc=$?  # its importer Pods run on the node
         "$NODE" down || rc=$?
         [ ! -f "$ENV_FILE" ] || write_env
         exit $rc
@@ -117,6 +127,33 @@ case "$cmd" in
         exec "$NODE" build
         ;;
       *) exec "$NODE" "$@" ;;
+    esac
+    ;;
+  images)
+    shift
+    exec "$IMAGES" "$@"
+    ;;
+  cdi)
+    shift
+    case "${1:-}" in
+      up)
+        [ -f "$WORLD_DIR/node/env.sh" ] || { say "the node is not up: tools/world.sh node up first"; exit 1; }
+        # shellcheck disable=SC1091
+        . "$WORLD_DIR/node/env.sh"
+        # The pods' network namespace file is bind-mounted inside the node's mount namespace only:
+        # reached through its PID 1's root (CDI_POD_NETNS below).
+        "$IMAGES" import "${NODE_CONTAINERD_SOCK:?no NODE_CONTAINERD_SOCK in the node env.sh}"
+        CDI_SCRATCH_STORAGE_CLASS=${NODE_FS_STORAGE_CLASS:-} CDI_POD_NETNS=/proc/$NODE_NS_PID/root$NODE_STATE_DIR/podnet \
+          CDI_POD_CNI_CONF=$(ls "$NODE_STATE_DIR"/cni/net.d/*.conflist | head -n 1) "$CDI" up
+        write_env
+        ;;
+      down)
+        rc=0
+        "$CDI" down || rc=$?
+        [ ! -f "$ENV_FILE" ] || write_env
+        exit $rc
+        ;;
+      *) exec "$CDI" "$@" ;;
     esac
     ;;
   openstack)

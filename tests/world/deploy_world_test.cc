@@ -301,6 +301,46 @@ TEST_F(DeployWorldTest, ChartRenderingsWithOtherValuesAreAccepted) {
   EXPECT_EQ(deploy["spec"]["template"]["spec"].value("serviceAccountName", ""), "vmimport-sa");
 }
 
+// A cluster without a pod network to the API server (the test world's node): the Pod in the
+// node's network namespace, every server of it on one address, the probes asking that address.
+TEST_F(DeployWorldTest, ChartWithHostNetworkListensOnListenHostAndProbesIt) {
+  const std::string rendered =
+      Render("host-network",
+             "vmimport --namespace harvester-system --set hostNetwork=true"
+             " --set listenHost=127.0.0.1 --set imageServer.port=18080 --set health.port=18081"
+             " --set controller.extraEnv[0].name=KUBERNETES_SERVICE_HOST"
+             " --set controller.extraEnv[0].value=127.0.0.1");
+  const Json list = DryRun({rendered});
+  const Json deploy = Find(list, "Deployment", "vmimport-vm-import-controller");
+  ASSERT_FALSE(deploy.is_null()) << list.dump().substr(0, 2000);
+  const Json& pod = deploy["spec"]["template"]["spec"];
+  EXPECT_TRUE(pod.value("hostNetwork", false));
+  EXPECT_EQ(pod.value("dnsPolicy", ""), "ClusterFirstWithHostNet");
+  const Json& c = pod["containers"][0];
+  std::set<std::string> args;
+  for (const Json& a : c["args"]) {
+    args.insert(a.get<std::string>());
+  }
+  EXPECT_TRUE(args.contains("--image-server-address=127.0.0.1:18080")) << c["args"].dump();
+  EXPECT_TRUE(args.contains("--health-address=127.0.0.1:18081")) << c["args"].dump();
+  for (const char* probe : {"livenessProbe", "readinessProbe"}) {
+    EXPECT_EQ(c[probe]["httpGet"].value("host", ""), "127.0.0.1") << probe;
+  }
+  bool service_host = false;
+  for (const Json& e : c["env"]) {
+    service_host |=
+        e.value("name", "") == "KUBERNETES_SERVICE_HOST" && e.value("value", "") == "127.0.0.1";
+  }
+  EXPECT_TRUE(service_host) << c["env"].dump();
+  // Without the values nothing changes: no host network, no probe host.
+  const Json plain = DryRun({Render("plain", "vmimport --namespace harvester-system")});
+  const Json plain_deploy = Find(plain, "Deployment", "vmimport-vm-import-controller");
+  ASSERT_FALSE(plain_deploy.is_null());
+  const Json& plain_pod = plain_deploy["spec"]["template"]["spec"];
+  EXPECT_FALSE(plain_pod.value("hostNetwork", false));
+  EXPECT_FALSE(plain_pod["containers"][0]["readinessProbe"]["httpGet"].contains("host"));
+}
+
 TEST_F(DeployWorldTest, PlainManifestsAndTheAddonAreAcceptedAndMatchTheChart) {
   EnsureAddonCrd();
   const Json list =

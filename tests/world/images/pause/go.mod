@@ -1,0 +1,3 @@
+module vmimport.test/images/pause
+
+go 1.26.0
