@@ -321,11 +321,11 @@ TEST_F(CdiWorldTest, DataVolumeFromOurImageServerSucceedsAndThePvcHoldsTheDisk) 
   EXPECT_TRUE(got.tail_is_zero);
 }
 
-// Disabled until the node's containerd sets device_ownership_from_security_context = true (its
-// CRI config, tests/world/node/node-world.sh): CDI's importer runs as uid 107 and, without it,
-// gets "blockdev: cannot open /dev/cdi-block-volume: Permission denied" (measured 2026-12-05),
-// as on any containerd node without that setting.
-TEST_F(CdiWorldTest, DISABLED_DataVolumeIntoABlockPvcHoldsTheDiskOnTheDevice) {
+// CDI's importer runs as uid 107: the node's containerd gives it the device because its CRI config
+// sets device_ownership_from_security_context (tests/world/node/node-world.sh). Without that
+// setting it gets "blockdev: cannot open /dev/cdi-block-volume: Permission denied" (measured
+// 2026-12-05), as on any containerd node without it.
+TEST_F(CdiWorldTest, DataVolumeIntoABlockPvcHoldsTheDiskOnTheDevice) {
   const std::string want = MakeQcow2("disk", kDiskBytes);
   const std::string url = Publish((dir_ / "disk.qcow2").string());
   ASSERT_FALSE(url.empty());

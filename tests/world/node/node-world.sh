@@ -423,6 +423,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   disable_apparmor = true
   # This machine lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj (the pause container's -998).
   restrict_oom_score_adj = true
+  # A block volume's device belongs to the Pod's runAsUser/fsGroup, as in clusters that run CDI's
+  # importer (uid 107): without it the importer cannot open /dev/cdi-block-volume.
+  device_ownership_from_security_context = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
