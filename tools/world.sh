@@ -12,6 +12,9 @@
 #   build   build the peers only
 #   seed-load N  add N small powered-off VMs for load tests to the running vcsim (idempotent;
 #           tests/world/vcsim/vcsim-world.sh seed-load)
+#   libvirt up|down|status|env
+#           the libvirt peer (tests/world/libvirt/libvirt-world.sh; as root): libvirtd with TLS and
+#           SASL on 127.0.0.1, TCG guests, in a mount namespace of its own; writes .world/libvirt/env.sh
 #   openstack up|down|status|env|fixtures|smoke
 #           the OpenStack peer (tests/world/openstack/openstack-world.sh; as root): separate from
 #           up/down because it takes minutes and GBs; writes .world/openstack/env.sh
@@ -25,6 +28,7 @@ KUBE=$ROOT/tests/world/kube/kube-world.sh
 TARGET=$ROOT/tests/world/target/target-world.sh
 VCSIM=$ROOT/tests/world/vcsim/vcsim-world.sh
 OPENSTACK=$ROOT/tests/world/openstack/openstack-world.sh
+LIBVIRT=$ROOT/tests/world/libvirt/libvirt-world.sh
 HELM_WORLD=$ROOT/tests/world/helm/helm-world.sh
 LONGHORN=$ROOT/tests/world/target/longhorn/longhorn-world.sh
 ENV_FILE=$WORLD_DIR/env.sh
@@ -90,6 +94,11 @@ case "$cmd" in
   openstack)
     shift
     exec "$OPENSTACK" "$@"
+    ;;
+  libvirt)
+    shift
+    [ "${1:-}" != up ] || "$ROOT/tools/install-deps.sh" --quiet
+    exec "$LIBVIRT" "$@"
     ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
