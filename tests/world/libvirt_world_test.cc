@@ -4,15 +4,16 @@
 // disk's bytes streamed over the libvirt connection against the seed's sha256.
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <netinet/in.h>
 #include <string>
 #include <vector>
 

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "core/strings.h"
+#include "source/importer.h"
 #include "source/tls.h"
 
 namespace vmimport::source::libvirt {

@@ -1,6 +1,9 @@
 #include "source/libvirt/importer.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cstdlib>
 #include <thread>
 
 #include "core/strings.h"

@@ -35,6 +35,7 @@ say() { echo "libvirt-world: $*" >&2; }
 fail() {
   echo "libvirt-world: ERROR: libvirt peer $1; log: $2" >&2
   [ -f "$2" ] && tail -n 20 "$2" | sed 's/^/    /' >&2
+  [ "$CMD" != up ] || stop_all  # a failed up leaves nothing running
   exit 1
 }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
@@ -57,8 +58,8 @@ pick_port() {
 
 make_tls() {
   local d=$STATE/tls
-  [ -s "$d/ca.pem" ] && [ -s "$d/client/clientcert.pem" ] && return
-  rm -rf "$d" "$STATE/client"; mkdir -p "$d/client"
+  if [ ! -s "$d/ca.pem" ] || [ ! -s "$d/client/clientcert.pem" ]; then
+  rm -rf "$d"; mkdir -p "$d/client"
   (cd "$d" &&
     openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout ca.key -out ca.pem \
       -subj "/CN=vm-import libvirt test CA" -addext "basicConstraints=critical,CA:TRUE" \
@@ -76,13 +77,15 @@ make_tls() {
       -out client/clientcert.pem -extfile client.ext &&
     cp ca.pem client/cacert.pem) >"$d/openssl.log" 2>&1 ||
     fail "failed to start: openssl could not make the test certificates" "$d/openssl.log"
+  fi
+  rm -rf "$STATE/client"
   mkdir -p "$STATE/client"
   cp "$d/client/"* "$STATE/client/"
   chmod 600 "$STATE/client/clientkey.pem"
 }
 
 write_config() {
-  mkdir -p "$STATE"/{etc,run,lib,log,cache,pool,sasl}
+  mkdir -p "$STATE"/{etc,run,var,log,pool,sasl}
   cat >"$STATE/libvirtd.conf" <<EOF
 # written by libvirt-world.sh: TLS + SASL on 127.0.0.1 only; nothing else listens
 listen_tls = 1
@@ -97,7 +100,7 @@ key_file = "$STATE/tls/server.key"
 cert_file = "$STATE/tls/server.pem"
 ca_file = "$STATE/tls/ca.pem"
 tls_no_verify_certificate = 0
-sasl_allowed_username_list = ["$LVUSER"]
+sasl_allowed_username_list = ["$LVUSER", "$LVUSER@*"]
 log_outputs = "3:file:$LOG"
 keepalive_interval = 5
 EOF
@@ -134,13 +137,25 @@ start_libvirtd() {
   mkdir -p "$STATE/log"
   : >"$LOG"
   # The mount namespace: each machine-wide path libvirtd (and its qemu children) use is a bind
-  # mount of our folder; /run as a whole, so that no /run/libvirt is made on the machine.
-  local binds=("$STATE/etc:/etc/libvirt" "$STATE/run:/run" "$STATE/lib:/var/lib/libvirt"
-               "$STATE/log:/var/log/libvirt" "$STATE/cache:/var/cache/libvirt")
+  # mount of our folder. /run, /var/lib, /var/log and /var/cache as a whole (inside the namespace
+  # only), so that no /run/libvirt, /var/lib/libvirt, ... is made on the machine: the package does
+  # not ship those folders.
+  mkdir -p "$STATE/var/lib/libvirt" "$STATE/var/log/libvirt" "$STATE/var/cache/libvirt"
+  # Debian's libvirtd looks its default qemu user up before it reads qemu.conf (user = "root"):
+  # the namespace's /etc/passwd and /etc/group name it, the machine's are not changed.
+  cp /etc/passwd "$STATE/passwd"
+  cp /etc/group "$STATE/group"
+  getent passwd libvirt-qemu >/dev/null ||
+    echo "libvirt-qemu:x:64055:64055:vm-import test world:/nonexistent:/usr/sbin/nologin" >>"$STATE/passwd"
+  getent group libvirt-qemu >/dev/null || echo "libvirt-qemu:x:64055:" >>"$STATE/group"
+  getent group kvm >/dev/null || echo "kvm:x:64056:" >>"$STATE/group"
+  local binds=("$STATE/etc:/etc/libvirt" "$STATE/run:/run" "$STATE/var/lib:/var/lib"
+               "$STATE/var/log:/var/log" "$STATE/var/cache:/var/cache"
+               "$STATE/passwd:/etc/passwd" "$STATE/group:/etc/group")
   local script="set -e"
   for b in "${binds[@]}"; do
     local src=${b%%:*} dst=${b#*:}
-    [ -d "$dst" ] || { say "$dst does not exist: install libvirt-daemon first"; exit 1; }
+    [ -e "$dst" ] || { say "$dst does not exist: install libvirt-daemon first"; exit 1; }
     script+="; mount --bind '$src' '$dst'"
   done
   script+="; export SASL_CONF_PATH='$STATE/sasl'"
@@ -238,7 +253,7 @@ EOF
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>
     <loader readonly='yes' secure='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>
-    <nvram>$STATE/lib/vmi-lv-efi_VARS.fd</nvram>
+    <nvram>$STATE/var/lib/libvirt/vmi-lv-efi_VARS.fd</nvram>
   </os>
   <features><acpi/><smm state='on'/></features>
   <devices>
@@ -250,7 +265,7 @@ EOF
     <interface type='network'><mac address='52:54:00:b0:00:01'/><source network='lv-prod'/><model type='virtio'/></interface>
     <interface type='network'><mac address='52:54:00:b0:00:02'/><source network='lv-backup'/><model type='e1000e'/></interface>
     <interface type='bridge'><mac address='52:54:00:b0:00:03'/><source bridge='br-lv0'/><model type='rtl8139'/></interface>
-    <tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>
+    <tpm model='tpm-crb'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>
   </devices>
 </domain>
 EOF
@@ -306,7 +321,7 @@ EOF
   rm -f "$STATE/dom.xml"
   vsh pool-refresh "$POOL" >/dev/null
   for d in vmi-lv-multi vmi-lv-one; do
-    vsh start "$d" >/dev/null || fail "could not start domain $d" "$STATE/log/qemu/$d.log"
+    vsh start "$d" >/dev/null || fail "could not start domain $d" "$STATE/var/log/libvirt/qemu/$d.log"
   done
   mv "$MANIFEST.tmp" "$MANIFEST"
 }
@@ -317,7 +332,8 @@ qemu_pids() {
   for f in "$STATE"/run/libvirt/qemu/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null) || continue
-    [ -n "$pid" ] && [ -e "/proc/$pid" ] && grep -q "$STATE" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+    [ -n "$pid" ] && [ -e "/proc/$pid" ] && grep -q '^qemu-system' "/proc/$pid/comm" 2>/dev/null &&
+      grep -q "$STATE" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
   done
   true
 }
@@ -366,9 +382,10 @@ case "$CMD" in
       exit 0
     fi
     stop_all
+    trap 'rc=$?; [ $rc = 0 ] || { say "up failed (exit $rc): stopping what it started"; stop_all; }' EXIT
     start=$(date +%s)
     # A fresh world each time: the state of an earlier run (domains, pool, qemu state) goes.
-    rm -rf "$STATE"/{etc,run,lib,log,cache,pool,sasl,client}
+    rm -rf "$STATE"/{etc,run,var,log,pool,sasl,client}
     make_tls
     pick_port >"$STATE/port"
     write_config
