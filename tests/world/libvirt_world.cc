@@ -54,7 +54,7 @@ void EnsureRunning(const std::string& domain) {
 
 namespace {
 
-std::vector<std::vector<std::string>> ManifestRows(const std::string& kind) {
+std::vector<std::vector<std::string>> LvManifestRows(const std::string& kind) {
   std::vector<std::vector<std::string>> rows;
   std::ifstream in(LvVar("LIBVIRT_MANIFEST"));
   std::string line;
@@ -76,7 +76,7 @@ std::vector<std::vector<std::string>> ManifestRows(const std::string& kind) {
 
 std::vector<std::string> LvDiskSha256(const std::string& domain) {
   std::vector<std::string> out;
-  for (const auto& row : ManifestRows("disk")) {
+  for (const auto& row : LvManifestRows("disk")) {
     if (row.size() >= 4 && row[1] == domain) {
       out.push_back(row[3]);
     }
@@ -85,7 +85,7 @@ std::vector<std::string> LvDiskSha256(const std::string& domain) {
 }
 
 std::string LvUuid(const std::string& domain) {
-  for (const auto& row : ManifestRows("vm")) {
+  for (const auto& row : LvManifestRows("vm")) {
     if (row.size() >= 3 && row[1] == domain) {
       return row[2];
     }

@@ -258,7 +258,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
   virConnectAuth auth{cred_types, 3, AuthCallback, &creds};
   virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
   if (conn == nullptr) {
-    return MakeError(LastError("connect to " + config.endpoint));
+    return MakeError(LastError("connect to " + parsed->host));  // no scheme: "tls:" means TLS
   }
   return ConnectPtr(conn);
 }

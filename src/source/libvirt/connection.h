@@ -9,6 +9,7 @@
 // thread-local (virGetLastError): LastError() must be called on the thread of the failed call.
 
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include <memory>
 #include <stop_token>

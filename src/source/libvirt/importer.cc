@@ -358,7 +358,7 @@ core::Status LibvirtConnectionChecker::CheckConnection(std::stop_token stop,
   }
   unsigned long version = 0;  // NOLINT(google-runtime-int): libvirt's type
   if (virConnectGetLibVersion(conn->get(), &version) < 0) {
-    return MakeError(LastError("version of " + config.endpoint));
+    return MakeError(LastError("version of " + HostOfUrl(config.endpoint)));
   }
   return {};
 }
