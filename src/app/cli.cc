@@ -135,8 +135,8 @@ int List(Context& ctx, const std::string& ref, const std::string& folder) {
   const auto slash = ref.find('/');
   auto kind = KindOf(ref.substr(0, slash));
   if (slash == std::string::npos || !kind) {
-    std::cerr
-        << "list: name a source as vmwaresource/NAME, openstacksource/NAME, ovasource/NAME or libvirtsource/NAME\n";
+    std::cerr << "list: name a source as vmwaresource/NAME, openstacksource/NAME, ovasource/NAME "
+                 "or libvirtsource/NAME\n";
     return 2;
   }
   const std::string name = ref.substr(slash + 1);
@@ -378,7 +378,8 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "the VMs of a source: names, disks, NICs, power");
   std::string source_ref;
   std::string folder;
-  list->add_option("source", source_ref, "vmwaresource/NAME, openstacksource/NAME, ovasource/NAME, libvirtsource/NAME")
+  list->add_option("source", source_ref,
+                   "vmwaresource/NAME, openstacksource/NAME, ovasource/NAME, libvirtsource/NAME")
       ->required();
   list->add_option("--folder", folder, "vSphere: only VMs under this folder");
   auto* plan = app.add_subcommand("plan", "every preflight check of an import, touching nothing");

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -41,14 +42,13 @@ class LibvirtImportWorldTest : public ImportFixture {
     CreateSecret(name, data);
   }
   void CreateLvSource(const std::string& name, const std::string& secret) {
-    auto r = client_->Create(
-        {}, kLibvirtSources, ns_,
-        {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-         {"kind", "LibvirtSource"},
-         {"metadata", {{"name", name}, {"namespace", ns_}}},
-         {"spec",
-          {{"uri", testing::LvVar("LIBVIRT_URI")},
-           {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
+    auto r = client_->Create({}, kLibvirtSources, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "LibvirtSource"},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
+                              {"spec",
+                               {{"uri", testing::LvVar("LIBVIRT_URI")},
+                                {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
     ASSERT_TRUE(r) << r.error().ToString();
   }
   std::pair<std::string, std::string> SourceStatus(const std::string& name) {
@@ -99,12 +99,11 @@ TEST_F(LibvirtImportWorldTest, MultipleVmsImportWithIdenticalDisks) {
             (std::pair<std::string, std::string>{"clusterNotReady", "InvalidCredentials"}));
 
   CreateLvImport("multi", {{"virtualMachineName", "vmi-lv-multi"}, {"forcePowerOff", true}});
-  CreateLvImport("efi",
-                 {{"virtualMachineName", LvUuid("vmi-lv-efi")},
-                  {"networkMapping",
-                   {{{"sourceNetwork", "lv-prod"}, {"destinationNetwork", "vlan10"}},
-                    {{"sourceNetwork", "lv-backup"}, {"destinationNetwork", "vlan10"}},
-                    {{"sourceNetwork", "br-lv0"}, {"destinationNetwork", "vlan10"}}}}});
+  CreateLvImport("efi", {{"virtualMachineName", LvUuid("vmi-lv-efi")},
+                         {"networkMapping",
+                          {{{"sourceNetwork", "lv-prod"}, {"destinationNetwork", "vlan10"}},
+                           {{"sourceNetwork", "lv-backup"}, {"destinationNetwork", "vlan10"}},
+                           {{"sourceNetwork", "br-lv0"}, {"destinationNetwork", "vlan10"}}}}});
   for (const char* name : {"multi", "efi"}) {
     ASSERT_EQ(WaitImport(name, "virtualMachineRunning", 180s), "virtualMachineRunning")
         << name << "\n"
@@ -126,14 +125,19 @@ TEST_F(LibvirtImportWorldTest, MultipleVmsImportWithIdenticalDisks) {
   for (const Json& nic : domain["devices"]["interfaces"]) {
     macs.insert(nic.value("macAddress", ""));
   }
-  EXPECT_EQ(macs, (std::set<std::string>{"52:54:00:b0:00:01", "52:54:00:b0:00:02",
-                                         "52:54:00:b0:00:03"}));
+  EXPECT_EQ(macs,
+            (std::set<std::string>{"52:54:00:b0:00:01", "52:54:00:b0:00:02", "52:54:00:b0:00:03"}));
   for (const Json& net : spec["networks"]) {
     EXPECT_EQ(net["multus"].value("networkName", ""), ns_ + "/vlan10") << net.dump();
   }
   // libvirt declares no digest: each disk says so, and Longhorn's check still verifies it.
   for (const Json& d : GetImport("efi")["status"].value("diskImportStatus", Json::array())) {
-    EXPECT_NE(d.dump().find("longhorn"), std::string::npos) << d.dump();
+    std::map<std::string, std::string> result_by;
+    for (const Json& v : d.value("verification", Json::array())) {
+      result_by[v.value("verifier", "")] = v.value("result", "");
+    }
+    EXPECT_EQ(result_by["libvirt"], "unverifiable") << d.dump();
+    EXPECT_EQ(result_by["longhorn"], "verified") << d.dump();
   }
   EnsureRunning("vmi-lv-multi");
 }
@@ -144,11 +148,12 @@ TEST_F(LibvirtImportWorldTest, MultipleVmsImportWithIdenticalDisks) {
 TEST_F(LibvirtImportWorldTest, BogusNetworkStorageClassAndRefusedDomains) {
   EnsureRunning("vmi-lv-one");
   StartWithSource();
-  CreateLvImport("bogus", {{"virtualMachineName", "vmi-lv-one"},
-                           {"forcePowerOff", true},
-                           {"storageClass", "longhorn"},
-                           {"networkMapping",
-                            {{{"sourceNetwork", "no-such-net"}, {"destinationNetwork", "vlan10"}}}}});
+  CreateLvImport(
+      "bogus",
+      {{"virtualMachineName", "vmi-lv-one"},
+       {"forcePowerOff", true},
+       {"storageClass", "longhorn"},
+       {"networkMapping", {{{"sourceNetwork", "no-such-net"}, {"destinationNetwork", "vlan10"}}}}});
   CreateLvImport("chain", {{"virtualMachineName", "vmi-lv-chain"}});
   CreateLvImport("lun", {{"virtualMachineName", "vmi-lv-lun"}});
   CreateLvImport("unknown", {{"virtualMachineName", "vmi-lv-no-such"}});

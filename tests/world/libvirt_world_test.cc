@@ -3,6 +3,8 @@
 // seeded domains). Readiness with every kind of wrong input, find and describe, power, and every
 // disk's bytes streamed over the libvirt connection against the seed's sha256.
 
+#include "world/libvirt_world.h"
+
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -18,7 +20,6 @@
 #include <vector>
 
 #include "source/libvirt/importer.h"
-#include "world/libvirt_world.h"
 #include "world/world_env.h"
 
 namespace vmimport::source::libvirt {
@@ -112,8 +113,9 @@ TEST(LibvirtReadiness, AnotherCaOrNoClientCertificateIsATlsError) {
   const auto dir = std::filesystem::temp_directory_path() / ("lv-ca-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   ASSERT_EQ(testing::RunCommand("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other "
-                                "-keyout " + (dir / "k").string() + " -out " +
-                                (dir / "ca").string() + " >/dev/null 2>&1"),
+                                "-keyout " +
+                                (dir / "k").string() + " -out " + (dir / "ca").string() +
+                                " >/dev/null 2>&1"),
             0);
   LibvirtConnectionChecker checker;
   SourceConfig c = LvConfig();

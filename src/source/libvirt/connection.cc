@@ -78,7 +78,8 @@ int AuthCallback(virConnectCredentialPtr cred, unsigned int ncred, void* cbdata)
 class PkiDir {
  public:
   static core::Result<PkiDir> Create() {
-    std::string templ = (std::filesystem::temp_directory_path() / "vmimport-libvirt-XXXXXX").string();
+    std::string templ =
+        (std::filesystem::temp_directory_path() / "vmimport-libvirt-XXXXXX").string();
     if (mkdtemp(templ.data()) == nullptr) {
       return MakeError(ErrorCode::kInternal,
                        std::string("libvirt: cannot make a directory for the TLS files: ") +
@@ -163,9 +164,10 @@ core::Error LastError(std::string_view context) {
 core::Result<ParsedUri> ParseUri(std::string_view uri) {
   const auto sep = uri.find("://");
   if (sep == std::string_view::npos) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "libvirt: uri '" + std::string(uri) +
-                         "' is not a libvirt URI (qemu+tls://host/system or qemu+tcp://host/system)");
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "libvirt: uri '" + std::string(uri) +
+            "' is not a libvirt URI (qemu+tls://host/system or qemu+tcp://host/system)");
   }
   const std::string scheme = core::ToLower(uri.substr(0, sep));
   if (scheme == "qemu+ssh" || scheme == "qemu+libssh" || scheme == "qemu+libssh2") {
@@ -228,17 +230,19 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     const std::string key = SecretValue(config, kTlsKeyKey);
     if (cert.empty() || key.empty() || (ca.empty() && !tls->insecure_skip_verify)) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       secret + ": qemu+tls needs 'tls.crt' and 'tls.key' (the client "
-                                "certificate libvirtd requires) and 'ca.crt'");
+                       secret +
+                           ": qemu+tls needs 'tls.crt' and 'tls.key' (the client "
+                           "certificate libvirtd requires) and 'ca.crt'");
     }
     auto dir = PkiDir::Create();
     if (!dir) {
       return MakeError(dir.error());
     }
     pki.emplace(std::move(*dir));
-    for (const auto& [name, data] : {std::pair<const char*, const std::string&>{"clientcert.pem", cert},
-                                     {"clientkey.pem", key},
-                                     {"cacert.pem", ca}}) {
+    for (const auto& [name, data] :
+         {std::pair<const char*, const std::string&>{"clientcert.pem", cert},
+          {"clientkey.pem", key},
+          {"cacert.pem", ca}}) {
       if (data.empty()) {
         continue;
       }

@@ -73,8 +73,8 @@ core::Result<uint64_t> ScaledBytes(std::string_view value, std::string_view unit
                                    std::string_view default_unit) {
   auto v = ParseUint(value);
   if (!v) {
-    return MakeError(ErrorCode::kCorruptData, "libvirt: '" + std::string(value) +
-                                                  "' is not a non-negative integer");
+    return MakeError(ErrorCode::kCorruptData,
+                     "libvirt: '" + std::string(value) + "' is not a non-negative integer");
   }
   const std::string u = core::ToLower(unit.empty() ? default_unit : unit);
   uint64_t scale = 0;

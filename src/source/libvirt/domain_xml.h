@@ -18,13 +18,13 @@ namespace vmimport::source::libvirt {
 
 //! Where one <disk device='disk'> of a domain reads its bytes from.
 struct DiskSource {
-  std::string type;    //!< <disk type=...>: "file", "block", "volume", "network", ...
-  std::string device;  //!< "disk", "lun"
-  std::string path;    //!< <source file=...> or <source dev=...>
-  std::string pool;    //!< <source pool=...> (type volume)
-  std::string volume;  //!< <source volume=...> (type volume)
-  std::string driver_format;  //!< <driver type=...>: "raw", "qcow2", ...
-  std::string target;         //!< <target dev=...>: "vda"
+  std::string type;                //!< <disk type=...>: "file", "block", "volume", "network", ...
+  std::string device;              //!< "disk", "lun"
+  std::string path;                //!< <source file=...> or <source dev=...>
+  std::string pool;                //!< <source pool=...> (type volume)
+  std::string volume;              //!< <source volume=...> (type volume)
+  std::string driver_format;       //!< <driver type=...>: "raw", "qcow2", ...
+  std::string target;              //!< <target dev=...>: "vda"
   bool has_backing_store = false;  //!< a non-empty <backingStore> (live XML of a running domain)
   //! Why this disk cannot be streamed (a LUN, a network disk, ...); empty when it can.
   std::string refusal;

@@ -74,8 +74,8 @@ core::Result<VolumePtr> LookupVolume(virConnectPtr conn, const DiskSource& src) 
     }
     VolumePtr vol(virStorageVolLookupByName(pool.get(), src.volume.c_str()));
     if (!vol) {
-      return MakeError(
-          LastError("volume '" + src.volume + "' of pool '" + src.pool + "' (disk " + src.target + ")"));
+      return MakeError(LastError("volume '" + src.volume + "' of pool '" + src.pool + "' (disk " +
+                                 src.target + ")"));
     }
     return vol;
   }
@@ -170,9 +170,9 @@ core::Result<DomainPtr> FindDomain(virConnectPtr conn, const std::string& name_o
     const std::string a = virDomainGetName(by_name.get());
     const std::string b = virDomainGetName(by_uuid.get());
     if (a != b) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "libvirt: '" + name_or_uuid + "' is ambiguous: the name of domain '" + a +
-                           "' and the UUID of domain '" + b + "'");
+      return MakeError(ErrorCode::kInvalidArgument, "libvirt: '" + name_or_uuid +
+                                                        "' is ambiguous: the name of domain '" + a +
+                                                        "' and the UUID of domain '" + b + "'");
     }
   }
   if (by_name) {
@@ -200,8 +200,7 @@ bool SleepFor(std::stop_token stop, std::chrono::milliseconds d) {
 
 class LibvirtSourceVm final : public SourceVm {
  public:
-  LibvirtSourceVm(SourceConfig config, ConnectPtr conn, Described described,
-                  LibvirtOptions options)
+  LibvirtSourceVm(SourceConfig config, ConnectPtr conn, Described described, LibvirtOptions options)
       : config_(std::move(config)),
         conn_(std::move(conn)),
         described_(std::move(described)),
@@ -311,11 +310,10 @@ class LibvirtSourceVm final : public SourceVm {
       return MakeError(reader.error());
     }
     if ((*reader)->VirtualSize() != ref.capacity_bytes) {
-      return MakeError(ErrorCode::kCorruptData,
-                       "libvirt: " + ref.path + ": qcow2 virtual size " +
-                           std::to_string((*reader)->VirtualSize()) +
-                           " differs from the volume's capacity " +
-                           std::to_string(ref.capacity_bytes));
+      return MakeError(ErrorCode::kCorruptData, "libvirt: " + ref.path + ": qcow2 virtual size " +
+                                                    std::to_string((*reader)->VirtualSize()) +
+                                                    " differs from the volume's capacity " +
+                                                    std::to_string(ref.capacity_bytes));
     }
     return disk::ByteSourcePtr(std::make_unique<DecodedVolumeSource>(std::move(*reader)));
   }
@@ -378,12 +376,11 @@ core::Result<SourceVmPtr> LibvirtImporter::Open(std::stop_token stop, const Sour
     return MakeError(described.error());
   }
   if (!described->refusals.empty()) {
-    return MakeError(ErrorCode::kUnsupported,
-                     "libvirt: domain " + described->vm.name + ": " +
-                         core::Join(described->refusals, "; "));
+    return MakeError(ErrorCode::kUnsupported, "libvirt: domain " + described->vm.name + ": " +
+                                                  core::Join(described->refusals, "; "));
   }
-  return SourceVmPtr(std::make_unique<LibvirtSourceVm>(config, std::move(*conn),
-                                                       std::move(*described), options_));
+  return SourceVmPtr(
+      std::make_unique<LibvirtSourceVm>(config, std::move(*conn), std::move(*described), options_));
 }
 
 core::Result<std::vector<model::VmDescription>> LibvirtImporter::ListVms(

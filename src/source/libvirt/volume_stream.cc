@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <vector>
 
-
 namespace vmimport::source::libvirt {
 
 using core::ErrorCode;
@@ -109,8 +108,8 @@ core::Status VolumeRangeSource::ReadAt(std::stop_token stop, uint64_t offset,
     auto n = Recv(stop, stream_.get(), volume_.name, pos_, out.subspan(got));
     if (!n || *n == 0) {
       stream_.reset();
-      return n ? MakeError(ErrorCode::kUnavailable, volume_.name + ": download ended early at " +
-                                                        std::to_string(pos_))
+      return n ? MakeError(ErrorCode::kUnavailable,
+                           volume_.name + ": download ended early at " + std::to_string(pos_))
                : MakeError(n.error());
     }
     got += *n;

@@ -191,8 +191,7 @@ TEST(LibvirtDomainXml, BadXmlAndBadNumbersAreCorruptData) {
             ErrorCode::kCorruptData);
   EXPECT_EQ(ParseDomainXml("<domain><vcpu>two</vcpu></domain>").error().code,
             ErrorCode::kCorruptData);
-  EXPECT_EQ(ScaledBytes("18446744073709551615", "KiB", "b").error().code,
-            ErrorCode::kCorruptData);
+  EXPECT_EQ(ScaledBytes("18446744073709551615", "KiB", "b").error().code, ErrorCode::kCorruptData);
 }
 
 TEST(LibvirtDomainXml, VolumeFormatCapacityAndBacking) {
@@ -220,12 +219,10 @@ TEST(LibvirtUri, OnlyTlsAndTcpWithAHostAndNoParameters) {
   EXPECT_EQ(ParseUri("qemu+ssh://root@kvm1/system").error().code, ErrorCode::kUnsupported);
   EXPECT_NE(ParseUri("qemu+ssh://root@kvm1/system").error().message.find("not supported yet"),
             std::string::npos);
-  EXPECT_EQ(ParseUri("qemu+ext:///system?command=/bin/sh").error().code,
-            ErrorCode::kUnsupported);
+  EXPECT_EQ(ParseUri("qemu+ext:///system?command=/bin/sh").error().code, ErrorCode::kUnsupported);
   EXPECT_EQ(ParseUri("qemu:///system").error().code, ErrorCode::kUnsupported);
   EXPECT_EQ(ParseUri("qemu+tls:///system").error().code, ErrorCode::kInvalidArgument);
-  EXPECT_EQ(ParseUri("qemu+tls://h/system?no_verify=1").error().code,
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ParseUri("qemu+tls://h/system?no_verify=1").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(ParseUri("qemu+tls://h/").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(ParseUri("kvm1").error().code, ErrorCode::kInvalidArgument);
 }
