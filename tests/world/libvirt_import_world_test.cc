@@ -152,12 +152,13 @@ TEST_F(LibvirtImportWorldTest, BogusNetworkStorageClassAndRefusedDomains) {
       "bogus",
       {{"virtualMachineName", "vmi-lv-one"},
        {"forcePowerOff", true},
-       {"storageClass", "longhorn"},
+       {"storageClass", "longhorn-single"},
        {"networkMapping", {{{"sourceNetwork", "no-such-net"}, {"destinationNetwork", "vlan10"}}}}});
   CreateLvImport("chain", {{"virtualMachineName", "vmi-lv-chain"}});
   CreateLvImport("lun", {{"virtualMachineName", "vmi-lv-lun"}});
   CreateLvImport("unknown", {{"virtualMachineName", "vmi-lv-no-such"}});
-  for (const char* name : {"chain", "lun", "unknown"}) {
+  CreateLvImport("nosc", {{"virtualMachineName", "vmi-lv-efi"}, {"storageClass", "no-such-sc"}});
+  for (const char* name : {"chain", "lun", "unknown", "nosc"}) {
     EXPECT_EQ(WaitImport(name, "virtualMachineImportInvalid", 60s), "virtualMachineImportInvalid")
         << name;
   }
@@ -169,6 +170,10 @@ TEST_F(LibvirtImportWorldTest, BogusNetworkStorageClassAndRefusedDomains) {
       << GetImport("bogus").dump() << "\n"
       << ControllerLog();
   ExpectDisksMatch("bogus", LvDiskSha256("vmi-lv-one"), "vmi-lv-one");
+  for (const Json& image : Items(kImages)) {
+    EXPECT_EQ(image["spec"].value("targetStorageClassName", ""), "longhorn-single") << image.dump();
+  }
+  EXPECT_EQ(DomState("vmi-lv-efi"), "shut off");  // "nosc" touched nothing
   auto vm = client_->Get({}, kVms, ns_, "vmi-lv-one");
   ASSERT_TRUE(vm);
   const Json& networks = (*vm)["spec"]["template"]["spec"]["networks"];
