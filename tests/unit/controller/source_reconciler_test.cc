@@ -128,9 +128,6 @@ TEST_F(SourceReconcilerTest, SourcesReferencingSecretFindsThem) {
   EXPECT_TRUE(reconciler_->SourcesReferencingSecret("ns/other").empty());
 }
 
-}  // namespace
-}  // namespace vmimport::testing
-
 // A LibvirtSource: spec.uri is the endpoint, the Secret needs SASL username and password.
 TEST(LibvirtSourceConfig, UriIsTheEndpointAndTheSecretNeedsSaslCredentials) {
   FakeApi api;
@@ -156,3 +153,6 @@ TEST(LibvirtSourceConfig, UriIsTheEndpointAndTheSecretNeedsSaslCredentials) {
   ASSERT_FALSE(config);
   EXPECT_EQ(config.error().message, "spec.uri is empty");
 }
+
+}  // namespace
+}  // namespace vmimport::testing
