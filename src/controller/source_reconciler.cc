@@ -159,12 +159,11 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   }
   // Say which Secret lacks what, before a provider says only "the secret has no password".
   std::vector<std::string> required;
-  if (kind == source::SourceKind::kVmware) {
+  // (libvirt: SASL; the TLS files are checked by the provider)
+  if (kind == source::SourceKind::kVmware || kind == source::SourceKind::kLibvirt) {
     required = {"username", "password"};
   } else if (kind == source::SourceKind::kOpenstack) {
     required = {"username", "password", "project_name"};
-  } else if (kind == source::SourceKind::kLibvirt) {
-    required = {"username", "password"};  // SASL; the TLS files are checked by the provider
   }
   std::vector<std::string> missing;
   for (const auto& k : required) {

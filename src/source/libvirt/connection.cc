@@ -128,7 +128,8 @@ std::string TakeString(char* s) {
     return "";
   }
   std::string out(s);
-  std::free(s);  // NOLINT(cppcoreguidelines-no-malloc): libvirt allocated it with malloc
+  // NOLINTNEXTLINE(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory): libvirt's malloc
+  std::free(s);
   return out;
 }
 

@@ -14,7 +14,7 @@ using core::MakeError;
 
 namespace {
 
-constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kMiB = uint64_t{1024} * 1024;
 
 std::optional<uint64_t> ParseUint(std::string_view text) {
   text = core::TrimSpace(text);
@@ -87,7 +87,7 @@ core::Result<uint64_t> ScaledBytes(std::string_view value, std::string_view unit
   } else if (u == "m" || u == "mib") {
     scale = kMiB;
   } else if (u == "mb") {
-    scale = 1000 * 1000;
+    scale = uint64_t{1000} * 1000;
   } else if (u == "g" || u == "gib") {
     scale = kMiB * 1024;
   } else if (u == "gb") {

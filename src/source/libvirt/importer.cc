@@ -395,10 +395,13 @@ core::Result<std::vector<model::VmDescription>> LibvirtImporter::ListVms(
     return MakeError(LastError("list of domains"));
   }
   std::vector<DomainPtr> owned;
+  owned.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     owned.emplace_back(doms[i]);  // NOLINT(cppcoreguidelines-pro-bounds-pointer-arithmetic)
   }
-  std::free(doms);  // NOLINT(cppcoreguidelines-no-malloc): libvirt's array
+  // libvirt's array, allocated with malloc:
+  // NOLINTNEXTLINE(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
+  std::free(doms);
   std::vector<model::VmDescription> out;
   for (const DomainPtr& d : owned) {
     auto described = Describe(conn->get(), d.get());

@@ -10,7 +10,7 @@ using core::MakeError;
 
 namespace {
 
-constexpr size_t kMaxRecv = 256 * 1024;
+constexpr size_t kMaxRecv = size_t{256} * 1024;
 
 // Receives up to out.size() bytes (one virStreamRecv); 0 at the end of the download.
 core::Result<size_t> Recv(std::stop_token stop, virStreamPtr stream, const std::string& name,
