@@ -107,7 +107,7 @@ core::Result<uint64_t> ScaledBytes(std::string_view value, std::string_view unit
 }
 
 std::string DiskBusFor(std::string_view libvirt_bus) {
-  const std::string b = core::ToLower(libvirt_bus);
+  std::string b = core::ToLower(libvirt_bus);
   if (b == "virtio" || b == "scsi" || b == "usb" || b == "sata") {
     return b;
   }
@@ -115,7 +115,7 @@ std::string DiskBusFor(std::string_view libvirt_bus) {
 }
 
 std::string NicModelFor(std::string_view libvirt_model) {
-  const std::string m = core::ToLower(libvirt_model);
+  std::string m = core::ToLower(libvirt_model);
   if (m == "virtio" || m == "virtio-transitional" || m == "virtio-non-transitional") {
     return "virtio";
   }
