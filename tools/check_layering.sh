@@ -14,6 +14,7 @@ declare -A ALLOWED=(
   [source/vmware]="core model disk http source source/vmware"
   [source/openstack]="core model disk http source source/openstack"
   [source/ova]="core model disk http ovf source source/ova"
+  [source/libvirt]="core model disk source source/libvirt"
   [kube]="core http kube"
   [api]="core model api"
   [harvester]="core model api harvester"

@@ -8,6 +8,10 @@
 #    (tests/world/openstack_world_test.cc), against the OpenStack peer, listed as openstack/NAME.
 #    They run when named, or by default when the OpenStack peer is up already: starting it
 #    (tools/world.sh openstack up) needs root and takes minutes.
+#  - libvirt: each test of LibvirtImportWorldTest in libvirt_import_world_tests
+#    (tests/world/libvirt_import_world_test.cc), against the libvirt peer (tools/world.sh libvirt
+#    up: libvirtd with TLS and SASL, as root, seconds), listed as libvirt/NAME. They run when
+#    named, or by default when the libvirt peer is up already.
 # Usage: tools/e2e.sh --list          the scenario names
 #        tools/e2e.sh [NAME...]       run these scenarios (default: all, the OpenStack ones only
 #                                     when its peer is up); one line each:
@@ -27,12 +31,15 @@ OS_BIN=$BUILD/tests/openstack_import_world_tests
 SUITES='*ImportWorldTest.*'
 OS_SUITE=OpenstackImportWorldTest
 OS_PREFIX=openstack/
+LV_BIN=$BUILD/tests/libvirt_import_world_tests
+LV_SUITE=LibvirtImportWorldTest
+LV_PREFIX=libvirt/
 
 build() {
   tools/install-deps.sh --quiet
   cmake --preset ci -B "$BUILD" >/dev/null
-  cmake --build "$BUILD" --target world_tests openstack_import_world_tests vm-import-controller \
-    harvester-sim >/dev/null
+  cmake --build "$BUILD" --target world_tests openstack_import_world_tests \
+    libvirt_import_world_tests vm-import-controller harvester-sim >/dev/null
 }
 
 # The tests of a binary's suites, one "Suite.Name" a line.
@@ -41,6 +48,8 @@ tests_of() { "$1" --gtest_list_tests --gtest_filter="$2" |
 
 list_vsphere() { tests_of "$BIN" "$SUITES" | sed 's/^.*ImportWorldTest\.//'; }
 list_openstack() { tests_of "$OS_BIN" "$OS_SUITE.*" | sed "s|^$OS_SUITE\.|$OS_PREFIX|"; }
+list_libvirt() { tests_of "$LV_BIN" "$LV_SUITE.*" | sed "s|^$LV_SUITE\.|$LV_PREFIX|"; }
+libvirt_up() { tools/world.sh libvirt status >/dev/null 2>&1; }
 
 # The OpenStack peer is up when its env file exists and Keystone answers.
 openstack_up() {
@@ -53,6 +62,7 @@ build
 if [ "${1:-}" = --list ]; then
   list_vsphere
   list_openstack
+  list_libvirt
   exit 0
 fi
 
@@ -63,6 +73,11 @@ if [ ${#names[@]} = 0 ]; then
     mapfile -t -O ${#names[@]} names < <(list_openstack)
   else
     echo "e2e: the OpenStack peer is not up: skipping the ${OS_PREFIX} scenarios (name them to run them)" >&2
+  fi
+  if libvirt_up; then
+    mapfile -t -O ${#names[@]} names < <(list_libvirt)
+  else
+    echo "e2e: the libvirt peer is not up: skipping the ${LV_PREFIX} scenarios (name them to run them)" >&2
   fi
 fi
 
@@ -87,10 +102,32 @@ for name in "${names[@]}"; do
   break
 done
 
+libvirt_error=""
+for name in "${names[@]}"; do
+  [[ $name == "$LV_PREFIX"* ]] || continue
+  if ! libvirt_up; then
+    if [ "$(id -u)" != 0 ]; then
+      libvirt_error="the libvirt peer is not up and starting it needs root (tools/world.sh libvirt up)"
+    elif ! tools/world.sh libvirt up >/dev/null 2>&1; then
+      libvirt_error="starting the libvirt peer failed (tools/world.sh libvirt up)"
+    else
+      cleanup=("tools/world.sh libvirt down" "${cleanup[@]}")
+    fi
+  fi
+  break
+done
+
 failed=0
 passed=0
 for name in "${names[@]}"; do
-  if [[ $name == "$OS_PREFIX"* ]]; then
+  if [[ $name == "$LV_PREFIX"* ]]; then
+    bin=$LV_BIN filter="$LV_SUITE.${name#"$LV_PREFIX"}"
+    if [ -n "$libvirt_error" ]; then
+      echo "FAIL $name: $libvirt_error"
+      failed=$((failed + 1))
+      continue
+    fi
+  elif [[ $name == "$OS_PREFIX"* ]]; then
     bin=$OS_BIN filter="$OS_SUITE.${name#"$OS_PREFIX"}"
     if [ -n "$openstack_error" ]; then
       echo "FAIL $name: $openstack_error"

@@ -12,6 +12,7 @@ PKGS=(
   libcurl4-openssl-dev nlohmann-json3-dev libyaml-cpp-dev libpugixml-dev libcpp-httplib-dev
   libfmt-dev libcli11-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  libvirt-dev libsasl2-modules
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
   # real guest disks (tests/world/guest/guest-world.sh) and their firmware in the boot check
@@ -21,6 +22,8 @@ PKGS=(
   # container images of the node (tests/world/images): CDI's importer runs nbdkit (curl plugin);
   # the base image is busybox-static
   nbdkit busybox-static
+  # the libvirt peer (tests/world/libvirt): libvirtd with its qemu driver, virsh, saslpasswd2
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients sasl2-bin
 )
 
 quiet=0

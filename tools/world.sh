@@ -21,6 +21,9 @@
 #           from local files and Debian packages, cached by content hash
 #   cdi up|down|status  after `node up`: import the images into the node's containerd, then CDI's
 #           own controller (tests/world/cdi/cdi-world.sh); writes .world/cdi/env.sh
+#   libvirt up|down|status|env
+#           the libvirt peer (tests/world/libvirt/libvirt-world.sh; as root): libvirtd with TLS and
+#           SASL on 127.0.0.1, TCG guests, in a mount namespace of its own; writes .world/libvirt/env.sh
 #   openstack up|down|status|env|fixtures|smoke
 #           the OpenStack peer (tests/world/openstack/openstack-world.sh; as root): separate from
 #           up/down because it takes minutes and GBs; writes .world/openstack/env.sh
@@ -34,6 +37,7 @@ KUBE=$ROOT/tests/world/kube/kube-world.sh
 TARGET=$ROOT/tests/world/target/target-world.sh
 VCSIM=$ROOT/tests/world/vcsim/vcsim-world.sh
 OPENSTACK=$ROOT/tests/world/openstack/openstack-world.sh
+LIBVIRT=$ROOT/tests/world/libvirt/libvirt-world.sh
 HELM_WORLD=$ROOT/tests/world/helm/helm-world.sh
 LONGHORN=$ROOT/tests/world/target/longhorn/longhorn-world.sh
 NODE=$ROOT/tests/world/node/node-world.sh
@@ -159,6 +163,11 @@ case "$cmd" in
   openstack)
     shift
     exec "$OPENSTACK" "$@"
+    ;;
+  libvirt)
+    shift
+    [ "${1:-}" != up ] || "$ROOT/tools/install-deps.sh" --quiet
+    exec "$LIBVIRT" "$@"
     ;;
   *)
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2

@@ -52,10 +52,11 @@ void CheckSourceCluster(const ObjectReference& ref, std::vector<std::string>& pr
   }
   const bool known_kind = core::EqualsIgnoreCase(ref.kind, kVmwareSourceKind) ||
                           core::EqualsIgnoreCase(ref.kind, kOpenstackSourceKind) ||
-                          core::EqualsIgnoreCase(ref.kind, kOvaSourceKind);
+                          core::EqualsIgnoreCase(ref.kind, kOvaSourceKind) ||
+                          core::EqualsIgnoreCase(ref.kind, kLibvirtSourceKind);
   if (!known_kind) {
     problems.push_back("spec.sourceCluster.kind: unsupported source kind " + Quote(ref.kind) +
-                       " (expected VmwareSource, OpenstackSource or OvaSource)");
+                       " (expected VmwareSource, OpenstackSource, OvaSource or LibvirtSource)");
   }
   if (ref.name.empty()) {
     problems.emplace_back("spec.sourceCluster.name: required");

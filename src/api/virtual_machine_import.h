@@ -27,6 +27,7 @@ inline constexpr std::string_view kVirtualMachineImportKind = "VirtualMachineImp
 inline constexpr std::string_view kVmwareSourceKind = "VmwareSource";
 inline constexpr std::string_view kOpenstackSourceKind = "OpenstackSource";
 inline constexpr std::string_view kOvaSourceKind = "OvaSource";
+inline constexpr std::string_view kLibvirtSourceKind = "LibvirtSource";
 
 //! Defaults applied when the field is read (the CRD has no schema defaults).
 inline constexpr std::string_view kDefaultNicModel = "virtio";

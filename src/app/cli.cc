@@ -32,6 +32,7 @@
 #include "http/client.h"
 #include "kube/client.h"
 #include "kube/config.h"
+#include "source/libvirt/importer.h"
 #include "source/openstack/importer.h"
 #include "source/ova/importer.h"
 #include "source/vmware/importer.h"
@@ -50,12 +51,14 @@ struct Context {
   source::vmware::VmwareImporter vmware;
   source::openstack::OpenstackImporter openstack;
   source::ova::OvaImporter ova;
+  source::libvirt::LibvirtImporter libvirt;
 
   source::Importer& ImporterFor(source::SourceKind kind) {
     switch (kind) {
       case source::SourceKind::kVmware: return vmware;
       case source::SourceKind::kOpenstack: return openstack;
       case source::SourceKind::kOva: return ova;
+      case source::SourceKind::kLibvirt: return libvirt;
     }
     return vmware;
   }
@@ -71,6 +74,9 @@ std::optional<source::SourceKind> KindOf(std::string kind) {
   }
   if (kind == "ovasource" || kind == "ovasources" || kind == "ova") {
     return source::SourceKind::kOva;
+  }
+  if (kind == "libvirtsource" || kind == "libvirtsources" || kind == "libvirt") {
+    return source::SourceKind::kLibvirt;
   }
   return std::nullopt;
 }
@@ -130,8 +136,8 @@ int List(Context& ctx, const std::string& ref, const std::string& folder) {
   const auto slash = ref.find('/');
   auto kind = KindOf(ref.substr(0, slash));
   if (slash == std::string::npos || !kind) {
-    std::cerr
-        << "list: name a source as vmwaresource/NAME, openstacksource/NAME or ovasource/NAME\n";
+    std::cerr << "list: name a source as vmwaresource/NAME, openstacksource/NAME, ovasource/NAME "
+                 "or libvirtsource/NAME\n";
     return 2;
   }
   const std::string name = ref.substr(slash + 1);
@@ -389,7 +395,8 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "the VMs of a source: names, disks, NICs, power");
   std::string source_ref;
   std::string folder;
-  list->add_option("source", source_ref, "vmwaresource/NAME, openstacksource/NAME, ovasource/NAME")
+  list->add_option("source", source_ref,
+                   "vmwaresource/NAME, openstacksource/NAME, ovasource/NAME, libvirtsource/NAME")
       ->required();
   list->add_option("--folder", folder, "vSphere: only VMs under this folder");
   auto* plan = app.add_subcommand("plan", "every preflight check of an import, touching nothing");

@@ -29,6 +29,7 @@
 #include "kube/events.h"
 #include "kube/informer.h"
 #include "kube/leader_election.h"
+#include "source/libvirt/importer.h"
 #include "source/openstack/importer.h"
 #include "source/ova/checker.h"
 #include "source/ova/importer.h"
@@ -230,16 +231,19 @@ int Run(const Options& opt) {
 
   source::vmware::VmwareConnectionChecker vmware_checker;
   source::ova::OvaConnectionChecker ova_checker;
+  source::libvirt::LibvirtConnectionChecker libvirt_checker;
   source::openstack::OpenstackConnectionChecker openstack_checker;
   const std::vector<std::pair<source::SourceKind, source::ConnectionChecker*>> kinds = {
       {source::SourceKind::kVmware, &vmware_checker},
       {source::SourceKind::kOpenstack, &openstack_checker},
       {source::SourceKind::kOva, &ova_checker},
+      {source::SourceKind::kLibvirt, &libvirt_checker},
   };
 
   source::vmware::VmwareImporter vmware_importer;
   source::openstack::OpenstackImporter openstack_importer;
   source::ova::OvaImporter ova_importer;
+  source::libvirt::LibvirtImporter libvirt_importer;
   controller::ManagerOptions manager_options{
       .watch_namespace = opt.watch_namespace,
       .workers = opt.workers,
@@ -263,7 +267,8 @@ int Run(const Options& opt) {
                               {.checkers = kinds,
                                .importers = {{source::SourceKind::kVmware, &vmware_importer},
                                              {source::SourceKind::kOpenstack, &openstack_importer},
-                                             {source::SourceKind::kOva, &ova_importer}}},
+                                             {source::SourceKind::kOva, &ova_importer},
+                                             {source::SourceKind::kLibvirt, &libvirt_importer}}},
                               &metrics);
   auto lead = [&](std::stop_token leading) {
     auto ran = manager.Run(

@@ -80,6 +80,9 @@ std::optional<source::SourceKind> KindOf(const std::string& kind) {
   if (k == "ovasource") {
     return source::SourceKind::kOva;
   }
+  if (k == "libvirtsource") {
+    return source::SourceKind::kLibvirt;
+  }
   return std::nullopt;
 }
 

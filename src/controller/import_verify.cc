@@ -88,6 +88,13 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
     out.push_back(
         {"glance", "", "", "unverifiable", "Glance has no os_hash_value for the exported image"});
   }
+  // libvirt declares no digest of a storage volume: said once per disk, Longhorn's check below
+  // still applies.
+  if (core::EqualsIgnoreCase(pass.vm_import.spec.source_cluster.kind, "LibvirtSource") &&
+      std::none_of(out.begin(), out.end(), [](const auto& v) { return v.verifier == "libvirt"; })) {
+    out.push_back(
+        {"libvirt", "", "", "unverifiable", "libvirt declares no digest of a storage volume"});
+  }
   if (backend == "cdi") {
     out.push_back(
         {"cdi", "", "", "unverifiable", "the CDI image backend does not verify what it stored"});

@@ -16,10 +16,13 @@ const kube::Resource& SourceResource(source::SourceKind kind) {
   static const kube::Resource kOpenstack{"migration.harvesterhci.io", "v1beta1", "openstacksources",
                                          true};
   static const kube::Resource kOva{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
+  static const kube::Resource kLibvirt{"migration.harvesterhci.io", "v1beta1", "libvirtsources",
+                                       true};
   switch (kind) {
     case source::SourceKind::kVmware: return kVmware;
     case source::SourceKind::kOpenstack: return kOpenstack;
     case source::SourceKind::kOva: return kOva;
+    case source::SourceKind::kLibvirt: return kLibvirt;
   }
   return kVmware;
 }
@@ -108,6 +111,8 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
         t && *t >= 0 && *t <= int64_t{86400} * 7) {
       config.http_timeout = std::chrono::seconds(*t);
     }
+  } else if (kind == source::SourceKind::kLibvirt) {
+    config.endpoint = str("uri");
   } else {
     config.endpoint = str("endpoint");
   }
@@ -120,9 +125,10 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, kind == source::SourceKind::kOva
-                                                      ? "spec.url is empty"
-                                                      : "spec.endpoint is empty");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     kind == source::SourceKind::kOva       ? "spec.url is empty"
+                     : kind == source::SourceKind::kLibvirt ? "spec.uri is empty"
+                                                            : "spec.endpoint is empty");
   }
   const std::string secret_key = SecretKeyOf(object);
   if (secret_key.empty()) {
@@ -153,7 +159,8 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   }
   // Say which Secret lacks what, before a provider says only "the secret has no password".
   std::vector<std::string> required;
-  if (kind == source::SourceKind::kVmware) {
+  // (libvirt: SASL; the TLS files are checked by the provider)
+  if (kind == source::SourceKind::kVmware || kind == source::SourceKind::kLibvirt) {
     required = {"username", "password"};
   } else if (kind == source::SourceKind::kOpenstack) {
     required = {"username", "password", "project_name"};

@@ -7,6 +7,7 @@ const char* SourceKindName(SourceKind kind) {
     case SourceKind::kVmware: return "vmware";
     case SourceKind::kOpenstack: return "openstack";
     case SourceKind::kOva: return "ova";
+    case SourceKind::kLibvirt: return "libvirt";
   }
   return "unknown";
 }

@@ -12,15 +12,15 @@
 
 namespace vmimport::source {
 
-enum class SourceKind { kVmware, kOpenstack, kOva };
+enum class SourceKind { kVmware, kOpenstack, kOva, kLibvirt };
 
-//! "vmware", "openstack", "ova".
+//! "vmware", "openstack", "ova", "libvirt".
 const char* SourceKindName(SourceKind kind);
 
 //! A source object's spec and its Secret's data, in neutral form.
 struct SourceConfig {
   SourceKind kind = SourceKind::kVmware;
-  std::string endpoint;                       //!< vSphere SDK URL, Keystone URL, or OVA URL
+  std::string endpoint;                       //!< vSphere SDK URL, Keystone URL, OVA URL, or libvirt URI
   std::string datacenter;                     //!< vSphere: spec.dc
   std::string region;                         //!< OpenStack: spec.region
   std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged

@@ -412,6 +412,14 @@ spec:
   credentials: null
 ---
 apiVersion: migration.harvesterhci.io/v1beta1
+kind: LibvirtSource
+metadata:
+  name: reference
+spec:
+  uri: qemu+tls://kvm1/system
+  credentials: null
+---
+apiVersion: migration.harvesterhci.io/v1beta1
 kind: OpenstackSource
 metadata:
   name: reference
@@ -459,6 +467,7 @@ spec:
             R"({"status":{"importConditions":[{"type":"VMExported","status":"Maybe"}]}})"},
            {"vmwaresources", R"({"status":{"status":"ready"}})"},
            {"ovasources", R"({"status":{"conditions":[{"type":"ClusterReady","status":"yes"}]}})"},
+           {"libvirtsources", R"({"status":{"status":"ready"}})"},
        }) {
     const CommandResult bad = patch_status(resource, patch);
     EXPECT_NE(bad.rc, 0) << resource << " accepted " << patch;
@@ -629,6 +638,8 @@ TEST_F(DeployRbacWorldTest, ServiceAccountMayDoWhatTheControllerDoesAndNothingEl
            "list vmwaresources.migration.harvesterhci.io -A",
            "watch openstacksources.migration.harvesterhci.io -A",
            "get ovasources.migration.harvesterhci.io -n other",
+           "watch libvirtsources.migration.harvesterhci.io -A",
+           "update libvirtsources.migration.harvesterhci.io --subresource=status -n other",
            "watch virtualmachineimports.migration.harvesterhci.io -A",
            "patch virtualmachineimports.migration.harvesterhci.io -n other",
            "update vmwaresources.migration.harvesterhci.io --subresource=status -n other",

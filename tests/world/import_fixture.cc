@@ -267,6 +267,12 @@ std::vector<Json> ImportFixture::Items(const Resource& r) {
 void ImportFixture::ExpectDisksMatch(const std::string& import_name, const std::string& vm_path) {
   const auto want = SeededDiskSha256(vm_path);
   ASSERT_FALSE(want.empty()) << vm_path;
+  ExpectDisksMatch(import_name, want, vm_path);
+}
+
+void ImportFixture::ExpectDisksMatch(const std::string& import_name,
+                                     const std::vector<std::string>& want,
+                                     const std::string& vm_path) {
   const Json status = GetImport(import_name)["status"];
   const Json disks = status.value("diskImportStatus", Json::array());
   ASSERT_EQ(disks.size(), want.size()) << import_name;

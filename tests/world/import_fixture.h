@@ -35,6 +35,8 @@ inline const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimage
 inline const Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
 inline const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 inline const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
+inline const Resource kLibvirtSources{"migration.harvesterhci.io", "v1beta1", "libvirtsources",
+                                      true};
 inline const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};
 
 //! The annotation in which the Harvester simulator records the sha256 of the bytes it received.
@@ -136,6 +138,10 @@ class ImportFixture : public WorldNamespaceTest {
   //! SHA-256) equals the simulator's; on the backingimage backend, equals the status.checksum of
   //! the image's Longhorn BackingImage too (harvester::CompareStoredChecksum).
   void ExpectDisksMatch(const std::string& import_name, const std::string& vm_path);
+  //! The same against the sha256 of each source disk in `want` (another source's seed);
+  //! `vm_path` names the VM in failures.
+  void ExpectDisksMatch(const std::string& import_name, const std::vector<std::string>& want,
+                        const std::string& vm_path);
 
   // --- vSphere ------------------------------------------------------------------------------
 

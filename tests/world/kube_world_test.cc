@@ -148,6 +148,7 @@ TEST_F(KubeWorldTest, OurCrdsHaveTheReferencePrinterColumns) {
       {"vmwaresources.migration.harvesterhci.io", ".status.status"},
       {"openstacksources.migration.harvesterhci.io", ".status.status"},
       {"ovasources.migration.harvesterhci.io", ".status.status"},
+      {"libvirtsources.migration.harvesterhci.io", ".status.status"},
       {"virtualmachineimports.migration.harvesterhci.io", ".status.importStatus"},
   };
   for (const auto& [crd_name, path] : expected) {

@@ -18,41 +18,53 @@ namespace vmimport::testing {
 
 namespace {
 
-// The variables of the world's env file ($WORLD_DIR/env.sh, default <repo>/.world/env.sh):
+// The variables of an env file under the world's folder ($WORLD_DIR, default <repo>/.world):
 // lines of the form  export NAME='value'  or  export NAME=value.
-const std::map<std::string, std::string>& EnvFile() {
-  static const std::map<std::string, std::string> vars = [] {
-    std::map<std::string, std::string> out;
-    const char* dir = std::getenv("WORLD_DIR");
-    const std::string path =
-        (dir != nullptr && *dir != '\0' ? std::string(dir)
-                                        : std::string(VMIMPORT_SOURCE_DIR) + "/.world") +
-        "/env.sh";
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::string_view l = core::TrimSpace(line);
-      if (!l.starts_with("export ")) {
-        continue;
-      }
-      l.remove_prefix(7);
-      const size_t eq = l.find('=');
-      if (eq == std::string_view::npos) {
-        continue;
-      }
-      std::string_view value = l.substr(eq + 1);
-      if (value.size() >= 2 && (value.front() == '\'' || value.front() == '"') &&
-          value.back() == value.front()) {
-        value = value.substr(1, value.size() - 2);
-      }
-      out[std::string(l.substr(0, eq))] = std::string(value);
+std::map<std::string, std::string> ReadEnvFile(const std::string& relative) {
+  std::map<std::string, std::string> out;
+  const char* dir = std::getenv("WORLD_DIR");
+  const std::string path =
+      (dir != nullptr && *dir != '\0' ? std::string(dir)
+                                      : std::string(VMIMPORT_SOURCE_DIR) + "/.world") +
+      "/" + relative;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string_view l = core::TrimSpace(line);
+    if (!l.starts_with("export ")) {
+      continue;
     }
-    return out;
-  }();
+    l.remove_prefix(7);
+    const size_t eq = l.find('=');
+    if (eq == std::string_view::npos) {
+      continue;
+    }
+    std::string_view value = l.substr(eq + 1);
+    if (value.size() >= 2 && (value.front() == '\'' || value.front() == '"') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    out[std::string(l.substr(0, eq))] = std::string(value);
+  }
+  return out;
+}
+
+const std::map<std::string, std::string>& EnvFile() {
+  static const std::map<std::string, std::string> vars = ReadEnvFile("env.sh");
   return vars;
 }
 
 }  // namespace
+
+std::string PeerVar(const char* peer, const char* name) {
+  const auto vars = ReadEnvFile(std::string(peer) + "/env.sh");
+  if (auto it = vars.find(name); it != vars.end() && !it->second.empty()) {
+    return it->second;
+  }
+  ADD_FAILURE() << name << " is not set: start the " << peer << " peer (tools/world.sh " << peer
+                << " up)";
+  return "";
+}
 
 std::string WorldVar(const char* name) {
   // The world's own file wins over the process environment, so that a KUBECONFIG left in a

@@ -15,6 +15,10 @@ namespace vmimport::testing {
 //! The value of `name`, or "" after recording a test failure that says how to start the world.
 std::string WorldVar(const char* name);
 
+//! The value of `name` in the env file of a peer with a fixture of its own
+//! ($WORLD_DIR/<peer>/env.sh, e.g. "libvirt"), or "" after recording a test failure.
+std::string PeerVar(const char* peer, const char* name);
+
 //! One line of the vcsim seed manifest, split on tabs.
 struct ManifestRow {
   std::vector<std::string> fields;

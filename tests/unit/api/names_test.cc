@@ -144,7 +144,7 @@ TEST(ValidateImportSpec, ReturnsEveryProblemInSpecOrder) {
       "spec.sourceCluster.apiVersion: expected migration cluster apiversion to be "
       "'migration.harvesterhci.io/v1beta1' but got 'migration.harvesterhci.io/v1'",
       "spec.sourceCluster.kind: unsupported source kind \"KVMSource\" (expected VmwareSource, "
-      "OpenstackSource or OvaSource)",
+      "OpenstackSource, OvaSource or LibvirtSource)",
       "spec.sourceCluster.name: required",
       "spec.virtualMachineName: the target VM name \"my vm\" (from virtualMachineName \"My VM\") "
       "is not RFC 1123 compliant: must consist of lower-case alphanumeric characters or '-' "

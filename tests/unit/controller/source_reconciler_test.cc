@@ -128,5 +128,31 @@ TEST_F(SourceReconcilerTest, SourcesReferencingSecretFindsThem) {
   EXPECT_TRUE(reconciler_->SourcesReferencingSecret("ns/other").empty());
 }
 
+// A LibvirtSource: spec.uri is the endpoint, the Secret needs SASL username and password.
+TEST(LibvirtSourceConfig, UriIsTheEndpointAndTheSecretNeedsSaslCredentials) {
+  FakeApi api;
+  std::stop_source none;
+  const auto& lv = controller::SourceResource(source::SourceKind::kLibvirt);
+  EXPECT_EQ(lv.plural, "libvirtsources");
+  ASSERT_TRUE(api.Create(
+      none.get_token(), controller::SecretResource(), "ns",
+      {{"metadata", {{"name", "kvm"}}}, {"data", {{"username", core::Base64Encode("vmimport")}}}}));
+  const Json source = {
+      {"metadata", {{"name", "kvm1"}, {"namespace", "ns"}}},
+      {"spec", {{"uri", "qemu+tls://kvm1/system"}, {"credentials", {{"name", "kvm"}}}}}};
+  auto config =
+      controller::LoadSourceConfig(none.get_token(), api, source::SourceKind::kLibvirt, source);
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().message,
+            "secret ns/kvm has no password (a libvirt source needs username, password)");
+  EXPECT_EQ(controller::ReadinessReason(config.error()), "InvalidSecret");
+  Json no_uri = source;
+  no_uri["spec"].erase("uri");
+  config =
+      controller::LoadSourceConfig(none.get_token(), api, source::SourceKind::kLibvirt, no_uri);
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().message, "spec.uri is empty");
+}
+
 }  // namespace
 }  // namespace vmimport::testing

@@ -428,7 +428,7 @@ EOF
   # foreign CRDs are target-world.sh's, which waits for its own.)
   local _
   for _ in $(seq 1 100); do
-    kubectl_ get vmwaresources,openstacksources,ovasources,virtualmachineimports -A \
+    kubectl_ get vmwaresources,openstacksources,ovasources,libvirtsources,virtualmachineimports -A \
       >/dev/null 2>&1 && return 0
     sleep 0.2
   done

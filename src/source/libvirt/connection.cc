@@ -1,0 +1,271 @@
+#include "source/libvirt/connection.h"
+
+#include <libvirt/virterror.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+
+#include "core/strings.h"
+#include "source/importer.h"
+#include "source/tls.h"
+
+namespace vmimport::source::libvirt {
+
+using core::ErrorCode;
+using core::MakeError;
+
+namespace {
+
+// libvirt prints every error to stderr unless a handler is set; ours are returned instead.
+void IgnoreError(void* /*user_data*/, virErrorPtr /*error*/) {}
+
+void InitLibvirtOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    virInitialize();
+    virSetErrorFunc(nullptr, IgnoreError);
+  });
+}
+
+bool Mentions(const std::string& text, std::initializer_list<const char*> words) {
+  const std::string lower = core::ToLower(text);
+  for (const char* w : words) {
+    if (lower.find(w) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+struct Credentials {
+  std::string username;
+  std::string password;
+};
+
+// SASL asks for the user (VIR_CRED_AUTHNAME) and the password (VIR_CRED_PASSPHRASE); libvirt
+// frees each result with free().
+int AuthCallback(virConnectCredentialPtr cred, unsigned int ncred, void* cbdata) {
+  const auto* c = static_cast<const Credentials*>(cbdata);
+  for (unsigned int i = 0; i < ncred; ++i) {
+    const std::string* value = nullptr;
+    switch (cred[i].type) {
+      case VIR_CRED_AUTHNAME:
+      case VIR_CRED_USERNAME: value = &c->username; break;
+      case VIR_CRED_PASSPHRASE: value = &c->password; break;
+      default: return -1;
+    }
+    if (value->empty()) {
+      return -1;
+    }
+    char* copy = strdup(value->c_str());
+    if (copy == nullptr) {
+      return -1;
+    }
+    cred[i].result = copy;
+    cred[i].resultlen = static_cast<unsigned int>(value->size());
+  }
+  return 0;
+}
+
+// A directory of our own (0700) for the PEM files libvirt reads at connect time; removed with
+// this object.
+class PkiDir {
+ public:
+  static core::Result<PkiDir> Create() {
+    std::string templ =
+        (std::filesystem::temp_directory_path() / "vmimport-libvirt-XXXXXX").string();
+    if (mkdtemp(templ.data()) == nullptr) {
+      return MakeError(ErrorCode::kInternal,
+                       std::string("libvirt: cannot make a directory for the TLS files: ") +
+                           std::strerror(errno));
+    }
+    return PkiDir(templ);
+  }
+  PkiDir(PkiDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  PkiDir& operator=(PkiDir&&) = delete;
+  PkiDir(const PkiDir&) = delete;
+  PkiDir& operator=(const PkiDir&) = delete;
+  ~PkiDir() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+  }
+  core::Status Write(const std::string& name, const std::string& data) const {
+    const std::string file = path_ + "/" + name;
+    {
+      std::ofstream out(file, std::ios::binary | std::ios::trunc);
+      out << data;
+      if (!out) {
+        return MakeError(ErrorCode::kInternal, "libvirt: cannot write " + file);
+      }
+    }
+    chmod(file.c_str(), S_IRUSR | S_IWUSR);
+    return {};
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit PkiDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+std::string SecretValue(const SourceConfig& config, const char* key) {
+  auto it = config.secret.find(key);
+  return it == config.secret.end() ? "" : it->second;
+}
+
+}  // namespace
+
+std::string TakeString(char* s) {
+  if (s == nullptr) {
+    return "";
+  }
+  std::string out(s);
+  // NOLINTNEXTLINE(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory): libvirt's malloc
+  std::free(s);
+  return out;
+}
+
+core::Error LastError(std::string_view context) {
+  const virErrorPtr e = virGetLastError();
+  std::string message = "libvirt: " + std::string(context);
+  if (e == nullptr) {
+    return core::Error{ErrorCode::kInternal, message + ": failed without saying why"};
+  }
+  const std::string text = e->message != nullptr ? e->message : "";
+  const int code = e->code;
+  virResetLastError();
+  message += ": " + text;
+  if (code == VIR_ERR_AUTH_FAILED || code == VIR_ERR_AUTH_CANCELLED ||
+      code == VIR_ERR_AUTH_UNAVAILABLE) {
+    return core::Error{ErrorCode::kUnauthenticated, message};
+  }
+  if (code == VIR_ERR_NO_DOMAIN || code == VIR_ERR_NO_STORAGE_VOL ||
+      code == VIR_ERR_NO_STORAGE_POOL) {
+    return core::Error{ErrorCode::kNotFound, message};
+  }
+  if (Mentions(text, {"certificate", "tls", "gnutls", "handshake"})) {
+    return core::Error{ErrorCode::kUnavailable, "tls: " + message};
+  }
+  if (code == VIR_ERR_SYSTEM_ERROR || code == VIR_ERR_RPC || code == VIR_ERR_NO_CONNECT ||
+      code == VIR_ERR_INVALID_CONN ||
+      Mentions(text, {"connection", "unable to connect", "end of file", "closed"})) {
+    return core::Error{ErrorCode::kUnavailable, message};
+  }
+  return core::Error{ErrorCode::kInternal, message};
+}
+
+core::Result<ParsedUri> ParseUri(std::string_view uri) {
+  const auto sep = uri.find("://");
+  if (sep == std::string_view::npos) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        "libvirt: uri '" + std::string(uri) +
+            "' is not a libvirt URI (qemu+tls://host/system or qemu+tcp://host/system)");
+  }
+  const std::string scheme = core::ToLower(uri.substr(0, sep));
+  if (scheme == "qemu+ssh" || scheme == "qemu+libssh" || scheme == "qemu+libssh2") {
+    return MakeError(ErrorCode::kUnsupported,
+                     "libvirt: the ssh transport (" + scheme +
+                         ") is not supported yet: use qemu+tls:// (or qemu+tcp:// with SASL)");
+  }
+  if (scheme != "qemu+tls" && scheme != "qemu+tcp") {
+    return MakeError(ErrorCode::kUnsupported,
+                     "libvirt: transport '" + scheme +
+                         "' is not supported: use qemu+tls:// (or qemu+tcp:// with SASL)");
+  }
+  if (uri.find('?') != std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "libvirt: uri may not carry parameters (the controller sets pkipath and "
+                     "no_verify from the Secret)");
+  }
+  const std::string host = HostOfUrl(uri);
+  if (host.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "libvirt: uri '" + std::string(uri) + "' names no host");
+  }
+  const auto path_start = uri.find('/', sep + 3);
+  const std::string path =
+      path_start == std::string_view::npos ? "" : std::string(uri.substr(path_start));
+  if (path != "/system" && path != "/session") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "libvirt: uri '" + std::string(uri) + "' must end in /system or /session");
+  }
+  return ParsedUri{scheme.substr(5), host};
+}
+
+core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config) {
+  InitLibvirtOnce();
+  auto parsed = ParseUri(config.endpoint);
+  if (!parsed) {
+    return MakeError(parsed.error());
+  }
+  const std::string secret = SecretName(config);
+  Credentials creds{SecretValue(config, "username"), SecretValue(config, "password")};
+  if (creds.username.empty() || creds.password.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     secret + ": libvirt needs 'username' and 'password' (SASL)");
+  }
+  auto tls = TlsFromSecret(config.secret);  // checks insecureSkipVerify's value
+  if (!tls) {
+    return MakeError(tls.error());
+  }
+  std::string uri = config.endpoint;
+  std::optional<PkiDir> pki;
+  if (parsed->transport == "tls") {
+    std::string ca;
+    for (const char* key : kCaKeys) {
+      ca = SecretValue(config, key);
+      if (!ca.empty()) {
+        break;
+      }
+    }
+    const std::string cert = SecretValue(config, kTlsCertKey);
+    const std::string key = SecretValue(config, kTlsKeyKey);
+    if (cert.empty() || key.empty() || (ca.empty() && !tls->insecure_skip_verify)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       secret +
+                           ": qemu+tls needs 'tls.crt' and 'tls.key' (the client "
+                           "certificate libvirtd requires) and 'ca.crt'");
+    }
+    auto dir = PkiDir::Create();
+    if (!dir) {
+      return MakeError(dir.error());
+    }
+    pki.emplace(std::move(*dir));
+    for (const auto& [name, data] :
+         {std::pair<const char*, const std::string&>{"clientcert.pem", cert},
+          {"clientkey.pem", key},
+          {"cacert.pem", ca}}) {
+      if (data.empty()) {
+        continue;
+      }
+      if (auto w = pki->Write(name, data); !w) {
+        return MakeError(w.error());
+      }
+    }
+    uri += "?pkipath=" + pki->path();
+    if (tls->insecure_skip_verify) {
+      uri += "&no_verify=1";
+    }
+  }
+  if (stop.stop_requested()) {
+    return MakeError(ErrorCode::kCancelled, "libvirt: connect cancelled");
+  }
+  int cred_types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
+  virConnectAuth auth{cred_types, 3, AuthCallback, &creds};
+  virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
+  if (conn == nullptr) {
+    return MakeError(LastError("connect to " + parsed->host));  // no scheme: "tls:" means TLS
+  }
+  return ConnectPtr(conn);
+}
+
+}  // namespace vmimport::source::libvirt

@@ -1,0 +1,71 @@
+#pragma once
+
+// A connection to a libvirt daemon through libvirt's own client library (libvirt-dev): the
+// remote driver over TLS (qemu+tls://) or TCP with SASL (qemu+tcp://). The Secret's PEM files
+// are written for libvirt to read (it reads them only from files) into a private directory that
+// is removed as soon as the connection is open.
+//
+// libvirt's objects are thread-safe; each handle here has one owner. Errors of libvirt calls are
+// thread-local (virGetLastError): LastError() must be called on the thread of the failed call.
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+#include "source/provider.h"
+
+namespace vmimport::source::libvirt {
+
+struct ConnectDeleter {
+  void operator()(virConnectPtr c) const noexcept { virConnectClose(c); }
+};
+struct DomainDeleter {
+  void operator()(virDomainPtr d) const noexcept { virDomainFree(d); }
+};
+struct VolumeDeleter {
+  void operator()(virStorageVolPtr v) const noexcept { virStorageVolFree(v); }
+};
+struct PoolDeleter {
+  void operator()(virStoragePoolPtr p) const noexcept { virStoragePoolFree(p); }
+};
+using ConnectPtr = std::unique_ptr<virConnect, ConnectDeleter>;
+using DomainPtr = std::unique_ptr<virDomain, DomainDeleter>;
+using VolumePtr = std::unique_ptr<virStorageVol, VolumeDeleter>;
+using PoolPtr = std::unique_ptr<virStoragePool, PoolDeleter>;
+
+//! A string libvirt allocated (free()d).
+std::string TakeString(char* s);
+
+//! The calling thread's last libvirt error as ours, "libvirt: <context>: <libvirt's message>":
+//! kUnauthenticated (authentication failed or cancelled), kUnavailable (cannot connect, a
+//! broken connection; "tls:" in the message for certificate and handshake failures), kNotFound
+//! (no such domain, volume or pool), kInternal otherwise. Resets the error.
+core::Error LastError(std::string_view context);
+
+//! Secret keys: SASL `username` and `password`; TLS `ca.crt` (or caCert), `tls.crt` and
+//! `tls.key` (the client certificate libvirtd requires); `insecureSkipVerify: "true"` turns
+//! the server certificate check off (no_verify=1); nothing else does.
+inline constexpr const char* kTlsCertKey = "tls.crt";
+inline constexpr const char* kTlsKeyKey = "tls.key";
+
+//! What a URI names, checked: only qemu+tls and qemu+tcp with a host; no query parameters (the
+//! controller sets pkipath and no_verify itself; `command=` of other transports runs programs).
+//! Errors: kInvalidArgument for a URI that is not one, kUnsupported for qemu+ssh (not yet) and
+//! other transports.
+struct ParsedUri {
+  std::string transport;  //!< "tls" or "tcp"
+  std::string host;       //!< "host" or "host:port"
+};
+core::Result<ParsedUri> ParseUri(std::string_view uri);
+
+//! Opens `config.endpoint` with the Secret's credentials. Errors: ParseUri's; kInvalidArgument
+//! naming the Secret when a key a transport needs is missing; LastError's. Safe to call from
+//! any thread, any number of times; each call is a connection of its own.
+core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config);
+
+}  // namespace vmimport::source::libvirt

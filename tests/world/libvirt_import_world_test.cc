@@ -1,0 +1,232 @@
+// The seed's base tests for a LibvirtSource (tools/e2e.sh lists them as libvirt/NAME): the
+// controller and the Harvester simulator as child processes against the world's kube-apiserver
+// and the real libvirtd of tests/world/libvirt/libvirt-world.sh. In every successful import each
+// disk's sha256, as the simulator received it, equals the seeded raw data of the source volume
+// (qcow2 volumes included: the controller decodes them).
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "world/import_fixture.h"
+#include "world/libvirt_world.h"
+#include "world/world_env.h"
+
+namespace vmimport::kube {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::DomState;
+using testing::EnsureRunning;
+using testing::Eventually;
+using testing::LvDiskSha256;
+using testing::LvUuid;
+
+class LibvirtImportWorldTest : public ImportFixture {
+ protected:
+  LibvirtImportWorldTest() : ImportFixture("lvimport") {}
+
+  //! The Secret `name` with the world's libvirt credentials, `overrides` on top.
+  void CreateLvSecret(const std::string& name, const Json& overrides = Json::object()) {
+    Json data = Json::object();
+    for (const auto& [k, v] : testing::LvSecret()) {
+      data[k] = v;
+    }
+    for (const auto& [k, v] : overrides.items()) {
+      data[k] = v;
+    }
+    CreateSecret(name, data);
+  }
+  void CreateLvSource(const std::string& name, const std::string& secret) {
+    auto r = client_->Create({}, kLibvirtSources, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "LibvirtSource"},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
+                              {"spec",
+                               {{"uri", testing::LvVar("LIBVIRT_URI")},
+                                {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
+    ASSERT_TRUE(r) << r.error().ToString();
+  }
+  std::pair<std::string, std::string> SourceStatus(const std::string& name) {
+    std::pair<std::string, std::string> out;
+    Eventually(
+        [&] {
+          auto obj = client_->Get({}, kLibvirtSources, ns_, name);
+          if (!obj) {
+            return false;
+          }
+          const Json status = (*obj).value("status", Json::object());
+          out.first = status.value("status", "");
+          out.second.clear();
+          for (const Json& c : status.value("conditions", Json::array())) {
+            if (c.value("type", "") == "ClusterError" && c.value("status", "") == "True") {
+              out.second = c.value("reason", "");
+            }
+          }
+          return !out.first.empty();
+        },
+        60s);
+    return out;
+  }
+  void CreateLvImport(const std::string& name, Json spec, const std::string& source = "kvm") {
+    spec["sourceCluster"] = SourceRef(source, "LibvirtSource");
+    CreateImport(name, spec);
+  }
+  //! Good source "kvm", the simulator and the controller.
+  void StartWithSource(const std::vector<std::string>& sim_args = {},
+                       const std::vector<std::string>& controller_args = {}) {
+    CreateLvSecret("kvm");
+    CreateLvSource("kvm", "kvm");
+    CreateNad("vlan10");
+    StartWorld(sim_args, controller_args);
+  }
+};
+
+// Seed: "Multiple VMs Import With Identical Disks" (one by name, running: powered off by the
+// import; one by UUID, shut off, EFI, three disks of both formats and an odd size, three NICs
+// on two libvirt networks and a bridge), with the readiness reasons of a bad Secret.
+TEST_F(LibvirtImportWorldTest, MultipleVmsImportWithIdenticalDisks) {
+  EnsureRunning("vmi-lv-multi");
+  CreateLvSecret("wrong", {{"password", "not-the-password"}});
+  CreateLvSource("wrong", "wrong");
+  StartWithSource();
+  EXPECT_EQ(SourceStatus("kvm"), (std::pair<std::string, std::string>{"clusterReady", ""}));
+  EXPECT_EQ(SourceStatus("wrong"),
+            (std::pair<std::string, std::string>{"clusterNotReady", "InvalidCredentials"}));
+
+  CreateLvImport("multi", {{"virtualMachineName", "vmi-lv-multi"}, {"forcePowerOff", true}});
+  CreateLvImport("efi", {{"virtualMachineName", LvUuid("vmi-lv-efi")},
+                         {"networkMapping",
+                          {{{"sourceNetwork", "lv-prod"}, {"destinationNetwork", "vlan10"}},
+                           {{"sourceNetwork", "lv-backup"}, {"destinationNetwork", "vlan10"}},
+                           {{"sourceNetwork", "br-lv0"}, {"destinationNetwork", "vlan10"}}}}});
+  for (const char* name : {"multi", "efi"}) {
+    ASSERT_EQ(WaitImport(name, "virtualMachineRunning", 180s), "virtualMachineRunning")
+        << name << "\n"
+        << GetImport(name).dump() << "\n"
+        << ControllerLog();
+  }
+  ExpectDisksMatch("multi", LvDiskSha256("vmi-lv-multi"), "vmi-lv-multi");
+  ExpectDisksMatch("efi", LvDiskSha256("vmi-lv-efi"), "vmi-lv-efi");
+  EXPECT_EQ(Items(kImages).size(), 5U);
+  EXPECT_EQ(DomState("vmi-lv-multi"), "shut off");
+  EXPECT_EQ(GetImport("efi")["status"].value("importedVirtualMachineName", ""), "vmi-lv-efi");
+
+  auto vm = client_->Get({}, kVms, ns_, "vmi-lv-efi");
+  ASSERT_TRUE(vm);
+  const Json& spec = (*vm)["spec"]["template"]["spec"];
+  const Json& domain = spec["domain"];
+  EXPECT_TRUE(domain["firmware"]["bootloader"].contains("efi")) << domain.dump();
+  std::set<std::string> macs;
+  for (const Json& nic : domain["devices"]["interfaces"]) {
+    macs.insert(nic.value("macAddress", ""));
+  }
+  EXPECT_EQ(macs,
+            (std::set<std::string>{"52:54:00:b0:00:01", "52:54:00:b0:00:02", "52:54:00:b0:00:03"}));
+  for (const Json& net : spec["networks"]) {
+    EXPECT_EQ(net["multus"].value("networkName", ""), ns_ + "/vlan10") << net.dump();
+  }
+  // libvirt declares no digest: each disk says so, and Longhorn's check still verifies it.
+  for (const Json& d : GetImport("efi")["status"].value("diskImportStatus", Json::array())) {
+    std::map<std::string, std::string> result_by;
+    for (const Json& v : d.value("verification", Json::array())) {
+      result_by[v.value("verifier", "")] = v.value("result", "");
+    }
+    EXPECT_EQ(result_by["libvirt"], "unverifiable") << d.dump();
+    EXPECT_EQ(result_by["longhorn"], "verified") << d.dump();
+  }
+  EnsureRunning("vmi-lv-multi");
+}
+
+// Seed: "Bogus SourceNetwork" (the NIC goes on the pod network) and a requested storage class;
+// a domain whose disk cannot be streamed (a qcow2 backing chain, a LUN) is refused before it is
+// touched; an unknown domain likewise.
+TEST_F(LibvirtImportWorldTest, BogusNetworkStorageClassAndRefusedDomains) {
+  EnsureRunning("vmi-lv-one");
+  StartWithSource();
+  CreateLvImport(
+      "bogus",
+      {{"virtualMachineName", "vmi-lv-one"},
+       {"forcePowerOff", true},
+       {"storageClass", "longhorn-single"},
+       {"networkMapping", {{{"sourceNetwork", "no-such-net"}, {"destinationNetwork", "vlan10"}}}}});
+  CreateLvImport("chain", {{"virtualMachineName", "vmi-lv-chain"}});
+  CreateLvImport("lun", {{"virtualMachineName", "vmi-lv-lun"}});
+  CreateLvImport("unknown", {{"virtualMachineName", "vmi-lv-no-such"}});
+  CreateLvImport("nosc", {{"virtualMachineName", "vmi-lv-efi"}, {"storageClass", "no-such-sc"}});
+  for (const char* name : {"chain", "lun", "unknown", "nosc"}) {
+    EXPECT_EQ(WaitImport(name, "virtualMachineImportInvalid", 60s), "virtualMachineImportInvalid")
+        << name;
+  }
+  const std::string chain = GetImport("chain").dump();
+  EXPECT_NE(chain.find("backing chain"), std::string::npos) << chain;
+  const std::string lun = GetImport("lun").dump();
+  EXPECT_NE(lun.find("LUN"), std::string::npos) << lun;
+  ASSERT_EQ(WaitImport("bogus", "virtualMachineRunning", 180s), "virtualMachineRunning")
+      << GetImport("bogus").dump() << "\n"
+      << ControllerLog();
+  ExpectDisksMatch("bogus", LvDiskSha256("vmi-lv-one"), "vmi-lv-one");
+  for (const Json& image : Items(kImages)) {
+    EXPECT_EQ(image["spec"].value("targetStorageClassName", ""), "longhorn-single") << image.dump();
+  }
+  EXPECT_EQ(DomState("vmi-lv-efi"), "shut off");  // "nosc" touched nothing
+  auto vm = client_->Get({}, kVms, ns_, "vmi-lv-one");
+  ASSERT_TRUE(vm);
+  const Json& networks = (*vm)["spec"]["template"]["spec"]["networks"];
+  ASSERT_EQ(networks.size(), 1U) << networks.dump();
+  EXPECT_TRUE(networks[0].contains("pod")) << networks.dump();
+  EnsureRunning("vmi-lv-one");
+}
+
+// Seed: "Quick Cancel": the import is deleted while its disk streams; the images and PVCs it made
+// go, and nothing is left.
+TEST_F(LibvirtImportWorldTest, QuickCancelRemovesWhatTheImportMade) {
+  StartWithSource({"--rate", "2000000"});
+  CreateLvImport("cancel", {{"virtualMachineName", "vmi-lv-efi"}});
+  ASSERT_EQ(WaitImport("cancel", "diskImageSubmitted", 60s), "diskImageSubmitted");
+  ASSERT_TRUE(client_->Delete({}, kImports, ns_, "cancel"));
+  EXPECT_TRUE(Eventually([&] { return ImportStatus("cancel") == "<gone>"; }, 60s))
+      << ControllerLog();
+  EXPECT_TRUE(Eventually([&] { return Items(kImages).empty() && Items(kPvcs).empty(); }, 60s));
+  EXPECT_TRUE(Items(kVms).empty());
+}
+
+// Seed: "Delete the VM but not the images, and recreate the import": works again.
+TEST_F(LibvirtImportWorldTest, DeleteTheVmAndRecreateTheImport) {
+  StartWithSource();
+  CreateLvImport("again", {{"virtualMachineName", "vmi-lv-efi"}});
+  ASSERT_EQ(WaitImport("again", "virtualMachineRunning", 180s), "virtualMachineRunning")
+      << ControllerLog();
+  ASSERT_TRUE(client_->Delete({}, kImports, ns_, "again"));
+  ASSERT_TRUE(Eventually([&] { return ImportStatus("again") == "<gone>"; }, 60s));
+  ASSERT_TRUE(client_->Delete({}, kVms, ns_, "vmi-lv-efi"));
+  ASSERT_TRUE(Eventually([&] { return Items(kVms).empty(); }, 90s));
+  CreateLvImport("again", {{"virtualMachineName", "vmi-lv-efi"}});
+  ASSERT_EQ(WaitImport("again", "virtualMachineRunning", 180s), "virtualMachineRunning")
+      << GetImport("again").dump() << "\n"
+      << ControllerLog();
+  ExpectDisksMatch("again", LvDiskSha256("vmi-lv-efi"), "vmi-lv-efi");
+}
+
+// Seed: the controller killed mid-stream resumes: the disks end identical, nothing duplicated.
+TEST_F(LibvirtImportWorldTest, ControllerKilledMidStreamResumes) {
+  StartWithSource({"--rate", "4000000"});
+  CreateLvImport("resume", {{"virtualMachineName", "vmi-lv-efi"}});
+  ASSERT_EQ(WaitImport("resume", "diskImageSubmitted", 60s), "diskImageSubmitted");
+  std::this_thread::sleep_for(1s);
+  controller_->Signal(SIGKILL);
+  controller_->Wait(10s);
+  StartController();
+  ASSERT_EQ(WaitImport("resume", "virtualMachineRunning", 180s), "virtualMachineRunning")
+      << ControllerLog();
+  ExpectDisksMatch("resume", LvDiskSha256("vmi-lv-efi"), "vmi-lv-efi");
+  EXPECT_EQ(Items(kImages).size(), 3U);
+  EXPECT_EQ(Items(kVms).size(), 1U);
+}
+
+}  // namespace
+}  // namespace vmimport::kube
