@@ -20,9 +20,9 @@ const char* SourceKindName(SourceKind kind);
 //! A source object's spec and its Secret's data, in neutral form.
 struct SourceConfig {
   SourceKind kind = SourceKind::kVmware;
-  std::string endpoint;                       //!< vSphere SDK URL, Keystone URL, OVA URL, or libvirt URI
-  std::string datacenter;                     //!< vSphere: spec.dc
-  std::string region;                         //!< OpenStack: spec.region
+  std::string endpoint;    //!< vSphere SDK URL, Keystone URL, OVA URL, or libvirt URI
+  std::string datacenter;  //!< vSphere: spec.dc
+  std::string region;      //!< OpenStack: spec.region
   std::map<std::string, std::string> secret;  //!< decoded Secret data; never logged
   //! "namespace/name" of the Secret `secret` came from ("" when there is none): named in errors
   //! about its content, so that an operator knows which Secret to fix.
