@@ -206,7 +206,7 @@ TEST_F(DeployWorldTest, ChartLintsAndItsDefaultRenderingIsAcceptedWithServicePro
       Render("default", "vm-import-controller --namespace harvester-system --include-crds");
   const Json list = DryRun({rendered});
   const std::multiset<std::string> kinds = Kinds(list);
-  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 4u);
+  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 5u);
   for (const char* kind : {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                            "RoleBinding", "Service", "Deployment"}) {
     EXPECT_EQ(kinds.count(kind), 1u) << kind;
@@ -347,7 +347,7 @@ TEST_F(DeployWorldTest, PlainManifestsAndTheAddonAreAcceptedAndMatchTheChart) {
       DryRun({kSourceDir + "/deploy/crds", kSourceDir + "/deploy/vm-import-controller.yaml",
               kSourceDir + "/deploy/addon.yaml"});
   const std::multiset<std::string> kinds = Kinds(list);
-  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 4u);
+  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 5u);
   EXPECT_EQ(kinds.count("Deployment"), 1u);
   EXPECT_EQ(kinds.count("Service"), 1u);
   const Json addon = Find(list, "Addon", "vm-import-controller");
