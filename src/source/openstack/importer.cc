@@ -227,8 +227,12 @@ class OpenstackSourceVm final : public SourceVm {
     for (size_t i = 0; i < description_.disks.size(); ++i) {
       auto st = ExportVolume(stop, i, made[i]);
       if (!st) {
-        // Nothing of a failed or cancelled export stays behind in OpenStack.
+        // Nothing of a failed or cancelled export stays behind in OpenStack: neither what it
+        // made, nor what a request the stop cut short made without its id coming back (a
+        // snapshot Cinder created while our POST was abandoned), found by its name. Neither
+        // stops for the stop.
         auto cleaned = Cleanup(made, true);
+        SweepStale(std::stop_token{}, {});
         core::Error e = st.error();
         if (!cleaned) {
           e.message += "; cleanup: " + cleaned.error().message;
