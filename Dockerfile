@@ -25,8 +25,9 @@ RUN cmake --preset release -DVMIMPORT_TESTS=OFF -DVMIMPORT_WERROR=ON \
 FROM ${DEBIAN_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 # The shared libraries the controller links (cpp-httplib, yaml-cpp, pugixml, libcurl with
-# OpenSSL, libdeflate, zlib, zstd, fmt), CA certificates for sources without a caCert, and
-# qemu-utils (qemu-img) for operators inspecting disks. tests/world/deploy_world_test.cc checks
+# OpenSSL, libdeflate, zlib, zstd, fmt, libvirt's client library for LibvirtSource), CA
+# certificates for sources without a caCert, and qemu-utils (qemu-img) for operators inspecting
+# disks. tests/world/deploy_world_test.cc checks
 # that this list covers every library the built binary needs.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -37,6 +38,7 @@ RUN apt-get update \
       libfmt9 \
       libpugixml1v5 \
       libssl3 \
+      libvirt0 \
       libyaml-cpp0.7 \
       libzstd1 \
       qemu-utils \
