@@ -72,7 +72,8 @@ TEST_F(ImportReconcilerTest, WindowsGuestGetsSataAndE1000eWithAReadinessWarning)
   EXPECT_NE(readiness[0].message.find("virtio-win"), std::string::npos);
   EXPECT_EQ(source_->power_offs, 0);  // the verdict comes before anything is touched
   RunToTheEnd("imp");
-  for (const auto& d : ImportOf("imp")["status"]["diskImportStatus"]) {
+  const Json imported = ImportOf("imp");  // kept: a range-for over a temporary's member dangles
+  for (const auto& d : imported["status"]["diskImportStatus"]) {
     EXPECT_EQ(d.value("busType", ""), "sata");
   }
   auto vm = api_.Peek("virtualmachines", "ns", "web");
