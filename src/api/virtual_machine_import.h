@@ -66,6 +66,9 @@ inline constexpr std::string_view kConditionVmPoweringOff = "VMPoweringOff";
 inline constexpr std::string_view kConditionVmPoweredOff = "VMPoweredOff";
 inline constexpr std::string_view kConditionVmExported = "VMExported";
 inline constexpr std::string_view kConditionVmExportFailed = "VMExportFailed";
+//! Ours (additive): False while the created VirtualMachine's instance is Failed (e.g. a guest that
+//! does not boot), True once it runs after having been False.
+inline constexpr std::string_view kConditionVmRunning = "VirtualMachineRunning";
 
 // status.diskImportStatus[].diskConditions[].type: the per-disk status values.
 inline constexpr std::string_view kConditionImageSubmitted = "VirtualMachineImageSubmitted";

@@ -75,6 +75,8 @@ namespace import_detail {
 inline constexpr const char* kSourceVmStatusKey = "sourceVirtualMachine";
 inline constexpr const char* kObservedGenerationKey = "observedGeneration";
 inline constexpr const char* kDisksRemovedCondition = "DisksRemoved";
+//! How often a Failed VirtualMachineInstance is looked at again (the user may fix and restart it).
+inline constexpr std::chrono::milliseconds kFailedVmiPoll{10000};
 
 //! virtualMachineImportInvalid, diskImageFailed, VMMigrationFailed.
 inline bool Failed(api::ImportStatus s) {

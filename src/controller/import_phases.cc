@@ -892,18 +892,93 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
   return Done();
 }
 
+namespace {
+
+// VirtualMachine.status.printableStatus values (KubeVirt's) that mean the VM will not run until
+// something changes; "Starting", "Provisioning", "WaitingForVolumeBinding" and the like are not.
+bool IsErrorPrintableStatus(const std::string& s) {
+  return s == "CrashLoopBackOff" || s == "ErrorUnschedulable" || s == "ErrImagePull" ||
+         s == "ImagePullBackOff" || s == "ErrorPvcNotFound" || s == "ErrorDataVolumeNotFound" ||
+         s == "DataVolumeError";
+}
+
+}  // namespace
+
+// Why the created VM is not running, "" while it is only starting. KubeVirt's VM controller
+// replaces a Failed VMI within a second (crash-loop backoff), so the Failed VMI itself is seldom
+// seen: the VM's status.startFailure (consecutiveFailCount) and printableStatus are what last.
+core::Result<std::string> ImportReconciler::NotRunningWhy(
+    std::stop_token stop, const api::VirtualMachineImport& vm_import, const Json& vmi_status) {
+  const std::string& name = vm_import.status.imported_virtual_machine_name;
+  std::string why;
+  if (core::JsonString(vmi_status, "phase") == "Failed") {
+    const std::string reason = core::JsonString(vmi_status, "reason");
+    why = "its VirtualMachineInstance is Failed" + (reason.empty() ? "" : " (" + reason + ")");
+  }
+  auto vm = api_.Get(stop, kVms, vm_import.namespace_, name);
+  if (!vm) {
+    if (vm.error().code == ErrorCode::kNotFound) {
+      return why;
+    }
+    return core::MakeError(vm.error());
+  }
+  const Json status = vm->value("status", Json::object());
+  const std::string printable = core::JsonString(status, "printableStatus");
+  const Json failure = core::JsonObject(status, "startFailure");
+  const int64_t fails = failure.value("consecutiveFailCount", int64_t{0});
+  if (fails > 0 || IsErrorPrintableStatus(printable)) {
+    why += std::string(why.empty() ? "it" : "; it") + " is " +
+           (printable.empty() ? "not running" : printable) +
+           (fails > 0 ? " after " + std::to_string(fails) + " failed start" +
+                            (fails == 1 ? "" : "s") + " in a row"
+                      : "");
+  }
+  return why;
+}
+
 core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop, Pass& pass) {
   auto& vm_import = pass.vm_import;
   auto vmi =
       api_.Get(stop, kVmis, vm_import.namespace_, vm_import.status.imported_virtual_machine_name);
-  if (!vmi) {
-    if (vmi.error().code == ErrorCode::kNotFound) {
-      return Requeue(options_.poll);
-    }
+  if (!vmi && vmi.error().code != ErrorCode::kNotFound) {
     return MakeError(vmi.error());
   }
-  if (core::JsonString(vmi->value("status", Json::object()), "phase") != "Running") {
-    return Requeue(options_.poll);
+  const Json vmi_status = vmi ? vmi->value("status", Json::object()) : Json::object();
+  if (core::JsonString(vmi_status, "phase") != "Running") {
+    auto why = NotRunningWhy(stop, vm_import, vmi_status);
+    if (!why) {
+      return MakeError(why.error());
+    }
+    if (why->empty()) {
+      return Requeue(options_.poll);
+    }
+    // The disks and the VirtualMachine are right, the guest is not running: nothing is removed
+    // (the data is good, the spec may only need a different bus), the import stays in
+    // virtualMachineCreated and says why, and moves on if the VirtualMachine runs later.
+    const std::string& vm = vm_import.status.imported_virtual_machine_name;
+    const std::string message =
+        "VirtualMachine " + vm_import.namespace_ + "/" + vm + " does not run: " + *why +
+        ". The VirtualMachine and its disks are kept; `kubectl describe vmi " + vm +
+        "` and its Events say why (a guest without drivers for its disk bus does not find its "
+        "root disk: change the VirtualMachine's disk bus and start it again); the import "
+        "completes once it runs";
+    const api::Condition* was = api::FindCondition(vm_import.status.import_conditions,
+                                                   std::string(api::kConditionVmRunning));
+    const bool news = was == nullptr || was->status != "False";  // an Event once, not per count
+    api::SetCondition(
+        vm_import.status.import_conditions,
+        MakeCondition(api::kConditionVmRunning, "False", "VirtualMachineFailed", message),
+        clock_.WallNow());
+    if (news) {
+      pass.notes.push_back({"Warning", "VirtualMachineFailed", message});
+    }
+    return Requeue(std::max<std::chrono::milliseconds>(options_.poll, kFailedVmiPoll));
+  }
+  if (api::FindCondition(vm_import.status.import_conditions,
+                         std::string(api::kConditionVmRunning)) != nullptr) {
+    api::SetCondition(vm_import.status.import_conditions,
+                      MakeCondition(api::kConditionVmRunning, "True", "Running", ""),
+                      clock_.WallNow());
   }
   // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
   // import's ownerReference; deleting the import must not let the garbage collector take them.

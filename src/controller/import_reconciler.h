@@ -140,6 +140,12 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> CreateVm(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WaitRunning(std::stop_token stop, Pass& pass);
+  //! Why the import's VM does not run ("" while it is only starting): a Failed VMI
+  //! (`vmi_status`, {} when there is none) and the VM's startFailure / printableStatus. Errors:
+  //! reading the VM (but NotFound, which is "").
+  core::Result<std::string> NotRunningWhy(std::stop_token stop,
+                                          const api::VirtualMachineImport& vm_import,
+                                          const Json& vmi_status);
   //! Checks disk `index` (whose image is Active) against every digest someone else computed,
   //! into its status; false while the stream's own figures are not in yet. A Longhorn digest
   //! that differs fails the pass (DiskChecksumMismatch).

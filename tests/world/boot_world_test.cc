@@ -4,11 +4,16 @@
 // the Harvester simulator's boot check from the VirtualMachine the controller made (qemu, TCG).
 // The guest prints on its serial console its NICs' MACs and whether its network (configured by
 // MAC) came up. Needs the ctest fixtures "world" and "guests" (guests.up seeds them).
+// OpenstackBootWorldTest: the same guests seeded into the real OpenStack peer
+// (openstack-world.sh seed-guests: image properties, bootable volumes, ports with the guests'
+// MACs); ctest runs it as openstack.boot, with the fixtures openstack and openstack_guests.
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -24,6 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ChildProcess;
 using testing::Eventually;
+using testing::PeerVar;
 using testing::ReadFile;
 using testing::RunCommand;
 namespace fs = std::filesystem;
@@ -38,6 +44,7 @@ constexpr auto kBootBudget = 600s;
 struct Guest {
   std::string variant, firmware, drivers, mac, nic_model, disk_bus, guest_id;
   std::string raw_sha256;
+  fs::path raw;
   fs::path ova;  //!< next to the raw image
 };
 
@@ -67,10 +74,42 @@ std::map<std::string, Guest> Guests() {
     }
     if (f.size() >= 15) {
       fs::path ova = fs::path(f[11]).replace_extension(".ova");
-      out[f[0]] = Guest{f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[13], ova};
+      out[f[0]] = Guest{f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[13], f[11], ova};
     }
   }
   return out;
+}
+
+//! sha256 of the file at `path` followed by zeros up to `size` bytes: a volume made from a raw
+//! image of that file (Cinder rounds the volume up to whole GiB and the rest reads as zeros).
+std::string Sha256ZeroPadded(const fs::path& path, uint64_t size) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> buf(1 << 20);
+  uint64_t done = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto n = static_cast<size_t>(in.gcount());
+    EVP_DigestUpdate(ctx.get(), buf.data(), n);
+    done += n;
+  }
+  std::fill(buf.begin(), buf.end(), 0);
+  while (done < size) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), size - done);
+    EVP_DigestUpdate(ctx.get(), buf.data(), n);
+    done += n;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  std::string hex;
+  char two[3];
+  for (unsigned i = 0; i < len; ++i) {
+    std::snprintf(two, sizeof two, "%02x", md[i]);
+    hex += two;
+  }
+  return hex;
 }
 
 class BootWorldTest : public ImportFixture {
@@ -164,6 +203,31 @@ class BootWorldTest : public ImportFixture {
   fs::path boot_dir_;
 };
 
+//! The guests as servers of the real OpenStack peer (openstack-world.sh seed-guests), imported
+//! from the OpenstackSource "devstack".
+class OpenstackBootWorldTest : public BootWorldTest {
+ protected:
+  void SetUp() override {
+    BootWorldTest::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    CreateSecret("openstack", {{"username", PeerVar("openstack", "OS_USERNAME")},
+                               {"password", PeerVar("openstack", "OS_PASSWORD")},
+                               {"project_name", PeerVar("openstack", "OS_PROJECT_NAME")},
+                               {"domain_name", PeerVar("openstack", "OS_USER_DOMAIN_NAME")}});
+    auto r = client_->Create({}, kOpenstackSources, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "OpenstackSource"},
+                              {"metadata", {{"name", "devstack"}, {"namespace", ns_}}},
+                              {"spec",
+                               {{"endpoint", PeerVar("openstack", "OS_AUTH_URL")},
+                                {"region", PeerVar("openstack", "OS_REGION_NAME")},
+                                {"credentials", {{"name", "openstack"}, {"namespace", ns_}}}}}});
+    ASSERT_TRUE(r) << r.error().ToString();
+  }
+};
+
 // Each variant imported from vSphere boots as the VM spec says, with the source NIC's MAC, and
 // its network comes up. The SATA-only guest boots because the controller chose SATA for it (its
 // source disk is on SATA; its NIC an e1000e), the virtio guests get virtio (a Linux guestId on
@@ -196,7 +260,8 @@ TEST_F(BootWorldTest, VsphereGuestsBootWithTheirMacAndNetworkUp) {
 
 // The boot check can fail: the SATA-only guest forced to virtio by the user (what the user writes
 // wins) does not find its root disk; the VMI is Failed with the console's tail in an Event and
-// the import never says the VM runs.
+// the import never says the VM runs: it stays virtualMachineCreated with a VirtualMachineRunning
+// condition False and a VirtualMachineFailed Event, the VM and its disks kept.
 TEST_F(BootWorldTest, SataOnlyGuestForcedToVirtioDoesNotBoot) {
   StartWithBootCheck();
   const std::string vm = VmName("bios-sata");
@@ -222,6 +287,28 @@ TEST_F(BootWorldTest, SataOnlyGuestForcedToVirtioDoesNotBoot) {
       60s));
   EXPECT_NE(failed.find("does not exist"), std::string::npos) << failed;
   EXPECT_NE(ImportStatus("forced"), "virtualMachineRunning");
+  // The import says so (a condition and a Warning Event) and keeps the VM and its disks.
+  std::string said;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        said = EventMessages("VirtualMachineFailed");
+        return !said.empty();
+      },
+      60s));
+  // Seen on the Failed VMI itself, or (KubeVirt replaces it within a second) on the VM's status.
+  EXPECT_TRUE(said.find("is Failed (BootFailed)") != std::string::npos ||
+              said.find("is CrashLoopBackOff after") != std::string::npos)
+      << said;
+  bool condition = false;
+  for (const Json& c : GetImport("forced")["status"].value("importConditions", Json::array())) {
+    condition |= c.value("type", "") == "VirtualMachineRunning" &&
+                 c.value("status", "") == "False" &&
+                 c.value("reason", "") == "VirtualMachineFailed";
+  }
+  EXPECT_TRUE(condition) << GetImport("forced")["status"].dump();
+  EXPECT_EQ(ImportStatus("forced"), "virtualMachineCreated");
+  EXPECT_TRUE(client_->Get({}, kVms, ns_, vm));
+  EXPECT_EQ(Items(kImages).size(), 1U);
   const std::string readiness = EventMessages("Readiness");
   EXPECT_NE(readiness.find("bus virtio [user: spec.defaultDiskBusType is virtio]"),
             std::string::npos)
@@ -259,6 +346,35 @@ TEST_F(BootWorldTest, OvaGuestsBootWithTheirMacAndNetworkUp) {
     EXPECT_EQ((*image)["metadata"]["annotations"].value(kSha256Annotation, ""), g.raw_sha256);
     ExpectBootedWithNetwork(g);
   }
+}
+
+// Each variant imported from OpenStack boots as the VM spec says: the controller read the boot
+// volume's image properties (os_distro, hw_disk_bus, hw_vif_model, hw_firmware_type), so the
+// SATA-only guest (hw_disk_bus=sata, hw_vif_model=e1000e) gets SATA and e1000e, the others virtio,
+// the EFI one OVMF; each comes up with its Neutron port's MAC and its network up. Each disk is the
+// whole 1 GiB Cinder volume: the guest's raw image, then zeros.
+TEST_F(OpenstackBootWorldTest, GuestsBootWithTheirMacAndNetworkUp) {
+  StartWithBootCheck();
+  const auto t0 = Clock::now();
+  for (const auto& [variant, g] : guests_) {
+    CreateImport(variant, {{"virtualMachineName", VmName(variant)},
+                           {"sourceCluster", SourceRef("devstack", "OpenstackSource")}});
+  }
+  for (const auto& [variant, g] : guests_) {
+    SCOPED_TRACE(variant);
+    ASSERT_EQ(WaitImport(variant, "virtualMachineRunning", kBootBudget + 600s),
+              "virtualMachineRunning")
+        << ControllerLog() << ReadFile(dir_ / "harvester-sim.log");
+    ExpectDisksMatch(variant, {Sha256ZeroPadded(g.raw, uint64_t{1} << 30)},
+                     "openstack server " + VmName(variant));
+    ExpectBootedWithNetwork(g);
+  }
+  std::cout << "3 OpenStack guests imported and booted in "
+            << std::chrono::duration<double>(Clock::now() - t0).count() << " s\n";
+  const std::string readiness = EventMessages("Readiness");
+  EXPECT_NE(readiness.find("bus sata [source-sata:"), std::string::npos) << readiness;
+  EXPECT_NE(readiness.find("bus virtio [source-virtio:"), std::string::npos) << readiness;
+  EXPECT_NE(readiness.find("firmware efi"), std::string::npos) << readiness;
 }
 
 }  // namespace

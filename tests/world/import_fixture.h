@@ -35,6 +35,8 @@ inline const Resource kImages{"harvesterhci.io", "v1beta1", "virtualmachineimage
 inline const Resource kBackingImages{"longhorn.io", "v1beta2", "backingimages", true};
 inline const Resource kVms{"kubevirt.io", "v1", "virtualmachines", true};
 inline const Resource kOvaSources{"migration.harvesterhci.io", "v1beta1", "ovasources", true};
+inline const Resource kOpenstackSources{"migration.harvesterhci.io", "v1beta1", "openstacksources",
+                                        true};
 inline const Resource kLibvirtSources{"migration.harvesterhci.io", "v1beta1", "libvirtsources",
                                       true};
 inline const Resource kNads{"k8s.cni.cncf.io", "v1", "network-attachment-definitions", true};

@@ -53,6 +53,57 @@ TEST_F(ImportReconcilerTest, ImportsToRunningAndForgetsTheImport) {
   EXPECT_EQ(events_.WithReason("VirtualMachineRunning").size(), 1u);
 }
 
+// Issue 17: a guest that does not boot (its VMI Failed) leaves the import in
+// virtualMachineCreated with a condition and one Warning Event that say why and what to do; the
+// VirtualMachine and its images stay; once the VirtualMachine runs the import completes.
+TEST_F(ImportReconcilerTest, FailedVmiIsSaidAndKeepsEverythingUntilTheVmRuns) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "virtualMachineCreated"), "virtualMachineCreated");
+  const std::string vm = ImportOf("imp")["status"].value("importedVirtualMachineName", "");
+  api_.Put("virtualmachineinstances",
+           {{"metadata", {{"name", vm}, {"namespace", "ns"}}},
+            {"status", {{"phase", "Failed"}, {"reason", "BootFailed"}}}});
+  for (int i = 0; i < 3; ++i) {
+    auto r = Step("imp");
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_GE(r->requeue_after, milliseconds(10000));
+  }
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineCreated");
+  EXPECT_EQ(ConditionReason("imp", "VirtualMachineRunning"), "VirtualMachineFailed");
+  const auto failed = events_.WithReason("VirtualMachineFailed");
+  ASSERT_EQ(failed.size(), 1u);  // once, not per poll
+  EXPECT_EQ(failed[0].type, "Warning");
+  EXPECT_NE(failed[0].message.find("(BootFailed)"), std::string::npos) << failed[0].message;
+  EXPECT_NE(failed[0].message.find("kubectl describe vmi " + vm), std::string::npos);
+  EXPECT_TRUE(api_.Peek("virtualmachines", "ns", vm));
+  EXPECT_EQ(api_.All("virtualmachineimages").size(), 2u);
+  // KubeVirt replaces the Failed VMI at once (crash-loop backoff): the VM's status says it then.
+  api_.Put("virtualmachineinstances", {{"metadata", {{"name", vm}, {"namespace", "ns"}}},
+                                       {"status", {{"phase", "Scheduling"}}}});
+  Json machine = *api_.Peek("virtualmachines", "ns", vm);
+  machine["status"] = {{"printableStatus", "CrashLoopBackOff"},
+                       {"startFailure", {{"consecutiveFailCount", 2}}}};
+  api_.Put("virtualmachines", machine);
+  ASSERT_TRUE(Step("imp"));
+  const Json conditions = ImportOf("imp")["status"]["importConditions"];
+  std::string said;
+  for (const Json& c : conditions) {
+    if (c.value("type", "") == "VirtualMachineRunning") said = c.value("message", "");
+  }
+  EXPECT_NE(said.find("is CrashLoopBackOff after 2 failed starts in a row"), std::string::npos)
+      << said;
+  EXPECT_EQ(events_.WithReason("VirtualMachineFailed").size(), 1u);  // still once
+  // Only starting (no failure yet) is not a failure.
+  machine["status"] = {{"printableStatus", "Starting"}};
+  api_.Put("virtualmachines", machine);
+  MarkVmiRunning(vm);
+  ASSERT_EQ(RunUntil("imp", "virtualMachineRunning"), "virtualMachineRunning");
+  EXPECT_EQ(ConditionReason("imp", "VirtualMachineRunning"), "Running");
+}
+
 // Issue 17: a Windows guest on LSI Logic with a vmxnet3 NIC gets SATA and e1000e; the readiness
 // verdict says so (a Warning, before the source is touched) with how to move to virtio later.
 TEST_F(ImportReconcilerTest, WindowsGuestGetsSataAndE1000eWithAReadinessWarning) {

@@ -12,6 +12,17 @@
 #   env       print the path of env.sh (source it: OS_* and the fixture ids)
 #   fixtures  (re)build the test fixtures (servers, volumes, networks) and env.sh
 #   smoke     the import's API sequence end to end with the openstack CLI + curl, bytes checked
+#   seed-guests
+#             the real guest OS disks of tests/world/guest (guest-world.sh build: cached, built
+#             the first time) as servers vmi-guest-<variant>, as OpenStack would hold them: a
+#             Glance image per guest with os_type=linux, os_distro=debian, hw_disk_bus (virtio,
+#             or sata for the SATA-only guest), hw_vif_model (virtio or e1000e) and, for the EFI
+#             guest, hw_firmware_type=uefi; a bootable 1 GiB Cinder volume made from the image (its
+#             volume_image_metadata carries those properties); a port on private with the MAC
+#             the guest configures its network by; the server booted from the volume. Idempotent
+#             (a server of that name that is ACTIVE or SHUTOFF is kept); writes the ids to env.sh
+#             (OPENSTACK_GUEST_<VARIANT>_ID, variant upper-cased, '-' as '_'); a server an import
+#             powered off (SHUTOFF) is kept too
 #   restart-service NAME
 #             stop one of the OpenStack services below (glance-api ... cinder-volume; not mariadb,
 #             rabbitmq, keystone) and start it again, waiting until the APIs answer (the
@@ -836,6 +847,10 @@ fixtures_cleanup() {
   for id in $(openstack server list -f value -c ID -c Name | awk '$2 ~ /^vmi-/ {print $1}'); do
     openstack server delete --wait "$id" >/dev/null 2>&1 || true
   done
+  # ports made before their server (the guests' own MACs) outlive it
+  for id in $(openstack port list -f value -c ID -c Name | awk '$2 ~ /^vmi-/ {print $1}'); do
+    openstack port delete "$id" >/dev/null 2>&1 || true
+  done
   for id in $(openstack volume snapshot list -f value -c ID -c Name | awk '$2 ~ /^(vmi-|vm-import-)/ {print $1}'); do
     openstack volume snapshot delete "$id" >/dev/null 2>&1 || true
   done
@@ -861,6 +876,7 @@ build_fixtures() {
   local t0=$SECONDS img boot data multi dup1 dup2 novol one two one_boot two_boot net1 net2 id
   local cimg cimg_boot
   log "fixtures: removing old vmi-* and vm-import-* objects"
+  rm -f $GUESTS  # the guests' servers are vmi-* too: seed-guests makes them again
   fixtures_cleanup
   log "fixtures: network private2, image vmi-image, volumes, servers vmi-multi, vmi-one, vmi-two, vmi-dup x2, vmi-novol, vmi-cinderimg"
   openstack network show private2 >/dev/null 2>&1 || \
@@ -923,6 +939,57 @@ EOF
   log "fixtures ready in $((SECONDS - t0)) s"
 }
 
+# ---------------------------------------------------------------- guests (issue 17)
+GUESTS=$STATE/guests.env
+
+seed_guests() {
+  eval "$(admin_env)"
+  local t0=$SECONDS table variant fw _table drivers mac model bus _gid _ctl _ad distro raw rest
+  local name img vol port id props var
+  table=$("$HERE/../guest/guest-world.sh" path 2>/dev/null) || {
+    "$HERE/../guest/guest-world.sh" build >/dev/null
+    table=$("$HERE/../guest/guest-world.sh" path)
+  }
+  : > $GUESTS.tmp
+  while IFS=$'\t' read -r -u 3 variant fw _table drivers mac model bus _gid _ctl _ad distro raw rest; do
+    case $variant in ''|'#'*) continue;; esac
+    name=vmi-guest-$variant
+    var=OPENSTACK_GUEST_$(tr 'a-z-' 'A-Z_' <<<"$variant")_ID
+    id=$(openstack server list --name "^$name\$" -f value -c ID -c Status | awk '$2 == "ACTIVE" || $2 == "SHUTOFF" {print $1}')
+    if [ "$(wc -w <<<"$id")" != 1 ]; then
+      for id in $(openstack server list --name "^$name\$" -f value -c ID); do
+        openstack server delete --wait "$id" >/dev/null
+      done
+      for id in $(openstack volume list --name "$name-boot" -f value -c ID); do
+        openstack volume delete "$id" >/dev/null
+      done
+      for id in $(openstack port list --name "$name-port" -f value -c ID); do
+        openstack port delete "$id" >/dev/null
+      done
+      for id in $(openstack image list --name "$name" -f value -c ID); do
+        openstack image delete "$id" >/dev/null
+      done
+      props=(--property os_type=linux --property os_distro="$distro"
+             --property hw_disk_bus="$bus" --property hw_vif_model="$model")
+      [ "$fw" = efi ] && props+=(--property hw_firmware_type=uefi)
+      log "guests: $name: image ($(($(stat -c %s "$raw") >> 20)) MiB), volume, port $mac, server"
+      img=$(openstack image create --disk-format raw --container-format bare --file "$raw" \
+        "${props[@]}" "$name" -f value -c id) || fail glance-api "guest image $name upload failed"
+      vol=$(openstack volume create --size 1 --image "$img" --bootable "$name-boot" -f value -c id)
+      wait_fixture volume "$vol" available
+      port=$(openstack port create --network private --mac-address "$mac" "$name-port" -f value -c id)
+      id=$(openstack server create --flavor m1.small --volume "$vol" --nic port-id="$port" \
+        "$name" -f value -c id)
+      wait_fixture server "$id" ACTIVE
+      # the image was only the way into the volume (the volume keeps its properties)
+      openstack image delete "$img" >/dev/null
+    fi
+    echo "export $var='$id'" >> $GUESTS.tmp
+  done 3< "$table"
+  mv $GUESTS.tmp $GUESTS
+  log "guests seeded in $((SECONDS - t0)) s"
+}
+
 write_env() {
   mkdir -p "$WSTATE"
   {
@@ -932,6 +999,7 @@ write_env() {
     echo "export OPENSTACK_NFS_MOUNTPOINT='$(cat $RUN/nfs-mountpoint)'"
     echo "export OPENSTACK_LOG_DIR='$LOG'"
     cat $FIXTURES
+    [ ! -f $GUESTS ] || cat $GUESTS
   } > "$ENVFILE.tmp"
   mv "$ENVFILE.tmp" "$ENVFILE"
 }
@@ -1189,6 +1257,7 @@ case ${1:-} in
   fixtures) build_fixtures; write_env ;;
   reset) cmd_reset; rm -f "$FIXTURES" "$ENVFILE" ;;
   smoke) cmd_smoke ;;
+  seed-guests) all_running || die "not up: $0 up first"; seed_guests; write_env ;;
   restart-service)
     restartable="glance-api placement neutron-server nova-api nova-conductor nova-scheduler
       nova-compute cinder-api cinder-scheduler cinder-volume"
