@@ -1,12 +1,12 @@
 #include "disk/sparse_gzip.h"
 
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 
-#include "disk/checked_cast.h"
 
 namespace vmimport::disk {
 
@@ -101,8 +101,9 @@ void SparseGzipEncoder::Zeros(uint64_t count, std::vector<std::byte>& out) {
 }
 
 void SparseGzipEncoder::Stored(std::span<const std::byte> data, std::vector<std::byte>& out) {
-  crc_ = static_cast<uint32_t>(
-      ::crc32(crc_, reinterpret_cast<const Bytef*>(data.data()), CheckedCast<uInt>(data.size())));
+  // libdeflate's CRC-32 (zlib's polynomial and conditioning) uses carry-less multiplication
+  // where the CPU has it: several times zlib's speed, and most of the cost of a disk of data.
+  crc_ = libdeflate_crc32(crc_, data.data(), data.size());
   while (!data.empty()) {
     const size_t n = std::min(data.size(), kMaxStored);
     PutBits(0b000, 3, out);  // BFINAL 0, BTYPE 00, then LEN and NLEN from the next byte

@@ -33,8 +33,8 @@ class VolumeReconcilerTest : public ImportFixture {
       n += s["metadata"]
                    .value("labels", Json::object())
                    .contains("migration.harvesterhci.io/import-uid")
-               ? 1
-               : 0;
+               ? 1U
+               : 0U;
     }
     return n;
   }
@@ -80,7 +80,8 @@ TEST_F(VolumeReconcilerTest, OneDataVolumePerDiskOnOurUrlsAndAVmOnThemLeftToTheU
     EXPECT_TRUE(dv["metadata"].value("ownerReferences", Json::array()).empty()) << dv.dump();
   }
   bool said = false;
-  for (const auto& c : ImportOf("imp")["status"]["importConditions"]) {
+  const Json running = ImportOf("imp");  // kept: a range-for over a temporary's member dangles
+  for (const auto& c : running["status"]["importConditions"]) {
     said |= c.value("type", "") == "DisksVerified" &&
             c.value("message", "").find("not verified after CDI wrote them") != std::string::npos;
   }
@@ -113,7 +114,8 @@ TEST_F(VolumeReconcilerTest, AFailedDataVolumeFailsTheImportWithCdisWordsAndIsRe
   MarkDataVolumes("Failed");
   ASSERT_EQ(RunUntil("imp", "diskImageFailed"), "diskImageFailed");
   bool said = false;
-  for (const auto& c : ImportOf("imp")["status"]["importConditions"]) {
+  const Json imported = ImportOf("imp");  // kept: a range-for over a temporary's member dangles
+  for (const auto& c : imported["status"]["importConditions"]) {
     said |= c.value("reason", "") == "DataVolumeFailed" &&
             c.value("message", "").find("Error: unexpected EOF") != std::string::npos;
   }
