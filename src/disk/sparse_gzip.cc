@@ -7,7 +7,6 @@
 #include <array>
 #include <cstring>
 
-
 namespace vmimport::disk {
 
 namespace {

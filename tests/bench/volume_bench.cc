@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <iomanip>
 #include <iostream>
 #include <random>
 #include <string>
@@ -58,7 +59,9 @@ class PatternDisk final : public disk::DiskReader {
 };
 
 void Figure(const std::string& name, double value, const std::string& unit) {
-  std::cout << name << " " << value << " " << unit << "\n" << std::flush;
+  std::cout << name << " " << std::setprecision(unit == "bytes" ? 15 : 4) << value << " " << unit
+            << "\n"
+            << std::flush;
 }
 
 int Run(bool quick) {

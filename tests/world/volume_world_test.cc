@@ -423,6 +423,14 @@ TEST_F(VolumeWorldTest, ControllerKilledMidStreamResumes) {
   EXPECT_EQ(WaitImport("resume", "virtualMachineRunning", 240s), "virtualMachineRunning")
       << GetImport("resume").dump();
   ExpectVolumesMatch("resume", SeededDiskSha256("/DC0/vm/vmi-resume"));
+  // The new process found DataVolumes on dead URLs and made them again.
+  bool resumed = false;
+  if (auto events = client_->List({}, kEvents, ns_)) {
+    for (const Json& e : (*events)["items"]) {
+      resumed |= e.value("reason", "") == "Resumed";
+    }
+  }
+  EXPECT_TRUE(resumed);
   EXPECT_EQ(Items(kDataVolumes).size(), 2U);
   EXPECT_EQ(Items(kVms).size(), 1U);
   EXPECT_TRUE(NoDataVolumeOwnedByAnImport());
