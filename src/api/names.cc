@@ -245,6 +245,10 @@ std::vector<std::string> ValidateImportSpec(const VirtualMachineImportSpec& spec
                        Quote(*spec.default_disk_bus_type) +
                        " (expected virtio, scsi, sata or usb)");
   }
+  if (spec.disk_target && !spec.disk_target->empty() && !ParseDiskTarget(*spec.disk_target)) {
+    problems.push_back("spec.diskTarget: unsupported value " + Quote(*spec.disk_target) +
+                       " (expected image, the default, or volume)");
+  }
   return problems;
 }
 

@@ -138,6 +138,8 @@ core::Result<DiskInfo> ReadDiskInfo(const json& j, const std::string& path) {
   r.String("diskLocalPath", d.disk_local_path);
   r.String("diskRoute", d.disk_route);
   r.String("VirtualMachineImage", d.virtual_machine_image);
+  r.String("dataVolume", d.data_volume);
+  r.String("dataVolumeProgress", d.data_volume_progress);
   if (const json* c = r.Child("diskConditions", json::value_t::array)) {
     d.disk_conditions = ConditionsFromJson(*c);
   }
@@ -178,6 +180,8 @@ json DiskInfoToJson(const DiskInfo& d) {
   PutIfNotEmpty(out, "diskLocalPath", d.disk_local_path);
   PutIfNotEmpty(out, "diskRoute", d.disk_route);
   PutIfNotEmpty(out, "VirtualMachineImage", d.virtual_machine_image);
+  PutIfNotEmpty(out, "dataVolume", d.data_volume);
+  PutIfNotEmpty(out, "dataVolumeProgress", d.data_volume_progress);
   if (!d.disk_conditions.empty()) {
     out["diskConditions"] = ConditionsToJson(d.disk_conditions);
   }
@@ -236,6 +240,29 @@ bool IsTerminal(ImportStatus status) {
          status == ImportStatus::kVmMigrationFailed;
 }
 
+std::optional<DiskTarget> ParseDiskTarget(std::string_view text) {
+  if (text == kDiskTargetImage) {
+    return DiskTarget::kImage;
+  }
+  if (text == kDiskTargetVolume) {
+    return DiskTarget::kVolume;
+  }
+  return std::nullopt;
+}
+
+std::string_view DiskTargetName(DiskTarget target) {
+  switch (target) {
+    case DiskTarget::kImage: return kDiskTargetImage;
+    case DiskTarget::kVolume: return kDiskTargetVolume;
+  }
+  return kDiskTargetImage;
+}
+
+DiskTarget VirtualMachineImportSpec::DiskTargetOrDefault() const {
+  return disk_target ? ParseDiskTarget(*disk_target).value_or(DiskTarget::kImage)
+                     : DiskTarget::kImage;
+}
+
 std::string VirtualMachineImportSpec::NicModelOrDefault() const {
   // "" is in the CRD enum (wrangler adds it) and means "not set".
   if (default_network_interface_model && !default_network_interface_model->empty()) {
@@ -289,6 +316,7 @@ core::Result<VirtualMachineImportSpec> SpecFromJson(const json& j) {
   r.OptBool("forcePowerOff", s.force_power_off);
   r.Int32("gracefulShutdownTimeoutSeconds", s.graceful_shutdown_timeout_seconds);
   r.OptBool("skipPreflightChecks", s.skip_preflight_checks);
+  r.OptString("diskTarget", s.disk_target);
   if (auto ok = r.Finish(); !ok) {
     return core::MakeError(ok.error());
   }
@@ -324,6 +352,9 @@ json SpecToJson(const VirtualMachineImportSpec& s) {
   // The reference's *bool without omitempty: an unset value is written as null.
   out["skipPreflightChecks"] =
       s.skip_preflight_checks ? json(*s.skip_preflight_checks) : json(nullptr);
+  if (s.disk_target) {
+    out["diskTarget"] = *s.disk_target;
+  }
   MergeUnknown(out, s.extra);
   return out;
 }

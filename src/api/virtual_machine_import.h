@@ -93,6 +93,17 @@ struct NetworkMapping {
   nlohmann::json extra = nlohmann::json::object();
 };
 
+//! Where the disks go (spec.diskTarget, our addition; absent means kImage, the reference's way).
+enum class DiskTarget {
+  kImage,   //!< "image": one VirtualMachineImage per disk, then a PVC from it (Harvester)
+  kVolume,  //!< "volume": one CDI DataVolume per disk, imported straight into its PVC
+};
+inline constexpr std::string_view kDiskTargetImage = "image";
+inline constexpr std::string_view kDiskTargetVolume = "volume";
+//! "image" or "volume"; nullopt for anything else (the empty string too).
+std::optional<DiskTarget> ParseDiskTarget(std::string_view text);
+std::string_view DiskTargetName(DiskTarget target);
+
 struct VirtualMachineImportSpec {
   ObjectReference source_cluster;
   std::string virtual_machine_name;  //!< OpenStack: also a server UUID
@@ -104,8 +115,13 @@ struct VirtualMachineImportSpec {
   std::optional<bool> force_power_off;
   int32_t graceful_shutdown_timeout_seconds = 0;  //!< <= 0 reads as 60
   std::optional<bool> skip_preflight_checks;
+  //! spec.diskTarget as written; absent or empty means "image". ValidateImportSpec refuses any
+  //! other value.
+  std::optional<std::string> disk_target;
   nlohmann::json extra = nlohmann::json::object();
 
+  //! kImage unless disk_target is "volume".
+  DiskTarget DiskTargetOrDefault() const;
   //! The fields with their defaults applied, as the reference reads them.
   std::string NicModelOrDefault() const;
   std::string DiskBusOrDefault() const;
@@ -144,6 +160,10 @@ struct DiskInfo {
   std::string disk_local_path;
   std::string disk_route;
   std::string virtual_machine_image;  //!< JSON key "VirtualMachineImage", capitalised
+  //! Volume mode (spec.diskTarget: volume): the CDI DataVolume (and PVC) of the disk, and CDI's
+  //! own status.progress of it ("45.20%"). Empty in image mode.
+  std::string data_volume;           //!< "dataVolume"
+  std::string data_volume_progress;  //!< "dataVolumeProgress"
   std::vector<Condition> disk_conditions;
   std::string bus_type;  //!< always written, like the reference (no omitempty)
   DiskProgress progress;

@@ -78,6 +78,18 @@ inline constexpr const char* kDisksRemovedCondition = "DisksRemoved";
 //! How often a Failed VirtualMachineInstance is looked at again (the user may fix and restart it).
 inline constexpr std::chrono::milliseconds kFailedVmiPoll{10000};
 
+//! status.diskTarget: "image" or "volume", fixed when the disks are exported (a later edit of
+//! spec.diskTarget does not move disks half-way).
+inline constexpr const char* kDiskTargetStatusKey = "diskTarget";
+
+//! Where the import's disks go: status.diskTarget once set, else spec.diskTarget.
+api::DiskTarget TargetOf(const api::VirtualMachineImport& vm_import);
+//! The storage class of disk `index` (empty: the cluster's default), read in image and volume
+//! mode alike.
+std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t index);
+//! Whether every disk has a "verified" entry, and "disk-0: vsphere-manifest sha256; disk-1: ...".
+std::pair<bool, std::string> VerificationSummary(const api::VirtualMachineImportStatus& status);
+
 //! virtualMachineImportInvalid, diskImageFailed, VMMigrationFailed.
 inline bool Failed(api::ImportStatus s) {
   return s == api::ImportStatus::kVirtualMachineImportInvalid ||

@@ -454,7 +454,12 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
     auto factory = [vm, i, limits](std::stop_token s) {
       return source::OpenDiskReader(s, vm, i, limits);
     };
-    auto pub = image_server_.Publish(factory, {.name = StreamName(pass.uid, i)});
+    // Volume mode: CDI's importer decodes gzip as it streams, so zeros stay off the wire.
+    const auto encoding = TargetOf(pass.vm_import) == api::DiskTarget::kVolume
+                              ? imageserver::Encoding::kSparseGzip
+                              : imageserver::Encoding::kRaw;
+    auto pub =
+        image_server_.Publish(factory, {.name = StreamName(pass.uid, i), .encoding = encoding});
     if (!pub) {
       return MakeError(pub.error().Wrap("publishing disk " + std::to_string(i)));
     }
@@ -495,6 +500,8 @@ core::Result<ReconcileResult> ImportReconciler::Export(std::stop_token stop, Pas
       info.bus_type = devices.disks[i].value;
       vm_import.status.disk_import_status.push_back(std::move(info));
     }
+    vm_import.status.extra[kDiskTargetStatusKey] =
+        std::string(api::DiskTargetName(TargetOf(vm_import)));
   }
   api::SetCondition(vm_import.status.import_conditions,
                     MakeCondition(api::kConditionVmExported, "True", "Exported", ""),
@@ -762,28 +769,12 @@ core::Result<ReconcileResult> ImportReconciler::WatchImages(std::stop_token stop
   Release(stop, pass.uid, true, "");
   vm_import.status.extra["progress"] = "100%";
   // Say what was verified, per disk, and by whom.
-  std::vector<std::string> said;
-  size_t unverified = 0;
-  for (size_t i = 0; i < vm_import.status.disk_import_status.size(); ++i) {
-    std::vector<std::string> by;
-    for (const auto& v : vm_import.status.disk_import_status[i].verification) {
-      if (v.result == "verified") {
-        by.push_back(v.verifier + " " + v.algorithm);
-      }
-    }
-    if (by.empty()) {
-      ++unverified;
-    }
-    said.push_back("disk-" + std::to_string(i) + ": " +
-                   (by.empty() ? std::string("unverifiable") : core::Join(by, ", ")));
-  }
-  api::SetCondition(
-      vm_import.status.import_conditions,
-      MakeCondition("DisksVerified", unverified == 0 ? "True" : "False",
-                    unverified == 0 ? "Verified" : "Unverifiable", core::Join(said, "; ")),
-      clock_.WallNow());
-  pass.notes.push_back(
-      {"Normal", unverified == 0 ? "DisksVerified" : "DisksUnverifiable", core::Join(said, "; ")});
+  const auto [all, said] = VerificationSummary(vm_import.status);
+  api::SetCondition(vm_import.status.import_conditions,
+                    MakeCondition("DisksVerified", all ? "True" : "False",
+                                  all ? "Verified" : "Unverifiable", said),
+                    clock_.WallNow());
+  pass.notes.push_back({"Normal", all ? "DisksVerified" : "DisksUnverifiable", said});
   Move(pass, ImportStatus::kDiskImagesReady, "DiskImagesReady", "every disk image is in Harvester");
   return Done();
 }
@@ -794,6 +785,9 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
   auto& vm_import = pass.vm_import;
   // PVCs for backing images (CDI makes its own, named like the image).
   for (const auto& disk : vm_import.status.disk_import_status) {
+    if (!disk.data_volume.empty()) {
+      continue;  // volume mode: the DataVolume's PVC is CDI's
+    }
     auto image = images_.Get(vm_import.namespace_ + "/" + disk.virtual_machine_image);
     if (!image) {
       return MakeError(ErrorCode::kUnavailable,
@@ -982,10 +976,14 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
   }
   // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
   // import's ownerReference; deleting the import must not let the garbage collector take them.
+  // Volume mode: the same for the DataVolumes (their PVCs are CDI's, owned by the DataVolume).
   for (const auto& disk : vm_import.status.disk_import_status) {
-    auto image = api_.Get(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image);
+    const bool volume = !disk.data_volume.empty();
+    const kube::Resource& resource = volume ? DataVolumeResource() : ImageResource();
+    const std::string& name = volume ? disk.data_volume : disk.virtual_machine_image;
+    auto image = api_.Get(stop, resource, vm_import.namespace_, name);
     if (!image) {
-      return MakeError(image.error().Wrap("image " + disk.virtual_machine_image));
+      return MakeError(image.error().Wrap(resource.plural + " " + name));
     }
     const Json refs = core::JsonObject(*image, "metadata").value("ownerReferences", Json::array());
     Json kept = Json::array();
@@ -997,11 +995,10 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
     if (kept.size() == refs.size()) {
       continue;
     }
-    auto r =
-        api_.MergePatch(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image,
-                        {{"metadata", {{"ownerReferences", kept}}}});
+    auto r = api_.MergePatch(stop, resource, vm_import.namespace_, name,
+                             {{"metadata", {{"ownerReferences", kept}}}});
     if (!r) {
-      return MakeError(r.error().Wrap("image " + disk.virtual_machine_image));
+      return MakeError(r.error().Wrap(resource.plural + " " + name));
     }
   }
   pass.forget = true;

@@ -600,8 +600,12 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
     case ImportStatus::kNew: return Validate(pass);
     case ImportStatus::kVirtualMachineImportValid: return Preflight(stop, pass);
     case ImportStatus::kSourceReady: return Export(stop, pass);
-    case ImportStatus::kDisksExported: return SubmitImages(stop, pass);
-    case ImportStatus::kDiskImagesSubmitted: return WatchImages(stop, pass);
+    case ImportStatus::kDisksExported:
+      return TargetOf(pass.vm_import) == api::DiskTarget::kVolume ? SubmitVolumes(stop, pass)
+                                                                  : SubmitImages(stop, pass);
+    case ImportStatus::kDiskImagesSubmitted:
+      return TargetOf(pass.vm_import) == api::DiskTarget::kVolume ? WatchVolumes(stop, pass)
+                                                                  : WatchImages(stop, pass);
     case ImportStatus::kDiskImagesReady: return CreateVm(stop, pass);
     case ImportStatus::kVirtualMachineCreated: return WaitRunning(stop, pass);
     case ImportStatus::kVirtualMachineImportInvalid:
@@ -622,12 +626,16 @@ core::Result<ReconcileResult> ImportReconciler::CleanUpFailed(std::stop_token st
           kKeepFailedDisksAnnotation) == "true";
   const bool done = api::FindCondition(status.import_conditions, kDisksRemovedCondition) != nullptr;
   std::vector<std::string> made;
+  const bool volumes = TargetOf(pass.vm_import) == api::DiskTarget::kVolume;
   for (const auto& disk : status.disk_import_status) {
     if (!disk.virtual_machine_image.empty()) {
       made.push_back(disk.virtual_machine_image);
     }
+    if (!disk.data_volume.empty()) {
+      made.push_back(disk.data_volume);
+    }
   }
-  if (done || made.empty()) {
+  if (done || (made.empty() && !volumes)) {
     pass.forget = true;
     return Done();
   }
@@ -644,7 +652,18 @@ core::Result<ReconcileResult> ImportReconciler::CleanUpFailed(std::stop_token st
     pass.forget = true;
     return Done();
   }
-  for (const auto& name : made) {
+  if (volumes) {
+    std::vector<std::string> removed;
+    if (auto ok = RemoveVolumes(stop, pass, removed); !ok) {
+      return MakeError(ok.error().Wrap("removing the DataVolumes of a failed import"));
+    }
+    made = removed;
+    if (made.empty()) {
+      pass.forget = true;
+      return Done();
+    }
+  }
+  for (const auto& name : volumes ? std::vector<std::string>{} : made) {
     const std::string ns = pass.vm_import.namespace_;
     auto pvc = api_.Delete(stop, {"", "v1", "persistentvolumeclaims", true}, ns, name);
     if (!pvc && pvc.error().code != ErrorCode::kNotFound) {
@@ -693,6 +712,12 @@ core::Result<ReconcileResult> ImportReconciler::Finalize(std::stop_token stop, P
           api_.Delete(stop, ImageResource(), vm_import.namespace_, disk.virtual_machine_image);
       if (!image && image.error().code != ErrorCode::kNotFound) {
         return MakeError(image.error());
+      }
+    }
+    if (TargetOf(vm_import) == api::DiskTarget::kVolume) {
+      std::vector<std::string> removed;
+      if (auto ok = RemoveVolumes(stop, pass, removed); !ok) {
+        return MakeError(ok.error());
       }
     }
     events_.Record(pass.object, "Normal", "Cancelled",

@@ -13,6 +13,8 @@
 //   diskImageSubmitted ─ images Active (progress, rate, ETA and checksums in status meanwhile)
 //       ─► diskImagesReady | diskImageFailed
 //   diskImagesReady ─ PVCs (backing images), the KubeVirt VM ─► virtualMachineCreated
+//   (volume mode, spec.diskTarget: volume: one CDI DataVolume per disk instead of an image, see
+//   import_volumes.cc)
 //   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
 //
 // The outcome contract of one reconcile (docs/adr/0004-import-outcome-contract.md):
@@ -63,6 +65,7 @@ inline constexpr const char* kImportUidAnnotation = "migration.harvesterhci.io/i
 
 const kube::Resource& ImportResource();
 const kube::Resource& ImageResource();
+const kube::Resource& DataVolumeResource();
 
 struct ImportReconcilerOptions {
   std::chrono::seconds source_not_ready_requeue{10};
@@ -138,6 +141,13 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<ReconcileResult> Export(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> SubmitImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);
+  // Volume mode (import_volumes.cc).
+  core::Result<ReconcileResult> SubmitVolumes(std::stop_token stop, Pass& pass);
+  core::Result<ReconcileResult> WatchVolumes(std::stop_token stop, Pass& pass);
+  //! Deletes the import's DataVolumes (from status and by label), their PVCs and the S3
+  //! placeholder Secret; names the DataVolumes removed. Safe to repeat.
+  core::Status RemoveVolumes(std::stop_token stop, const Pass& pass,
+                             std::vector<std::string>& removed);
   core::Result<ReconcileResult> CreateVm(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WaitRunning(std::stop_token stop, Pass& pass);
   //! Why the import's VM does not run ("" while it is only starting): a Failed VMI

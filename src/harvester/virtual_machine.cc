@@ -85,17 +85,22 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
   const std::vector<int> boot = BootOrders(vm.disks);
   for (size_t i = 0; i < infos.size(); ++i) {
     const std::string name = "disk-" + std::to_string(i);
-    if (infos[i].virtual_machine_image.empty()) {
+    if (infos[i].virtual_machine_image.empty() && infos[i].data_volume.empty()) {
       return core::MakeError(Invalid("disk " + std::to_string(i) + " (" + infos[i].disk_name +
-                                     ") has no VirtualMachineImage"));
+                                     ") has no VirtualMachineImage and no DataVolume"));
     }
     // What the user wrote wins; then the bus the controller chose (controller/device_choice.h).
     const std::string bus =
         FirstNonEmpty({vm_import.spec.default_disk_bus_type.value_or(""), infos[i].bus_type,
                        vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
     devices["disks"].push_back({{"name", name}, {"bootOrder", boot[i]}, {"disk", {{"bus", bus}}}});
-    volumes.push_back({{"name", name},
-                       {"persistentVolumeClaim", {{"claimName", infos[i].virtual_machine_image}}}});
+    // Volume mode: the DataVolume itself (KubeVirt waits for its import and reads its PVC);
+    // image mode: the PVC named like the image.
+    volumes.push_back(
+        infos[i].data_volume.empty()
+            ? json{{"name", name},
+                   {"persistentVolumeClaim", {{"claimName", infos[i].virtual_machine_image}}}}
+            : json{{"name", name}, {"dataVolume", {{"name", infos[i].data_volume}}}});
   }
   return core::Ok();
 }

@@ -36,7 +36,8 @@ const api::NetworkMapping* FindNetworkMapping(const api::VirtualMachineImportSpe
                                               std::string_view nic_network);
 
 //! The VM for `vm_import` (name from status.importedVirtualMachineName, disks from
-//! status.diskImportStatus, each claiming the PVC named like its VirtualMachineImage) and the
+//! status.diskImportStatus, each claiming the PVC named like its VirtualMachineImage, or, in
+//! volume mode, a `dataVolume` volume naming its DataVolume) and the
 //! source description `vm`, whose disks line up with diskImportStatus by index.
 //!  - CPU: sockets = cpus / cores_per_socket, cores = cores_per_socket, threads 1; when
 //!    cores_per_socket does not divide cpus: sockets = cpus, cores 1 (and a warning).

@@ -17,6 +17,7 @@
 #include "disk/byte_sink.h"
 #include "disk/byte_source.h"
 #include "disk/checked_cast.h"
+#include "disk/sparse_gzip.h"
 #include "imageserver/token.h"
 
 namespace vmimport::imageserver {
@@ -152,6 +153,7 @@ struct Disk {
   std::string name;
   DiskReaderFactory factory;
   PublishMode mode = PublishMode::kStreaming;
+  Encoding encoding = Encoding::kRaw;
   ChecksumPolicy checksums = ChecksumPolicy::kVerify;
   std::stop_source unpublished;  // requested by Unpublish
 
@@ -197,6 +199,10 @@ struct Stream {
 
   std::vector<std::byte> buffer;
   uint64_t bytes = 0;
+  uint64_t wire_bytes = 0;
+  // kSparseGzip: the encoder and its output not sent yet.
+  std::optional<disk::SparseGzipEncoder> gzip;
+  std::vector<std::byte> wire;
   std::optional<StreamOutcome> outcome;  // set by the provider when it gives up
   std::optional<core::Error> error;
   std::atomic<bool> finished{false};
@@ -305,6 +311,7 @@ struct ImageServer::Impl {
     StreamResult r{.info = s.info,
                    .outcome = outcome,
                    .bytes = s.bytes,
+                   .wire_bytes = s.wire_bytes != 0 ? s.wire_bytes : s.bytes,
                    .duration = now - s.started,
                    .bytes_per_second = Rate(s, now),
                    .checksums = std::move(checksums),
@@ -318,6 +325,7 @@ struct ImageServer::Impl {
              {"stream", s.info.stream_id},
              {"outcome", StreamOutcomeName(outcome)},
              {"bytes", s.bytes},
+             {"wire_bytes", r.wire_bytes},
              {"bytes_per_second", r.bytes_per_second},
              {"error", s.error ? s.error->ToString() : std::string()}});
     if (observer != nullptr) {
@@ -410,6 +418,59 @@ struct ImageServer::Impl {
     }
     s.bytes += *n;
     Progress(s);
+    return true;
+  }
+
+  // The content provider of a kSparseGzip GET: the next raw bytes, encoded; the trailer once the
+  // reader reached the disk's end (a source that holds its last bytes until its digest matched
+  // therefore holds the trailer too: a tampered stream never decodes whole).
+  bool ProvideSparseGzip(Stream& s, httplib::DataSink& sink) {
+    if (s.stop.stop_requested()) {
+      s.outcome = StopOutcome();
+      return false;
+    }
+    if (!s.gzip) {
+      s.gzip.emplace(s.wire);
+    }
+    std::stop_token stop = s.stop.get_token();
+    if (s.position < s.info.total_bytes) {
+      const auto want = disk::CheckedCast<size_t>(
+          std::min<uint64_t>(s.buffer.size(), s.info.total_bytes - s.position));
+      auto n = s.reader->Read(stop, std::span<std::byte>(s.buffer).first(want));
+      if (!n || *n == 0) {
+        s.error = n ? core::Error{ErrorCode::kInternal, "disk ended early"} : n.error();
+        s.outcome = s.stop.stop_requested() ? StopOutcome() : StreamOutcome::kSourceError;
+        return false;
+      }
+      s.position += *n;
+      if (s.position == s.info.total_bytes) {
+        std::array<std::byte, 1> probe{};
+        auto end = s.reader->Read(stop, probe);
+        if (!end || *end != 0) {
+          s.error =
+              end ? core::Error{ErrorCode::kInternal, "disk longer than its size"} : end.error();
+          s.outcome = StreamOutcome::kSourceError;
+          return false;
+        }
+      }
+      s.gzip->Add(std::span<const std::byte>(s.buffer).first(*n), s.wire);
+      s.bytes += *n;
+    }
+    const bool last = s.position == s.info.total_bytes;
+    if (last) {
+      s.gzip->Finish(s.wire);
+    }
+    if (!s.wire.empty() &&
+        !sink.write(reinterpret_cast<const char*>(s.wire.data()), s.wire.size())) {
+      s.outcome = StreamOutcome::kClientGone;
+      return false;
+    }
+    s.wire_bytes += s.wire.size();
+    s.wire.clear();
+    Progress(s);
+    if (last) {
+      sink.done();
+    }
     return true;
   }
 
@@ -536,6 +597,13 @@ struct ImageServer::Impl {
   }
 
   void HandleHead(const std::shared_ptr<Disk>& d, httplib::Response& res) {
+    if (d->encoding == Encoding::kSparseGzip) {
+      // The headers of the GET: chunked, no length (the encoded size is known only at the end).
+      res.set_header("Accept-Ranges", "none");
+      res.set_chunked_content_provider("application/gzip",
+                                       [](size_t, httplib::DataSink&) { return false; });
+      return;
+    }
     auto size = SizeOf(*d);
     if (!size) {
       res.status = StatusForSourceError(size.error());
@@ -590,6 +658,9 @@ struct ImageServer::Impl {
       s->disk->size = size;
     }
     res.set_header("Accept-Ranges", "none");
+    if (s->disk->encoding == Encoding::kSparseGzip) {
+      const_cast<httplib::Request&>(req).ranges.clear();  // any Range: the whole body (200)
+    }
     if (NormalizeRanges(req, size, /*any_range=*/false) == RangeAnswer::kUnsatisfiable) {
       RefuseRange(s, res, size);
       return;
@@ -604,6 +675,15 @@ struct ImageServer::Impl {
     }
     s->info.total_bytes = size;
     Started(*s);
+    if (s->disk->encoding == Encoding::kSparseGzip) {
+      res.set_chunked_content_provider(
+          "application/gzip",
+          [this, s](size_t, httplib::DataSink& sink) {
+            return NoThrowProvider(*s, [&] { return ProvideSparseGzip(*s, sink); });
+          },
+          [this, s](bool success) { Release(s, success); });
+      return;
+    }
     res.set_content_provider(
         disk::CheckedCast<size_t>(size), "application/octet-stream",
         [this, s](size_t offset, size_t length, httplib::DataSink& sink) {
@@ -812,6 +892,10 @@ core::Result<Publication> ImageServer::Publish(DiskReaderFactory factory, Publis
   if (!factory) {
     return MakeError(ErrorCode::kInvalidArgument, "imageserver: publish without a reader factory");
   }
+  if (options.mode == PublishMode::kStaged && options.encoding != Encoding::kRaw) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "imageserver: staged disk " + options.name + " must be served raw");
+  }
   if (options.mode == PublishMode::kStaged && impl_->config.staging_dir.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "imageserver: staged disk " + options.name + " without a staging_dir");
@@ -825,6 +909,7 @@ core::Result<Publication> ImageServer::Publish(DiskReaderFactory factory, Publis
   d->name = std::move(options.name);
   d->factory = std::move(factory);
   d->mode = options.mode;
+  d->encoding = options.encoding;
   d->checksums = options.checksums.value_or(impl_->config.checksums);
   if (d->mode == PublishMode::kStaged) {
     // The file is named by a hash-free serial, not the token: directory listings leak nothing.

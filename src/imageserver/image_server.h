@@ -25,6 +25,11 @@
 //    (within kProbedReaderTtl): a consumer's HEAD then GET reads the source once, not twice. A
 //    HEAD whose source cannot be opened is reported like a GET that could not start (a
 //    StreamResult with the error), since a consumer that HEADs first never GETs after an error.
+//  - Encoding kSparseGzip (PublishOptions::encoding): the body is the raw disk as one gzip member
+//    (disk/sparse_gzip.h: zero blocks as back-references, data in stored blocks), for a consumer
+//    that decodes gzip while it streams (CDI's importer); chunked, without Content-Length (the
+//    gzip trailer's CRC-32 and size make a cut body detectable), "Accept-Ranges: none", any
+//    Range ignored (200). Progress, checksums and source digests are of the raw disk as before.
 //  - Unpublish(token): the URL answers 404 from then on and running streams are cut.
 //  - More than max_streams concurrent GETs: 503 with Retry-After.
 //  - Staged mode: the disk is decoded once into a sparse raw file in staging_dir, then served
@@ -65,6 +70,12 @@ inline constexpr std::chrono::seconds kProbedReaderTtl{30};
 enum class PublishMode {
   kStreaming,  // decode on every GET (the normal path)
   kStaged,     // decode once into a sparse raw file, serve it with Range support
+};
+
+//! What the body of a GET is.
+enum class Encoding {
+  kRaw,         // the raw disk, Content-Length = virtual size
+  kSparseGzip,  // the raw disk as a gzip member whose zeros cost 0.6% (disk/sparse_gzip.h)
 };
 
 enum class StreamKind {
@@ -108,7 +119,8 @@ std::optional<ChecksumPolicy> ParseChecksumPolicy(std::string_view name);
 struct StreamResult {
   StreamInfo info;
   StreamOutcome outcome = StreamOutcome::kCompleted;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;       //!< of the raw disk
+  uint64_t wire_bytes = 0;  //!< of the body sent (differs from `bytes` for kSparseGzip)
   std::chrono::nanoseconds duration{0};
   double bytes_per_second = 0;
   //! Of the raw disk: set when the whole disk passed front to back (a complete GET without
@@ -157,6 +169,8 @@ struct ServerConfig {
 struct PublishOptions {
   std::string name;  //!< for logs and the observer, e.g. "default/web-1/disk-0"
   PublishMode mode = PublishMode::kStreaming;
+  //! kSparseGzip only with kStreaming (kInvalidArgument otherwise).
+  Encoding encoding = Encoding::kRaw;
   //! nullopt: ServerConfig::checksums.
   std::optional<ChecksumPolicy> checksums;
 };

@@ -654,6 +654,15 @@ TEST_F(DeployRbacWorldTest, ServiceAccountMayDoWhatTheControllerDoesAndNothingEl
            "delete virtualmachineimages.harvesterhci.io -n other",
            "create persistentvolumeclaims -n other",
            "delete persistentvolumeclaims -n other",
+           // Volume mode (issue 19): DataVolumes, the StorageProfile of a class, and the
+           // placeholder-credentials Secret CDI's S3 client needs (created and deleted only).
+           "create datavolumes.cdi.kubevirt.io -n other",
+           "list datavolumes.cdi.kubevirt.io -n other",
+           "patch datavolumes.cdi.kubevirt.io -n other",
+           "delete datavolumes.cdi.kubevirt.io -n other",
+           "get storageprofiles.cdi.kubevirt.io",
+           "create secrets -n other",
+           "delete secrets -n other",
            "create virtualmachines.kubevirt.io -n other",
            "get virtualmachineinstances.kubevirt.io -n other",
            "get network-attachment-definitions.k8s.cni.cncf.io -n other",
@@ -666,8 +675,10 @@ TEST_F(DeployRbacWorldTest, ServiceAccountMayDoWhatTheControllerDoesAndNothingEl
     EXPECT_EQ(CanI(sa, what), "yes") << what;
   }
   for (const std::string& what : std::vector<std::string>{
-           "create secrets -n other",
            "update secrets -n other",
+           "patch secrets -n other",
+           "update datavolumes.cdi.kubevirt.io -n other",
+           "update storageprofiles.cdi.kubevirt.io",
            "delete virtualmachineimports.migration.harvesterhci.io -n other",
            "update vmwaresources.migration.harvesterhci.io -n other",
            "delete virtualmachines.kubevirt.io -n other",

@@ -130,6 +130,21 @@ TEST(ValidateImportSpec, TheSeedSpecIsValid) {
   EXPECT_EQ(ValidateImportSpec(ValidSpec()), std::vector<std::string>{});
 }
 
+TEST(ValidateImportSpec, DiskTargetIsImageOrVolumeAndAnythingElseSaysSo) {
+  VirtualMachineImportSpec s = ValidSpec();
+  EXPECT_EQ(s.DiskTargetOrDefault(), DiskTarget::kImage);
+  for (const char* ok : {"", "image", "volume"}) {
+    s.disk_target = ok;
+    EXPECT_TRUE(ValidateImportSpec(s).empty()) << ok;
+  }
+  EXPECT_EQ(s.DiskTargetOrDefault(), DiskTarget::kVolume);
+  s.disk_target = "Volume";
+  EXPECT_EQ(ValidateImportSpec(s),
+            std::vector<std::string>{"spec.diskTarget: unsupported value \"Volume\" (expected "
+                                     "image, the default, or volume)"});
+  EXPECT_EQ(s.DiskTargetOrDefault(), DiskTarget::kImage);
+}
+
 TEST(ValidateImportSpec, ReturnsEveryProblemInSpecOrder) {
   VirtualMachineImportSpec s = ValidSpec();
   s.source_cluster.api_version = "migration.harvesterhci.io/v1";

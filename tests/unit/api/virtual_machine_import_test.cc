@@ -139,6 +139,24 @@ TEST(VirtualMachineImportJson, RoundTripKeepsUnknownKeysAndReferenceNames) {
   EXPECT_EQ(out["status"], in["status"]);
 }
 
+TEST(VirtualMachineImportJson, DiskTargetAndDataVolumesRoundTripAndAreOmittedWhenUnset) {
+  auto spec = SpecFromJson(json::parse(R"({"sourceCluster": {}, "virtualMachineName": "a",
+                                          "diskTarget": "volume"})"));
+  ASSERT_TRUE(spec) << spec.error().ToString();
+  EXPECT_EQ(spec->disk_target, "volume");
+  EXPECT_EQ(SpecToJson(*spec)["diskTarget"], "volume");
+  EXPECT_FALSE(SpecToJson(VirtualMachineImportSpec{}).contains("diskTarget"));
+  VirtualMachineImportStatus status;
+  status.disk_import_status.push_back(DiskInfo{});
+  EXPECT_FALSE(StatusToJson(status)["diskImportStatus"][0].contains("dataVolume"));
+  status.disk_import_status[0].data_volume = "web-disk-0-01234567";
+  status.disk_import_status[0].data_volume_progress = "45.20%";
+  auto back = StatusFromJson(StatusToJson(status));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->disk_import_status[0].data_volume, "web-disk-0-01234567");
+  EXPECT_EQ(back->disk_import_status[0].data_volume_progress, "45.20%");
+}
+
 TEST(VirtualMachineImportJson, WritesBusTypeAndSkipPreflightEvenWhenUnset) {
   VirtualMachineImportStatus status;
   status.disk_import_status.push_back(DiskInfo{});

@@ -246,8 +246,10 @@ TEST(BuildVirtualMachine, RejectsInputsItCannotBuildFrom) {
   no_image.status.disk_import_status[0].virtual_machine_image.clear();
   auto unclaimed = BuildVirtualMachine(no_image, BiosVm(1, 1, 512));
   ASSERT_FALSE(unclaimed);
-  EXPECT_EQ(unclaimed.error().message,
-            "virtualmachine: disk 0 (win-import-default-disk-0.img) has no VirtualMachineImage");
+  EXPECT_EQ(
+      unclaimed.error().message,
+      "virtualmachine: disk 0 (win-import-default-disk-0.img) has no VirtualMachineImage and no "
+      "DataVolume");
 
   api::VirtualMachineImport bad_dest = Import(1);
   bad_dest.spec.network_mapping = {{"VM Network", "a/b/c", std::nullopt}};

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -893,6 +894,81 @@ TEST_F(ImageServerTest, SourceDigestMismatchCutsTheResponseBeforeItsLastBytes) {
   EXPECT_EQ(result->error->code, ErrorCode::kCorruptData);
   EXPECT_FALSE(result->checksums);
   EXPECT_TRUE(result->source_digests.empty());
+}
+
+//! zlib's gzip decoder: the decoded bytes, and whether the member ended with a good trailer.
+std::pair<std::vector<std::byte>, bool> Gunzip(const std::vector<std::byte>& in) {
+  z_stream z{};
+  EXPECT_EQ(inflateInit2(&z, 16 + 15), Z_OK);
+  std::vector<std::byte> out;
+  std::vector<std::byte> chunk(1 << 20);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(chunk.data());
+    z.avail_out = static_cast<uInt>(chunk.size());
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.insert(out.end(), chunk.begin(),
+               chunk.begin() + static_cast<std::ptrdiff_t>(chunk.size() - z.avail_out));
+  }
+  inflateEnd(&z);
+  return {out, rc == Z_STREAM_END};
+}
+
+TEST_F(ImageServerTest, SparseGzipBodyDecodesToTheDiskAndCarriesZerosCheaply) {
+  StartServer({.checksums = ChecksumPolicy::kAll});
+  const auto image = Corpus("sparse.vmdk-streamOptimized");
+  auto pub =
+      server_->Publish(FileFactory(image.path), {.name = "d", .encoding = Encoding::kSparseGzip});
+  ASSERT_TRUE(pub) << pub.error().ToString();
+  Fetched head = Get(pub->url, {}, false, nullptr, "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(Header(head, "content-type"), "application/gzip");
+  EXPECT_EQ(Header(head, "content-length"), "");
+  // A Range is ignored: the whole member.
+  Fetched f = Get(pub->url, {{"Range", "bytes=100-"}}, /*keep_body=*/true);
+  ASSERT_FALSE(f.error) << f.error->ToString();
+  EXPECT_EQ(f.status, 200);
+  EXPECT_EQ(Header(f, "content-type"), "application/gzip");
+  EXPECT_EQ(Header(f, "accept-ranges"), "none");
+  const auto [raw, whole] = Gunzip(f.body);
+  EXPECT_TRUE(whole);
+  EXPECT_EQ(raw, RawOf(image));
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kCompleted);
+  EXPECT_EQ(result->bytes, image.size);
+  EXPECT_EQ(result->wire_bytes, f.bytes);
+  EXPECT_LT(result->wire_bytes, image.size / 2) << "a sparse disk must cost less than its size";
+  ASSERT_TRUE(result->checksums);
+  EXPECT_EQ(result->checksums->sha256, image.sha256);  // of the raw disk, not of the wire
+}
+
+TEST_F(ImageServerTest, SparseGzipOfATamperedSourceNeverDecodesWhole) {
+  StartServer();
+  const uint64_t size = uint64_t{3} << 20;
+  auto pub = server_->Publish(
+      [size](std::stop_token) -> core::Result<disk::DiskReaderPtr> {
+        return disk::DiskReaderPtr(std::make_unique<DigestReader>(size, true));
+      },
+      {.name = "d", .encoding = Encoding::kSparseGzip});
+  ASSERT_TRUE(pub);
+  Fetched f = Get(pub->url, {}, /*keep_body=*/true);
+  EXPECT_TRUE(f.error) << "the chunked body must not end cleanly";
+  EXPECT_FALSE(Gunzip(f.body).second) << "no gzip trailer may follow a digest mismatch";
+  auto result = observer_.Finished(0);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->outcome, StreamOutcome::kSourceError);
+}
+
+TEST_F(ImageServerTest, StagedDisksAreServedRawOnly) {
+  StartServer();
+  auto pub = server_->Publish(
+      FileFactory(Corpus("sparse.vmdk-streamOptimized").path),
+      {.name = "d", .mode = PublishMode::kStaged, .encoding = Encoding::kSparseGzip});
+  ASSERT_FALSE(pub);
+  EXPECT_EQ(pub.error().code, ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

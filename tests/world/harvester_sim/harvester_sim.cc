@@ -38,7 +38,8 @@
 //    the image, owned by it, in the target class, as CDI's DataVolume does; spec.checksum is
 //    ignored there, as current Harvester does. --rate, --disconnect-after and capacity-bytes do
 //    not apply to it.
-//  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size.
+//  - PVC binding: a Pending PVC whose StorageClass exists becomes Bound with its requested size
+//    (not for a kubernetes.io/no-provisioner class: the world's real node binds those).
 //  - KubeVirt's node side (node_sim.h): KubeVirt's real virt-controller (started by the world)
 //    turns a VirtualMachine into its VirtualMachineInstance and virt-launcher Pod and owns
 //    VirtualMachine.status; this simulator plays only what would run on a node: kube-scheduler
@@ -870,8 +871,15 @@ class Simulator {
     }
     const Json& spec = Field(*pvc, "spec");
     const std::string sc = spec.value("storageClassName", "");
-    if (sc.empty() || !kube_.Get({}, kStorageClasses, "", sc)) {
+    auto sc_obj = sc.empty() ? core::Result<Json>(core::MakeError(core::ErrorCode::kNotFound, ""))
+                             : kube_.Get({}, kStorageClasses, "", sc);
+    if (!sc_obj) {
       pvc_queue_.AddAfter(key, 1s);  // the class may appear (an image's class is made on import)
+      return;
+    }
+    // The world's real node binds the claims of its local classes (the real PV controller, with
+    // a volumeName): never play that part for them.
+    if (sc_obj->value("provisioner", "") == "kubernetes.io/no-provisioner") {
       return;
     }
     Json obj = *pvc;
