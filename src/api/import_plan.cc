@@ -71,6 +71,7 @@ core::Result<ImportPlanSpec> ImportPlanSpecFromJson(const Json& j) {
   spec.schedule.max_concurrent_imports =
       static_cast<int32_t>(core::JsonInt(schedule, "maxConcurrentImports").value_or(0));
   spec.schedule.not_before = core::JsonString(schedule, "notBefore");
+  spec.retry = core::JsonString(j, "retry");
   return spec;
 }
 

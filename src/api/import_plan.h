@@ -46,6 +46,9 @@ struct ImportPlanSpec {
   PlanSelector selector;
   nlohmann::json import_template = nlohmann::json::object();  //!< JSON key "template"
   PlanSchedule schedule;
+  //! Any new value retries the plan's failed imports once (status.retriedFor records the last
+  //! value acted on): each is deleted and, once gone, made again from the current template.
+  std::string retry;
 };
 
 //! Reads spec; a known key of the wrong JSON type is kInvalidArgument naming its path.

@@ -1,6 +1,7 @@
 #include "controller/plan_reconciler.h"
 
 #include <algorithm>
+#include <set>
 
 #include "api/conditions.h"
 #include "api/import_plan.h"
@@ -265,10 +266,54 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
       }
     }
   }
+  // Retry (spec.retry moved since status.retriedFor): the failed imports are deleted; once
+  // they are gone they are made again below, from the template as it is now.
+  std::set<std::string> deleting;
+  if (!pass.spec.retry.empty() && pass.spec.retry != core::JsonString(pass.status, "retriedFor")) {
+    std::vector<std::string> again;
+    for (const auto& [name, item] : owned) {
+      const auto parsed =
+          api::ParseImportStatus(core::JsonString(core::JsonObject(item, "status"), "importStatus"));
+      if (!parsed || !api::IsTerminal(*parsed) ||
+          *parsed == api::ImportStatus::kVirtualMachineRunning) {
+        continue;
+      }
+      const std::string import_uid =
+          core::JsonString(core::JsonObject(item, "metadata"), "uid");
+      auto gone = api_.Delete(stop, ImportResource(), pass.ns, name,
+                              {.propagation_policy = "Background", .precondition_uid = import_uid});
+      if (!gone && gone.error().code != ErrorCode::kNotFound) {
+        return MakeError(gone.error().Wrap("delete failed import " + name + " to retry it"));
+      }
+      again.push_back(name);
+      deleting.insert(name);
+    }
+    pass.status["retriedFor"] = pass.spec.retry;
+    pass.log.Info("retrying failed imports", {{"retry", pass.spec.retry},
+                                              {"imports", core::Join(again, ",")}});
+    pass.notes.push_back({"Normal", "RetryingFailedImports",
+                          again.empty() ? "spec.retry " + pass.spec.retry + ": no failed import"
+                                        : "spec.retry " + pass.spec.retry +
+                                              ": importing again " + core::Join(again, ", ")});
+  }
+  // An import being deleted is neither counted nor made again until it is gone.
+  for (auto it = owned.begin(); it != owned.end();) {
+    if (core::JsonMember(core::JsonObject(it->second, "metadata"), "deletionTimestamp") !=
+            nullptr ||
+        deleting.contains(it->first)) {
+      deleting.insert(it->first);
+      it = owned.erase(it);
+    } else {
+      ++it;
+    }
+  }
   std::vector<Attention> extra_attention;
-  for (const std::string& missing :
+  for (const Json& missing :
        core::JsonArray(core::JsonObject(pass.status, "selection"), "notFound")) {
-    extra_attention.push_back({missing, "", "VmNotFound", "no VM of this name on the source"});
+    if (missing.is_string()) {
+      extra_attention.push_back(
+          {missing.get<std::string>(), "", "VmNotFound", "no VM of this name on the source"});
+    }
   }
 
   std::chrono::system_clock::time_point not_before{};
@@ -284,7 +329,7 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
     }
     const int limit = pass.spec.schedule.max_concurrent_imports;
     for (const api::PlannedVm& vm : selection) {
-      if (owned.contains(vm.import_name)) {
+      if (owned.contains(vm.import_name) || deleting.contains(vm.import_name)) {
         continue;
       }
       if (limit > 0 && active >= limit) {

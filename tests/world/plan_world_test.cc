@@ -4,7 +4,9 @@
 // digest) is imported by one plan in waves of 2: watched all along, never more than 2 of the
 // plan's imports run at once; all 4 end running with the seed's bytes; the plan's status sums
 // them up; a VM added to the folder after the selection was resolved is not imported. A plan
-// whose selector matches nothing says so (phase Invalid, reason NoVmsSelected, an Event).
+// whose selector matches nothing says so (phase Invalid, reason NoVmsSelected, an Event). A plan
+// with one import failed (its target VM name is taken) retries it after the fix, from the plan
+// (spec.retry), without touching the import that succeeded.
 
 #include <gtest/gtest.h>
 
@@ -227,6 +229,65 @@ TEST_F(PlanWorldTest, AFolderImportsInWavesOfTwo) {
   for (const char* r : {"SelectionResolved", "ImportCreated", "AllVmsRunning", "NoVmsSelected"}) {
     EXPECT_TRUE(reasons.contains(r)) << r;
   }
+}
+
+
+TEST_F(PlanWorldTest, AFailedImportIsRetriedFromThePlan) {
+  // vmi-CamelCase imports as vmi-camelcase: a VirtualMachine of that name that is not ours makes
+  // its import fail (VirtualMachineExists) before the source is touched.
+  Json foreign = {{"apiVersion", "kubevirt.io/v1"},
+                  {"kind", "VirtualMachine"},
+                  {"metadata", {{"name", "vmi-camelcase"}, {"namespace", ns_}}},
+                  {"spec",
+                   {{"runStrategy", "Halted"},
+                    {"template", {{"spec", {{"domain", {{"devices", Json::object()}}}}}}}}}};
+  auto made = client_->Create({}, kVms, ns_, foreign);
+  ASSERT_TRUE(made) << made.error().ToString();
+  CreateSecret("vsphere");
+  CreateSource();
+  StartWorld();
+  CreatePlan("retry", {{"sourceCluster", SourceRef("vcsim")},
+                       {"selector", {{"names", {"/DC0/vm/vmi-bios-small", "/DC0/vm/vmi-CamelCase"}}}},
+                       {"schedule", {{"maxConcurrentImports", 2}}}});
+  auto phase = [&] { return core::JsonString(core::JsonObject(GetPlan("retry"), "status"), "phase"); };
+  ASSERT_TRUE(Eventually([&] { return phase() == "Failed"; }, 240s, 500ms))
+      << GetPlan("retry").dump(2) << ControllerLog();
+  Json status = GetPlan("retry")["status"];
+  ASSERT_EQ(core::JsonArray(status, "attention").size(), 1u) << status.dump(2);
+  EXPECT_EQ(status["attention"][0]["vm"], "vmi-CamelCase");
+  EXPECT_EQ(status["attention"][0]["reason"], "VirtualMachineExists");
+  EXPECT_EQ(status["summary"]["succeeded"], 1);
+  const std::string good_uid = core::JsonString(GetImport("retry-vmi-bios-small")["metadata"], "uid");
+  const std::string failed_uid =
+      core::JsonString(GetImport("retry-vmi-camelcase")["metadata"], "uid");
+  ASSERT_FALSE(good_uid.empty());
+  ASSERT_FALSE(failed_uid.empty());
+
+  // The operator removes the conflict and asks the plan to retry.
+  ASSERT_TRUE(client_->Delete({}, kVms, ns_, "vmi-camelcase"));
+  ASSERT_TRUE(Eventually([&] { return !client_->Get({}, kVms, ns_, "vmi-camelcase"); }));
+  auto patched = client_->MergePatch({}, kPlans, ns_, "retry", {{"spec", {{"retry", "1"}}}});
+  ASSERT_TRUE(patched) << patched.error().ToString();
+  ASSERT_TRUE(Eventually([&] { return phase() == "Succeeded"; }, 240s, 500ms))
+      << GetPlan("retry").dump(2) << ControllerLog();
+  status = GetPlan("retry")["status"];
+  EXPECT_EQ(status["retriedFor"], "1");
+  EXPECT_EQ(status["summary"]["succeeded"], 2);
+  EXPECT_TRUE(core::JsonArray(status, "attention").empty()) << status.dump(2);
+  EXPECT_EQ(core::JsonString(GetImport("retry-vmi-bios-small")["metadata"], "uid"), good_uid)
+      << "the import that had succeeded was touched";
+  const Json again = GetImport("retry-vmi-camelcase");
+  EXPECT_NE(core::JsonString(again["metadata"], "uid"), failed_uid);
+  EXPECT_EQ(core::JsonString(core::JsonObject(again, "status"), "importStatus"),
+            "virtualMachineRunning");
+  ExpectDisksMatch("retry-vmi-camelcase", "/DC0/vm/vmi-CamelCase");
+  auto events = client_->List({}, kEvents, ns_);
+  ASSERT_TRUE(events);
+  bool retried = false;
+  for (const Json& e : core::JsonArray(*events, "items")) {
+    retried |= core::JsonString(e, "reason") == "RetryingFailedImports";
+  }
+  EXPECT_TRUE(retried);
 }
 
 }  // namespace

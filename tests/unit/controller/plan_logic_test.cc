@@ -147,8 +147,10 @@ TEST(ValidatePlanSpec, SaysWhatIsWrong) {
   auto spec = api::ImportPlanSpecFromJson(
       {{"sourceCluster", {{"kind", "VmwareSource"}, {"name", "vc"}}},
        {"template", {{"virtualMachineName", "x"}, {"defaultDiskBusType", "floppy"}}},
-       {"schedule", {{"maxConcurrentImports", -1}, {"notBefore", "tomorrow"}}}});
+       {"schedule", {{"maxConcurrentImports", -1}, {"notBefore", "tomorrow"}}},
+       {"retry", "2"}});
   ASSERT_TRUE(spec);
+  EXPECT_EQ(spec->retry, "2");
   const auto problems = api::ValidatePlanSpec(*spec);
   const std::string all = [&] {
     std::string s;
