@@ -17,8 +17,8 @@ core::Status ExpectType(const Json& parent, const char* key, Json::value_t type,
   if (v == nullptr || v->is_null()) {
     return {};
   }
-  const bool ok = type == Json::value_t::number_integer ? v->is_number_integer()
-                                                        : v->type() == type;
+  const bool ok =
+      type == Json::value_t::number_integer ? v->is_number_integer() : v->type() == type;
   if (!ok) {
     return MakeError(ErrorCode::kInvalidArgument, path + "." + key + ": wrong type");
   }
@@ -31,13 +31,13 @@ core::Result<ImportPlanSpec> ImportPlanSpecFromJson(const Json& j) {
   ImportPlanSpec spec;
   if (!j.is_object()) {
     return j.is_null() ? ImportPlanSpec{}
-                       : core::Result<ImportPlanSpec>(MakeError(
-                             ErrorCode::kInvalidArgument, "spec: must be an object"));
+                       : core::Result<ImportPlanSpec>(
+                             MakeError(ErrorCode::kInvalidArgument, "spec: must be an object"));
   }
-  for (auto [key, type] : {std::pair{"sourceCluster", Json::value_t::object},
-                           std::pair{"selector", Json::value_t::object},
-                           std::pair{"template", Json::value_t::object},
-                           std::pair{"schedule", Json::value_t::object}}) {
+  for (auto [key, type] :
+       {std::pair{"sourceCluster", Json::value_t::object},
+        std::pair{"selector", Json::value_t::object}, std::pair{"template", Json::value_t::object},
+        std::pair{"schedule", Json::value_t::object}}) {
     if (auto st = ExpectType(j, key, type, "spec"); !st) {
       return MakeError(st.error());
     }
@@ -108,9 +108,9 @@ std::vector<std::string> ValidatePlanSpec(const ImportPlanSpec& spec) {
   Json probe = spec.import_template;
   probe.erase("sourceCluster");
   probe["virtualMachineName"] = "probe";
-  probe["sourceCluster"] = {{"kind", spec.source_cluster.kind.empty() ? "VmwareSource"
-                                                                      : spec.source_cluster.kind},
-                            {"name", "probe"}};
+  probe["sourceCluster"] = {
+      {"kind", spec.source_cluster.kind.empty() ? "VmwareSource" : spec.source_cluster.kind},
+      {"name", "probe"}};
   auto import_spec = SpecFromJson(probe);
   if (!import_spec) {
     problems.push_back("spec.template: " + import_spec.error().message);

@@ -21,7 +21,6 @@
 
 #include "api/virtual_machine_import.h"
 #include "core/result.h"
-#include "model/vm.h"
 
 namespace vmimport::api {
 

@@ -153,8 +153,8 @@ int List(Context& ctx, const std::string& ref, const std::string& folder) {
     return 1;
   }
   // vSphere: one paged PropertyCollector query, whatever the VM count; its cost on stderr.
-  core::Result<std::vector<model::VmDescription>> vms = core::MakeError(
-      core::ErrorCode::kInternal, "not listed");
+  core::Result<std::vector<model::VmDescription>> vms =
+      core::MakeError(core::ErrorCode::kInternal, "not listed");
   if (*kind == source::SourceKind::kVmware) {
     auto listing = source::vmware::ListInventory({}, *config, folder);
     if (listing) {

@@ -233,8 +233,9 @@ int Run(const Options& opt) {
   // source's cap, the bytes read through it, the rate achieved since the previous scrape and the
   // streams reading now.
   source::BandwidthRegistry bandwidth(clock);
-  metrics.Declare("vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
-                  "The cap shared by every disk stream of a source (spec.bandwidthBytesPerSecond).");
+  metrics.Declare(
+      "vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
+      "The cap shared by every disk stream of a source (spec.bandwidthBytesPerSecond).");
   metrics.Declare("vmimport_source_bandwidth_bytes", core::Metrics::Type::kGauge,
                   "Bytes read from a source through its shared cap since the controller started.");
   metrics.Declare("vmimport_source_bandwidth_achieved_bytes_per_second",
@@ -284,9 +285,9 @@ int Run(const Options& opt) {
       .source = {.ready_recheck = std::chrono::seconds(opt.source_recheck_s),
                  .not_ready_recheck = std::chrono::seconds(opt.source_retry_s)},
       .import = {.max_concurrent_imports = static_cast<size_t>(opt.max_concurrent_imports),
+                 .bandwidth = &bandwidth,
                  .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
-                 .stream_bytes_per_second = opt.stream_rate_limit,
-                 .bandwidth = &bandwidth},
+                 .stream_bytes_per_second = opt.stream_rate_limit},
       .image_server = {}};
   {
     const auto colon = opt.image_server_address.rfind(':');

@@ -153,10 +153,9 @@ core::Status Manager::Run(std::stop_token leading,
   WorkQueue plan_queue(clock_);
   PlanReconciler plan_reconciler(client_, plans, providers_.importers, events_, clock_, log_);
   auto enqueue_plan = [&plan_queue](const kube::Json& o) { plan_queue.Add(kube::ObjectKeyOf(o)); };
-  plans.AddHandlers(
-      {.on_add = enqueue_plan,
-       .on_update = [&](const kube::Json&, const kube::Json& o) { enqueue_plan(o); },
-       .on_delete = enqueue_plan});
+  plans.AddHandlers({.on_add = enqueue_plan,
+                     .on_update = [&](const kube::Json&, const kube::Json& o) { enqueue_plan(o); },
+                     .on_delete = enqueue_plan});
   auto import_changed_for_plan = [&plan_queue](const kube::Json& o) {
     if (const std::string plan = PlanOfImport(o); !plan.empty()) {
       plan_queue.Add(plan);

@@ -116,8 +116,7 @@ Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selec
     p.disk_bytes = DiskBytes(vm);
     p.folder = FolderOf(vm.inventory_path, vm_folder_prefix);
     // The name must find exactly this VM under its folder (searched recursively).
-    const std::string under =
-        vm_folder_prefix + (p.folder.empty() ? "" : "/" + p.folder) + "/";
+    const std::string under = vm_folder_prefix + (p.folder.empty() ? "" : "/" + p.folder) + "/";
     const auto same_name = std::count_if(listing.begin(), listing.end(), [&](const auto& other) {
       return other.name == vm.name &&
              (other.inventory_path.empty() || other.inventory_path.rfind(under, 0) == 0);
@@ -145,11 +144,10 @@ Json ImportObjectFor(const Json& plan, const api::ImportPlanSpec& spec, const ap
   const Json& md = core::JsonObject(plan, "metadata");
   const std::string ns = core::JsonString(md, "namespace");
   Json import_spec = spec.import_template;
-  Json source = {{"kind", spec.source_cluster.kind},
-                 {"name", spec.source_cluster.name},
-                 {"namespace", spec.source_cluster.namespace_.empty()
-                                   ? ns
-                                   : spec.source_cluster.namespace_}};
+  Json source = {
+      {"kind", spec.source_cluster.kind},
+      {"name", spec.source_cluster.name},
+      {"namespace", spec.source_cluster.namespace_.empty() ? ns : spec.source_cluster.namespace_}};
   if (!spec.source_cluster.api_version.empty()) {
     source["apiVersion"] = spec.source_cluster.api_version;
   }
@@ -160,20 +158,18 @@ Json ImportObjectFor(const Json& plan, const api::ImportPlanSpec& spec, const ap
   } else {
     import_spec.erase("folder");
   }
-  return Json{
-      {"apiVersion", api::kMigrationApiVersion},
-      {"kind", api::kVirtualMachineImportKind},
-      {"metadata",
-       {{"name", vm.import_name},
-        {"namespace", ns},
-        {"labels", {{std::string(api::kPlanLabel), core::JsonString(md, "name")}}},
-        {"ownerReferences",
-         Json::array({{{"apiVersion", api::kMigrationApiVersion},
-                       {"kind", api::kImportPlanKind},
-                       {"name", core::JsonString(md, "name")},
-                       {"uid", core::JsonString(md, "uid")},
-                       {"controller", true}}})}}},
-      {"spec", import_spec}};
+  return Json{{"apiVersion", api::kMigrationApiVersion},
+              {"kind", api::kVirtualMachineImportKind},
+              {"metadata",
+               {{"name", vm.import_name},
+                {"namespace", ns},
+                {"labels", {{std::string(api::kPlanLabel), core::JsonString(md, "name")}}},
+                {"ownerReferences", Json::array({{{"apiVersion", api::kMigrationApiVersion},
+                                                  {"kind", api::kImportPlanKind},
+                                                  {"name", core::JsonString(md, "name")},
+                                                  {"uid", core::JsonString(md, "uid")},
+                                                  {"controller", true}}})}}},
+              {"spec", import_spec}};
 }
 
 bool ImportIsActive(const std::string& import_status) {
@@ -213,16 +209,15 @@ PlanSummary Summarize(const std::vector<api::PlannedVm>& selection,
     } else if (parsed && api::IsTerminal(*parsed)) {
       ++s.failed;
       auto [reason, message] = FailureOf(status);
-      s.attention.push_back(Attention{vm.name, vm.import_name,
-                                      reason.empty() ? phase : reason,
+      s.attention.push_back(Attention{vm.name, vm.import_name, reason.empty() ? phase : reason,
                                       message.empty() ? "the import ended in " + phase : message});
     } else {
       ++s.running;
       s.bytes_per_second += rate;
       if (parsed == api::ImportStatus::kDiskImagesFailed) {
         auto [reason, message] = FailureOf(status);
-        s.attention.push_back(Attention{vm.name, vm.import_name,
-                                        reason.empty() ? phase : reason, message});
+        s.attention.push_back(
+            Attention{vm.name, vm.import_name, reason.empty() ? phase : reason, message});
       }
     }
     s.bytes_done += done;
@@ -240,10 +235,14 @@ Json SummaryToJson(const PlanSummary& s) {
   for (const auto& [phase, n] : s.by_phase) {
     by_phase[phase] = n;
   }
-  Json j = {{"total", s.total},         {"notStarted", s.not_started},
-            {"running", s.running},     {"succeeded", s.succeeded},
-            {"failed", s.failed},       {"byPhase", by_phase},
-            {"bytesDone", s.bytes_done}, {"bytesTotal", s.bytes_total},
+  Json j = {{"total", s.total},
+            {"notStarted", s.not_started},
+            {"running", s.running},
+            {"succeeded", s.succeeded},
+            {"failed", s.failed},
+            {"byPhase", by_phase},
+            {"bytesDone", s.bytes_done},
+            {"bytesTotal", s.bytes_total},
             {"bytesPerSecond", s.bytes_per_second}};
   if (s.bytes_total > 0) {
     j["progress"] = std::to_string(s.bytes_done * 100 / s.bytes_total) + "%";

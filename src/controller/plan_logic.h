@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "api/import_plan.h"
+#include "api/vm_description.h"  // model::VmDescription
 #include "kube/api.h"
-#include "model/vm.h"
 
 namespace vmimport::controller {
 
 //! The plan's phases (status.phase).
-inline constexpr const char* kPlanInvalid = "Invalid";                   // nothing will run
+inline constexpr const char* kPlanInvalid = "Invalid";                    // nothing will run
 inline constexpr const char* kPlanWaitingForSource = "WaitingForSource";  // source not ready
 inline constexpr const char* kPlanScheduled = "Scheduled";                // before notBefore
 inline constexpr const char* kPlanRunning = "Running";
@@ -64,10 +64,10 @@ struct Attention {
 //! What status.summary says.
 struct PlanSummary {
   int total = 0;
-  int not_started = 0;  //!< no import yet (waiting for a slot or for notBefore)
-  int running = 0;      //!< an import exists and has not ended
-  int succeeded = 0;    //!< virtualMachineRunning
-  int failed = 0;       //!< virtualMachineImportInvalid, VMMigrationFailed
+  int not_started = 0;                  //!< no import yet (waiting for a slot or for notBefore)
+  int running = 0;                      //!< an import exists and has not ended
+  int succeeded = 0;                    //!< virtualMachineRunning
+  int failed = 0;                       //!< virtualMachineImportInvalid, VMMigrationFailed
   std::map<std::string, int> by_phase;  //!< importStatus ("" as "pending") -> imports
   uint64_t bytes_done = 0;
   uint64_t bytes_total = 0;

@@ -49,6 +49,12 @@ std::string SelectorText(const api::PlanSelector& s) {
   return core::Join(parts, ", ");
 }
 
+// status.selection is written once, when the selection is resolved.
+bool HasSelection(const Json& status) {
+  const Json* selection = core::JsonMember(status, "selection");
+  return selection != nullptr && selection->is_object();
+}
+
 std::chrono::milliseconds Ms(std::chrono::seconds s) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(s);
 }
@@ -103,12 +109,15 @@ void PlanReconciler::SetPhase(Pass& pass, const std::string& phase, const std::s
   const std::string old_phase = core::JsonString(pass.status, "phase");
   pass.status["phase"] = phase;
   auto conditions = api::ConditionsFromJson(core::JsonArray(pass.status, "conditions"));
+  const api::Condition* before = api::FindCondition(conditions, "Ready");
+  const std::string old_reason = before != nullptr ? before->reason : "";
   const bool ready = phase == kPlanRunning || phase == kPlanSucceeded || phase == kPlanScheduled;
-  const bool changed = api::SetCondition(
-      conditions, {"Ready", ready ? "True" : "False", reason, core::SanitizeUtf8(message)},
-      clock_.WallNow());
+  api::SetCondition(conditions,
+                    {"Ready", ready ? "True" : "False", reason, core::SanitizeUtf8(message)},
+                    clock_.WallNow());
   pass.status["conditions"] = api::ConditionsToJson(conditions);
-  if (changed || old_phase != phase) {
+  // An Event when the phase or its reason moves, not for every new count in the message.
+  if (old_phase != phase || old_reason != reason) {
     pass.notes.push_back({warning ? "Warning" : "Normal", reason, message});
   }
 }
@@ -141,16 +150,20 @@ core::Result<ReconcileResult> PlanReconciler::Reconcile(std::stop_token stop,
     pass.spec = *spec;
     problems = api::ValidatePlanSpec(pass.spec);
   }
-  if (!problems.empty() && !core::JsonObject(pass.status, "selection").is_object()) {
+  if (!problems.empty() && !HasSelection(pass.status)) {
     SetPhase(pass, kPlanInvalid, "InvalidSpec", core::Join(problems, "; "), true);
     if (auto st = Commit(stop, pass); !st) {
       return MakeError(st.error());
     }
     return ReconcileResult{};
   }
+  // An Invalid plan without a selection is decided again only when its spec changes.
+  if (!HasSelection(pass.status) && core::JsonString(pass.read_status, "phase") == kPlanInvalid &&
+      core::JsonInt(pass.read_status, "observedGeneration") == core::JsonInt(md, "generation")) {
+    return ReconcileResult{};
+  }
   core::Result<ReconcileResult> result =
-      core::JsonObject(pass.status, "selection").is_object() ? Run(stop, pass)
-                                                             : Resolve(stop, pass);
+      HasSelection(pass.status) ? Run(stop, pass) : Resolve(stop, pass);
   if (!result && result.error().code == ErrorCode::kCancelled) {
     return result;
   }
@@ -179,8 +192,7 @@ core::Result<ReconcileResult> PlanReconciler::Resolve(std::stop_token stop, Pass
              ref.kind + " " + source_ns + "/" + ref.name + " does not exist", true);
     return ReconcileResult{.requeue_after = Ms(options_.source_not_ready_requeue)};
   }
-  const std::string readiness =
-      core::JsonString(core::JsonObject(*source_obj, "status"), "status");
+  const std::string readiness = core::JsonString(core::JsonObject(*source_obj, "status"), "status");
   if (readiness != kClusterReady) {
     SetPhase(pass, kPlanWaitingForSource, "SourceNotReady",
              ref.kind + " " + source_ns + "/" + ref.name + " is " +
@@ -211,13 +223,13 @@ core::Result<ReconcileResult> PlanReconciler::Resolve(std::stop_token stop, Pass
   Selection selection = SelectVms(pass.name, pass.spec.selector, *listing, prefix);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - started);
   pass.log.Info("selection resolved", {{"listed", listing->size()},
-                                      {"selected", selection.vms.size()},
-                                      {"not_found", selection.not_found.size()},
-                                      {"ms", took.count()}});
+                                       {"selected", selection.vms.size()},
+                                       {"not_found", selection.not_found.size()},
+                                       {"ms", took.count()}});
   if (selection.vms.empty()) {
     std::string message = "the selector (" + SelectorText(pass.spec.selector) +
-                          ") matched none of the " + std::to_string(listing->size()) +
-                          " VMs of " + ref.kind + " " + source_ns + "/" + ref.name;
+                          ") matched none of the " + std::to_string(listing->size()) + " VMs of " +
+                          ref.kind + " " + source_ns + "/" + ref.name;
     if (!selection.not_found.empty()) {
       message += "; not found: " + core::Join(selection.not_found, ", ");
     }
@@ -238,8 +250,8 @@ core::Result<ReconcileResult> PlanReconciler::Resolve(std::stop_token stop, Pass
                         "selected " + std::to_string(selection.vms.size()) + " of " +
                             std::to_string(listing->size()) + " VMs: " + core::Join(names, ", ")});
   if (!selection.not_found.empty()) {
-    pass.notes.push_back({"Warning", "VmNotFound",
-                          "not on the source: " + core::Join(selection.not_found, ", ")});
+    pass.notes.push_back(
+        {"Warning", "VmNotFound", "not on the source: " + core::Join(selection.not_found, ", ")});
   }
   return Run(stop, pass);
 }
@@ -272,14 +284,13 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
   if (!pass.spec.retry.empty() && pass.spec.retry != core::JsonString(pass.status, "retriedFor")) {
     std::vector<std::string> again;
     for (const auto& [name, item] : owned) {
-      const auto parsed =
-          api::ParseImportStatus(core::JsonString(core::JsonObject(item, "status"), "importStatus"));
+      const auto parsed = api::ParseImportStatus(
+          core::JsonString(core::JsonObject(item, "status"), "importStatus"));
       if (!parsed || !api::IsTerminal(*parsed) ||
           *parsed == api::ImportStatus::kVirtualMachineRunning) {
         continue;
       }
-      const std::string import_uid =
-          core::JsonString(core::JsonObject(item, "metadata"), "uid");
+      const std::string import_uid = core::JsonString(core::JsonObject(item, "metadata"), "uid");
       auto gone = api_.Delete(stop, ImportResource(), pass.ns, name,
                               {.propagation_policy = "Background", .precondition_uid = import_uid});
       if (!gone && gone.error().code != ErrorCode::kNotFound) {
@@ -289,12 +300,12 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
       deleting.insert(name);
     }
     pass.status["retriedFor"] = pass.spec.retry;
-    pass.log.Info("retrying failed imports", {{"retry", pass.spec.retry},
-                                              {"imports", core::Join(again, ",")}});
+    pass.log.Info("retrying failed imports",
+                  {{"retry", pass.spec.retry}, {"imports", core::Join(again, ",")}});
     pass.notes.push_back({"Normal", "RetryingFailedImports",
                           again.empty() ? "spec.retry " + pass.spec.retry + ": no failed import"
-                                        : "spec.retry " + pass.spec.retry +
-                                              ": importing again " + core::Join(again, ", ")});
+                                        : "spec.retry " + pass.spec.retry + ": importing again " +
+                                              core::Join(again, ", ")});
   }
   // An import being deleted is neither counted nor made again until it is gone.
   for (auto it = owned.begin(); it != owned.end();) {
@@ -335,8 +346,8 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
       if (limit > 0 && active >= limit) {
         break;  // selection order: the next VM waits for a slot
       }
-      auto made = api_.Create(stop, ImportResource(), pass.ns,
-                              ImportObjectFor(pass.object, pass.spec, vm));
+      auto made =
+          api_.Create(stop, ImportResource(), pass.ns, ImportObjectFor(pass.object, pass.spec, vm));
       if (!made) {
         if (made.error().code == ErrorCode::kAlreadyExists) {
           extra_attention.push_back({vm.name, vm.import_name, "ImportNameTaken",
@@ -345,8 +356,8 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
           continue;
         }
         if (made.error().code == ErrorCode::kInvalidArgument) {
-          extra_attention.push_back({vm.name, vm.import_name, "ImportRejected",
-                                     made.error().message});
+          extra_attention.push_back(
+              {vm.name, vm.import_name, "ImportRejected", made.error().message});
           continue;
         }
         return MakeError(made.error().Wrap("create import " + vm.import_name));
@@ -373,17 +384,17 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
   pass.status["attention"] = attention;
   const int ended = summary.succeeded + summary.failed;
   if (scheduled) {
-    SetPhase(pass, kPlanScheduled, "NotBefore",
-             "imports start at " + pass.spec.schedule.not_before, false);
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-        not_before - clock_.WallNow());
-    return ReconcileResult{.requeue_after = std::clamp(
-                               wait, std::chrono::milliseconds(100),
-                               std::chrono::milliseconds(std::chrono::hours(1)))};
+    SetPhase(pass, kPlanScheduled, "NotBefore", "imports start at " + pass.spec.schedule.not_before,
+             false);
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(not_before - clock_.WallNow());
+    return ReconcileResult{.requeue_after =
+                               std::clamp(wait, std::chrono::milliseconds(100),
+                                          std::chrono::milliseconds(std::chrono::hours(1)))};
   }
-  const int blocked = static_cast<int>(std::count_if(
-      extra_attention.begin(), extra_attention.end(),
-      [](const Attention& a) { return !a.import_name.empty(); }));
+  const int blocked =
+      static_cast<int>(std::count_if(extra_attention.begin(), extra_attention.end(),
+                                     [](const Attention& a) { return !a.import_name.empty(); }));
   if (ended + blocked >= summary.total) {
     if (summary.failed + blocked == 0) {
       SetPhase(pass, kPlanSucceeded, "AllVmsRunning",
@@ -409,7 +420,12 @@ core::Status PlanReconciler::Commit(std::stop_token stop, Pass& pass) {
     body["status"] = pass.status;
     auto written = api_.UpdateStatus(stop, PlanResource(), pass.ns, body);
     if (!written) {
-      pass.log.Warn("status write failed; retrying", {{"error", written.error().message}});
+      // A conflict is the cache being behind our own last write: decided again on fresh data.
+      if (written.error().code == ErrorCode::kConflict) {
+        pass.log.Debug("status write conflict; deciding again");
+      } else {
+        pass.log.Warn("status write failed; retrying", {{"error", written.error().message}});
+      }
       return MakeError(written.error().Wrap("update status of plan " + pass.key));
     }
   }

@@ -43,8 +43,8 @@ class PlanReconciler final : public Reconciler {
   //! `importers` by source kind (a kind without one makes the plan Invalid). Every reference
   //! must outlive the reconciler. Thread-safe: the work queue gives one plan to one worker.
   PlanReconciler(kube::Api& api, kube::ObjectCache& plans,
-                 std::map<source::SourceKind, source::Importer*> importers,
-                 kube::EventSink& events, const core::Clock& clock, const core::Logger& log,
+                 std::map<source::SourceKind, source::Importer*> importers, kube::EventSink& events,
+                 const core::Clock& clock, const core::Logger& log,
                  PlanReconcilerOptions options = {});
 
   // controller::Reconciler

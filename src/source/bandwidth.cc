@@ -80,8 +80,7 @@ SharedRateLimitedSource::SharedRateLimitedSource(disk::ByteSourcePtr source,
 
 SharedRateLimitedSource::~SharedRateLimitedSource() { limiter_->AddStream(-1); }
 
-core::Result<size_t> SharedRateLimitedSource::Read(std::stop_token stop,
-                                                   std::span<std::byte> out) {
+core::Result<size_t> SharedRateLimitedSource::Read(std::stop_token stop, std::span<std::byte> out) {
   const double rate = limiter_->rate();
   const size_t chunk =
       rate > 0 ? std::max<size_t>(4096, static_cast<size_t>(rate / 20)) : out.size();

@@ -17,6 +17,8 @@
 // vcsim needs about 20 ms of CPU per generated VM to start (5,000 VMs: minutes on a busy
 // machine); that start is not measured.
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -27,9 +29,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <signal.h>
-#include <sys/wait.h>
 
 #include "http/client.h"
 #include "source/tls.h"
@@ -56,8 +55,9 @@ void Figure(const std::string& name, double value, const std::string& unit) {
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') {
-    Die(std::string(name) + " is not set: start the world (tools/world.sh up) and source "
-                            ".world/env.sh");
+    Die(std::string(name) +
+        " is not set: start the world (tools/world.sh up) and source "
+        ".world/env.sh");
   }
   return v;
 }
@@ -74,15 +74,27 @@ class GeneratedVcsim {
     const std::string tls = Env("VCSIM_DIR") + "/tls/";
     const std::string url_file = (dir_ / "url").string();
     const std::string log = (dir_ / "vcsim.log").string();
-    std::vector<std::string> args = {bin,         "-l",       "127.0.0.1:0",
-                                     "-url-file", url_file,   "-username",
-                                     Env("VCSIM_USERNAME"),   "-password",
-                                     Env("VCSIM_PASSWORD"),   "-tlscert",
-                                     tls + "server.pem",      "-tlskey",
-                                     tls + "server.key",      "-cluster",
-                                     "1",         "-host",    "1",
-                                     "-standalone-host",      "0",
-                                     "-vm",       std::to_string(vms)};
+    std::vector<std::string> args = {bin,
+                                     "-l",
+                                     "127.0.0.1:0",
+                                     "-url-file",
+                                     url_file,
+                                     "-username",
+                                     Env("VCSIM_USERNAME"),
+                                     "-password",
+                                     Env("VCSIM_PASSWORD"),
+                                     "-tlscert",
+                                     tls + "server.pem",
+                                     "-tlskey",
+                                     tls + "server.key",
+                                     "-cluster",
+                                     "1",
+                                     "-host",
+                                     "1",
+                                     "-standalone-host",
+                                     "0",
+                                     "-vm",
+                                     std::to_string(vms)};
     pid_ = fork();
     if (pid_ < 0) {
       Die("fork failed");
@@ -142,9 +154,8 @@ void ComparePerVm(const source::SourceConfig& config, const std::vector<model::V
   if (!http) {
     Die(http.error().ToString());
   }
-  auto session = source::vmware::Session::Login({}, **http, config.endpoint,
-                                                config.secret.at("username"),
-                                                config.secret.at("password"));
+  auto session = source::vmware::Session::Login(
+      {}, **http, config.endpoint, config.secret.at("username"), config.secret.at("password"));
   if (!session) {
     Die(session.error().ToString());
   }
@@ -210,9 +221,8 @@ int main(int argc, char** argv) {
   source::SourceConfig config;
   config.endpoint = sdk;
   config.datacenter = "DC0";
-  config.secret = {{"username", Env("VCSIM_USERNAME")},
-                   {"password", Env("VCSIM_PASSWORD")},
-                   {"caCert", ""}};
+  config.secret = {
+      {"username", Env("VCSIM_USERNAME")}, {"password", Env("VCSIM_PASSWORD")}, {"caCert", ""}};
   std::ifstream ca(Env("VCSIM_CA"));
   config.secret["caCert"].assign(std::istreambuf_iterator<char>(ca), {});
 

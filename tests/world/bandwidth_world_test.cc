@@ -110,9 +110,10 @@ TEST_F(BandwidthWorldTest, TwoImportsOfOneSourceShareItsCap) {
   for (const auto& s : samples) {
     peak_streams = std::max(peak_streams, s.streams);
   }
-  std::printf("bandwidth_world: %.0f bytes in %.2f s: %.2f MB/s against a cap of %.2f MB/s, "
-              "peak %g streams\n",
-              samples.back().bytes, seconds, rate / 1e6, kCap / 1e6, peak_streams);
+  std::printf(
+      "bandwidth_world: %.0f bytes in %.2f s: %.2f MB/s against a cap of %.2f MB/s, "
+      "peak %g streams\n",
+      samples.back().bytes, seconds, rate / 1e6, kCap / 1e6, peak_streams);
   EXPECT_LE(rate, kCap * 1.10) << "the two imports together went over the source's cap";
   EXPECT_GE(rate, kCap * 0.5) << "far under the cap: the test proves little";
   EXPECT_GE(peak_streams, 2) << "the imports never streamed at once";

@@ -51,13 +51,29 @@ class GeneratedVcsim {
     fs::create_directories(dir_);
     const std::string bin = fs::path(WorldVar("GOVC")).parent_path() / "vcsim-ext";
     const std::string tls = WorldVar("VCSIM_DIR") + "/tls/";
-    process_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{bin, "-l", "127.0.0.1:0", "-url-file", (dir_ / "url").string(),
-                                 "-username", WorldVar("VCSIM_USERNAME"), "-password",
-                                 WorldVar("VCSIM_PASSWORD"), "-tlscert", tls + "server.pem",
-                                 "-tlskey", tls + "server.key", "-cluster", "1", "-host", "1",
-                                 "-standalone-host", "0", "-vm", std::to_string(vms)},
-        (dir_ / "vcsim.log").string());
+    process_ =
+        std::make_unique<testing::ChildProcess>(std::vector<std::string>{bin,
+                                                                         "-l",
+                                                                         "127.0.0.1:0",
+                                                                         "-url-file",
+                                                                         (dir_ / "url").string(),
+                                                                         "-username",
+                                                                         WorldVar("VCSIM_USERNAME"),
+                                                                         "-password",
+                                                                         WorldVar("VCSIM_PASSWORD"),
+                                                                         "-tlscert",
+                                                                         tls + "server.pem",
+                                                                         "-tlskey",
+                                                                         tls + "server.key",
+                                                                         "-cluster",
+                                                                         "1",
+                                                                         "-host",
+                                                                         "1",
+                                                                         "-standalone-host",
+                                                                         "0",
+                                                                         "-vm",
+                                                                         std::to_string(vms)},
+                                                (dir_ / "vcsim.log").string());
   }
   ~GeneratedVcsim() {
     process_.reset();
@@ -86,8 +102,11 @@ class GeneratedVcsim {
 // govc's own answer: the inventory path of every VM of `sdk_url`.
 std::set<std::string> GovcVmPaths(const std::string& sdk_url) {
   std::string out;
-  const int rc = testing::RunCommand("GOVC_URL='" + sdk_url + "' GOVMOMI_HOME=$(mktemp -d) '" +
-                                         WorldVar("GOVC") + "' find / -type m",
+  const int rc = testing::RunCommand("GOVC_URL='" + sdk_url + "' GOVC_USERNAME='" +
+                                         WorldVar("VCSIM_USERNAME") + "' GOVC_PASSWORD='" +
+                                         WorldVar("VCSIM_PASSWORD") + "' GOVC_TLS_CA_CERTS='" +
+                                         WorldVar("VCSIM_CA") + "' GOVC_PERSIST_SESSION=false '" +
+                                         WorldVar("GOVC") + "' find / -type m 2>&1",
                                      &out);
   EXPECT_EQ(rc, 0) << out;
   std::set<std::string> paths;
@@ -207,8 +226,8 @@ TEST(InventoryWorldTest, SoapCallsDoNotGrowWithTheVmCount) {
   ASSERT_TRUE(tls);
   auto http = http::Client::Create(*tls);
   ASSERT_TRUE(http);
-  auto session = Session::Login({}, **http, big_url, WorldVar("VCSIM_USERNAME"),
-                                WorldVar("VCSIM_PASSWORD"));
+  auto session =
+      Session::Login({}, **http, big_url, WorldVar("VCSIM_USERNAME"), WorldVar("VCSIM_PASSWORD"));
   ASSERT_TRUE(session) << session.error().ToString();
   Inventory inventory(**session);
   for (size_t i : {size_t{0}, size_t{123}, size_t{299}}) {

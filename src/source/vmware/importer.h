@@ -25,7 +25,6 @@ class VmwareImporter final : public Importer {
 //! (login and logout included) in stats.soap_calls. Errors: those of Open's login, kNotFound for
 //! a missing datacenter or folder, those of ScanVms.
 core::Result<VmListing> ListInventory(std::stop_token stop, const SourceConfig& config,
-                                      const std::string& folder,
-                                      int page_size = kDefaultPageSize);
+                                      const std::string& folder, int page_size = kDefaultPageSize);
 
 }  // namespace vmimport::source::vmware

@@ -166,8 +166,8 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
     return MakeError(props.error().Wrap("vsphere: describe " + vm.inventory_path));
   }
   std::vector<PendingPortgroup> pending;
-  model::VmDescription d = DescriptionFromProperties(props->values, vm.ref.value,
-                                                     vm.inventory_path, pending);
+  model::VmDescription d =
+      DescriptionFromProperties(props->values, vm.ref.value, vm.inventory_path, pending);
   std::map<std::string, std::string> dvpg_names;  // portgroup key -> name
   for (const PendingPortgroup& nic : pending) {
     if (!dvpg_names.contains(nic.key)) {

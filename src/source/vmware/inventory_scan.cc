@@ -74,10 +74,10 @@ core::Status RetrievePropertiesPaged(std::stop_token stop, Session& session,
                                      const std::function<void(const ObjectContentView&)>& on_object,
                                      int& pages) {
   const std::string collector = session.content().property_collector.Xml("_this");
-  auto first = session.soap().Call(stop, "RetrievePropertiesEx",
-                                   collector + spec_set + "<options><maxObjects>" +
-                                       std::to_string(std::max(1, page_size)) +
-                                       "</maxObjects></options>");
+  auto first =
+      session.soap().Call(stop, "RetrievePropertiesEx",
+                          collector + spec_set + "<options><maxObjects>" +
+                              std::to_string(std::max(1, page_size)) + "</maxObjects></options>");
   if (!first) {
     return MakeError(first.error());
   }
@@ -135,7 +135,7 @@ core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const Mo
           "</specSet>";
 
   std::unordered_map<std::string, FolderNode> folders;
-  std::vector<std::string> vm_parents;  // parallel to listing.vms
+  std::vector<std::string> vm_parents;                       // parallel to listing.vms
   std::vector<std::pair<size_t, PendingPortgroup>> pending;  // vm index, NIC
   auto on_object = [&](const ObjectContentView& obj) {
     auto prop = [&obj](const char* path) {
@@ -165,8 +165,8 @@ core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const Mo
 
   // Inventory paths from the folder tree in memory.
   std::unordered_map<std::string, std::string> folder_paths;
-  std::function<std::string(const std::string&, int)> folder_path =
-      [&](const std::string& value, int depth) -> std::string {
+  std::function<std::string(const std::string&, int)> folder_path = [&](const std::string& value,
+                                                                        int depth) -> std::string {
     if (value == root.value) {
       return root_path;
     }
@@ -185,7 +185,8 @@ core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const Mo
   };
   for (size_t i = 0; i < listing.vms.size(); ++i) {
     const std::string parent = folder_path(vm_parents[i], 0);
-    listing.vms[i].inventory_path = (parent.empty() ? root_path : parent) + "/" + listing.vms[i].name;
+    listing.vms[i].inventory_path =
+        (parent.empty() ? root_path : parent) + "/" + listing.vms[i].name;
   }
 
   // Distributed port group names: one call for every key the NICs name.
@@ -198,13 +199,13 @@ core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const Mo
         "<specSet><propSet><type>DistributedVirtualPortgroup</type><pathSet>name</pathSet>"
         "</propSet>";
     for (const auto& key : keys) {
-      pg_spec += "<objectSet>" + MoRef{"DistributedVirtualPortgroup", key}.Xml("obj") +
-                 "</objectSet>";
+      pg_spec +=
+          "<objectSet>" + MoRef{"DistributedVirtualPortgroup", key}.Xml("obj") + "</objectSet>";
     }
     pg_spec += "</specSet>";
     std::map<std::string, std::string> names;
-    auto r = session.soap().Call(
-        stop, "RetrieveProperties", session.content().property_collector.Xml("_this") + pg_spec);
+    auto r = session.soap().Call(stop, "RetrieveProperties",
+                                 session.content().property_collector.Xml("_this") + pg_spec);
     // Best effort, as Describe: a port group gone meanwhile leaves its key as the network.
     if (r) {
       for (auto obj : r->Body().children("returnval")) {

@@ -39,23 +39,22 @@ std::string AdapterName(const std::string& type) {
 }  // namespace
 
 const std::vector<std::string>& DescribePropertyPaths() {
-  static const std::vector<std::string> kPaths = {
-      "name",
-      "parent",
-      "config.hardware.numCPU",
-      "config.hardware.numCoresPerSocket",
-      "config.hardware.memoryMB",
-      "config.firmware",
-      "config.bootOptions",
-      "config.uuid",
-      "config.instanceUuid",
-      "config.guestId",
-      "config.guestFullName",
-      "guest.guestFamily",
-      "guest.toolsRunningStatus",
-      "runtime.powerState",
-      "config.hardware.device",
-      "summary.config.tpmPresent"};
+  static const std::vector<std::string> kPaths = {"name",
+                                                  "parent",
+                                                  "config.hardware.numCPU",
+                                                  "config.hardware.numCoresPerSocket",
+                                                  "config.hardware.memoryMB",
+                                                  "config.firmware",
+                                                  "config.bootOptions",
+                                                  "config.uuid",
+                                                  "config.instanceUuid",
+                                                  "config.guestId",
+                                                  "config.guestFullName",
+                                                  "guest.guestFamily",
+                                                  "guest.toolsRunningStatus",
+                                                  "runtime.powerState",
+                                                  "config.hardware.device",
+                                                  "summary.config.tpmPresent"};
   return kPaths;
 }
 

@@ -59,7 +59,8 @@ TEST(SelectVms, FolderPatternAndNamesMustAllHold) {
   EXPECT_EQ(s.vms[2].folder, "apps/sub");
   EXPECT_EQ(s.vms[0].disk_bytes, 1u << 20);
 
-  api::PlanSelector by_names{.folder = "", .name_pattern = "", .names = {"db-1", "/DC0/vm/apps/web-2", "gone"}};
+  api::PlanSelector by_names{
+      .folder = "", .name_pattern = "", .names = {"db-1", "/DC0/vm/apps/web-2", "gone"}};
   s = SelectVms("p", by_names, listing, "/DC0/vm");
   ASSERT_EQ(s.vms.size(), 2u);
   EXPECT_EQ(s.vms[0].name, "web-2");
@@ -68,11 +69,11 @@ TEST(SelectVms, FolderPatternAndNamesMustAllHold) {
 }
 
 TEST(SelectVms, AnAmbiguousNameIsReferencedByUuid) {
-  const std::vector<model::VmDescription> listing = {
-      Vm("/DC0/vm/team-a/vmi-dup", 1, "uuid-a"), Vm("/DC0/vm/team-a/x/vmi-dup", 1, "uuid-b"),
-      Vm("/DC0/vm/team-b/vmi-dup", 1, "uuid-c")};
-  Selection s = SelectVms("p", {.folder = "", .name_pattern = "vmi-*", .names = {}}, listing,
-                          "/DC0/vm");
+  const std::vector<model::VmDescription> listing = {Vm("/DC0/vm/team-a/vmi-dup", 1, "uuid-a"),
+                                                     Vm("/DC0/vm/team-a/x/vmi-dup", 1, "uuid-b"),
+                                                     Vm("/DC0/vm/team-b/vmi-dup", 1, "uuid-c")};
+  Selection s =
+      SelectVms("p", {.folder = "", .name_pattern = "vmi-*", .names = {}}, listing, "/DC0/vm");
   ASSERT_EQ(s.vms.size(), 3u);
   EXPECT_EQ(s.vms[0].vm_reference, "uuid-a");  // team-a/x/vmi-dup is under team-a too
   EXPECT_EQ(s.vms[1].vm_reference, "vmi-dup");
@@ -88,8 +89,12 @@ TEST(ImportObjectFor, TemplateSourceReferenceLabelAndOwner) {
   spec.source_cluster.kind = "VmwareSource";
   spec.source_cluster.name = "vc";
   spec.import_template = {{"storageClass", "fast"}, {"folder", "ignored"}};
-  api::PlannedVm vm{.name = "web", .inventory_path = "/DC0/vm/a/web", .id = "vm-1",
-                    .import_name = "wave-web", .vm_reference = "web", .folder = "a",
+  api::PlannedVm vm{.name = "web",
+                    .inventory_path = "/DC0/vm/a/web",
+                    .id = "vm-1",
+                    .import_name = "wave-web",
+                    .vm_reference = "web",
+                    .folder = "a",
                     .disk_bytes = 0};
   const Json obj = ImportObjectFor(plan, spec, vm);
   EXPECT_EQ(obj["metadata"]["name"], "wave-web");
@@ -118,14 +123,17 @@ Json ImportWith(const std::string& phase, uint64_t done, uint64_t total, uint64_
 TEST(Summarize, CountsBytesRateEtaAndAttention) {
   std::vector<api::PlannedVm> selection;
   for (const char* n : {"a", "b", "c", "d"}) {
-    selection.push_back(api::PlannedVm{.name = n, .inventory_path = "", .id = "",
-                                       .import_name = std::string("p-") + n, .vm_reference = n,
-                                       .folder = "", .disk_bytes = 1000});
+    selection.push_back(api::PlannedVm{.name = n,
+                                       .inventory_path = "",
+                                       .id = "",
+                                       .import_name = std::string("p-") + n,
+                                       .vm_reference = n,
+                                       .folder = "",
+                                       .disk_bytes = 1000});
   }
-  std::map<std::string, Json> imports = {
-      {"p-a", ImportWith("virtualMachineRunning", 900, 1000, 0)},
-      {"p-b", ImportWith("diskImageSubmitted", 400, 1000, 100)},
-      {"p-c", ImportWith("VMMigrationFailed", 10, 1000, 0)}};
+  std::map<std::string, Json> imports = {{"p-a", ImportWith("virtualMachineRunning", 900, 1000, 0)},
+                                         {"p-b", ImportWith("diskImageSubmitted", 400, 1000, 100)},
+                                         {"p-c", ImportWith("VMMigrationFailed", 10, 1000, 0)}};
   const PlanSummary s = Summarize(selection, imports);
   EXPECT_EQ(s.total, 4);
   EXPECT_EQ(s.succeeded, 1);

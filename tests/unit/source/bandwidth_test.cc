@@ -43,11 +43,10 @@ TEST(SharedBandwidth, IdleTimeIsNotBankedBeyondTheBurst) {
 TEST(SharedBandwidth, NoCapPassesAtOnceAndARateChangeApplies) {
   core::FakeClock clock;
   int sleeps = 0;
-  SharedBandwidth limiter(
-      0, clock, [&](std::stop_token, std::chrono::nanoseconds d) {
-        ++sleeps;
-        clock.Advance(d);
-      });
+  SharedBandwidth limiter(0, clock, [&](std::stop_token, std::chrono::nanoseconds d) {
+    ++sleeps;
+    clock.Advance(d);
+  });
   ASSERT_TRUE(limiter.Acquire({}, 1 << 30));
   EXPECT_EQ(sleeps, 0);
   limiter.SetRate(1e6);
