@@ -450,7 +450,8 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
     std::shared_ptr<source::SourceVm> vm = r.vm;
     const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
                                           .slots = &stream_slots_,
-                                          .host = r.host};
+                                          .host = r.host,
+                                          .shared = r.bandwidth};
     auto factory = [vm, i, limits](std::stop_token s) {
       return source::OpenDiskReader(s, vm, i, limits);
     };

@@ -306,6 +306,13 @@ core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(std::stop_
   }
   auto running = std::make_unique<Running>();
   running->host = source::HostOfUrl(config->endpoint);
+  if (options_.bandwidth != nullptr) {
+    const Json& smd = core::JsonObject(*source_obj, "metadata");
+    running->bandwidth = options_.bandwidth->For(core::JsonString(*source_obj, "kind") + "/" +
+                                                     core::JsonString(smd, "namespace") + "/" +
+                                                     core::JsonString(smd, "name"),
+                                                 config->bandwidth_bytes_per_second);
+  }
   running->description = (*vm)->Description();
   running->vm = std::move(*vm);
   std::lock_guard lock(mu_);

@@ -76,6 +76,9 @@ struct ImportReconcilerOptions {
   //! Imports that may hold a source VM at once (preflight until the disks are in Harvester);
   //! more wait in virtualMachineImportValid. 0: no limit.
   size_t max_concurrent_imports = 0;
+  //! The per-source shared caps (spec.bandwidthBytesPerSecond, issue 23); null: caps are ignored.
+  //! Owned by main(): it outlives the leader terms, and /metrics reads it.
+  source::BandwidthRegistry* bandwidth = nullptr;
   //! Disk streams open at once per source host; a further GET waits for a slot. 0: no limit.
   size_t max_streams_per_source = 0;
   //! Cap on each stream's source bytes per second. 0: none.

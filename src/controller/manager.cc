@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "controller/plan_reconciler.h"
 #include "controller/routing.h"
 #include "controller/runner.h"
 #include "kube/informer.h"
@@ -147,24 +148,46 @@ core::Status Manager::Run(std::stop_token leading,
   }
   Runner import_runner("import", import_queue, import_reconciler, log_);
   import_reconciler.SetMetrics(metrics_);
+  // ImportPlans (issue 23): a plan wakes on its own changes and on every change of its imports.
+  kube::Informer plans(client_, PlanResource(), ns, log_);
+  WorkQueue plan_queue(clock_);
+  PlanReconciler plan_reconciler(client_, plans, providers_.importers, events_, clock_, log_);
+  auto enqueue_plan = [&plan_queue](const kube::Json& o) { plan_queue.Add(kube::ObjectKeyOf(o)); };
+  plans.AddHandlers({.on_add = enqueue_plan,
+                     .on_update = [&](const kube::Json&, const kube::Json& o) { enqueue_plan(o); },
+                     .on_delete = enqueue_plan});
+  auto import_changed_for_plan = [&plan_queue](const kube::Json& o) {
+    if (const std::string plan = PlanOfImport(o); !plan.empty()) {
+      plan_queue.Add(plan);
+    }
+  };
+  imports.AddHandlers(
+      {.on_add = import_changed_for_plan,
+       .on_update = [&](const kube::Json&, const kube::Json& o) { import_changed_for_plan(o); },
+       .on_delete = import_changed_for_plan});
+  Runner plan_runner("import-plan", plan_queue, plan_reconciler, log_);
 
   for (auto& c : controllers) {
     c.informer->Start();
   }
   images.Start();
   imports.Start();
+  plans.Start();
   for (auto& c : controllers) {
     c.informer->WaitForSync(leading, std::chrono::hours(24));
   }
   images.WaitForSync(leading, std::chrono::hours(24));
   imports.WaitForSync(leading, std::chrono::hours(24));
+  plans.WaitForSync(leading, std::chrono::hours(24));
   secrets.Start();
   for (auto& c : controllers) {
     c.runner->Start(options_.workers);
   }
   import_runner.Start(options_.workers);
-  TermView view{
-      .imports = &imports, .queues = {{"import", &import_queue}}, .server = server->get()};
+  plan_runner.Start(options_.workers);
+  TermView view{.imports = &imports,
+                .queues = {{"import", &import_queue}, {"import-plan", &plan_queue}},
+                .server = server->get()};
   for (auto& c : controllers) {
     view.queues.emplace_back(std::string(source::SourceKindName(c.kind)) + "-source",
                              c.queue.get());
@@ -181,11 +204,13 @@ core::Status Manager::Run(std::stop_token leading,
     on_stopping();
   }
   log_.Info("stopping controllers");
+  plan_runner.Stop();
   import_runner.Stop();
   for (auto& c : controllers) {
     c.runner->Stop();  // waits for running reconciles: nothing is left half-written
   }
   secrets.Stop();
+  plans.Stop();
   imports.Stop();
   images.Stop();
   for (auto& c : controllers) {

@@ -1,5 +1,7 @@
 #include "controller/source_reconciler.h"
 
+#include <algorithm>
+
 #include "api/conditions.h"
 #include "core/json.h"
 #include "core/strings.h"
@@ -122,6 +124,8 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   };
   config.upload_image_retry_count = integer("uploadImageRetryCount");
   config.upload_image_retry_delay_seconds = integer("uploadImageRetryDelay");
+  config.bandwidth_bytes_per_second = static_cast<double>(
+      std::max<int64_t>(0, core::JsonInt(spec, "bandwidthBytesPerSecond").value_or(0)));
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {

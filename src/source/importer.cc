@@ -110,6 +110,9 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   // A source that checks a digest over its bytes: the reader holds back the last disk bytes
   // until it did (the pointer stays valid: the decoder owns the source).
   auto* checked = dynamic_cast<disk::CheckedSource*>(source.get());
+  if (limits.shared) {
+    source = std::make_unique<SharedRateLimitedSource>(std::move(source), limits.shared);
+  }
   if (limits.bytes_per_second > 0) {
     source = std::make_unique<disk::RateLimitedSource>(std::move(source), limits.bytes_per_second);
   }

@@ -23,6 +23,7 @@
 #include "disk/byte_source.h"
 #include "disk/disk_reader.h"
 #include "model/vm.h"
+#include "source/bandwidth.h"
 #include "source/provider.h"
 
 namespace vmimport::source {
@@ -99,6 +100,8 @@ struct DiskStreamLimits {
   double bytes_per_second = 0;   //!< cap on the source bytes read; 0: none
   StreamSlots* slots = nullptr;  //!< per-host stream slots; null: none
   std::string host;              //!< the slot key: the source's host
+  //! The source's shared cap (issue 23): every stream of the source reads through it; null: none.
+  std::shared_ptr<SharedBandwidth> shared;
 };
 
 //! "host" (or "host:port") of a URL; the whole text when it has no "//".

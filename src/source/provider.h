@@ -32,6 +32,9 @@ struct SourceConfig {
   //! the reference's defaults, 30 polls 10 s apart.
   int upload_image_retry_count = 0;
   int upload_image_retry_delay_seconds = 0;
+  //! spec.bandwidthBytesPerSecond (issue 23): a cap on the bytes read from this source at once,
+  //! shared by every disk stream of every import of it (source/bandwidth.h); 0: none.
+  double bandwidth_bytes_per_second = 0;
 };
 
 //! What to call the Secret of `config` in an error: "secret <namespace>/<name>", or "the secret"

@@ -206,7 +206,7 @@ TEST_F(DeployWorldTest, ChartLintsAndItsDefaultRenderingIsAcceptedWithServicePro
       Render("default", "vm-import-controller --namespace harvester-system --include-crds");
   const Json list = DryRun({rendered});
   const std::multiset<std::string> kinds = Kinds(list);
-  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 5u);
+  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 6u);  // with ImportPlan (issue 23)
   for (const char* kind : {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                            "RoleBinding", "Service", "Deployment"}) {
     EXPECT_EQ(kinds.count(kind), 1u) << kind;
@@ -347,7 +347,7 @@ TEST_F(DeployWorldTest, PlainManifestsAndTheAddonAreAcceptedAndMatchTheChart) {
       DryRun({kSourceDir + "/deploy/crds", kSourceDir + "/deploy/vm-import-controller.yaml",
               kSourceDir + "/deploy/addon.yaml"});
   const std::multiset<std::string> kinds = Kinds(list);
-  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 5u);
+  EXPECT_EQ(kinds.count("CustomResourceDefinition"), 6u);  // with ImportPlan (issue 23)
   EXPECT_EQ(kinds.count("Deployment"), 1u);
   EXPECT_EQ(kinds.count("Service"), 1u);
   const Json addon = Find(list, "Addon", "vm-import-controller");
@@ -642,6 +642,11 @@ TEST_F(DeployRbacWorldTest, ServiceAccountMayDoWhatTheControllerDoesAndNothingEl
            "update libvirtsources.migration.harvesterhci.io --subresource=status -n other",
            "watch virtualmachineimports.migration.harvesterhci.io -A",
            "patch virtualmachineimports.migration.harvesterhci.io -n other",
+           // ImportPlans (issue 23): watched, status written, imports made, failed ones retried.
+           "watch importplans.migration.harvesterhci.io -A",
+           "update importplans.migration.harvesterhci.io --subresource=status -n other",
+           "create virtualmachineimports.migration.harvesterhci.io -n other",
+           "delete virtualmachineimports.migration.harvesterhci.io -n other",
            "update vmwaresources.migration.harvesterhci.io --subresource=status -n other",
            "update ovasources.migration.harvesterhci.io --subresource=status -n other",
            "update openstacksources.migration.harvesterhci.io --subresource=status -n other",
@@ -679,7 +684,8 @@ TEST_F(DeployRbacWorldTest, ServiceAccountMayDoWhatTheControllerDoesAndNothingEl
            "patch secrets -n other",
            "update datavolumes.cdi.kubevirt.io -n other",
            "update storageprofiles.cdi.kubevirt.io",
-           "delete virtualmachineimports.migration.harvesterhci.io -n other",
+           "update importplans.migration.harvesterhci.io -n other",
+           "delete importplans.migration.harvesterhci.io -n other",
            "update vmwaresources.migration.harvesterhci.io -n other",
            "delete virtualmachines.kubevirt.io -n other",
            "update virtualmachines.kubevirt.io -n other",

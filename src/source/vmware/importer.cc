@@ -143,9 +143,8 @@ core::Result<Connection> Connect(std::stop_token stop, const SourceConfig& confi
 
 }  // namespace
 
-core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::stop_token stop,
-                                                                        const SourceConfig& config,
-                                                                        const std::string& folder) {
+core::Result<VmListing> ListInventory(std::stop_token stop, const SourceConfig& config,
+                                      const std::string& folder, int page_size) {
   auto conn = Connect(stop, config);
   if (!conn) {
     return MakeError(conn.error());
@@ -157,28 +156,24 @@ core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::sto
     (void)session.Logout(stop);
     return MakeError(root.error());
   }
-  auto vms = inventory.ListVms(stop, *root);
-  if (!vms) {
-    (void)session.Logout(stop);
-    return MakeError(vms.error());
-  }
-  std::vector<model::VmDescription> out;
-  for (VmRef& vm : *vms) {
-    auto path = inventory.InventoryPath(stop, vm.ref);
-    if (path) {
-      vm.inventory_path = *path;
-    }
-    auto d = inventory.Describe(stop, vm);
-    if (!d) {
-      (void)session.Logout(stop);
-      return MakeError(d.error().Wrap("describe " + vm.name));
-    }
-    out.push_back(std::move(*d));
-  }
+  auto listing = ScanVms(stop, session, *root, VmFolderPath(config.datacenter, folder),
+                         ScanOptions{.describe = true, .page_size = page_size});
   (void)session.Logout(stop);
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.inventory_path < b.inventory_path; });
-  return out;
+  if (!listing) {
+    return MakeError(listing.error());
+  }
+  listing->stats.soap_calls = session.soap().calls();  // the session's: login to logout
+  return listing;
+}
+
+core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::stop_token stop,
+                                                                        const SourceConfig& config,
+                                                                        const std::string& folder) {
+  auto listing = ListInventory(stop, config, folder);
+  if (!listing) {
+    return MakeError(listing.error());
+  }
+  return std::move(listing->vms);
 }
 
 core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,

@@ -6,6 +6,7 @@
 // session is kept alive while the import runs and logged out when the SourceVm goes.
 
 #include "source/importer.h"
+#include "source/vmware/inventory_scan.h"
 
 namespace vmimport::source::vmware {
 
@@ -18,5 +19,12 @@ class VmwareImporter final : public Importer {
                                                           const SourceConfig& config,
                                                           const std::string& folder) override;
 };
+
+//! ListVms with what it cost: every VM under `folder` of the source's datacenter, described by
+//! one paged PropertyCollector query (inventory_scan.h), and the SOAP calls of the whole listing
+//! (login and logout included) in stats.soap_calls. Errors: those of Open's login, kNotFound for
+//! a missing datacenter or folder, those of ScanVms.
+core::Result<VmListing> ListInventory(std::stop_token stop, const SourceConfig& config,
+                                      const std::string& folder, int page_size = kDefaultPageSize);
 
 }  // namespace vmimport::source::vmware

@@ -4,7 +4,9 @@
 //
 // Finding a VM never guesses: a name is searched in the whole datacenter (or under spec.folder,
 // nested), and more than one match is refused with every matching inventory path, because the
-// wrong VM must never be powered off. A BIOS or instance UUID works as well.
+// wrong VM must never be powered off. A BIOS or instance UUID works as well. A name is looked up
+// with one paged inventory scan (inventory_scan.h): paths come from memory, not from a walk up
+// the tree per match.
 
 #include <stop_token>
 #include <string>
@@ -13,6 +15,7 @@
 #include "core/result.h"
 #include "model/vm.h"
 #include "source/vmware/session.h"
+#include "source/vmware/vm_properties.h"
 
 namespace vmimport::source::vmware {
 
@@ -26,8 +29,6 @@ class Inventory {
  public:
   explicit Inventory(Session& session) : session_(session) {}
 
-  //! Every VM under `folder` (recursive), with names; paths are not filled.
-  core::Result<std::vector<VmRef>> ListVms(std::stop_token stop, const MoRef& folder);
   //! The datacenter's VM folder, or the folder `folder` under it ("a/b"); kNotFound otherwise.
   core::Result<MoRef> VmFolder(std::stop_token stop, const std::string& datacenter,
                                const std::string& folder);
@@ -46,12 +47,5 @@ class Inventory {
  private:
   Session& session_;
 };
-
-//! KubeVirt bus for a vSphere controller type name (as Describe reports it), like the reference:
-//! pvscsi → sata (KubeVirt cannot express PVSCSI), lsilogic/lsilogicsas/buslogic → scsi,
-//! sata/ide → sata, nvme → virtio, usb → usb; anything else → `fallback`.
-std::string BusForController(const std::string& controller, const std::string& fallback);
-//! KubeVirt NIC model for a vSphere card type: vmxnet* → virtio, e1000e, e1000, pcnet32 → pcnet.
-std::string ModelForAdapter(const std::string& adapter);
 
 }  // namespace vmimport::source::vmware

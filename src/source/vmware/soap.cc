@@ -250,6 +250,7 @@ Result<SoapResponse> SoapClient::Call(std::stop_token stop, std::string_view met
 
 Result<SoapResponse> SoapClient::CallOnce(std::stop_token stop, std::string_view method,
                                           std::string_view inner_xml, std::string& fault_type) {
+  calls_.fetch_add(1);
   http::Request req;
   req.method = "POST";
   req.url = sdk_url_;

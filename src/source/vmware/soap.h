@@ -4,6 +4,8 @@
 // One SoapClient per vCenter session. Thread-safe: calls may run concurrently; the session
 // cookie is shared.
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -107,6 +109,9 @@ class SoapClient {
   const std::string& sdk_url() const { return sdk_url_; }
   //! The HTTP client the calls go through (its TLS settings serve NFC downloads too).
   http::Client& http() const { return http_; }
+  //! SOAP requests sent so far (every POST, a retry after a new login included): what the
+  //! inventory benchmark and tests count.
+  uint64_t calls() const { return calls_.load(); }
 
  private:
   // One POST; `fault_type` receives the fault's type when the answer is a fault.
@@ -120,6 +125,7 @@ class SoapClient {
   std::string cookie_;
   Reauthenticator reauthenticate_;
   std::mutex relogin_mu_;  // serialises Reauthenticate: one login for many expired calls
+  std::atomic<uint64_t> calls_{0};
 };
 
 }  // namespace vmimport::source::vmware
