@@ -10,8 +10,10 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/strings.h"
+#include "source/libvirt/bounded_call.h"
 #include "source/importer.h"
 #include "source/tls.h"
 
@@ -25,11 +27,25 @@ namespace {
 // libvirt prints every error to stderr unless a handler is set; ours are returned instead.
 void IgnoreError(void* /*user_data*/, virErrorPtr /*error*/) {}
 
+// libvirt's default event loop, run by one thread for the life of the process: keepalive and
+// stream events need it, and it must be registered before the first connection opens.
 void InitLibvirtOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
     virInitialize();
     virSetErrorFunc(nullptr, IgnoreError);
+    if (virEventRegisterDefaultImpl() < 0) {
+      virResetLastError();  // then libvirt runs without keepalive: RunBounded still bounds calls
+      return;
+    }
+    std::thread([] {
+      for (;;) {
+        if (virEventRunDefaultImpl() < 0) {
+          virResetLastError();
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
+    }).detach();
   });
 }
 
@@ -123,6 +139,13 @@ std::string SecretValue(const SourceConfig& config, const char* key) {
 
 }  // namespace
 
+void CloseInBackground(virConnectPtr c) noexcept {
+  ReleaseInBackground([c] {
+    virConnectClose(c);
+    virResetLastError();
+  });
+}
+
 std::string TakeString(char* s) {
   if (s == nullptr) {
     return "";
@@ -201,15 +224,17 @@ core::Result<ParsedUri> ParseUri(std::string_view uri) {
   return ParsedUri{scheme.substr(5), host};
 }
 
-core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config) {
+core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config,
+                                 const ConnectOptions& options) {
   InitLibvirtOnce();
   auto parsed = ParseUri(config.endpoint);
   if (!parsed) {
     return MakeError(parsed.error());
   }
   const std::string secret = SecretName(config);
-  Credentials creds{SecretValue(config, "username"), SecretValue(config, "password")};
-  if (creds.username.empty() || creds.password.empty()) {
+  auto creds = std::make_shared<const Credentials>(
+      Credentials{SecretValue(config, "username"), SecretValue(config, "password")});
+  if (creds->username.empty() || creds->password.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      secret + ": libvirt needs 'username' and 'password' (SASL)");
   }
@@ -218,7 +243,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     return MakeError(tls.error());
   }
   std::string uri = config.endpoint;
-  std::optional<PkiDir> pki;
+  std::shared_ptr<PkiDir> pki;
   if (parsed->transport == "tls") {
     std::string ca;
     for (const char* key : kCaKeys) {
@@ -239,7 +264,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     if (!dir) {
       return MakeError(dir.error());
     }
-    pki.emplace(std::move(*dir));
+    pki = std::make_shared<PkiDir>(std::move(*dir));
     for (const auto& [name, data] :
          {std::pair<const char*, const std::string&>{"clientcert.pem", cert},
           {"clientkey.pem", key},
@@ -256,16 +281,26 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
       uri += "&no_verify=1";
     }
   }
-  if (stop.stop_requested()) {
-    return MakeError(ErrorCode::kCancelled, "libvirt: connect cancelled");
-  }
-  int cred_types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
-  virConnectAuth auth{cred_types, 3, AuthCallback, &creds};
-  virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
-  if (conn == nullptr) {
-    return MakeError(LastError("connect to " + parsed->host));  // no scheme: "tls:" means TLS
-  }
-  return ConnectPtr(conn);
+  // The open runs on a thread of its own; the PEM files go when it returns.
+  const std::string host = parsed->host;
+  return RunBounded<ConnectPtr>(
+      stop, options.timeout, host, "connect to " + host,
+      [uri, creds, pki, host, options]() -> core::Result<ConnectPtr> {
+        int cred_types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
+        virConnectAuth auth{cred_types, 3, AuthCallback,
+                            const_cast<Credentials*>(creds.get())};  // NOLINT: libvirt's void*
+        virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
+        if (conn == nullptr) {
+          return MakeError(LastError("connect to " + host));  // no scheme: "tls:" means TLS
+        }
+        ConnectPtr owned(conn);
+        // 1: the peer does not speak keepalive (libvirt before 0.9.8): it runs without.
+        if (virConnectSetKeepAlive(conn, options.keepalive_interval, options.keepalive_count) <
+            0) {
+          return MakeError(LastError("keepalive of the connection to " + host));
+        }
+        return owned;
+      });
 }
 
 }  // namespace vmimport::source::libvirt

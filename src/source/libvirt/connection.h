@@ -5,12 +5,22 @@
 // are written for libvirt to read (it reads them only from files) into a private directory that
 // is removed as soon as the connection is open.
 //
+// A stalled peer (libvirtd accepts TCP, then answers nothing) must not hold a caller for ever:
+//  - The first Connect registers libvirt's default event loop (virEventRegisterDefaultImpl) and
+//    starts one thread that runs it for the life of the process; every connection then gets
+//    libvirt's keepalive (virConnectSetKeepAlive(interval, count)): a peer that answers no ping
+//    for interval x count seconds has its connection closed, and every call on it fails.
+//  - The open itself (TCP, TLS handshake, SASL) has no keepalive: it runs under RunBounded
+//    (bounded_call.h) with ConnectOptions::timeout.
+//  - Closing a connection is a round trip: ConnectPtr closes it on a thread of its own.
+//
 // libvirt's objects are thread-safe; each handle here has one owner. Errors of libvirt calls are
 // thread-local (virGetLastError): LastError() must be called on the thread of the failed call.
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <chrono>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -21,8 +31,11 @@
 
 namespace vmimport::source::libvirt {
 
+//! virConnectClose on a thread of its own (a stalled peer holds it up to the keepalive).
+void CloseInBackground(virConnectPtr c) noexcept;
+
 struct ConnectDeleter {
-  void operator()(virConnectPtr c) const noexcept { virConnectClose(c); }
+  void operator()(virConnectPtr c) const noexcept { CloseInBackground(c); }
 };
 struct DomainDeleter {
   void operator()(virDomainPtr d) const noexcept { virDomainFree(d); }
@@ -63,9 +76,21 @@ struct ParsedUri {
 };
 core::Result<ParsedUri> ParseUri(std::string_view uri);
 
-//! Opens `config.endpoint` with the Secret's credentials. Errors: ParseUri's; kInvalidArgument
-//! naming the Secret when a key a transport needs is missing; LastError's. Safe to call from
+struct ConnectOptions {
+  //! The whole open: TCP connect, TLS handshake, SASL.
+  std::chrono::milliseconds timeout{std::chrono::seconds(30)};
+  //! libvirt's keepalive: a ping every `keepalive_interval` s; the connection is closed after
+  //! `keepalive_count` unanswered ones (so a stalled peer is noticed within about
+  //! interval x (count + 1) s). libvirt's own defaults (virsh) are 5 and 6.
+  int keepalive_interval = 5;
+  unsigned keepalive_count = 3;
+};
+
+//! Opens `config.endpoint` with the Secret's credentials, with libvirt's keepalive on. Errors:
+//! ParseUri's; kInvalidArgument naming the Secret when a key a transport needs is missing;
+//! LastError's; RunBounded's (kCancelled; kUnavailable "... timed out ..."). Safe to call from
 //! any thread, any number of times; each call is a connection of its own.
-core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config);
+core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config,
+                                 const ConnectOptions& options = {});
 
 }  // namespace vmimport::source::libvirt
