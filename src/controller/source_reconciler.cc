@@ -35,6 +35,9 @@ const kube::Resource& SecretResource() {
 std::string ReadinessReason(const core::Error& error) {
   switch (error.code) {
     case ErrorCode::kUnavailable:
+      if (error.message.starts_with("ssh host key:")) {
+        return "HostKeyMismatch";  // libvirt over ssh: a host key not in known_hosts, or another
+      }
       return error.message.find("tls:") != std::string::npos ? "TLSError" : "Unreachable";
     case ErrorCode::kDeadlineExceeded: return "Timeout";
     case ErrorCode::kUnauthenticated: return "InvalidCredentials";

@@ -28,8 +28,12 @@ namespace vmimport::source::libvirt {
 
 inline constexpr int kMaxAbandoned = 4;
 
-//! Runs `release` on a detached thread of its own. Safe from any thread.
+//! Runs `release` on a detached thread of its own. Safe from any thread. The process waits for
+//! releases still running at exit (up to 10 s).
 void ReleaseInBackground(std::function<void()> release);
+
+//! Waits until no release runs, up to `limit`; false when some still run.
+bool WaitForBackgroundReleases(std::chrono::milliseconds limit);
 
 //! Calls to `key` abandoned by RunBounded that have not returned yet.
 int AbandonedCalls(const std::string& key);

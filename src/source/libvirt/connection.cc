@@ -98,7 +98,7 @@ class PkiDir {
         (std::filesystem::temp_directory_path() / "vmimport-libvirt-XXXXXX").string();
     if (mkdtemp(templ.data()) == nullptr) {
       return MakeError(ErrorCode::kInternal,
-                       std::string("libvirt: cannot make a directory for the TLS files: ") +
+                       std::string("libvirt: cannot make a directory for the key files: ") +
                            std::strerror(errno));
     }
     return PkiDir(templ);
@@ -166,6 +166,12 @@ core::Error LastError(std::string_view context) {
   const int code = e->code;
   virResetLastError();
   message += ": " + text;
+  if (Mentions(text, {"host key"})) {  // libssh: unknown or different, before auth failures
+    return core::Error{ErrorCode::kUnavailable, "ssh host key: " + message};
+  }
+  if (Mentions(text, {"failed to authenticate"})) {  // libssh: the key was refused
+    return core::Error{ErrorCode::kUnauthenticated, message};
+  }
   if (code == VIR_ERR_AUTH_FAILED || code == VIR_ERR_AUTH_CANCELLED ||
       code == VIR_ERR_AUTH_UNAVAILABLE) {
     return core::Error{ErrorCode::kUnauthenticated, message};
@@ -194,34 +200,41 @@ core::Result<ParsedUri> ParseUri(std::string_view uri) {
             "' is not a libvirt URI (qemu+tls://host/system or qemu+tcp://host/system)");
   }
   const std::string scheme = core::ToLower(uri.substr(0, sep));
-  if (scheme == "qemu+ssh" || scheme == "qemu+libssh" || scheme == "qemu+libssh2") {
-    return MakeError(ErrorCode::kUnsupported,
-                     "libvirt: the ssh transport (" + scheme +
-                         ") is not supported yet: use qemu+tls:// (or qemu+tcp:// with SASL)");
-  }
-  if (scheme != "qemu+tls" && scheme != "qemu+tcp") {
+  if (scheme != "qemu+tls" && scheme != "qemu+tcp" && scheme != "qemu+ssh" &&
+      scheme != "qemu+libssh") {
     return MakeError(ErrorCode::kUnsupported,
                      "libvirt: transport '" + scheme +
-                         "' is not supported: use qemu+tls:// (or qemu+tcp:// with SASL)");
+                         "' is not supported: use qemu+tls://, qemu+ssh:// or qemu+tcp:// (SASL)");
   }
   if (uri.find('?') != std::string_view::npos) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "libvirt: uri may not carry parameters (the controller sets pkipath and "
-                     "no_verify from the Secret)");
+                     "libvirt: uri may not carry parameters (the controller sets them from the "
+                     "Secret)");
   }
   const std::string host = HostOfUrl(uri);
-  if (host.empty()) {
+  if (host.empty() || host.starts_with(":")) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "libvirt: uri '" + std::string(uri) + "' names no host");
   }
   const auto path_start = uri.find('/', sep + 3);
+  const std::string authority(
+      uri.substr(sep + 3, path_start == std::string_view::npos ? std::string_view::npos
+                                                               : path_start - sep - 3));
+  const auto at = authority.rfind('@');
+  const std::string user = at == std::string::npos ? "" : authority.substr(0, at);
   const std::string path =
       path_start == std::string_view::npos ? "" : std::string(uri.substr(path_start));
   if (path != "/system" && path != "/session") {
     return MakeError(ErrorCode::kInvalidArgument,
                      "libvirt: uri '" + std::string(uri) + "' must end in /system or /session");
   }
-  return ParsedUri{scheme.substr(5), host};
+  const std::string transport = scheme == "qemu+libssh" ? "ssh" : scheme.substr(5);
+  if (!user.empty() && transport != "ssh") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "libvirt: uri '" + std::string(uri) +
+                         "' names a user: only ssh takes one (SASL's is in the Secret)");
+  }
+  return ParsedUri{transport, host, user, path};
 }
 
 core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config,
@@ -234,7 +247,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
   const std::string secret = SecretName(config);
   auto creds = std::make_shared<const Credentials>(
       Credentials{SecretValue(config, "username"), SecretValue(config, "password")});
-  if (creds->username.empty() || creds->password.empty()) {
+  if (parsed->transport != "ssh" && (creds->username.empty() || creds->password.empty())) {
     return MakeError(ErrorCode::kInvalidArgument,
                      secret + ": libvirt needs 'username' and 'password' (SASL)");
   }
@@ -281,7 +294,36 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
       uri += "&no_verify=1";
     }
   }
-  // The open runs on a thread of its own; the PEM files go when it returns.
+  if (parsed->transport == "ssh") {
+    const std::string key = SecretValue(config, kSshKeyKey);
+    const std::string known_hosts = SecretValue(config, kKnownHostsKey);
+    if (key.empty() || (known_hosts.empty() && !tls->insecure_skip_verify)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       secret + ": qemu+ssh needs '" + kSshKeyKey + "' (the private key) and '" +
+                           kKnownHostsKey + "' (the host's key)");
+    }
+    auto dir = PkiDir::Create();
+    if (!dir) {
+      return MakeError(dir.error());
+    }
+    pki = std::make_shared<PkiDir>(std::move(*dir));
+    // libssh wants the key to end in a newline; a Secret's value may not.
+    const std::string key_file = key.ends_with('\n') ? key : key + "\n";
+    if (auto w = pki->Write("id", key_file); !w) {
+      return MakeError(w.error());
+    }
+    if (auto w = pki->Write("known_hosts", known_hosts + "\n"); !w) {
+      return MakeError(w.error());
+    }
+    std::string user = parsed->user;
+    if (user.empty()) {
+      user = creds->username.empty() ? "root" : creds->username;
+    }
+    uri = "qemu+libssh2://" + user + "@" + parsed->host + parsed->path + "?keyfile=" + pki->path() +
+          "/id&known_hosts=" + pki->path() + "/known_hosts&known_hosts_verify=" +
+          (tls->insecure_skip_verify ? "ignore" : "normal") + "&sshauth=privkey";
+  }
+  // The open runs on a thread of its own; the key files go when it returns.
   const std::string host = parsed->host;
   return RunBounded<ConnectPtr>(
       stop, options.timeout, host, "connect to " + host,

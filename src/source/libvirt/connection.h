@@ -1,9 +1,18 @@
 #pragma once
 
 // A connection to a libvirt daemon through libvirt's own client library (libvirt-dev): the
-// remote driver over TLS (qemu+tls://) or TCP with SASL (qemu+tcp://). The Secret's PEM files
-// are written for libvirt to read (it reads them only from files) into a private directory that
-// is removed as soon as the connection is open.
+// remote driver over TLS (qemu+tls://), TCP with SASL (qemu+tcp://) or ssh (qemu+ssh://). The
+// Secret's PEM files and ssh key are written for libvirt to read (it reads them only from files)
+// into a private 0700 directory (files 0600) that is removed as soon as the open returns.
+//
+// ssh: libvirt's qemu+ssh runs the `ssh` binary (with ~/.ssh, an agent, a prompt); the
+// controller uses libvirt's libssh transport instead (qemu+libssh, libssh linked into Debian's
+// libvirt0), which takes the key and known_hosts as files: `qemu+ssh://user@host:port/system`
+// is opened as `qemu+libssh://...?keyfile=K&known_hosts=H&known_hosts_verify=normal&sshauth=privkey`.
+// The host key must be in known_hosts (an unknown or different one is refused: libvirt asks
+// the auth callback to accept it, and it says no); `insecureSkipVerify: "true"` alone makes it
+// known_hosts_verify=ignore. On the host, libvirt runs virt-ssh-helper (or nc) to reach libvirtd's
+// unix socket.
 //
 // A stalled peer (libvirtd accepts TCP, then answers nothing) must not hold a caller for ever:
 //  - The first Connect registers libvirt's default event loop (virEventRegisterDefaultImpl) and
@@ -65,14 +74,20 @@ core::Error LastError(std::string_view context);
 //! the server certificate check off (no_verify=1); nothing else does.
 inline constexpr const char* kTlsCertKey = "tls.crt";
 inline constexpr const char* kTlsKeyKey = "tls.key";
+//! ssh: the private key (OpenSSH or PEM; the key of Kubernetes' kubernetes.io/ssh-auth Secrets)
+//! and the host's known_hosts lines ("[host]:port ssh-ed25519 AAAA..." when not port 22).
+inline constexpr const char* kSshKeyKey = "ssh-privatekey";
+inline constexpr const char* kKnownHostsKey = "known_hosts";
 
-//! What a URI names, checked: only qemu+tls and qemu+tcp with a host; no query parameters (the
-//! controller sets pkipath and no_verify itself; `command=` of other transports runs programs).
-//! Errors: kInvalidArgument for a URI that is not one, kUnsupported for qemu+ssh (not yet) and
-//! other transports.
+//! What a URI names, checked: qemu+tls, qemu+tcp, qemu+ssh (or qemu+libssh) with a host; no
+//! query parameters (the controller sets pkipath, no_verify, keyfile... itself; `command=` of
+//! the ssh transport runs programs). Errors: kInvalidArgument for a URI that is not one,
+//! kUnsupported for other transports.
 struct ParsedUri {
-  std::string transport;  //!< "tls" or "tcp"
+  std::string transport;  //!< "tls", "tcp" or "ssh"
   std::string host;       //!< "host" or "host:port"
+  std::string user;       //!< ssh: the user before '@' ("" if none)
+  std::string path;       //!< "/system" or "/session"
 };
 core::Result<ParsedUri> ParseUri(std::string_view uri);
 

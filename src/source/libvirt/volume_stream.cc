@@ -16,7 +16,8 @@ namespace {
 constexpr size_t kMaxRecv = size_t{256} * 1024;
 constexpr int kStreamEvents =
     VIR_STREAM_EVENT_READABLE | VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP;
-// A wait for the stream's event wakes up this often anyway (a safety net, not the mechanism).
+// A wait for the stream's event wakes up this often anyway: a connection closed by the keepalive
+// sends no stream event (libvirt 9.0), so the wait checks whether it is still alive.
 constexpr auto kRecvPoll = std::chrono::seconds(1);
 
 }  // namespace
@@ -45,12 +46,29 @@ void FreeWaiter(void* opaque) { delete static_cast<std::shared_ptr<Download::Wai
 
 }  // namespace
 
+namespace {
+
+// A started stream nobody reads yet: aborted and freed on a thread of its own when dropped (a
+// start abandoned on a stop after libvirt started the download).
+struct AbortStream {
+  void operator()(virStreamPtr s) const noexcept {
+    ReleaseInBackground([s] {
+      virStreamAbort(s);
+      virStreamFree(s);
+      virResetLastError();
+    });
+  }
+};
+using StartedStream = std::unique_ptr<virStream, AbortStream>;
+
+}  // namespace
+
 core::Result<std::unique_ptr<Download>> Download::Start(std::stop_token stop, OpenVolumePtr volume,
                                                         uint64_t offset, uint64_t length) {
   const std::string what = "download of " + volume->name + " at offset " + std::to_string(offset);
-  auto started = RunBounded<virStreamPtr>(
+  auto started = RunBounded<StartedStream>(
       stop, volume->call_timeout, volume->host, what,
-      [volume, offset, length, what]() -> core::Result<virStreamPtr> {
+      [volume, offset, length, what]() -> core::Result<StartedStream> {
         virStreamPtr s = virStreamNew(volume->conn.get(), VIR_STREAM_NONBLOCK);
         if (s == nullptr) {
           return MakeError(LastError("stream for " + volume->name));
@@ -60,26 +78,20 @@ core::Result<std::unique_ptr<Download>> Download::Start(std::stop_token stop, Op
           virStreamFree(s);
           return MakeError(std::move(e));
         }
-        return s;
+        return StartedStream(s);
       });
   if (!started) {
     return MakeError(started.error());
   }
-  // (A start abandoned after it succeeded leaks its stream's slot on the server until the
-  // connection closes: the stream object is freed with the connection.)
   auto waiter = std::make_shared<Waiter>();
-  if (virStreamEventAddCallback(*started, kStreamEvents, OnStreamEvent,
-                                new std::shared_ptr<Waiter>(waiter), FreeWaiter) < 0) {
-    core::Error e = LastError("events of the " + what);
-    virStreamPtr s = *started;
-    ReleaseInBackground([s] {
-      virStreamAbort(s);
-      virStreamFree(s);
-    });
-    return MakeError(std::move(e));
+  auto opaque = std::make_unique<std::shared_ptr<Waiter>>(waiter);  // FreeWaiter deletes it
+  if (virStreamEventAddCallback(started->get(), kStreamEvents, OnStreamEvent, opaque.get(),
+                                FreeWaiter) < 0) {
+    return MakeError(LastError("events of the " + what));  // `started` is aborted
   }
+  opaque.release();  // NOLINT(bugprone-unused-return-value): libvirt owns it now
   return std::unique_ptr<Download>(
-      new Download(std::move(volume), *started, std::move(waiter), offset, length));
+      new Download(std::move(volume), started->release(), std::move(waiter), offset, length));
 }
 
 Download::Download(OpenVolumePtr volume, virStreamPtr stream, std::shared_ptr<Waiter> waiter,
@@ -129,6 +141,15 @@ core::Result<size_t> Download::RecvSome(std::stop_token stop, std::span<std::byt
         e.code = ErrorCode::kUnavailable;  // a broken download: the next attempt may work
       }
       return MakeError(std::move(e));
+    }
+    // A connection the keepalive closed leaves a non-blocking stream without data or an error:
+    // ask the connection (no round trip).
+    if (virConnectIsAlive(volume_->conn.get()) != 1) {
+      virResetLastError();
+      return MakeError(ErrorCode::kUnavailable,
+                       "libvirt: download of " + volume_->name + " at offset " +
+                           std::to_string(pos_) +
+                           ": the connection is closed (the peer stopped answering)");
     }
     // Nothing queued yet: ask for the event, then wait for it (or a stop).
     virStreamEventUpdateCallback(stream_, kStreamEvents);
