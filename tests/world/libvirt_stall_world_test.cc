@@ -62,8 +62,8 @@ TEST(LibvirtStall, ReadinessOfAStalledLibvirtdTimesOutAsUnreachable) {
     std::printf("stalled readiness: %.1f s: %s\n", took, r.error().message.c_str());
     // A stop ends a check at once, too.
     std::stop_source stop;
-    auto pending = std::async(std::launch::async,
-                              [&] { return checker.CheckConnection(stop.get_token(), LvConfig()); });
+    auto pending = std::async(
+        std::launch::async, [&] { return checker.CheckConnection(stop.get_token(), LvConfig()); });
     std::this_thread::sleep_for(300ms);
     const auto t1 = std::chrono::steady_clock::now();
     stop.request_stop();

@@ -1,7 +1,6 @@
 #include "world/libvirt_world.h"
 
 #include <gtest/gtest.h>
-
 #include <signal.h>
 
 #include <fstream>

@@ -89,10 +89,9 @@ core::Result<T> RunBounded(std::stop_token stop, std::chrono::milliseconds timeo
   if (stop.stop_requested()) {
     return core::MakeError(core::ErrorCode::kCancelled, "libvirt: " + what + " cancelled");
   }
-  return core::MakeError(
-      core::ErrorCode::kUnavailable,
-      "libvirt: " + what + " timed out after " + internal::Seconds(timeout) + ": " + key +
-          " does not answer");
+  return core::MakeError(core::ErrorCode::kUnavailable, "libvirt: " + what + " timed out after " +
+                                                            internal::Seconds(timeout) + ": " +
+                                                            key + " does not answer");
 }
 
 }  // namespace vmimport::source::libvirt

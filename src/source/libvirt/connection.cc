@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "core/strings.h"
-#include "source/libvirt/bounded_call.h"
 #include "source/importer.h"
+#include "source/libvirt/bounded_call.h"
 #include "source/tls.h"
 
 namespace vmimport::source::libvirt {
@@ -166,10 +166,10 @@ core::Error LastError(std::string_view context) {
   const int code = e->code;
   virResetLastError();
   message += ": " + text;
-  if (Mentions(text, {"host key"})) {  // libssh: unknown or different, before auth failures
+  if (Mentions(text, {"host key"})) {  // ssh: unknown or different, before auth failures
     return core::Error{ErrorCode::kUnavailable, "ssh host key: " + message};
   }
-  if (Mentions(text, {"failed to authenticate"})) {  // libssh: the key was refused
+  if (Mentions(text, {"failed to authenticate"})) {  // ssh: the key was refused
     return core::Error{ErrorCode::kUnauthenticated, message};
   }
   if (code == VIR_ERR_AUTH_FAILED || code == VIR_ERR_AUTH_CANCELLED ||
@@ -217,9 +217,9 @@ core::Result<ParsedUri> ParseUri(std::string_view uri) {
                      "libvirt: uri '" + std::string(uri) + "' names no host");
   }
   const auto path_start = uri.find('/', sep + 3);
-  const std::string authority(
-      uri.substr(sep + 3, path_start == std::string_view::npos ? std::string_view::npos
-                                                               : path_start - sep - 3));
+  const std::string authority(uri.substr(sep + 3, path_start == std::string_view::npos
+                                                      ? std::string_view::npos
+                                                      : path_start - sep - 3));
   const auto at = authority.rfind('@');
   const std::string user = at == std::string::npos ? "" : authority.substr(0, at);
   const std::string path =
@@ -298,16 +298,16 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     const std::string key = SecretValue(config, kSshKeyKey);
     const std::string known_hosts = SecretValue(config, kKnownHostsKey);
     if (key.empty() || (known_hosts.empty() && !tls->insecure_skip_verify)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       secret + ": qemu+ssh needs '" + kSshKeyKey + "' (the private key) and '" +
-                           kKnownHostsKey + "' (the host's key)");
+      return MakeError(ErrorCode::kInvalidArgument, secret + ": qemu+ssh needs '" + kSshKeyKey +
+                                                        "' (the private key) and '" +
+                                                        kKnownHostsKey + "' (the host's key)");
     }
     auto dir = PkiDir::Create();
     if (!dir) {
       return MakeError(dir.error());
     }
     pki = std::make_shared<PkiDir>(std::move(*dir));
-    // libssh wants the key to end in a newline; a Secret's value may not.
+    // An OpenSSH key must end in a newline; a Secret's value may not.
     const std::string key_file = key.ends_with('\n') ? key : key + "\n";
     if (auto w = pki->Write("id", key_file); !w) {
       return MakeError(w.error());
@@ -320,8 +320,9 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
       user = creds->username.empty() ? "root" : creds->username;
     }
     uri = "qemu+libssh2://" + user + "@" + parsed->host + parsed->path + "?keyfile=" + pki->path() +
-          "/id&known_hosts=" + pki->path() + "/known_hosts&known_hosts_verify=" +
-          (tls->insecure_skip_verify ? "ignore" : "normal") + "&sshauth=privkey";
+          "/id&known_hosts=" + pki->path() +
+          "/known_hosts&known_hosts_verify=" + (tls->insecure_skip_verify ? "ignore" : "normal") +
+          "&sshauth=privkey";
   }
   // The open runs on a thread of its own; the key files go when it returns.
   const std::string host = parsed->host;
@@ -337,8 +338,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
         }
         ConnectPtr owned(conn);
         // 1: the peer does not speak keepalive (libvirt before 0.9.8): it runs without.
-        if (virConnectSetKeepAlive(conn, options.keepalive_interval, options.keepalive_count) <
-            0) {
+        if (virConnectSetKeepAlive(conn, options.keepalive_interval, options.keepalive_count) < 0) {
           return MakeError(LastError("keepalive of the connection to " + host));
         }
         return owned;

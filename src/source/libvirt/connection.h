@@ -6,11 +6,13 @@
 // into a private 0700 directory (files 0600) that is removed as soon as the open returns.
 //
 // ssh: libvirt's qemu+ssh runs the `ssh` binary (with ~/.ssh, an agent, a prompt); the
-// controller uses libvirt's libssh transport instead (qemu+libssh, libssh linked into Debian's
-// libvirt0), which takes the key and known_hosts as files: `qemu+ssh://user@host:port/system`
-// is opened as `qemu+libssh://...?keyfile=K&known_hosts=H&known_hosts_verify=normal&sshauth=privkey`.
-// The host key must be in known_hosts (an unknown or different one is refused: libvirt asks
-// the auth callback to accept it, and it says no); `insecureSkipVerify: "true"` alone makes it
+// controller uses libvirt's libssh2 transport instead (Debian's libvirt0 links libssh2 and
+// libssh; libssh streamed 6x slower and once crashed inside libvirt in our tests), which takes
+// the key and known_hosts as files: `qemu+ssh://user@host:port/system` (or qemu+libssh://) is
+// opened as
+// `qemu+libssh2://...?keyfile=K&known_hosts=H&known_hosts_verify=normal&sshauth=privkey`. The host
+// key must be in known_hosts (an unknown or different one is refused: libvirt asks the auth
+// callback to accept it, and it says no); `insecureSkipVerify: "true"` alone makes it
 // known_hosts_verify=ignore. On the host, libvirt runs virt-ssh-helper (or nc) to reach libvirtd's
 // unix socket.
 //

@@ -356,19 +356,19 @@ class LibvirtSourceVm final : public SourceVm {
 core::Status LibvirtConnectionChecker::CheckConnection(std::stop_token stop,
                                                        const SourceConfig& config) {
   const std::string host = HostOfUrl(config.endpoint);
-  auto ok = RunBounded<bool>(
-      stop, options_.check_timeout, host, "readiness check of " + host,
-      [config, options = options_, host]() -> core::Result<bool> {
-        auto conn = Connect({}, config, options.connect);
-        if (!conn) {
-          return MakeError(conn.error());
-        }
-        unsigned long version = 0;  // NOLINT(google-runtime-int): libvirt's type
-        if (virConnectGetLibVersion(conn->get(), &version) < 0) {
-          return MakeError(LastError("version of " + host));
-        }
-        return true;
-      });
+  auto ok = RunBounded<bool>(stop, options_.check_timeout, host, "readiness check of " + host,
+                             [config, options = options_, host]() -> core::Result<bool> {
+                               auto conn = Connect({}, config, options.connect);
+                               if (!conn) {
+                                 return MakeError(conn.error());
+                               }
+                               unsigned long version =
+                                   0;  // NOLINT(google-runtime-int): libvirt's type
+                               if (virConnectGetLibVersion(conn->get(), &version) < 0) {
+                                 return MakeError(LastError("version of " + host));
+                               }
+                               return true;
+                             });
   if (!ok) {
     return MakeError(ok.error());
   }

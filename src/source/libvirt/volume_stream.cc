@@ -42,6 +42,7 @@ void OnStreamEvent(virStreamPtr stream, int /*events*/, void* opaque) {
   virStreamEventUpdateCallback(stream, 0);
 }
 
+// NOLINTNEXTLINE(cppcoreguidelines-owning-memory): libvirt hands back what Start gave it
 void FreeWaiter(void* opaque) { delete static_cast<std::shared_ptr<Download::Waiter>*>(opaque); }
 
 }  // namespace
@@ -135,8 +136,8 @@ core::Result<size_t> Download::RecvSome(std::stop_token stop, std::span<std::byt
       return static_cast<size_t>(n);
     }
     if (n != -2) {
-      core::Error e = LastError("download of " + volume_->name + " at offset " +
-                                std::to_string(pos_));
+      core::Error e =
+          LastError("download of " + volume_->name + " at offset " + std::to_string(pos_));
       if (e.code == ErrorCode::kInternal) {
         e.code = ErrorCode::kUnavailable;  // a broken download: the next attempt may work
       }
@@ -168,17 +169,15 @@ core::Result<size_t> Download::Recv(std::stop_token stop, std::span<std::byte> o
     }
     return size_t{0};
   }
-  const size_t want =
-      static_cast<size_t>(std::min<uint64_t>({out.size(), kMaxRecv, end_ - pos_}));
+  const size_t want = static_cast<size_t>(std::min<uint64_t>({out.size(), kMaxRecv, end_ - pos_}));
   auto n = RecvSome(stop, out.first(want));
   if (!n) {
     return n;
   }
   if (*n == 0) {
     return MakeError(ErrorCode::kUnavailable, "libvirt: download of " + volume_->name +
-                                                  " ended early at offset " +
-                                                  std::to_string(pos_) + " (expected " +
-                                                  std::to_string(end_) + ")");
+                                                  " ended early at offset " + std::to_string(pos_) +
+                                                  " (expected " + std::to_string(end_) + ")");
   }
   pos_ += *n;
   return n;
@@ -191,22 +190,23 @@ core::Status Download::Finish(std::stop_token stop) {
     return MakeError(n.error());
   }
   if (*n != 0) {
-    return MakeError(ErrorCode::kCorruptData,
-                     "libvirt: download of " + volume_->name + " sent more than the " +
-                         std::to_string(end_) + " bytes asked for");
+    return MakeError(ErrorCode::kCorruptData, "libvirt: download of " + volume_->name +
+                                                  " sent more than the " + std::to_string(end_) +
+                                                  " bytes asked for");
   }
   virStreamPtr s = stream_;
   virStreamRef(s);
-  auto done = RunBounded<bool>(stop, volume_->call_timeout, volume_->host,
-                               "end of the download of " + volume_->name, [s]() -> core::Result<bool> {
-                                 const int rc = virStreamFinish(s);
-                                 core::Result<bool> r = true;
-                                 if (rc < 0) {
-                                   r = MakeError(LastError("end of a download"));
-                                 }
-                                 virStreamFree(s);
-                                 return r;
-                               });
+  auto done =
+      RunBounded<bool>(stop, volume_->call_timeout, volume_->host,
+                       "end of the download of " + volume_->name, [s]() -> core::Result<bool> {
+                         const int rc = virStreamFinish(s);
+                         core::Result<bool> r = true;
+                         if (rc < 0) {
+                           r = MakeError(LastError("end of a download"));
+                         }
+                         virStreamFree(s);
+                         return r;
+                       });
   if (!done) {
     return MakeError(done.error());
   }
@@ -276,8 +276,7 @@ core::Status VolumeRangeSource::ReadAt(std::stop_token stop, uint64_t offset,
     const bool skipping = download_->position() < at;
     std::span<std::byte> into = out.subspan(got);
     if (skipping) {
-      scratch.resize(
-          static_cast<size_t>(std::min<uint64_t>(at - download_->position(), kMaxRecv)));
+      scratch.resize(static_cast<size_t>(std::min<uint64_t>(at - download_->position(), kMaxRecv)));
       into = scratch;
     }
     auto n = download_->Recv(stop, into);

@@ -40,8 +40,8 @@ namespace vmimport::source::libvirt {
 struct OpenVolume {
   ConnectPtr conn;
   VolumePtr vol;
-  std::string name;  //!< for errors: "domain volume-path"
-  std::string host;  //!< the libvirt host (RunBounded's key)
+  std::string name;         //!< for errors: "domain volume-path"
+  std::string host;         //!< the libvirt host (RunBounded's key)
   uint64_t size_bytes = 0;  //!< what a download from 0 to the end gives
   uint64_t chunk_bytes = 16ULL << 20;
   std::chrono::milliseconds call_timeout{std::chrono::seconds(60)};
@@ -65,7 +65,7 @@ class Download {
   uint64_t position() const { return pos_; }
   uint64_t end() const { return end_; }
 
- //! Woken by libvirt's stream event (volume_stream.cc).
+  //! Woken by libvirt's stream event (volume_stream.cc).
   struct Waiter;
 
  private:
