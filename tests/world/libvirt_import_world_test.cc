@@ -328,5 +328,37 @@ TEST_F(LibvirtImportWorldTest, KubectlVmimportListAndPlan) {
   EXPECT_EQ(DomState("vmi-lv-efi"), "shut off");
 }
 
+// A LibvirtSource over ssh (the world's sshd): ready with the Secret's key and known_hosts;
+// a key sshd refuses is InvalidCredentials, a host key not in known_hosts HostKeyMismatch.
+TEST_F(LibvirtImportWorldTest, SshSourceReadinessAndItsReasons) {
+  const std::string key = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_KEY"));
+  const std::string other = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_OTHER_KEY"));
+  const std::string known = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_KNOWN_HOSTS"));
+  const std::string other_pub = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_OTHER_KEY") + ".pub");
+  const auto ssh_source = [&](const std::string& name, const Json& data) {
+    CreateSecret(name, data);
+    auto r = client_->Create({}, kLibvirtSources, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "LibvirtSource"},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
+                              {"spec",
+                               {{"uri", testing::LvVar("LIBVIRT_SSH_URI")},
+                                {"credentials", {{"name", name}, {"namespace", ns_}}}}}});
+    ASSERT_TRUE(r) << r.error().ToString();
+  };
+  ssh_source("ssh", {{"ssh-privatekey", key}, {"known_hosts", known}});
+  ssh_source("sshkey", {{"ssh-privatekey", other}, {"known_hosts", known}});
+  ssh_source("sshhost", {{"ssh-privatekey", key},
+                         {"known_hosts", known.substr(0, known.find(' ')) + " " +
+                                             other_pub.substr(0, other_pub.rfind(' '))}});
+  StartController();
+  EXPECT_EQ(SourceStatus("ssh"), (std::pair<std::string, std::string>{"clusterReady", ""}))
+      << ControllerLog();
+  EXPECT_EQ(SourceStatus("sshkey"),
+            (std::pair<std::string, std::string>{"clusterNotReady", "InvalidCredentials"}));
+  EXPECT_EQ(SourceStatus("sshhost"),
+            (std::pair<std::string, std::string>{"clusterNotReady", "HostKeyMismatch"}));
+}
+
 }  // namespace
 }  // namespace vmimport::kube
