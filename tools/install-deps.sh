@@ -24,6 +24,8 @@ PKGS=(
   nbdkit busybox-static
   # the libvirt peer (tests/world/libvirt): libvirtd with its qemu driver, virsh, saslpasswd2
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients sasl2-bin
+  # and its ssh transport (qemu+libssh://): an sshd of its own
+  openssh-server
 )
 
 quiet=0

@@ -62,6 +62,7 @@ struct Options {
   double stream_rate_limit = 0;
   int source_recheck_s = 300;
   int source_retry_s = 30;
+  int libvirt_timeout_s = 30;
 };
 
 std::string Hostname() {
@@ -266,7 +267,10 @@ int Run(const Options& opt) {
 
   source::vmware::VmwareConnectionChecker vmware_checker;
   source::ova::OvaConnectionChecker ova_checker;
-  source::libvirt::LibvirtConnectionChecker libvirt_checker;
+  source::libvirt::LibvirtOptions libvirt_options;
+  libvirt_options.connect.timeout = std::chrono::seconds(opt.libvirt_timeout_s);
+  libvirt_options.check_timeout = std::chrono::seconds(opt.libvirt_timeout_s + 15);
+  source::libvirt::LibvirtConnectionChecker libvirt_checker(libvirt_options);
   source::openstack::OpenstackConnectionChecker openstack_checker;
   const std::vector<std::pair<source::SourceKind, source::ConnectionChecker*>> kinds = {
       {source::SourceKind::kVmware, &vmware_checker},
@@ -278,7 +282,7 @@ int Run(const Options& opt) {
   source::vmware::VmwareImporter vmware_importer;
   source::openstack::OpenstackImporter openstack_importer;
   source::ova::OvaImporter ova_importer;
-  source::libvirt::LibvirtImporter libvirt_importer;
+  source::libvirt::LibvirtImporter libvirt_importer(libvirt_options);
   controller::ManagerOptions manager_options{
       .watch_namespace = opt.watch_namespace,
       .workers = opt.workers,
@@ -427,6 +431,12 @@ int main(int argc, char** argv) {
                  "seconds between checks of a source that is not ready")
       ->envname("VMIMPORT_SOURCE_RETRY_SECONDS")
       ->check(CLI::Range(1, 86400));
+  app.add_option("--libvirt-timeout", opt.libvirt_timeout_s,
+                 "seconds a libvirt connection may take to open (TCP, TLS, SASL); a readiness "
+                 "check gets 15 more; an open connection is kept alive by libvirt's keepalive "
+                 "(a ping every 5 s, closed after 3 unanswered)")
+      ->envname("VMIMPORT_LIBVIRT_TIMEOUT_SECONDS")
+      ->check(CLI::Range(1, 3600));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

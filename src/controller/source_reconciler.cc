@@ -37,6 +37,9 @@ const kube::Resource& SecretResource() {
 std::string ReadinessReason(const core::Error& error) {
   switch (error.code) {
     case ErrorCode::kUnavailable:
+      if (error.message.starts_with("ssh host key:")) {
+        return "HostKeyMismatch";  // libvirt over ssh: a host key not in known_hosts, or another
+      }
       return error.message.find("tls:") != std::string::npos ? "TLSError" : "Unreachable";
     case ErrorCode::kDeadlineExceeded: return "Timeout";
     case ErrorCode::kUnauthenticated: return "InvalidCredentials";
@@ -163,8 +166,13 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   }
   // Say which Secret lacks what, before a provider says only "the secret has no password".
   std::vector<std::string> required;
-  // (libvirt: SASL; the TLS files are checked by the provider)
-  if (kind == source::SourceKind::kVmware || kind == source::SourceKind::kLibvirt) {
+  // (libvirt: SASL, or over ssh a key; the TLS files and known_hosts are checked by the provider)
+  const bool libvirt_ssh = kind == source::SourceKind::kLibvirt &&
+                           (core::ToLower(config.endpoint).starts_with("qemu+ssh://") ||
+                            core::ToLower(config.endpoint).starts_with("qemu+libssh://"));
+  if (libvirt_ssh) {
+    required = {"ssh-privatekey"};
+  } else if (kind == source::SourceKind::kVmware || kind == source::SourceKind::kLibvirt) {
     required = {"username", "password"};
   } else if (kind == source::SourceKind::kOpenstack) {
     required = {"username", "password", "project_name"};

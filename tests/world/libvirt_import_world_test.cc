@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -226,6 +227,137 @@ TEST_F(LibvirtImportWorldTest, ControllerKilledMidStreamResumes) {
   ExpectDisksMatch("resume", LvDiskSha256("vmi-lv-efi"), "vmi-lv-efi");
   EXPECT_EQ(Items(kImages).size(), 3U);
   EXPECT_EQ(Items(kVms).size(), 1U);
+}
+
+// A libvirtd that stalls (SIGSTOP: TCP still accepted, nothing answers): the source turns
+// clusterNotReady / Unreachable within the readiness deadline, an import whose disk was streaming
+// is deleted and cleaned up within seconds, and once libvirtd runs again the source is ready.
+TEST_F(LibvirtImportWorldTest, StalledLibvirtdIsUnreachableAndAStalledImportIsCancelled) {
+  StartWithSource({"--rate", "1000000"},
+                  {"--libvirt-timeout", "3", "--source-recheck-interval", "5"});
+  ASSERT_EQ(SourceStatus("kvm").first, "clusterReady");
+  CreateLvImport("stall", {{"virtualMachineName", "vmi-lv-efi"}});
+  ASSERT_EQ(WaitImport("stall", "diskImageSubmitted", 60s), "diskImageSubmitted");
+  std::this_thread::sleep_for(1s);  // the disks stream at 1 MB/s
+  {
+    testing::LibvirtdStalled stalled;
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(client_->Delete({}, kImports, ns_, "stall"));
+    EXPECT_TRUE(Eventually([&] { return ImportStatus("stall") == "<gone>"; }, 20s))
+        << ControllerLog();
+    EXPECT_TRUE(Eventually([&] { return Items(kImages).empty() && Items(kPvcs).empty(); }, 20s));
+    std::printf("stalled import deleted and cleaned up in %.1f s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    // The next re-check (every 5 s) times out after 3 s: Unreachable, saying so.
+    std::string reason;
+    std::string message;
+    EXPECT_TRUE(Eventually(
+        [&] {
+          auto obj = client_->Get({}, kLibvirtSources, ns_, "kvm");
+          if (!obj) {
+            return false;
+          }
+          for (const Json& c : (*obj)["status"].value("conditions", Json::array())) {
+            if (c.value("type", "") == "ClusterError" && c.value("status", "") == "True") {
+              reason = c.value("reason", "");
+              message = c.value("message", "");
+            }
+          }
+          return (*obj)["status"].value("status", "") == "clusterNotReady";
+        },
+        20s))
+        << ControllerLog();
+    EXPECT_EQ(reason, "Unreachable");
+    EXPECT_NE(message.find("timed out"), std::string::npos) << message;
+    std::printf("stalled source not ready after %.1f s: %s: %s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                reason.c_str(), message.c_str());
+  }
+  EXPECT_TRUE(Eventually([&] { return SourceStatus("kvm").first == "clusterReady"; }, 60s))
+      << ControllerLog();
+}
+
+// kubectl vmimport against a LibvirtSource: `list` shows every domain (a disk that cannot be
+// streamed says so), `plan` checks a good import and refuses one whose disk cannot be streamed,
+// and nothing is created.
+TEST_F(LibvirtImportWorldTest, KubectlVmimportListAndPlan) {
+  CreateLvSecret("kvm");
+  CreateLvSource("kvm", "kvm");
+  CreateNad("vlan10");
+  StartController();
+  ASSERT_EQ(SourceStatus("kvm").first, "clusterReady");
+  const auto cli = [&](const std::string& args, std::string* out) {
+    return testing::RunCommand(std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" +
+                                   kubeconfig_ + "' -n " + ns_ + " " + args + " 2>&1",
+                               out);
+  };
+  std::string out;
+  ASSERT_EQ(cli("list libvirtsource/kvm", &out), 0) << out;
+  for (const char* domain :
+       {"vmi-lv-multi", "vmi-lv-efi", "vmi-lv-one", "vmi-lv-chain", "vmi-lv-lun"}) {
+    EXPECT_NE(out.find(domain), std::string::npos) << domain << "\n" << out;
+  }
+  EXPECT_NE(out.find("br-lv0=52:54:00:b0:00:03"), std::string::npos) << out;
+  EXPECT_NE(out.find("efi"), std::string::npos) << out;
+  EXPECT_NE(out.find("poweredOff"), std::string::npos) << out;
+
+  const auto write_import = [&](const std::string& name, const std::string& vm) {
+    const std::string file = dir_.string() + "/" + name + ".yaml";
+    std::ofstream(file) << "apiVersion: migration.harvesterhci.io/v1beta1\n"
+                           "kind: VirtualMachineImport\n"
+                           "metadata:\n  name: "
+                        << name << "\nspec:\n  virtualMachineName: " << vm
+                        << "\n  sourceCluster:\n    name: kvm\n    namespace: " << ns_
+                        << "\n    kind: LibvirtSource\n"
+                           "    apiVersion: migration.harvesterhci.io/v1beta1\n"
+                           "  networkMapping:\n  - sourceNetwork: lv-prod\n"
+                           "    destinationNetwork: vlan10\n";
+    return file;
+  };
+  EXPECT_EQ(cli("plan -f " + write_import("good", "vmi-lv-efi"), &out), 0) << out;
+  EXPECT_NE(out.find("exactly one source VM: vmi-lv-efi"), std::string::npos) << out;
+  EXPECT_NE(out.find("3 disks to import"), std::string::npos) << out;
+  EXPECT_NE(out.find("52:54:00:b0:00:01 on lv-prod -> vlan10"), std::string::npos) << out;
+  EXPECT_NE(out.find("-> pod-network"), std::string::npos) << out;  // lv-backup: unmapped
+  EXPECT_NE(out.find("the import would start"), std::string::npos) << out;
+  EXPECT_EQ(cli("plan -f " + write_import("chain", "vmi-lv-chain"), &out), 1) << out;
+  EXPECT_NE(out.find("backing chain"), std::string::npos) << out;
+  EXPECT_NE(out.find("the import would not start"), std::string::npos) << out;
+  EXPECT_TRUE(Items(kImports).empty());
+  EXPECT_TRUE(Items(kImages).empty());
+  EXPECT_EQ(DomState("vmi-lv-efi"), "shut off");
+}
+
+// A LibvirtSource over ssh (the world's sshd): ready with the Secret's key and known_hosts;
+// a key sshd refuses is InvalidCredentials, a host key not in known_hosts HostKeyMismatch.
+TEST_F(LibvirtImportWorldTest, SshSourceReadinessAndItsReasons) {
+  const std::string key = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_KEY"));
+  const std::string other = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_OTHER_KEY"));
+  const std::string known = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_KNOWN_HOSTS"));
+  const std::string other_pub = testing::ReadFile(testing::LvVar("LIBVIRT_SSH_OTHER_KEY") + ".pub");
+  const auto ssh_source = [&](const std::string& name, const Json& data) {
+    CreateSecret(name, data);
+    auto r = client_->Create({}, kLibvirtSources, ns_,
+                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                              {"kind", "LibvirtSource"},
+                              {"metadata", {{"name", name}, {"namespace", ns_}}},
+                              {"spec",
+                               {{"uri", testing::LvVar("LIBVIRT_SSH_URI")},
+                                {"credentials", {{"name", name}, {"namespace", ns_}}}}}});
+    ASSERT_TRUE(r) << r.error().ToString();
+  };
+  ssh_source("ssh", {{"ssh-privatekey", key}, {"known_hosts", known}});
+  ssh_source("sshkey", {{"ssh-privatekey", other}, {"known_hosts", known}});
+  ssh_source("sshhost", {{"ssh-privatekey", key},
+                         {"known_hosts", known.substr(0, known.find(' ')) + " " +
+                                             other_pub.substr(0, other_pub.rfind(' '))}});
+  StartController();
+  EXPECT_EQ(SourceStatus("ssh"), (std::pair<std::string, std::string>{"clusterReady", ""}))
+      << ControllerLog();
+  EXPECT_EQ(SourceStatus("sshkey"),
+            (std::pair<std::string, std::string>{"clusterNotReady", "InvalidCredentials"}));
+  EXPECT_EQ(SourceStatus("sshhost"),
+            (std::pair<std::string, std::string>{"clusterNotReady", "HostKeyMismatch"}));
 }
 
 }  // namespace

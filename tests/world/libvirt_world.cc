@@ -1,6 +1,7 @@
 #include "world/libvirt_world.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <fstream>
 #include <sstream>
@@ -50,6 +51,22 @@ void EnsureRunning(const std::string& domain) {
   std::string out;
   EXPECT_EQ(Virsh("start " + domain, &out), 0) << out;
   EXPECT_EQ(DomState(domain), "running");
+}
+
+LibvirtdStalled::LibvirtdStalled() : pid_(std::stoi("0" + LvVar("LIBVIRT_WORLD_PID"))) {
+  EXPECT_GT(pid_, 0) << "no LIBVIRT_WORLD_PID in the libvirt peer's env file";
+  if (pid_ > 0) {
+    EXPECT_EQ(kill(pid_, SIGSTOP), 0);
+  }
+}
+
+LibvirtdStalled::~LibvirtdStalled() { Resume(); }
+
+void LibvirtdStalled::Resume() {
+  if (pid_ > 0) {
+    kill(pid_, SIGCONT);
+    pid_ = 0;
+  }
 }
 
 namespace {

@@ -30,6 +30,21 @@ std::string DomState(const std::string& domain);
 //! Starts the domain unless it runs (a test that powered it off leaves it so).
 void EnsureRunning(const std::string& domain);
 
+//! Stalls the world's libvirtd (SIGSTOP: it keeps its sockets, the kernel still accepts TCP,
+//! nothing answers) for the life of this object; SIGCONT when it ends, also on a test failure.
+class LibvirtdStalled {
+ public:
+  LibvirtdStalled();
+  ~LibvirtdStalled();
+  LibvirtdStalled(const LibvirtdStalled&) = delete;
+  LibvirtdStalled& operator=(const LibvirtdStalled&) = delete;
+  //! SIGCONT now (the destructor then does nothing).
+  void Resume();
+
+ private:
+  int pid_ = 0;
+};
+
 //! sha256 of each seeded disk of `domain` in disk order (its raw data), from the manifest.
 std::vector<std::string> LvDiskSha256(const std::string& domain);
 

@@ -134,7 +134,7 @@ TEST(LibvirtReadiness, AnotherCaOrNoClientCertificateIsATlsError) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().ToString();
 }
 
-TEST(LibvirtReadiness, ClosedPortIsUnreachableAndSshIsUnsupported) {
+TEST(LibvirtReadiness, ClosedPortIsUnreachableAndExtIsUnsupported) {
   LibvirtConnectionChecker checker;
   SourceConfig c = LvConfig();
   c.endpoint = "qemu+tls://127.0.0.1:" + std::to_string(ClosedPort()) + "/system";
@@ -142,7 +142,7 @@ TEST(LibvirtReadiness, ClosedPortIsUnreachableAndSshIsUnsupported) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().ToString();
   EXPECT_EQ(r.error().message.find("tls:"), std::string::npos) << r.error().ToString();
-  c.endpoint = "qemu+ssh://root@127.0.0.1/system";
+  c.endpoint = "qemu+ext://127.0.0.1/system";
   r = checker.CheckConnection({}, c);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);

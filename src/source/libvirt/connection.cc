@@ -10,9 +10,11 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/strings.h"
 #include "source/importer.h"
+#include "source/libvirt/bounded_call.h"
 #include "source/tls.h"
 
 namespace vmimport::source::libvirt {
@@ -25,11 +27,25 @@ namespace {
 // libvirt prints every error to stderr unless a handler is set; ours are returned instead.
 void IgnoreError(void* /*user_data*/, virErrorPtr /*error*/) {}
 
+// libvirt's default event loop, run by one thread for the life of the process: keepalive and
+// stream events need it, and it must be registered before the first connection opens.
 void InitLibvirtOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
     virInitialize();
     virSetErrorFunc(nullptr, IgnoreError);
+    if (virEventRegisterDefaultImpl() < 0) {
+      virResetLastError();  // then libvirt runs without keepalive: RunBounded still bounds calls
+      return;
+    }
+    std::thread([] {
+      for (;;) {
+        if (virEventRunDefaultImpl() < 0) {
+          virResetLastError();
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
+    }).detach();
   });
 }
 
@@ -82,7 +98,7 @@ class PkiDir {
         (std::filesystem::temp_directory_path() / "vmimport-libvirt-XXXXXX").string();
     if (mkdtemp(templ.data()) == nullptr) {
       return MakeError(ErrorCode::kInternal,
-                       std::string("libvirt: cannot make a directory for the TLS files: ") +
+                       std::string("libvirt: cannot make a directory for the key files: ") +
                            std::strerror(errno));
     }
     return PkiDir(templ);
@@ -123,6 +139,13 @@ std::string SecretValue(const SourceConfig& config, const char* key) {
 
 }  // namespace
 
+void CloseInBackground(virConnectPtr c) noexcept {
+  ReleaseInBackground([c] {
+    virConnectClose(c);
+    virResetLastError();
+  });
+}
+
 std::string TakeString(char* s) {
   if (s == nullptr) {
     return "";
@@ -143,6 +166,12 @@ core::Error LastError(std::string_view context) {
   const int code = e->code;
   virResetLastError();
   message += ": " + text;
+  if (Mentions(text, {"host key"})) {  // ssh: unknown or different, before auth failures
+    return core::Error{ErrorCode::kUnavailable, "ssh host key: " + message};
+  }
+  if (Mentions(text, {"failed to authenticate"})) {  // ssh: the key was refused
+    return core::Error{ErrorCode::kUnauthenticated, message};
+  }
   if (code == VIR_ERR_AUTH_FAILED || code == VIR_ERR_AUTH_CANCELLED ||
       code == VIR_ERR_AUTH_UNAVAILABLE) {
     return core::Error{ErrorCode::kUnauthenticated, message};
@@ -171,45 +200,54 @@ core::Result<ParsedUri> ParseUri(std::string_view uri) {
             "' is not a libvirt URI (qemu+tls://host/system or qemu+tcp://host/system)");
   }
   const std::string scheme = core::ToLower(uri.substr(0, sep));
-  if (scheme == "qemu+ssh" || scheme == "qemu+libssh" || scheme == "qemu+libssh2") {
-    return MakeError(ErrorCode::kUnsupported,
-                     "libvirt: the ssh transport (" + scheme +
-                         ") is not supported yet: use qemu+tls:// (or qemu+tcp:// with SASL)");
-  }
-  if (scheme != "qemu+tls" && scheme != "qemu+tcp") {
+  if (scheme != "qemu+tls" && scheme != "qemu+tcp" && scheme != "qemu+ssh" &&
+      scheme != "qemu+libssh") {
     return MakeError(ErrorCode::kUnsupported,
                      "libvirt: transport '" + scheme +
-                         "' is not supported: use qemu+tls:// (or qemu+tcp:// with SASL)");
+                         "' is not supported: use qemu+tls://, qemu+ssh:// or qemu+tcp:// (SASL)");
   }
   if (uri.find('?') != std::string_view::npos) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "libvirt: uri may not carry parameters (the controller sets pkipath and "
-                     "no_verify from the Secret)");
+                     "libvirt: uri may not carry parameters (the controller sets them from the "
+                     "Secret)");
   }
   const std::string host = HostOfUrl(uri);
-  if (host.empty()) {
+  if (host.empty() || host.starts_with(":")) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "libvirt: uri '" + std::string(uri) + "' names no host");
   }
   const auto path_start = uri.find('/', sep + 3);
+  const std::string authority(uri.substr(sep + 3, path_start == std::string_view::npos
+                                                      ? std::string_view::npos
+                                                      : path_start - sep - 3));
+  const auto at = authority.rfind('@');
+  const std::string user = at == std::string::npos ? "" : authority.substr(0, at);
   const std::string path =
       path_start == std::string_view::npos ? "" : std::string(uri.substr(path_start));
   if (path != "/system" && path != "/session") {
     return MakeError(ErrorCode::kInvalidArgument,
                      "libvirt: uri '" + std::string(uri) + "' must end in /system or /session");
   }
-  return ParsedUri{scheme.substr(5), host};
+  const std::string transport = scheme == "qemu+libssh" ? "ssh" : scheme.substr(5);
+  if (!user.empty() && transport != "ssh") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "libvirt: uri '" + std::string(uri) +
+                         "' names a user: only ssh takes one (SASL's is in the Secret)");
+  }
+  return ParsedUri{transport, host, user, path};
 }
 
-core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config) {
+core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& config,
+                                 const ConnectOptions& options) {
   InitLibvirtOnce();
   auto parsed = ParseUri(config.endpoint);
   if (!parsed) {
     return MakeError(parsed.error());
   }
   const std::string secret = SecretName(config);
-  Credentials creds{SecretValue(config, "username"), SecretValue(config, "password")};
-  if (creds.username.empty() || creds.password.empty()) {
+  auto creds = std::make_shared<const Credentials>(
+      Credentials{SecretValue(config, "username"), SecretValue(config, "password")});
+  if (parsed->transport != "ssh" && (creds->username.empty() || creds->password.empty())) {
     return MakeError(ErrorCode::kInvalidArgument,
                      secret + ": libvirt needs 'username' and 'password' (SASL)");
   }
@@ -218,7 +256,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     return MakeError(tls.error());
   }
   std::string uri = config.endpoint;
-  std::optional<PkiDir> pki;
+  std::shared_ptr<PkiDir> pki;
   if (parsed->transport == "tls") {
     std::string ca;
     for (const char* key : kCaKeys) {
@@ -239,7 +277,7 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
     if (!dir) {
       return MakeError(dir.error());
     }
-    pki.emplace(std::move(*dir));
+    pki = std::make_shared<PkiDir>(std::move(*dir));
     for (const auto& [name, data] :
          {std::pair<const char*, const std::string&>{"clientcert.pem", cert},
           {"clientkey.pem", key},
@@ -256,16 +294,55 @@ core::Result<ConnectPtr> Connect(std::stop_token stop, const SourceConfig& confi
       uri += "&no_verify=1";
     }
   }
-  if (stop.stop_requested()) {
-    return MakeError(ErrorCode::kCancelled, "libvirt: connect cancelled");
+  if (parsed->transport == "ssh") {
+    const std::string key = SecretValue(config, kSshKeyKey);
+    const std::string known_hosts = SecretValue(config, kKnownHostsKey);
+    if (key.empty() || (known_hosts.empty() && !tls->insecure_skip_verify)) {
+      return MakeError(ErrorCode::kInvalidArgument, secret + ": qemu+ssh needs '" + kSshKeyKey +
+                                                        "' (the private key) and '" +
+                                                        kKnownHostsKey + "' (the host's key)");
+    }
+    auto dir = PkiDir::Create();
+    if (!dir) {
+      return MakeError(dir.error());
+    }
+    pki = std::make_shared<PkiDir>(std::move(*dir));
+    // An OpenSSH key must end in a newline; a Secret's value may not.
+    const std::string key_file = key.ends_with('\n') ? key : key + "\n";
+    if (auto w = pki->Write("id", key_file); !w) {
+      return MakeError(w.error());
+    }
+    if (auto w = pki->Write("known_hosts", known_hosts + "\n"); !w) {
+      return MakeError(w.error());
+    }
+    std::string user = parsed->user;
+    if (user.empty()) {
+      user = creds->username.empty() ? "root" : creds->username;
+    }
+    uri = "qemu+libssh2://" + user + "@" + parsed->host + parsed->path + "?keyfile=" + pki->path() +
+          "/id&known_hosts=" + pki->path() +
+          "/known_hosts&known_hosts_verify=" + (tls->insecure_skip_verify ? "ignore" : "normal") +
+          "&sshauth=privkey";
   }
-  int cred_types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
-  virConnectAuth auth{cred_types, 3, AuthCallback, &creds};
-  virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
-  if (conn == nullptr) {
-    return MakeError(LastError("connect to " + parsed->host));  // no scheme: "tls:" means TLS
-  }
-  return ConnectPtr(conn);
+  // The open runs on a thread of its own; the key files go when it returns.
+  const std::string host = parsed->host;
+  return RunBounded<ConnectPtr>(
+      stop, options.timeout, host, "connect to " + host,
+      [uri, creds, pki, host, options]() -> core::Result<ConnectPtr> {
+        int cred_types[] = {VIR_CRED_AUTHNAME, VIR_CRED_USERNAME, VIR_CRED_PASSPHRASE};
+        virConnectAuth auth{cred_types, 3, AuthCallback,
+                            const_cast<Credentials*>(creds.get())};  // NOLINT: libvirt's void*
+        virConnectPtr conn = virConnectOpenAuth(uri.c_str(), &auth, 0);
+        if (conn == nullptr) {
+          return MakeError(LastError("connect to " + host));  // no scheme: "tls:" means TLS
+        }
+        ConnectPtr owned(conn);
+        // 1: the peer does not speak keepalive (libvirt before 0.9.8): it runs without.
+        if (virConnectSetKeepAlive(conn, options.keepalive_interval, options.keepalive_count) < 0) {
+          return MakeError(LastError("keepalive of the connection to " + host));
+        }
+        return owned;
+      });
 }
 
 }  // namespace vmimport::source::libvirt

@@ -8,6 +8,7 @@
 
 #include "core/strings.h"
 #include "disk/qcow2.h"
+#include "source/libvirt/bounded_call.h"
 #include "source/libvirt/connection.h"
 #include "source/libvirt/domain_xml.h"
 #include "source/libvirt/volume_stream.h"
@@ -288,7 +289,7 @@ class LibvirtSourceVm final : public SourceVm {
       return MakeError(ErrorCode::kConflict, "libvirt: the export has not started");
     }
     const VolumeRef& ref = described_.volumes[index];
-    auto conn = Connect(stop, config_);
+    auto conn = Connect(stop, config_, options_.connect);
     if (!conn) {
       return MakeError(conn.error());
     }
@@ -296,15 +297,19 @@ class LibvirtSourceVm final : public SourceVm {
     if (!vol) {
       return MakeError(LastError("volume " + ref.path));
     }
-    OpenVolume volume{std::move(*conn), std::move(vol), described_.vm.name + " " + ref.path};
+    auto volume = std::make_shared<OpenVolume>();
+    volume->conn = std::move(*conn);
+    volume->vol = std::move(vol);
+    volume->name = described_.vm.name + " " + ref.path;
+    volume->host = HostOfUrl(config_.endpoint);
+    volume->chunk_bytes = options_.download_chunk_bytes;
+    volume->call_timeout = options_.download_call_timeout;
     if (ref.format == "raw") {
-      auto source = VolumeByteSource::Open(std::move(volume));
-      if (!source) {
-        return MakeError(source.error());
-      }
-      return disk::ByteSourcePtr(std::move(*source));
+      volume->size_bytes = ref.capacity_bytes;
+      return disk::ByteSourcePtr(std::make_unique<VolumeByteSource>(std::move(volume)));
     }
-    auto range = std::make_unique<VolumeRangeSource>(std::move(volume), ref.physical_bytes);
+    volume->size_bytes = ref.physical_bytes;
+    auto range = std::make_unique<VolumeRangeSource>(std::move(volume));
     auto reader = disk::OpenQcow2(stop, std::move(range));
     if (!reader) {
       return MakeError(reader.error());
@@ -350,20 +355,29 @@ class LibvirtSourceVm final : public SourceVm {
 
 core::Status LibvirtConnectionChecker::CheckConnection(std::stop_token stop,
                                                        const SourceConfig& config) {
-  auto conn = Connect(stop, config);
-  if (!conn) {
-    return MakeError(conn.error());
-  }
-  unsigned long version = 0;  // NOLINT(google-runtime-int): libvirt's type
-  if (virConnectGetLibVersion(conn->get(), &version) < 0) {
-    return MakeError(LastError("version of " + HostOfUrl(config.endpoint)));
+  const std::string host = HostOfUrl(config.endpoint);
+  auto ok = RunBounded<bool>(stop, options_.check_timeout, host, "readiness check of " + host,
+                             [config, options = options_, host]() -> core::Result<bool> {
+                               auto conn = Connect({}, config, options.connect);
+                               if (!conn) {
+                                 return MakeError(conn.error());
+                               }
+                               unsigned long version =
+                                   0;  // NOLINT(google-runtime-int): libvirt's type
+                               if (virConnectGetLibVersion(conn->get(), &version) < 0) {
+                                 return MakeError(LastError("version of " + host));
+                               }
+                               return true;
+                             });
+  if (!ok) {
+    return MakeError(ok.error());
   }
   return {};
 }
 
 core::Result<SourceVmPtr> LibvirtImporter::Open(std::stop_token stop, const SourceConfig& config,
                                                 const ImportRequest& request) {
-  auto conn = Connect(stop, config);
+  auto conn = Connect(stop, config, options_.connect);
   if (!conn) {
     return MakeError(conn.error());
   }
@@ -385,7 +399,7 @@ core::Result<SourceVmPtr> LibvirtImporter::Open(std::stop_token stop, const Sour
 
 core::Result<std::vector<model::VmDescription>> LibvirtImporter::ListVms(
     std::stop_token stop, const SourceConfig& config, const std::string& /*folder*/) {
-  auto conn = Connect(stop, config);
+  auto conn = Connect(stop, config, options_.connect);
   if (!conn) {
     return MakeError(conn.error());
   }

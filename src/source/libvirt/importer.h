@@ -22,6 +22,7 @@
 #include <chrono>
 
 #include "source/importer.h"
+#include "source/libvirt/connection.h"
 #include "source/provider.h"
 
 namespace vmimport::source::libvirt {
@@ -29,13 +30,26 @@ namespace vmimport::source::libvirt {
 struct LibvirtOptions {
   //! How often the domain state is read while the guest shuts down.
   std::chrono::milliseconds poll_interval{std::chrono::seconds(1)};
+  //! The open's deadline and libvirt's keepalive (connection.h).
+  ConnectOptions connect;
+  //! The whole readiness check (open and a call); past it: kUnavailable "... timed out ...".
+  std::chrono::milliseconds check_timeout{std::chrono::seconds(45)};
+  //! Each download asks for at most this many bytes (volume_stream.h: bounds the memory).
+  uint64_t download_chunk_bytes = 16ULL << 20;
+  //! Deadline of a download's start and end (round trips; the keepalive bounds them too).
+  std::chrono::milliseconds download_call_timeout{std::chrono::seconds(60)};
 };
 
-//! Ready when libvirtd accepts the connection (TLS verified, SASL credentials) and answers.
+//! Ready when libvirtd accepts the connection (TLS verified, SASL credentials) and answers,
+//! within check_timeout.
 class LibvirtConnectionChecker final : public ConnectionChecker {
  public:
+  explicit LibvirtConnectionChecker(LibvirtOptions options = {}) : options_(options) {}
   // source::ConnectionChecker
   core::Status CheckConnection(std::stop_token stop, const SourceConfig& config) override;
+
+ private:
+  const LibvirtOptions options_;
 };
 
 class LibvirtImporter final : public Importer {

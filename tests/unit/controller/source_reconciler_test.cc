@@ -146,6 +146,15 @@ TEST(LibvirtSourceConfig, UriIsTheEndpointAndTheSecretNeedsSaslCredentials) {
   EXPECT_EQ(config.error().message,
             "secret ns/kvm has no password (a libvirt source needs username, password)");
   EXPECT_EQ(controller::ReadinessReason(config.error()), "InvalidSecret");
+  Json ssh = source;
+  ssh["spec"]["uri"] = "qemu+ssh://root@kvm1/system";
+  config = controller::LoadSourceConfig(none.get_token(), api, source::SourceKind::kLibvirt, ssh);
+  ASSERT_FALSE(config);
+  EXPECT_NE(config.error().message.find("has no ssh-privatekey"), std::string::npos)
+      << config.error().message;
+  EXPECT_EQ(controller::ReadinessReason(core::Error{
+                ErrorCode::kUnavailable, "ssh host key: libvirt: connect to kvm1: not accepted"}),
+            "HostKeyMismatch");
   Json no_uri = source;
   no_uri["spec"].erase("uri");
   config =

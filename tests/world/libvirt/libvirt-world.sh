@@ -11,10 +11,21 @@
 # defines no network (no NAT, no bridge): running guests have qemu's user-mode NIC only; shut-off
 # guests name networks and bridges that do not exist (libvirt checks them only at start).
 #
+# The ssh transport: an sshd of its own (Debian's openssh-server) on 127.0.0.1, a free port, with
+# its own host key and one authorized client key (root, key only), started inside libvirtd's mount
+# namespace so that the commands libvirt runs over ssh (virt-ssh-helper, or nc -U) reach the
+# world's /run/libvirt/libvirt-sock. The client key and a known_hosts line are in $STATE/ssh.
+#
 # Usage: tests/world/libvirt/libvirt-world.sh up|down|status|env
 #   up      start libvirtd (unless it runs), seed, write env.sh and manifest.tsv into the state dir
-#   down    destroy the domains, stop libvirtd and every qemu it started (by PID); the namespace
-#           and its mounts end with them
+#   down    destroy the domains, stop sshd, libvirtd and every qemu it started (by PID); the
+#           namespace and its mounts end with them
+#   seed-guests  define a shut-off domain vmi-lv-guest-<variant> for the real guest disks of
+#           tests/world/guest/guest-world.sh (built and cached there first: minutes the first
+#           time) with virtio drivers: bios-virtio (its disk converted to a qcow2 volume) and
+#           efi-virtio (raw, OVMF), 1 vCPU, 512 MiB, a virtio NIC on network lv-guests with the
+#           MAC the guest's network configuration matches; rows added to manifest.tsv;
+#           idempotent; not part of up's seed (the boot test's fixture libvirt-guests)
 #   status  pid, port, domains, RSS
 #   env     print the path of env.sh
 # Paths: state dir ${WORLD_DIR:-<repo>/.world}/libvirt. Needs root (libvirtd's qemu driver).
@@ -178,6 +189,57 @@ start_libvirtd() {
     sleep 0.2
   done
   fail "failed to start: no TLS+SASL connection within 60 s" "$LOG"
+}
+
+SSHD_PIDFILE=$STATE/run/sshd-world.pid  # /run/sshd-world.pid inside the namespace
+
+sshd_pid() {
+  local pid
+  pid=$(cat "$SSHD_PIDFILE" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -e "/proc/$pid" ] && grep -q '^sshd' "/proc/$pid/comm" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+start_sshd() {
+  [ -x /usr/sbin/sshd ] || "$REPO/tools/install-deps.sh" --quiet
+  [ -x /usr/sbin/sshd ] || { say "no /usr/sbin/sshd: install openssh-server"; exit 1; }
+  local d=$STATE/ssh lvpid
+  lvpid=$(running_pid) || fail "libvirtd is not running" "$LOG"
+  mkdir -p "$d" "$STATE/run/sshd"
+  chmod 755 "$STATE/run/sshd"
+  [ -s "$d/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C vm-import-world-host -f "$d/host_ed25519"
+  [ -s "$d/client_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C vm-import-test -f "$d/client_ed25519"
+  [ -s "$d/other_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C not-authorized -f "$d/other_ed25519"
+  cp "$d/client_ed25519.pub" "$d/authorized_keys"
+  chmod 600 "$d/authorized_keys" "$d/host_ed25519" "$d/client_ed25519" "$d/other_ed25519"
+  pick_port >"$STATE/ssh_port"
+  local port; port=$(cat "$STATE/ssh_port")
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+  cat >"$d/sshd_config" <<EOF
+# written by libvirt-world.sh: 127.0.0.1 only, one key, root (libvirtd's unix socket)
+Port $port
+ListenAddress 127.0.0.1
+HostKey $d/host_ed25519
+AuthorizedKeysFile $d/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile /run/sshd-world.pid
+LogLevel VERBOSE
+EOF
+  rm -f "$SSHD_PIDFILE"
+  # Inside libvirtd's mount namespace (its /run holds the world's libvirt-sock).
+  nsenter --mount="/proc/$lvpid/ns/mnt" -- /usr/sbin/sshd -f "$d/sshd_config" \
+    -E "$STATE/log/sshd.log" </dev/null >/dev/null 2>&1 9>&- ||
+    fail "sshd did not start" "$STATE/log/sshd.log"
+  for _ in $(seq 50); do
+    sshd_pid >/dev/null && return 0
+    sleep 0.1
+  done
+  fail "sshd wrote no pid file" "$STATE/log/sshd.log"
 }
 
 # Disk data: the AES-128-CTR keystream of openssl for password <key>, cut to size.
@@ -346,6 +408,9 @@ stop_all() {
     done
   fi
   for q in $(qemu_pids); do kill -9 "$q" 2>/dev/null || true; done
+  if pid=$(sshd_pid); then
+    kill "$pid" 2>/dev/null || true
+  fi
   if pid=$(running_pid); then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
@@ -365,8 +430,55 @@ export LIBVIRT_MANIFEST='$MANIFEST'
 export LIBVIRT_POOL_DIR='$STATE/pool'
 export LIBVIRT_WORLD_AUTH_FILE='$STATE/auth.conf'
 export LIBVIRT_WORLD_PID='$(cat "$PIDFILE")'
+export LIBVIRT_SSH_URI='qemu+ssh://root@127.0.0.1:$(cat "$STATE/ssh_port")/system'
+export LIBVIRT_SSH_KEY='$STATE/ssh/client_ed25519'
+export LIBVIRT_SSH_OTHER_KEY='$STATE/ssh/other_ed25519'
+export LIBVIRT_SSH_KNOWN_HOSTS='$STATE/ssh/known_hosts'
 EOF
   mv "$ENVFILE.tmp" "$ENVFILE"
+}
+
+# Real guests: one shut-off domain per virtio variant of the guest table.
+seed_guests() {
+  running_pid >/dev/null && [ -s "$MANIFEST" ] || { say "not up: run up first"; exit 1; }
+  local start=$SECONDS table
+  table=$("$REPO/tests/world/guest/guest-world.sh" build) ||
+    fail "failed to build the guests" /dev/null
+  local variant fw ptable drivers mac model bus gid ctl adapter distro raw vmdk sha bytes
+  while IFS=$'\t' read -r variant fw ptable drivers mac model bus gid ctl adapter distro raw vmdk sha bytes; do
+    [ -n "$variant" ] && [ "${variant:0:1}" != "#" ] && [ "$drivers" = virtio ] || continue
+    local name=vmi-lv-guest-$variant vol fmt os
+    grep -q "^vm	$name	" "$MANIFEST" && continue
+    if [ "$fw" = efi ]; then
+      vol=guest-$variant.raw fmt=raw
+      cp --reflink=auto --sparse=always "$raw" "$STATE/pool/$vol"  # never a hard link: the cache stays intact
+      os="<type arch='x86_64' machine='q35'>hvm</type><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader><nvram>$STATE/var/lib/libvirt/${name}_VARS.fd</nvram>"
+    else
+      vol=guest-$variant.qcow2 fmt=qcow2
+      qemu-img convert -q -f raw -O qcow2 "$raw" "$STATE/pool/$vol"
+      os="<type arch='x86_64' machine='pc'>hvm</type>"
+    fi
+    local uuid
+    uuid=$(python3 -c "import uuid,sys; print(uuid.uuid5(uuid.NAMESPACE_DNS, sys.argv[1]))" "$name.vm-import.test")
+    cat >"$STATE/dom.xml" <<EOF
+<domain type='qemu'>
+  <name>$name</name><uuid>$uuid</uuid>
+  <memory unit='MiB'>512</memory><vcpu>1</vcpu>
+  <os>$os</os>
+  <features><acpi/></features>
+  <devices>
+    $(disk_xml vda virtio "$vol" "$fmt" 1)
+    <interface type='network'><mac address='$mac'/><source network='lv-guests'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+EOF
+    define "$name" "$STATE/dom.xml"
+    rm -f "$STATE/dom.xml"
+    printf 'vm\t%s\t%s\tshutoff\t%s\n' "$name" "$uuid" "$fw" >>"$MANIFEST"
+    printf 'disk\t%s\t0\t%s\t%s\n' "$name" "$sha" "$vol" >>"$MANIFEST"
+  done <<<"$table"
+  vsh pool-refresh "$POOL" >/dev/null
+  say "guests seeded in $((SECONDS - start)) s"
 }
 
 CMD=${1:-}
@@ -390,9 +502,16 @@ case "$CMD" in
     pick_port >"$STATE/port"
     write_config
     start_libvirtd
+    start_sshd
     seed
     write_env
     say "up in $(( $(date +%s) - start )) s: $(uri)"
+    ;;
+  seed-guests)
+    [ "$(id -u)" = 0 ] || { say "needs root"; exit 1; }
+    exec 9>"$STATE/.lock"
+    flock 9
+    seed_guests
     ;;
   down)
     mkdir -p "$STATE"
@@ -405,6 +524,7 @@ case "$CMD" in
     if pid=$(running_pid); then
       rss=$(awk '/^VmRSS:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$pid/status")
       echo "libvirt: pid=$pid port=$(port) rss=$rss qemu=$(qemu_pids | tr '\n' ' ') dir=$STATE"
+      echo "sshd: pid=$(sshd_pid || echo none) port=$(cat "$STATE/ssh_port" 2>/dev/null)"
       vsh list --all
     else
       echo "libvirt: not running (dir=$STATE)"

@@ -210,15 +210,24 @@ TEST(LibvirtDomainXml, VolumeFormatCapacityAndBacking) {
   EXPECT_EQ(v->backing_path, "");
 }
 
-TEST(LibvirtUri, OnlyTlsAndTcpWithAHostAndNoParameters) {
+TEST(LibvirtUri, TlsTcpAndSshWithAHostAndNoParameters) {
   auto u = ParseUri("qemu+tls://kvm1.example:16514/system");
   ASSERT_TRUE(u) << u.error().ToString();
   EXPECT_EQ(u->transport, "tls");
   EXPECT_EQ(u->host, "kvm1.example:16514");
   EXPECT_EQ(ParseUri("qemu+tcp://kvm1/system")->transport, "tcp");
-  EXPECT_EQ(ParseUri("qemu+ssh://root@kvm1/system").error().code, ErrorCode::kUnsupported);
-  EXPECT_NE(ParseUri("qemu+ssh://root@kvm1/system").error().message.find("not supported yet"),
-            std::string::npos);
+  auto ssh = ParseUri("qemu+ssh://admin@kvm1:2222/system");
+  ASSERT_TRUE(ssh) << ssh.error().ToString();
+  EXPECT_EQ(ssh->transport, "ssh");
+  EXPECT_EQ(ssh->host, "kvm1:2222");
+  EXPECT_EQ(ssh->user, "admin");
+  EXPECT_EQ(ssh->path, "/system");
+  EXPECT_EQ(ParseUri("qemu+libssh://kvm1/system")->transport, "ssh");
+  EXPECT_EQ(ParseUri("qemu+libssh2://kvm1/system").error().code, ErrorCode::kUnsupported);
+  // `command=`/`keyfile=` would let a spec run programs or read the controller's files.
+  EXPECT_EQ(ParseUri("qemu+ssh://kvm1/system?command=/bin/sh").error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ParseUri("qemu+tls://u@kvm1/system").error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(ParseUri("qemu+ext:///system?command=/bin/sh").error().code, ErrorCode::kUnsupported);
   EXPECT_EQ(ParseUri("qemu:///system").error().code, ErrorCode::kUnsupported);
   EXPECT_EQ(ParseUri("qemu+tls:///system").error().code, ErrorCode::kInvalidArgument);
@@ -239,6 +248,12 @@ TEST(LibvirtConnect, MissingSecretKeysAreNamedBeforeAnyConnection) {
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(c.error().message.find("tls.crt"), std::string::npos) << c.error().message;
+  config.endpoint = "qemu+ssh://root@127.0.0.1:1/system";
+  config.secret = {{"ssh-privatekey", "k"}};
+  c = Connect({}, config);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(c.error().message.find("known_hosts"), std::string::npos) << c.error().message;
 }
 
 }  // namespace
