@@ -5,8 +5,9 @@
 //
 //   ""  ─ validate spec and target name ─► virtualMachineImportValid | virtualMachineImportInvalid
 //   virtualMachineImportValid ─ source clusterReady? (else requeue) ─ preflight: exactly one
-//       source VM, not held by another import, disks > 0, storage class and destination NADs
-//       exist, no VM of the target name ─► sourceReady | Invalid
+//       source VM, not held by another import, disks > 0, every named storage class and
+//       destination NAD exists, every diskOverrides/nicOverrides entry names a disk/NIC the VM
+//       has, no VM of the target name ─► sourceReady | Invalid
 //   sourceReady ─ power off and start the export (off the workers), publish every disk on the
 //       image server ─► disksExported
 //   disksExported ─ one VirtualMachineImage per disk (url = our image server) ─► diskImageSubmitted
@@ -14,6 +15,9 @@
 //       ─► diskImagesReady | diskImageFailed
 //   diskImagesReady ─ PVCs (backing images), the KubeVirt VM ─► virtualMachineCreated
 //   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
+//   With spec.runStrategy stopped the VM is created Halted and virtualMachineCreated is the
+//   import's successful end (api::IsFinished): the images lose the import's ownerReference as the
+//   VM is created, and nothing waits for a VMI.
 //
 // The outcome contract of one reconcile (docs/adr/0004-import-outcome-contract.md):
 //  - A phase only decides: it changes the status in memory and notes Events; Reconcile writes
@@ -140,6 +144,9 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> CreateVm(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WaitRunning(std::stop_token stop, Pass& pass);
+  //! The reference's tidyUpObjects: the images hold the VM's disks now, so they lose the import's
+  //! ownerReference. Repeatable.
+  core::Status ReleaseImages(std::stop_token stop, Pass& pass);
   //! Checks disk `index` (whose image is Active) against every digest someone else computed,
   //! into its status; false while the stream's own figures are not in yet. A Longhorn digest
   //! that differs fails the pass (DiskChecksumMismatch).
