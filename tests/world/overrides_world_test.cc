@@ -80,8 +80,11 @@ TEST_F(OverridesWorldTest, StorageMappingPerDatastoreAndOverridesShapeAStoppedVm
   ASSERT_EQ(WaitImport("map", "virtualMachineCreated"), "virtualMachineCreated") << ControllerLog();
   ExpectDisksMatch("map", kTwoDatastoresVm);
 
-  // Each disk's class: decided into status, then given to its image.
+  // Each disk's storage as the vSphere provider describes it: the datastore of its backing file.
   const Json status = GetImport("map")["status"];
+  EXPECT_EQ(status["sourceVirtualMachine"]["disks"][0].value("storage", ""), "seedds");
+  EXPECT_EQ(status["sourceVirtualMachine"]["disks"][1].value("storage", ""), "seedds2");
+  // Each disk's class: decided into status, then given to its image.
   const Json& disks = status["diskImportStatus"];
   ASSERT_EQ(disks.size(), 2u);
   const std::vector<std::string> want_class = {"harvester-longhorn", "longhorn-single"};
