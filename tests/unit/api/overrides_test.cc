@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "api/names.h"
+
 namespace vmimport::api {
 namespace {
 
