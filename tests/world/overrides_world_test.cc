@@ -165,6 +165,11 @@ TEST_F(OverridesWorldTest, BadMappingsAreRefusedBeforeTheSourceIsTouched) {
   EXPECT_TRUE(condition) << failed.dump();
   EXPECT_EQ(SourcePower(kTwoDatastoresVm), model::PowerState::kOn);
   EXPECT_TRUE(Items(kImages).empty());
+  // Back to the seeded state (off): later tests compare vcsim with the seed manifest.
+  EXPECT_EQ(testing::RunCommand(Govc("vm.power -off -force '" + std::string(kTwoDatastoresVm) +
+                                     "' >/dev/null 2>&1")),
+            0);
+  EXPECT_EQ(SourcePower(kTwoDatastoresVm), model::PowerState::kOff);
 }
 
 // `kubectl vmimport plan` shows each disk's datastore and class, and every override.
