@@ -288,7 +288,7 @@ TEST(Describe, RootVolumeFirstThenByDeviceWithSizesAndBuses) {
   EXPECT_EQ(d.disks[1].location, "/dev/vdb");
   EXPECT_EQ(d.disks[1].storage, "ssd");  // the Cinder volume type (spec.storageMapping)
   EXPECT_EQ(d.disks[0].storage, "");     // a volume without a type
-  EXPECT_EQ(d.disks[1].format, "raw");  // a Glance image of disk_format raw: never sniffed
+  EXPECT_EQ(d.disks[1].format, "raw");   // a Glance image of disk_format raw: never sniffed
 }
 
 TEST(Describe, NicsInPortOrderNamedByTheirNetwork) {
