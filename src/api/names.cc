@@ -3,6 +3,7 @@
 #include <array>
 #include <set>
 
+#include "api/overrides.h"
 #include "core/strings.h"
 
 namespace vmimport::api {
@@ -69,6 +70,11 @@ void CheckSourceCluster(const ObjectReference& ref, std::vector<std::string>& pr
 void CheckTargetName(const VirtualMachineImportSpec& spec, std::vector<std::string>& problems) {
   if (spec.virtual_machine_name.empty()) {
     problems.emplace_back("spec.virtualMachineName: required");
+    return;
+  }
+  // A targetVirtualMachineName names the VM (CheckOverrides checks it): virtualMachineName then
+  // only finds the source VM and may be any source name.
+  if (!spec.target_virtual_machine_name.empty()) {
     return;
   }
   // OpenStack resolves a UUID to the server's name first; that name is checked then.
@@ -249,6 +255,7 @@ std::vector<std::string> ValidateImportSpec(const VirtualMachineImportSpec& spec
     problems.push_back("spec.diskTarget: unsupported value " + Quote(*spec.disk_target) +
                        " (expected image, the default, or volume)");
   }
+  CheckOverrides(spec, problems);
   return problems;
 }
 

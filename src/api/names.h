@@ -49,7 +49,8 @@ bool LooksLikeUuid(std::string_view s);
 
 //! Every problem of `spec` that needs no lookup, each as "<json path>: <what is wrong>", in spec
 //! order; empty when the spec is valid. An OpenStack virtualMachineName that is a UUID is not
-//! checked as a target name (the server's name is looked up later).
+//! checked as a target name (the server's name is looked up later); nor is any virtualMachineName
+//! when spec.targetVirtualMachineName is set. Includes CheckOverrides (api/overrides.h).
 std::vector<std::string> ValidateImportSpec(const VirtualMachineImportSpec& spec);
 
 }  // namespace vmimport::api

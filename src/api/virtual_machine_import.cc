@@ -99,6 +99,130 @@ json NetworkMappingToJson(const NetworkMapping& m) {
   return out;
 }
 
+// An array of objects under `key`, each read by `read(item, path)`.
+template <typename T, typename ReadFn>
+core::Status ReadList(ObjectReader& r, std::string_view key, std::vector<T>& out, ReadFn read) {
+  const json* items = r.Child(key, json::value_t::array);
+  if (items == nullptr) {
+    return core::Ok();
+  }
+  for (size_t i = 0; i < items->size(); ++i) {
+    const std::string path = r.PathOf(key) + "[" + std::to_string(i) + "]";
+    if (auto ok = ExpectObject((*items)[i], path); !ok) {
+      return ok;
+    }
+    ObjectReader item((*items)[i], path);
+    T value;
+    read(item, value);
+    if (auto ok = item.Finish(); !ok) {
+      return ok;
+    }
+    value.extra = item.Unknown();
+    out.push_back(std::move(value));
+  }
+  return core::Ok();
+}
+
+template <typename T, typename WriteFn>
+void WriteList(json& out, const char* key, const std::vector<T>& items, WriteFn write) {
+  if (items.empty()) {
+    return;
+  }
+  json list = json::array();
+  for (const T& item : items) {
+    json j = json::object();
+    write(j, item);
+    MergeUnknown(j, item.extra);
+    list.push_back(std::move(j));
+  }
+  out[key] = std::move(list);
+}
+
+core::Status ReadOverrides(ObjectReader& r, VirtualMachineImportSpec& s) {
+  if (auto ok = ReadList(r, "storageMapping", s.storage_mapping,
+                         [](ObjectReader& i, StorageMapping& m) {
+                           i.String("source", m.source);
+                           i.String("storageClass", m.storage_class);
+                         });
+      !ok) {
+    return ok;
+  }
+  if (auto ok = ReadList(r, "diskOverrides", s.disk_overrides,
+                         [](ObjectReader& i, DiskOverride& d) {
+                           i.Int32("index", d.index);
+                           i.String("name", d.name);
+                           i.String("storageClass", d.storage_class);
+                           i.OptString("diskBusType", d.disk_bus_type);
+                         });
+      !ok) {
+    return ok;
+  }
+  if (auto ok = ReadList(r, "nicOverrides", s.nic_overrides,
+                         [](ObjectReader& i, NicOverride& n) {
+                           i.Int32("index", n.index);
+                           i.String("macAddress", n.mac_address);
+                           i.String("networkInterfaceModel", n.network_interface_model);
+                         });
+      !ok) {
+    return ok;
+  }
+  r.String("targetVirtualMachineName", s.target_virtual_machine_name);
+  if (const json* cpu = r.Child("cpu", json::value_t::object)) {
+    ObjectReader c(*cpu, r.PathOf("cpu"));
+    CpuOverride o;
+    c.Int32("sockets", o.sockets);
+    c.Int32("cores", o.cores);
+    c.Int32("threads", o.threads);
+    if (auto ok = c.Finish(); !ok) {
+      return ok;
+    }
+    o.extra = c.Unknown();
+    s.cpu = std::move(o);
+  }
+  r.String("memory", s.memory);
+  r.String("runStrategy", s.run_strategy);
+  return core::Ok();
+}
+
+void WriteOverrides(json& out, const VirtualMachineImportSpec& s) {
+  WriteList(out, "storageMapping", s.storage_mapping, [](json& j, const StorageMapping& m) {
+    j["source"] = m.source;
+    j["storageClass"] = m.storage_class;
+  });
+  WriteList(out, "diskOverrides", s.disk_overrides, [](json& j, const DiskOverride& d) {
+    if (d.index >= 0) {
+      j["index"] = d.index;
+    }
+    PutIfNotEmpty(j, "name", d.name);
+    PutIfNotEmpty(j, "storageClass", d.storage_class);
+    if (d.disk_bus_type) {
+      j["diskBusType"] = *d.disk_bus_type;
+    }
+  });
+  WriteList(out, "nicOverrides", s.nic_overrides, [](json& j, const NicOverride& n) {
+    if (n.index >= 0) {
+      j["index"] = n.index;
+    }
+    PutIfNotEmpty(j, "macAddress", n.mac_address);
+    PutIfNotEmpty(j, "networkInterfaceModel", n.network_interface_model);
+  });
+  PutIfNotEmpty(out, "targetVirtualMachineName", s.target_virtual_machine_name);
+  if (s.cpu) {
+    json cpu = json::object();
+    for (const auto& [key, value] :
+         {std::pair{"sockets", s.cpu->sockets}, std::pair{"cores", s.cpu->cores},
+          std::pair{"threads", s.cpu->threads}}) {
+      if (value != 0) {
+        cpu[key] = value;
+      }
+    }
+    MergeUnknown(cpu, s.cpu->extra);
+    out["cpu"] = std::move(cpu);
+  }
+  PutIfNotEmpty(out, "memory", s.memory);
+  PutIfNotEmpty(out, "runStrategy", s.run_strategy);
+}
+
 // --- status -------------------------------------------------------------------------------
 
 void ReadDiskProgress(ObjectReader& r, DiskProgress& p) {
@@ -144,6 +268,7 @@ core::Result<DiskInfo> ReadDiskInfo(const json& j, const std::string& path) {
     d.disk_conditions = ConditionsFromJson(*c);
   }
   r.String("busType", d.bus_type);
+  r.String("storageClass", d.storage_class);
   ReadDiskProgress(r, d.progress);
   if (const json* v = r.Child("verification", json::value_t::array)) {
     for (size_t i = 0; i < v->size(); ++i) {
@@ -186,6 +311,7 @@ json DiskInfoToJson(const DiskInfo& d) {
     out["diskConditions"] = ConditionsToJson(d.disk_conditions);
   }
   out["busType"] = d.bus_type;  // no omitempty in the reference: "" is written too
+  PutIfNotEmpty(out, "storageClass", d.storage_class);
   WriteDiskProgress(out, d.progress);
   if (!d.verification.empty()) {
     json v = json::array();
@@ -232,6 +358,10 @@ std::optional<ImportStatus> ParseImportStatus(std::string_view text) {
     }
   }
   return std::nullopt;
+}
+
+bool IsFinished(ImportStatus status, bool starts_stopped) {
+  return IsTerminal(status) || (starts_stopped && status == ImportStatus::kVirtualMachineCreated);
 }
 
 bool IsTerminal(ImportStatus status) {
@@ -317,6 +447,9 @@ core::Result<VirtualMachineImportSpec> SpecFromJson(const json& j) {
   r.Int32("gracefulShutdownTimeoutSeconds", s.graceful_shutdown_timeout_seconds);
   r.OptBool("skipPreflightChecks", s.skip_preflight_checks);
   r.OptString("diskTarget", s.disk_target);
+  if (auto ok = ReadOverrides(r, s); !ok) {
+    return core::MakeError(ok.error());
+  }
   if (auto ok = r.Finish(); !ok) {
     return core::MakeError(ok.error());
   }
@@ -355,6 +488,7 @@ json SpecToJson(const VirtualMachineImportSpec& s) {
   if (s.disk_target) {
     out["diskTarget"] = *s.disk_target;
   }
+  WriteOverrides(out, s);
   MergeUnknown(out, s.extra);
   return out;
 }

@@ -58,7 +58,11 @@ std::string_view ImportStatusName(ImportStatus status);
 //! nullopt for a string that is not one of the reference's values.
 std::optional<ImportStatus> ParseImportStatus(std::string_view text);
 //! virtualMachineRunning, virtualMachineImportInvalid and VMMigrationFailed: nothing more happens.
+//! An import with spec.runStrategy stopped also ends at virtualMachineCreated: see IsFinished.
 bool IsTerminal(ImportStatus status);
+//! IsTerminal, or virtualMachineCreated with `starts_stopped` (spec.runStrategy stopped: the VM is
+//! created halted, so nothing more happens after it is created).
+bool IsFinished(ImportStatus status, bool starts_stopped);
 
 // status.importConditions[].type
 inline constexpr std::string_view kConditionVmShutdownGuest = "VMShutdownGuest";
@@ -103,6 +107,44 @@ inline constexpr std::string_view kDiskTargetVolume = "volume";
 //! "image" or "volume"; nullopt for anything else (the empty string too).
 std::optional<DiskTarget> ParseDiskTarget(std::string_view text);
 std::string_view DiskTargetName(DiskTarget target);
+//! spec.storageMapping[]: the disks on one source storage go to one StorageClass.
+struct StorageMapping {
+  //! vSphere datastore name, Cinder volume type, OVA disk file (or OVF disk id), libvirt pool;
+  //! compared exactly with model::DiskDescription::storage (else its id).
+  std::string source;
+  std::string storage_class;  //!< "storageClass"
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+//! spec.diskOverrides[]: what the user sets for one disk; it beats storageMapping,
+//! spec.storageClass and every device rule (controller/device_choice.h).
+struct DiskOverride {
+  int32_t index = -1;         //!< "index", 0-based in the source's disk order; -1: not set
+  std::string name;           //!< "name": the source disk's name or id/key ("Hard disk 2", "2001")
+  std::string storage_class;  //!< "storageClass"; empty: not overridden
+  std::optional<std::string> disk_bus_type;  //!< "diskBusType"
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+//! spec.nicOverrides[]: the model of one NIC; it beats networkMapping's and the spec's model.
+struct NicOverride {
+  int32_t index = -1;                   //!< "index", 0-based in the source's NIC order; -1: not set
+  std::string mac_address;              //!< "macAddress", compared case-insensitively
+  std::string network_interface_model;  //!< "networkInterfaceModel"
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+//! spec.cpu: the target VM's topology. 0: the source's value (threads: 1).
+struct CpuOverride {
+  int32_t sockets = 0;
+  int32_t cores = 0;
+  int32_t threads = 0;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+//! spec.runStrategy values. Empty reads as running.
+inline constexpr std::string_view kRunStrategyRunning = "running";
+inline constexpr std::string_view kRunStrategyStopped = "stopped";
 
 struct VirtualMachineImportSpec {
   ObjectReference source_cluster;
@@ -118,6 +160,15 @@ struct VirtualMachineImportSpec {
   //! spec.diskTarget as written; absent or empty means "image". ValidateImportSpec refuses any
   //! other value.
   std::optional<std::string> disk_target;
+  // Our additive fields (issue 19); empty/absent: the behaviour without them.
+  std::vector<StorageMapping> storage_mapping;  //!< "storageMapping"
+  std::vector<DiskOverride> disk_overrides;     //!< "diskOverrides"
+  //! "targetVirtualMachineName": the VM's name as written (no lower-casing), an RFC 1123 label.
+  std::string target_virtual_machine_name;
+  std::optional<CpuOverride> cpu;          //!< "cpu"
+  std::string memory;                      //!< "memory": a resource quantity ("4Gi")
+  std::vector<NicOverride> nic_overrides;  //!< "nicOverrides"
+  std::string run_strategy;                //!< "runStrategy": running (default) or stopped
   nlohmann::json extra = nlohmann::json::object();
 
   //! kImage unless disk_target is "volume".
@@ -128,6 +179,8 @@ struct VirtualMachineImportSpec {
   bool ForcePowerOff() const { return force_power_off.value_or(false); }
   bool SkipPreflightChecks() const { return skip_preflight_checks.value_or(false); }
   int32_t GracefulShutdownTimeoutSeconds() const;
+  //! runStrategy stopped: the VM is created halted and the import ends at virtualMachineCreated.
+  bool StartsStopped() const { return run_strategy == kRunStrategyStopped; }
 };
 
 //! Our extension of DiskInfo: where the disk stream is. Zero/empty fields are not written.
@@ -166,6 +219,10 @@ struct DiskInfo {
   std::string data_volume_progress;  //!< "dataVolumeProgress"
   std::vector<Condition> disk_conditions;
   std::string bus_type;  //!< always written, like the reference (no omitempty)
+  //! Our extension: the StorageClass of this disk's image or volume, as decided before anything
+  //! was made (diskOverrides, storageMapping, spec.storageClass; controller/device_choice.h);
+  //! empty: the cluster's default class.
+  std::string storage_class;
   DiskProgress progress;
   std::vector<DiskVerification> verification;  //!< "verification"; empty: not checked yet
   nlohmann::json extra = nlohmann::json::object();

@@ -18,6 +18,7 @@ json VmDescriptionToJson(const model::VmDescription& vm) {
                      {"bus", d.bus},
                      {"bootOrder", d.boot_order},
                      {"location", d.location},
+                     {"storage", d.storage},
                      {"format", d.format}});
   }
   json nics = json::array();
@@ -102,6 +103,7 @@ core::Result<model::VmDescription> VmDescriptionFromJson(const json& j) {
       dr.String("bus", disk.bus);
       ReadInt(dr, "bootOrder", disk.boot_order);
       dr.String("location", disk.location);
+      dr.String("storage", disk.storage);
       dr.String("format", disk.format);
       if (auto st = dr.Finish(); !st) {
         return core::MakeError(st.error());

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "api/names.h"
+#include "api/overrides.h"
 #include "api/virtual_machine_import.h"
 #include "controller/import_reconciler.h"
 #include "controller/readiness.h"
@@ -229,8 +230,11 @@ int Plan(Context& ctx, const std::string& file) {
   };
   const auto problems = api::ValidateImportSpec(spec);
   check.Line(problems.empty(), problems.empty() ? "spec is valid" : core::Join(problems, "; "));
-  auto target = api::SanitizeTargetName(spec.virtual_machine_name);
-  const bool by_uuid = api::LooksLikeUuid(spec.virtual_machine_name);
+  // targetVirtualMachineName is taken as written (ValidateImportSpec checked it).
+  const bool named = !spec.target_virtual_machine_name.empty();
+  auto target = named ? core::Result<std::string>(spec.target_virtual_machine_name)
+                      : api::SanitizeTargetName(spec.virtual_machine_name);
+  const bool by_uuid = !named && api::LooksLikeUuid(spec.virtual_machine_name);
   if (!by_uuid) {
     check.Line(bool(target), target ? "target name " + *target : target.error().message);
   }
@@ -280,8 +284,13 @@ int Plan(Context& ctx, const std::string& file) {
   for (size_t i = 0; i < description.disks.size(); ++i) {
     const auto& d = description.disks[i];
     const auto& c = readiness.devices.disks[i];
-    std::printf("        disk-%zu %s %s bus %s (%s: %s)\n", i, d.name.c_str(),
-                Size(d.capacity_bytes).c_str(), c.value.c_str(), c.rule.c_str(), c.why.c_str());
+    const auto& s = readiness.devices.storage[i];
+    std::printf("        disk-%zu %s %s on %s bus %s (%s: %s) storage class %s (%s: %s)\n", i,
+                d.name.c_str(), Size(d.capacity_bytes).c_str(),
+                d.storage.empty() ? "(unknown storage)" : d.storage.c_str(), c.value.c_str(),
+                c.rule.c_str(), c.why.c_str(),
+                s.storage_class.empty() ? "(cluster default)" : s.storage_class.c_str(),
+                s.rule.c_str(), s.why.c_str());
   }
   bool pod_used = false;
   for (size_t i = 0; i < description.nics.size(); ++i) {
@@ -308,10 +317,22 @@ int Plan(Context& ctx, const std::string& file) {
   if (!readiness.advice.empty()) {
     std::printf("        %s\n", readiness.advice.c_str());
   }
-  if (!spec.storage_class.empty()) {
-    auto sc = ctx.client->Get({}, kStorageClasses, "", spec.storage_class);
-    check.Line(bool(sc), "storage class " + spec.storage_class + (sc ? " exists" : " not found"));
-  } else {
+  // What the user overrides (the controller's Event `Overrides` says the same).
+  for (const auto& line : api::DescribeOverrides(spec, description)) {
+    std::printf("        override: %s\n", line.c_str());
+  }
+  for (const auto& wrong : api::OverrideProblemsFor(spec, description)) {
+    check.Line(false, wrong);
+  }
+  for (const auto& unused : api::UnusedStorageMappings(spec, description)) {
+    std::printf("  warn %s\n", unused.c_str());
+  }
+  const auto classes = api::NamedStorageClasses(spec);
+  for (const auto& name : classes) {
+    auto sc = ctx.client->Get({}, kStorageClasses, "", name);
+    check.Line(bool(sc), "storage class " + name + (sc ? " exists" : " not found"));
+  }
+  if (classes.empty()) {
     check.Line(true, "storage class: the cluster's default");
   }
   for (const auto& m : spec.network_mapping) {
@@ -328,9 +349,11 @@ int Plan(Context& ctx, const std::string& file) {
   return check.ok ? 0 : 1;
 }
 
-bool Terminal(const std::string& status) {
+// An import with spec.runStrategy stopped ends at virtualMachineCreated (api::IsFinished).
+bool Terminal(const std::string& status, bool starts_stopped) {
   return status == "virtualMachineRunning" || status == "virtualMachineImportInvalid" ||
-         status == "diskImageFailed" || status == "VMMigrationFailed";
+         status == "diskImageFailed" || status == "VMMigrationFailed" ||
+         (starts_stopped && status == "virtualMachineCreated");
 }
 
 std::string Bar(uint64_t done, uint64_t total) {
@@ -355,7 +378,8 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
       }
       const Json& status = core::JsonObject(item, "status");
       const std::string state = core::JsonString(status, "importStatus");
-      all_done &= Terminal(state);
+      all_done &= Terminal(state, core::JsonString(core::JsonObject(item, "spec"), "runStrategy") ==
+                                      api::kRunStrategyStopped);
       std::printf("%-24s %-28s %s\n", name.c_str(), state.empty() ? "(new)" : state.c_str(),
                   core::JsonString(status, "progress").c_str());
       for (const Json& d : core::JsonArray(status, "diskImportStatus")) {

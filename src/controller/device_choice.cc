@@ -86,8 +86,13 @@ constexpr const char* kVirtioAdvice =
     "virtio_net), shut it down and set each disk's bus and each interface's model to virtio in "
     "the VirtualMachine for better performance";
 
-DeviceChoice ChooseDisk(const model::DiskDescription& disk, const GuestClass& guest,
+DeviceChoice ChooseDisk(size_t index, const model::DiskDescription& disk, const GuestClass& guest,
                         const api::VirtualMachineImportSpec& spec) {
+  if (const api::DiskOverride* o = api::FindDiskOverride(spec, index, disk);
+      o != nullptr && o->disk_bus_type && !o->disk_bus_type->empty()) {
+    return {*o->disk_bus_type, std::string(kRuleUser),
+            "bus set by the user (spec.diskOverrides); the guest OS rules do not apply"};
+  }
   if (spec.default_disk_bus_type && !spec.default_disk_bus_type->empty()) {
     return {*spec.default_disk_bus_type, std::string(kRuleUser),
             "spec.defaultDiskBusType is " + *spec.default_disk_bus_type};
@@ -118,8 +123,12 @@ DeviceChoice ChooseDisk(const model::DiskDescription& disk, const GuestClass& gu
               (controller.empty() ? "" : " " + controller)};
 }
 
-DeviceChoice ChooseNic(const model::NicDescription& nic, const GuestClass& guest,
+DeviceChoice ChooseNic(size_t index, const model::NicDescription& nic, const GuestClass& guest,
                        const api::VirtualMachineImportSpec& spec) {
+  if (const api::NicOverride* o = api::FindNicOverride(spec, index, nic); o != nullptr) {
+    return {o->network_interface_model, std::string(kRuleUser),
+            "model set by the user (spec.nicOverrides)"};
+  }
   if (const api::NetworkMapping* m = harvester::FindNetworkMapping(spec, nic.network);
       m != nullptr && m->network_interface_model && !m->network_interface_model->empty()) {
     return {*m->network_interface_model, std::string(kRuleUser),
@@ -202,11 +211,12 @@ DevicePlan ChooseDevices(const model::VmDescription& vm,
                          const api::VirtualMachineImportSpec& spec) {
   DevicePlan plan;
   plan.guest = ClassifyGuest(vm);
-  for (const model::DiskDescription& d : vm.disks) {
-    plan.disks.push_back(ChooseDisk(d, plan.guest, spec));
+  for (size_t i = 0; i < vm.disks.size(); ++i) {
+    plan.disks.push_back(ChooseDisk(i, vm.disks[i], plan.guest, spec));
+    plan.storage.push_back(api::ChooseStorageClass(spec, i, vm.disks[i]));
   }
-  for (const model::NicDescription& n : vm.nics) {
-    plan.nics.push_back(ChooseNic(n, plan.guest, spec));
+  for (size_t i = 0; i < vm.nics.size(); ++i) {
+    plan.nics.push_back(ChooseNic(i, vm.nics[i], plan.guest, spec));
   }
   const bool for_guest = std::any_of(plan.disks.begin(), plan.disks.end(), ForTheGuest) ||
                          std::any_of(plan.nics.begin(), plan.nics.end(), ForTheGuest);
@@ -231,8 +241,13 @@ std::vector<std::string> DescribeDevicePlan(const model::VmDescription& vm,
   std::vector<std::string> lines;
   for (size_t i = 0; i < vm.disks.size() && i < plan.disks.size(); ++i) {
     const auto& c = plan.disks[i];
-    lines.push_back("disk " + std::to_string(i) + " (" + vm.disks[i].name + "): bus " + c.value +
-                    " [" + c.rule + ": " + c.why + "]");
+    std::string line = "disk " + std::to_string(i) + " (" + vm.disks[i].name + "): bus " + c.value +
+                       " [" + c.rule + ": " + c.why + "]";
+    if (i < plan.storage.size() && !plan.storage[i].storage_class.empty()) {
+      const auto& s = plan.storage[i];
+      line += ", storage class " + s.storage_class + " [" + s.rule + ": " + s.why + "]";
+    }
+    lines.push_back(std::move(line));
   }
   for (size_t i = 0; i < vm.nics.size() && i < plan.nics.size(); ++i) {
     const auto& c = plan.nics[i];

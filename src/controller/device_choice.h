@@ -18,6 +18,8 @@
 // Disks (per disk)
 // | rule              | when                                              | bus            |
 // |-------------------|---------------------------------------------------|----------------|
+// | user              | a spec.diskOverrides entry for the disk sets      | that bus       |
+// |                   | diskBusType ("bus set by the user")               |                |
 // | user              | spec.defaultDiskBusType is set                    | that bus       |
 // | source-virtio     | the source runs the disk on virtio (OpenStack's   | virtio         |
 // |                   | default, hw_disk_bus=virtio, an OVF virtio item)  |                |
@@ -29,6 +31,8 @@
 // NICs (per NIC)
 // | rule              | when                                              | model          |
 // |-------------------|---------------------------------------------------|----------------|
+// | user              | a spec.nicOverrides entry for the NIC (by index   | that model     |
+// |                   | or MAC) ("model set by the user")                 |                |
 // | user              | its networkMapping's networkInterfaceModel, else  | that model     |
 // |                   | spec.defaultNetworkInterfaceModel, is set         |                |
 // | source-virtio     | the source NIC is virtio                          | virtio         |
@@ -37,6 +41,11 @@
 // | windows           | a Windows guest (vmxnet3 and others)              | e1000e         |
 // | linux             | a Linux guest (vmxnet3 and others)                | virtio         |
 // | source            | unknown guest: the adapter's mapping              | as detected    |
+//
+// Storage (per disk): the StorageClass of each disk's image or volume, by api::ChooseStorageClass
+// (diskOverrides, storageMapping, spec.storageClass, the cluster's default). It is chosen here with
+// the bus so that every per-disk decision comes from one place: the controller writes both into
+// status.diskImportStatus[] (busType, storageClass) before it makes anything.
 //
 // Why: a guest boots from what its initramfs or its Windows driver store holds. A disk the guest
 // ran on virtio proves virtio drivers; one it ran on SATA/IDE proves only AHCI (a guest never
@@ -49,6 +58,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/overrides.h"
 #include "api/virtual_machine_import.h"
 #include "api/vm_description.h"  // model::VmDescription
 
@@ -84,8 +94,9 @@ struct DeviceChoice {
 // NOLINTNEXTLINE(bugprone-exception-escape): clang-tidy 14 and std::string members
 struct DevicePlan {
   GuestClass guest;
-  std::vector<DeviceChoice> disks;  //!< one per vm.disks, same order
-  std::vector<DeviceChoice> nics;   //!< one per vm.nics, same order
+  std::vector<DeviceChoice> disks;          //!< one per vm.disks, same order
+  std::vector<DeviceChoice> nics;           //!< one per vm.nics, same order
+  std::vector<api::StorageChoice> storage;  //!< one per vm.disks: its StorageClass
   //! Set when a rule chose SATA or e1000e for the guest's sake: how to move to virtio later.
   std::string advice;
 
@@ -103,7 +114,8 @@ DevicePlan ChooseDevices(const model::VmDescription& vm, const api::VirtualMachi
 model::VmDescription ApplyDevicePlan(model::VmDescription vm, const DevicePlan& plan);
 
 //! One line per device for an Event or `kubectl vmimport plan`:
-//! "disk 0 (Hard disk 1): sata [source-sata: ...]".
+//! "disk 0 (Hard disk 1): bus sata [source-sata: ...]"; a disk whose class is not the cluster's
+//! default also gets ", storage class fast [storage-mapping: ...]".
 std::vector<std::string> DescribeDevicePlan(const model::VmDescription& vm, const DevicePlan& plan);
 
 }  // namespace vmimport::controller

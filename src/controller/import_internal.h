@@ -85,8 +85,8 @@ inline constexpr const char* kDiskTargetStatusKey = "diskTarget";
 
 //! Where the import's disks go: status.diskTarget once set, else spec.diskTarget.
 api::DiskTarget TargetOf(const api::VirtualMachineImport& vm_import);
-//! The storage class of disk `index` (empty: the cluster's default), read in image and volume
-//! mode alike.
+//! The storage class of disk `index` (empty: the cluster's default): status.diskImportStatus[i]
+//! .storageClass as ChooseDevices decided it, else spec.storageClass.
 std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t index);
 //! Whether every disk has a "verified" entry, and "disk-0: vsphere-manifest sha256; disk-1: ...".
 std::pair<bool, std::string> VerificationSummary(const api::VirtualMachineImportStatus& status);

@@ -3,9 +3,11 @@
 // pass; Reconcile writes it once.
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "api/names.h"
+#include "api/overrides.h"
 #include "api/vm_description.h"
 #include "controller/import_internal.h"
 #include "controller/import_reconciler.h"
@@ -92,10 +94,14 @@ core::Result<ReconcileResult> ImportReconciler::Validate(Pass& pass) {
   auto& vm_import = pass.vm_import;
   const std::string ns = vm_import.namespace_;
   auto problems = api::ValidateImportSpec(vm_import.spec);
-  auto target = api::SanitizeTargetName(vm_import.spec.virtual_machine_name);
+  // spec.targetVirtualMachineName is taken as written (ValidateImportSpec checked it); only
+  // without it is virtualMachineName lower-cased into the target name.
+  const bool named = !vm_import.spec.target_virtual_machine_name.empty();
+  auto target = named ? core::Result<std::string>(vm_import.spec.target_virtual_machine_name)
+                      : api::SanitizeTargetName(vm_import.spec.virtual_machine_name);
   // A VM named by UUID (vSphere BIOS/instance UUID, OpenStack server id) gets the source VM's
   // name, known after preflight (the reference does this for OpenStack only).
-  const bool by_uuid = api::LooksLikeUuid(vm_import.spec.virtual_machine_name);
+  const bool by_uuid = !named && api::LooksLikeUuid(vm_import.spec.virtual_machine_name);
   if (!target && !by_uuid) {
     // The seed's log lines: the error names the target, then the import is invalid.
     log_.Error(core::SanitizeUtf8("vm migration target " + vm_import.spec.virtual_machine_name +
@@ -165,14 +171,15 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
   }
 
   std::vector<std::string> problems;
-  // Storage class: the named one, else the cluster's default must exist.
-  if (!vm_import.spec.storage_class.empty()) {
-    auto sc = api_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
+  // Storage classes: every one the spec names (storageClass, storageMapping, diskOverrides) must
+  // exist before the source is touched; none named: the cluster's default.
+  for (const std::string& name : api::NamedStorageClasses(vm_import.spec)) {
+    auto sc = api_.Get(stop, kStorageClasses, "", name);
     if (!sc) {
       if (sc.error().code != ErrorCode::kNotFound) {
         return MakeError(sc.error());
       }
-      problems.push_back("storage class " + vm_import.spec.storage_class + " not found");
+      problems.push_back("storage class " + name + " not found");
     }
   }
   // Destination networks.
@@ -261,7 +268,9 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
         continue;
       }
       const auto phase = api::ParseImportStatus(core::JsonString(status, "importStatus"));
-      if (!phase || api::IsTerminal(*phase) || *phase == ImportStatus::kNew ||
+      const bool stopped = core::JsonString(core::JsonObject(other, "spec"), "runStrategy") ==
+                           api::kRunStrategyStopped;
+      if (!phase || api::IsFinished(*phase, stopped) || *phase == ImportStatus::kNew ||
           *phase == ImportStatus::kVirtualMachineImportValid) {
         continue;
       }
@@ -322,6 +331,13 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
              " already exists: delete it or import under another virtualMachineName");
     return Done();
   }
+  // Overrides that name a disk or NIC the VM does not have: refused before the source is touched.
+  if (auto wrong = api::OverrideProblemsFor(vm_import.spec, vm); !wrong.empty()) {
+    Release(stop, pass.uid, false, "an override names what the VM does not have");
+    Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "PreflightFailed",
+         core::Join(wrong, "; "));
+    return Done();
+  }
   if (vm.disks.empty()) {
     Release(stop, pass.uid, false, "the VM has no disks");
     Fail(pass, ImportStatus::kVirtualMachineImportInvalid, "NoDisks",
@@ -344,6 +360,15 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
                             "no NIC of " + vm.name + " is on source network " + m.source_network +
                                 ": unmapped NICs go on the pod network"});
     }
+  }
+  // A storage mapping that matches no disk maps nothing: say so, do not fail.
+  for (const std::string& unused : api::UnusedStorageMappings(vm_import.spec, vm)) {
+    pass.notes.push_back({"Warning", "StorageMappingUnused", unused});
+  }
+  // Every override taken, in one Event (and one log line).
+  if (auto taken = api::DescribeOverrides(vm_import.spec, vm); !taken.empty()) {
+    const std::string message = "overrides: " + core::Join(taken, "; ");
+    pass.notes.push_back({"Normal", "Overrides", message});  // logged with the Event
   }
   // The readiness verdict, before the source is touched: what the VM will boot with and what
   // will not carry over (controller/readiness.h).
@@ -492,13 +517,15 @@ core::Result<ReconcileResult> ImportReconciler::Export(std::stop_token stop, Pas
   const model::VmDescription& vm = (*running)->description;
   if (vm_import.status.disk_import_status.size() != vm.disks.size()) {
     vm_import.status.disk_import_status.clear();
-    // Each disk's bus as the device rules choose it (what the user wrote wins).
+    // Each disk's bus and StorageClass as the rules choose them (what the user wrote wins):
+    // decided once, here, and read from status by everything that makes the disk.
     const DevicePlan devices = ChooseDevices(vm, vm_import.spec);
     for (size_t i = 0; i < vm.disks.size(); ++i) {
       api::DiskInfo info;
       info.disk_name = DiskName(vm_import, i);
       info.disk_size = static_cast<int64_t>(vm.disks[i].capacity_bytes);
       info.bus_type = devices.disks[i].value;
+      info.storage_class = devices.storage[i].storage_class;
       vm_import.status.disk_import_status.push_back(std::move(info));
     }
     vm_import.status.extra[kDiskTargetStatusKey] =
@@ -528,14 +555,18 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
                      "the source VM has " + std::to_string(urls.size()) + " disks, the status " +
                          std::to_string(vm_import.status.disk_import_status.size()));
   }
-  std::optional<harvester::StorageClassInfo> sc_info;
-  if (!vm_import.spec.storage_class.empty()) {
-    auto sc = api_.Get(stop, kStorageClasses, "", vm_import.spec.storage_class);
-    if (!sc) {
-      return MakeError(sc.error().Wrap("storage class " + vm_import.spec.storage_class));
+  // Each disk's StorageClass as Export decided it (a status from before storageClass was kept:
+  // spec.storageClass), read once per class.
+  std::map<std::string, harvester::StorageClassInfo> classes;
+  auto class_info = [&](const std::string& name) -> core::Result<harvester::StorageClassInfo> {
+    if (auto it = classes.find(name); it != classes.end()) {
+      return it->second;
     }
-    harvester::StorageClassInfo info{
-        vm_import.spec.storage_class, core::JsonString(*sc, "provisioner"), {}};
+    auto sc = api_.Get(stop, kStorageClasses, "", name);
+    if (!sc) {
+      return MakeError(sc.error().Wrap("storage class " + name));
+    }
+    harvester::StorageClassInfo info{name, core::JsonString(*sc, "provisioner"), {}};
     const Json parameters = sc->value("parameters", Json::object());
     if (parameters.is_object()) {
       for (const auto& [k, v] : parameters.items()) {
@@ -544,13 +575,24 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
         }
       }
     }
-    sc_info = info;
-  }
+    classes[name] = info;
+    return info;
+  };
   size_t created_count = 0;
   for (size_t i = 0; i < urls.size(); ++i) {
     api::DiskInfo& disk = vm_import.status.disk_import_status[i];
     if (DiskHas(disk, api::kConditionImageSubmitted)) {
       continue;
+    }
+    const std::string class_name =
+        disk.storage_class.empty() ? vm_import.spec.storage_class : disk.storage_class;
+    std::optional<harvester::StorageClassInfo> sc_info;
+    if (!class_name.empty()) {
+      auto info = class_info(class_name);
+      if (!info) {
+        return MakeError(info.error());
+      }
+      sc_info = std::move(*info);
     }
     const std::string display = harvester::ImageDisplayName(vm_import.name, disk.disk_name);
     // Idempotent: an image of this disk may exist from a reconcile whose status write was lost.
@@ -882,6 +924,18 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
     return MakeError(created.error().Wrap("creating the VirtualMachine"));
   }
   vm_import.status.new_virtual_machine = vm_import.status.imported_virtual_machine_name;
+  if (vm_import.spec.StartsStopped()) {
+    // Nothing will run: the import ends here, successfully (api::IsFinished).
+    if (auto st = ReleaseImages(stop, pass); !st) {
+      return MakeError(st.error());
+    }
+    pass.forget = true;
+    Move(pass, ImportStatus::kVirtualMachineCreated, "VirtualMachineCreated",
+         "VirtualMachine " + vm_import.status.imported_virtual_machine_name +
+             " created and left stopped (spec.runStrategy stopped): the import is complete; "
+             "start the VM with virtctl start");
+    return Done();
+  }
   Move(pass, ImportStatus::kVirtualMachineCreated, "VirtualMachineCreated",
        "VirtualMachine " + vm_import.status.imported_virtual_machine_name + " created");
   return Done();
@@ -931,6 +985,38 @@ core::Result<std::string> ImportReconciler::NotRunningWhy(
   return why;
 }
 
+// The reference's tidyUpObjects: the images hold the VM's disks now, so they lose the import's
+// ownerReference; deleting the import must not let the garbage collector take them. Volume mode:
+// the same for the DataVolumes (their PVCs are CDI's, owned by the DataVolume).
+core::Status ImportReconciler::ReleaseImages(std::stop_token stop, Pass& pass) {
+  const auto& vm_import = pass.vm_import;
+  for (const auto& disk : vm_import.status.disk_import_status) {
+    const bool volume = !disk.data_volume.empty();
+    const kube::Resource& resource = volume ? DataVolumeResource() : ImageResource();
+    const std::string& name = volume ? disk.data_volume : disk.virtual_machine_image;
+    auto image = api_.Get(stop, resource, vm_import.namespace_, name);
+    if (!image) {
+      return MakeError(image.error().Wrap(resource.plural + " " + name));
+    }
+    const Json refs = core::JsonObject(*image, "metadata").value("ownerReferences", Json::array());
+    Json kept = Json::array();
+    for (const Json& ref : refs) {
+      if (core::JsonString(ref, "uid") != vm_import.uid) {
+        kept.push_back(ref);
+      }
+    }
+    if (kept.size() == refs.size()) {
+      continue;
+    }
+    auto r = api_.MergePatch(stop, resource, vm_import.namespace_, name,
+                             {{"metadata", {{"ownerReferences", kept}}}});
+    if (!r) {
+      return MakeError(r.error().Wrap(resource.plural + " " + name));
+    }
+  }
+  return core::Ok();
+}
+
 core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop, Pass& pass) {
   auto& vm_import = pass.vm_import;
   auto vmi =
@@ -975,32 +1061,9 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
                       MakeCondition(api::kConditionVmRunning, "True", "Running", ""),
                       clock_.WallNow());
   }
-  // As the reference's tidyUpObjects: the images hold the VM's disks now, so they lose the
-  // import's ownerReference; deleting the import must not let the garbage collector take them.
-  // Volume mode: the same for the DataVolumes (their PVCs are CDI's, owned by the DataVolume).
-  for (const auto& disk : vm_import.status.disk_import_status) {
-    const bool volume = !disk.data_volume.empty();
-    const kube::Resource& resource = volume ? DataVolumeResource() : ImageResource();
-    const std::string& name = volume ? disk.data_volume : disk.virtual_machine_image;
-    auto image = api_.Get(stop, resource, vm_import.namespace_, name);
-    if (!image) {
-      return MakeError(image.error().Wrap(resource.plural + " " + name));
-    }
-    const Json refs = core::JsonObject(*image, "metadata").value("ownerReferences", Json::array());
-    Json kept = Json::array();
-    for (const Json& ref : refs) {
-      if (core::JsonString(ref, "uid") != vm_import.uid) {
-        kept.push_back(ref);
-      }
-    }
-    if (kept.size() == refs.size()) {
-      continue;
-    }
-    auto r = api_.MergePatch(stop, resource, vm_import.namespace_, name,
-                             {{"metadata", {{"ownerReferences", kept}}}});
-    if (!r) {
-      return MakeError(r.error().Wrap(resource.plural + " " + name));
-    }
+  // Deleting the import must not let the garbage collector take the VM's disks.
+  if (auto st = ReleaseImages(stop, pass); !st) {
+    return MakeError(st.error());
   }
   pass.forget = true;
   Move(pass, ImportStatus::kVirtualMachineRunning, "VirtualMachineRunning",

@@ -449,12 +449,13 @@ void ImportReconciler::RecordPhase(Pass& pass, ImportStatus previous, ImportStat
     m->Observe("vmimport_import_phase_duration_seconds",
                {{"phase", std::string(api::ImportStatusName(previous))}}, *spent);
   }
-  if (!api::IsTerminal(next)) {
+  if (!api::IsFinished(next, pass.vm_import.spec.StartsStopped())) {
     return;
   }
   m->Add("vmimport_imports_finished_total", {{"status", std::string(api::ImportStatusName(next))}});
   std::chrono::system_clock::time_point created;
-  if (next == ImportStatus::kVirtualMachineRunning &&
+  if ((next == ImportStatus::kVirtualMachineRunning ||
+       next == ImportStatus::kVirtualMachineCreated) &&
       core::ParseRfc3339(
           core::JsonString(core::JsonObject(pass.object, "metadata"), "creationTimestamp"),
           created)) {
@@ -534,7 +535,8 @@ core::Result<ReconcileResult> ImportReconciler::Reconcile(std::stop_token stop,
   if (core::JsonObject(pass.object, "metadata").contains("deletionTimestamp")) {
     return Finalize(stop, pass);
   }
-  if (!api::IsTerminal(pass.vm_import.status.import_status) && !HasFinalizer(pass.object)) {
+  if (!api::IsFinished(pass.vm_import.status.import_status, pass.vm_import.spec.StartsStopped()) &&
+      !HasFinalizer(pass.object)) {
     Json finalizers = core::JsonObject(pass.object, "metadata").value("finalizers", Json::array());
     if (!finalizers.is_array()) {
       finalizers = Json::array();
@@ -614,7 +616,12 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
       return TargetOf(pass.vm_import) == api::DiskTarget::kVolume ? WatchVolumes(stop, pass)
                                                                   : WatchImages(stop, pass);
     case ImportStatus::kDiskImagesReady: return CreateVm(stop, pass);
-    case ImportStatus::kVirtualMachineCreated: return WaitRunning(stop, pass);
+    case ImportStatus::kVirtualMachineCreated:
+      if (pass.vm_import.spec.StartsStopped()) {
+        pass.forget = true;  // finished: CreateVm released the images
+        return Done();
+      }
+      return WaitRunning(stop, pass);
     case ImportStatus::kVirtualMachineImportInvalid:
     case ImportStatus::kDiskImagesFailed:
     case ImportStatus::kVmMigrationFailed: return CleanUpFailed(stop, pass);

@@ -5,8 +5,9 @@
 //
 //   ""  ─ validate spec and target name ─► virtualMachineImportValid | virtualMachineImportInvalid
 //   virtualMachineImportValid ─ source clusterReady? (else requeue) ─ preflight: exactly one
-//       source VM, not held by another import, disks > 0, storage class and destination NADs
-//       exist, no VM of the target name ─► sourceReady | Invalid
+//       source VM, not held by another import, disks > 0, every named storage class and
+//       destination NAD exists, every diskOverrides/nicOverrides entry names a disk/NIC the VM
+//       has, no VM of the target name ─► sourceReady | Invalid
 //   sourceReady ─ power off and start the export (off the workers), publish every disk on the
 //       image server ─► disksExported
 //   disksExported ─ one VirtualMachineImage per disk (url = our image server) ─► diskImageSubmitted
@@ -16,6 +17,9 @@
 //   (volume mode, spec.diskTarget: volume: one CDI DataVolume per disk instead of an image, see
 //   import_volumes.cc)
 //   virtualMachineCreated ─ its VMI runs ─► virtualMachineRunning
+//   With spec.runStrategy stopped the VM is created Halted and virtualMachineCreated is the
+//   import's successful end (api::IsFinished): the images lose the import's ownerReference as the
+//   VM is created, and nothing waits for a VMI.
 //
 // The outcome contract of one reconcile (docs/adr/0004-import-outcome-contract.md):
 //  - A phase only decides: it changes the status in memory and notes Events; Reconcile writes
@@ -159,6 +163,9 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<std::string> NotRunningWhy(std::stop_token stop,
                                           const api::VirtualMachineImport& vm_import,
                                           const Json& vmi_status);
+  //! The reference's tidyUpObjects: the images hold the VM's disks now, so they lose the import's
+  //! ownerReference. Repeatable.
+  core::Status ReleaseImages(std::stop_token stop, Pass& pass);
   //! Checks disk `index` (whose image is Active) against every digest someone else computed,
   //! into its status; false while the stream's own figures are not in yet. A Longhorn digest
   //! that differs fails the pass (DiskChecksumMismatch).

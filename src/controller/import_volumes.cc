@@ -70,7 +70,13 @@ api::DiskTarget TargetOf(const api::VirtualMachineImport& vm_import) {
   return vm_import.spec.DiskTargetOrDefault();
 }
 
-std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t /*index*/) {
+std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t index) {
+  // Decided once before anything was made (diskOverrides, storageMapping, spec.storageClass:
+  // ChooseDevices) and written per disk; a status written before that field existed has none.
+  const auto& disks = vm_import.status.disk_import_status;
+  if (index < disks.size() && !disks[index].storage_class.empty()) {
+    return disks[index].storage_class;
+  }
   return vm_import.spec.storage_class;
 }
 

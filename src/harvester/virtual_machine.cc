@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "api/names.h"
+#include "api/overrides.h"
 #include "harvester/image.h"
 
 namespace vmimport::harvester {
@@ -27,19 +28,30 @@ std::string FirstNonEmpty(std::initializer_list<std::string_view> values) {
   return {};
 }
 
-// B1: the reference writes cores=cpus and sockets=cores_per_socket.
-json Cpu(const model::VmDescription& vm, std::vector<std::string>& warnings) {
+// B1: the reference writes cores=cpus and sockets=cores_per_socket. spec.cpu's non-zero values
+// replace the source's.
+// `vcpus` gets sockets x cores x threads (limits.cpu).
+json Cpu(const model::VmDescription& vm, const std::optional<api::CpuOverride>& user, int& vcpus,
+         std::vector<std::string>& warnings) {
   int sockets = vm.cpus;
   int cores = 1;
+  int threads = 1;
+  const bool all_set = user && user->sockets > 0 && user->cores > 0;
   if (vm.cores_per_socket > 0 && vm.cpus % vm.cores_per_socket == 0) {
     sockets = vm.cpus / vm.cores_per_socket;
     cores = vm.cores_per_socket;
-  } else {
+  } else if (!all_set) {
     warnings.push_back(std::to_string(vm.cores_per_socket) + " cores per socket do not divide " +
                        std::to_string(vm.cpus) + " vCPUs: using " + std::to_string(vm.cpus) +
                        " sockets of 1 core");
   }
-  return {{"sockets", sockets}, {"cores", cores}, {"threads", 1}};
+  if (user) {
+    sockets = user->sockets > 0 ? user->sockets : sockets;
+    cores = user->cores > 0 ? user->cores : cores;
+    threads = user->threads > 0 ? user->threads : threads;
+  }
+  vcpus = user ? sockets * cores * threads : vm.cpus;
+  return {{"sockets", sockets}, {"cores", cores}, {"threads", threads}};
 }
 
 // Only for EFI, like the reference's ApplyFirmwareSettings. KubeVirt needs SMM for secure boot;
@@ -89,9 +101,12 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
       return core::MakeError(Invalid("disk " + std::to_string(i) + " (" + infos[i].disk_name +
                                      ") has no VirtualMachineImage and no DataVolume"));
     }
-    // What the user wrote wins; then the bus the controller chose (controller/device_choice.h).
+    // What the user wrote wins (for this disk, then for all); then the bus the controller chose
+    // (controller/device_choice.h).
+    const api::DiskOverride* user = api::FindDiskOverride(vm_import.spec, i, vm.disks[i]);
     const std::string bus =
-        FirstNonEmpty({vm_import.spec.default_disk_bus_type.value_or(""), infos[i].bus_type,
+        FirstNonEmpty({user != nullptr ? user->disk_bus_type.value_or("") : "",
+                       vm_import.spec.default_disk_bus_type.value_or(""), infos[i].bus_type,
                        vm.disks[i].bus, vm_import.spec.DiskBusOrDefault()});
     devices["disks"].push_back({{"name", name}, {"bootOrder", boot[i]}, {"disk", {{"bus", bus}}}});
     // Volume mode: the DataVolume itself (KubeVirt waits for its import and reads its PVC);
@@ -105,19 +120,21 @@ core::Status AddDisks(const api::VirtualMachineImport& vm_import, const model::V
   return core::Ok();
 }
 
-// The model of a NIC: what the user wrote (its mapping's model, then the spec's default), then
-// the model the controller chose for the guest (controller/device_choice.h), then virtio.
-std::string NicModel(const api::VirtualMachineImport& vm_import, const api::NetworkMapping* m,
-                     std::string_view chosen) {
-  return FirstNonEmpty({m != nullptr ? m->network_interface_model.value_or("") : "",
+// The model of a NIC: what the user wrote (its nicOverrides entry, its mapping's model, then the
+// spec's default), then the model the controller chose for the guest
+// (controller/device_choice.h), then virtio.
+std::string NicModel(const api::VirtualMachineImport& vm_import, const api::NicOverride* user,
+                     const api::NetworkMapping* m, std::string_view chosen) {
+  return FirstNonEmpty({user != nullptr ? std::string_view(user->network_interface_model) : "",
+                        m != nullptr ? m->network_interface_model.value_or("") : "",
                         vm_import.spec.default_network_interface_model.value_or(""), chosen,
                         vm_import.spec.NicModelOrDefault()});
 }
 
-json PodInterface(const api::VirtualMachineImport& vm_import, std::string_view mac,
-                  std::string_view chosen_model) {
+json PodInterface(const api::VirtualMachineImport& vm_import, const api::NicOverride* user,
+                  std::string_view mac, std::string_view chosen_model) {
   json iface = {{"name", std::string(kPodNetworkName)},
-                {"model", NicModel(vm_import, nullptr, chosen_model)},
+                {"model", NicModel(vm_import, user, nullptr, chosen_model)},
                 {"masquerade", json::object()}};
   if (!mac.empty()) {
     iface["macAddress"] = std::string(mac);
@@ -131,7 +148,9 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
                      json& devices, json& networks, std::vector<std::string>& warnings) {
   int mapped = 0;
   const model::NicDescription* on_pod = nullptr;
-  for (const model::NicDescription& nic : vm.nics) {
+  for (size_t index = 0; index < vm.nics.size(); ++index) {
+    const model::NicDescription& nic = vm.nics[index];
+    const api::NicOverride* user = api::FindNicOverride(vm_import.spec, index, nic);
     const api::NetworkMapping* m = FindNetworkMapping(vm_import.spec, nic.network);
     if (m == nullptr && on_pod != nullptr) {
       warnings.push_back("nic " + nic.mac + " on network \"" + nic.network +
@@ -141,7 +160,7 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
     }
     if (m == nullptr) {
       on_pod = &nic;
-      devices["interfaces"].push_back(PodInterface(vm_import, nic.mac, nic.model));
+      devices["interfaces"].push_back(PodInterface(vm_import, user, nic.mac, nic.model));
       networks.push_back(PodNetwork());
       continue;
     }
@@ -150,8 +169,9 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
       return core::MakeError(Invalid(dest.error().message));
     }
     const std::string name = "migrated-" + std::to_string(mapped++);
-    json iface = {
-        {"name", name}, {"model", NicModel(vm_import, m, nic.model)}, {"bridge", json::object()}};
+    json iface = {{"name", name},
+                  {"model", NicModel(vm_import, user, m, nic.model)},
+                  {"bridge", json::object()}};
     if (!nic.mac.empty()) {
       iface["macAddress"] = nic.mac;
     }
@@ -160,7 +180,7 @@ core::Status AddNics(const api::VirtualMachineImport& vm_import, const model::Vm
         {{"name", name}, {"multus", {{"networkName", dest->namespace_ + "/" + dest->name}}}});
   }
   if (vm.nics.empty()) {
-    devices["interfaces"].push_back(PodInterface(vm_import, "", ""));
+    devices["interfaces"].push_back(PodInterface(vm_import, nullptr, "", ""));
     networks.push_back(PodNetwork());
   }
   return core::Ok();
@@ -212,12 +232,15 @@ core::Result<BuiltVirtualMachine> BuildVirtualMachine(const api::VirtualMachineI
   }
   BuiltVirtualMachine out;
   const std::string& name = vm_import.status.imported_virtual_machine_name;
-  const std::string memory = std::to_string(vm.memory_mib) + "Mi";  // B2: binary, not SI "M"
-
+  // B2: binary, not SI "M". spec.memory is a quantity KubeVirt reads as written.
+  const std::string memory =
+      vm_import.spec.memory.empty() ? std::to_string(vm.memory_mib) + "Mi" : vm_import.spec.memory;
+  int vcpus = vm.cpus;
+  json cpu = Cpu(vm, vm_import.spec.cpu, vcpus, out.warnings);
   json domain = {
-      {"cpu", Cpu(vm, out.warnings)},
+      {"cpu", std::move(cpu)},
       {"memory", {{"guest", memory}}},
-      {"resources", {{"limits", {{"cpu", std::to_string(vm.cpus)}, {"memory", memory}}}}},
+      {"resources", {{"limits", {{"cpu", std::to_string(vcpus)}, {"memory", memory}}}}},
       {"features", {{"acpi", {{"enabled", true}}}}},
       {"devices", {{"disks", json::array()}, {"interfaces", json::array()}}},
   };
@@ -239,7 +262,8 @@ core::Result<BuiltVirtualMachine> BuildVirtualMachine(const api::VirtualMachineI
         {"namespace", vm_import.namespace_},
         {"labels", {{std::string(kLabelImported), "true"}}}}},
       {"spec",
-       {{"runStrategy", "RerunOnFailure"},
+       // runStrategy stopped: created Halted, started by the user (virtctl start).
+       {{"runStrategy", vm_import.spec.StartsStopped() ? "Halted" : "RerunOnFailure"},
         {"template",
          {{"metadata", {{"labels", {{std::string(kLabelVmName), name}}}}},
           {"spec",

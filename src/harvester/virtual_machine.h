@@ -40,16 +40,21 @@ const api::NetworkMapping* FindNetworkMapping(const api::VirtualMachineImportSpe
 //! volume mode, a `dataVolume` volume naming its DataVolume) and the
 //! source description `vm`, whose disks line up with diskImportStatus by index.
 //!  - CPU: sockets = cpus / cores_per_socket, cores = cores_per_socket, threads 1; when
-//!    cores_per_socket does not divide cpus: sockets = cpus, cores 1 (and a warning).
-//!  - memory: "<memory_mib>Mi" for guest and limit; limits.cpu "<cpus>".
+//!    cores_per_socket does not divide cpus: sockets = cpus, cores 1 (and a warning). Each
+//!    non-zero value of spec.cpu replaces its source value (limits.cpu is then their product).
+//!  - memory: spec.memory as written, else "<memory_mib>Mi", for guest and limit; limits.cpu
+//!    "<cpus>".
+//!  - runStrategy: RerunOnFailure; Halted with spec.runStrategy stopped.
 //!  - EFI: bootloader.efi.secureBoot as the source; TPM -> devices.tpm {}; SMM when secure boot or
 //!    TPM. BIOS: nothing (a TPM is dropped with a warning, as the reference does).
-//!  - disks: disk-<i> with bus spec.defaultDiskBusType (what the user writes wins) || busType ||
+//!  - disks: disk-<i> with bus: its spec.diskOverrides diskBusType || spec.defaultDiskBusType
+//!    (what the user writes wins) || busType ||
 //!    the description's bus (the controller's choice, controller/device_choice.h) || virtio, and
 //!    boot order following the source's boot_order (disks without one after those with one, in
 //!    index order).
 //!  - NICs, in source order: a mapped NIC -> migrated-<k> on Multus "<namespace>/<name>", bridge,
-//!    its source MAC, model: mapping's || spec.defaultNetworkInterfaceModel || the description's
+//!    its source MAC, model: its spec.nicOverrides entry's || mapping's ||
+//!    spec.defaultNetworkInterfaceModel || the description's
 //!    model || virtio. The first NIC without a mapping -> "pod-network" (masquerade, the same
 //!    model rule without a mapping, its MAC): the management network the docs promise. Further
 //!    unmapped NICs are dropped with a warning. No NIC at all -> one pod-network NIC without a MAC

@@ -41,6 +41,10 @@ struct DiskDescription {
   std::string bus;         //!< the KubeVirt bus it maps to
   int boot_order = 0;      //!< 1-based; 0 = not bootable/unknown
   std::string location;    //!< provider-specific (datastore path, device URL key)
+  //! The source storage the disk lives on, what spec.storageMapping[].source matches: the vSphere
+  //! datastore of its backing file ("[ds1] vm/vm.vmdk" -> "ds1"), the Cinder volume type, the OVA
+  //! disk file ("disk1.vmdk"), the libvirt storage pool. Empty: the source does not say.
+  std::string storage;
   //! What the source's disk bytes are: "vmdk" (a vSphere export, an OVF disk of VMDK format) or
   //! "raw" (a Glance image uploaded from a Cinder volume: any magic in it is guest data); empty:
   //! unknown, the magic decides.

@@ -354,6 +354,7 @@ core::Result<VirtualSystem> DescribeSystem(pugi::xml_node system, const Envelope
                          sys_where + ": " + file->href + " is outside the archive");
       }
       d.location = file->href;
+      d.storage = file->href;  // an OVA's "storage" is the disk file spec.storageMapping names
       auto c = controllers.find(Text(item, "Parent"));
       d.controller = c == controllers.end() ? "" : c->second;
       d.bus = BusForController(d.controller);

@@ -232,6 +232,7 @@ core::Result<DomainXml> ParseDomainXml(std::string_view xml) {
     d.boot_order = ParseInt(disk.child("boot").attribute("order").as_string(), 0);
     any_boot_order = any_boot_order || d.boot_order > 0;
     d.location = src.type == "volume" ? src.pool + "/" + src.volume : src.path;
+    d.storage = src.type == "volume" ? src.pool : "";  // a file's pool: ResolveDisks asks libvirt
     // The provider decodes qcow2 itself (it needs reads at any offset) and hands raw bytes on.
     d.format = "raw";
     vm.disks.push_back(std::move(d));

@@ -138,6 +138,12 @@ core::Status ResolveDisks(virConnectPtr conn, const DomainXml& xml, Described& o
     }
     out.vm.disks[i].capacity_bytes = ref.capacity_bytes;
     out.vm.disks[i].location = ref.path;
+    if (PoolPtr pool(virStoragePoolLookupByVolume(vol->get())); pool) {
+      const char* pool_name = virStoragePoolGetName(pool.get());
+      out.vm.disks[i].storage = pool_name != nullptr ? pool_name : "";
+    } else {
+      virResetLastError();  // the pool is only a label for spec.storageMapping: not an error
+    }
     out.vm.disks[i].name = src.target + " (" + ref.format + ")";
     out.volumes.push_back(ref);
   }

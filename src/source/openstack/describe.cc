@@ -106,6 +106,7 @@ core::Result<Volume> ParseVolume(const json& doc, std::string_view server_id) {
   }
   volume.name = Str(v, "name");
   volume.status = Str(v, "status");
+  volume.volume_type = Str(v, "volume_type");
   if (auto size = Int(v, "size"); size && *size > 0) {
     volume.size_gib = static_cast<uint64_t>(*size);
   }
@@ -269,6 +270,7 @@ model::VmDescription Describe(const ServerFacts& facts) {
     disk.bus = DiskBusFor(hw_bus);
     disk.boot_order = i == root ? 1 : 0;
     disk.location = v.device;
+    disk.storage = v.volume_type;
     disk.format = "raw";  // exported as a Glance image of disk_format raw
     d.disks.push_back(std::move(disk));
   }

@@ -50,7 +50,8 @@ struct Volume {
   std::string status;
   uint64_t size_gib = 0;
   bool bootable = false;
-  std::string device;  //!< the attachment device on the server ("/dev/vdb"), "" if unknown
+  std::string device;       //!< the attachment device on the server ("/dev/vdb"), "" if unknown
+  std::string volume_type;  //!< "volume_type" (a type name); "" if Cinder has none
   std::map<std::string, std::string> image_metadata;  //!< volume_image_metadata
 };
 

@@ -58,6 +58,15 @@ const std::vector<std::string>& DescribePropertyPaths() {
   return kPaths;
 }
 
+// "[datastore1] vm/vm.vmdk" -> "datastore1"; "" for a path without the bracketed datastore.
+std::string DatastoreOfPath(std::string_view path) {
+  if (path.empty() || path.front() != '[') {
+    return {};
+  }
+  const size_t close = path.find(']');
+  return close == std::string_view::npos ? std::string() : std::string(path.substr(1, close - 1));
+}
+
 std::string BusForController(const std::string& controller, const std::string& fallback) {
   if (controller == "pvscsi") {
     return "sata";
@@ -157,6 +166,7 @@ model::VmDescription DescriptionFromProperties(const std::map<std::string, pugi:
       disk.controller = it == controller_by_key.end() ? "" : it->second;
       disk.bus = BusForController(disk.controller, "virtio");
       disk.location = dev.child("backing").child_value("fileName");
+      disk.storage = DatastoreOfPath(disk.location);
       disk.format = "vmdk";  // ExportVm serves every disk as a streamOptimized VMDK
       d.disks.push_back(std::move(disk));
       continue;

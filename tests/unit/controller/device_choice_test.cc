@@ -216,6 +216,33 @@ TEST(ChooseDevices, WhatTheUserWritesAlwaysWins) {
   EXPECT_EQ(ChooseDevices(vm, spec).disks[0].rule, kRuleSourceSata);
 }
 
+// Issue 19: a per-disk bus and a per-NIC model the user writes beat every rule, the guest's and
+// the spec-wide defaults; the plan says "bus set by the user" and carries each disk's class.
+TEST(ChooseDevices, PerDeviceOverridesBeatTheGuestRulesAndTheDefaults) {
+  auto vm = Vsphere("windows2019srv_64Guest", "lsilogicsas", "scsi", "vmxnet3", "virtio");
+  vm.disks.push_back(Disk("lsilogicsas", "scsi"));
+  vm.disks[1].storage = "ds2";
+  api::VirtualMachineImportSpec spec;
+  spec.default_disk_bus_type = "scsi";
+  spec.storage_class = "longhorn";
+  spec.disk_overrides.push_back({.index = 0, .disk_bus_type = "virtio"});
+  spec.storage_mapping.push_back({.source = "ds2", .storage_class = "slow"});
+  spec.nic_overrides.push_back(
+      {.mac_address = "00:50:56:AA:00:01", .network_interface_model = "virtio"});
+  spec.network_mapping.push_back({"VM Network", "vlan1", std::string("rtl8139")});
+  const DevicePlan plan = ChooseDevices(vm, spec);
+  EXPECT_EQ(plan.disks[0].value, "virtio");  // not the Windows rule's sata, not scsi
+  EXPECT_EQ(plan.disks[0].rule, kRuleUser);
+  EXPECT_NE(plan.disks[0].why.find("bus set by the user"), std::string::npos);
+  EXPECT_EQ(plan.disks[1].value, "scsi");   // spec.defaultDiskBusType for the other disk
+  EXPECT_EQ(plan.nics[0].value, "virtio");  // not the mapping's rtl8139
+  EXPECT_EQ(plan.storage[0].storage_class, "longhorn");
+  EXPECT_EQ(plan.storage[1].storage_class, "slow");
+  const auto lines = DescribeDevicePlan(vm, plan);
+  EXPECT_NE(lines[0].find("bus virtio [user: bus set by the user"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("storage class slow [storage-mapping:"), std::string::npos) << lines[1];
+}
+
 TEST(ApplyDevicePlan, WritesEachChoiceIntoTheDescription) {
   auto vm = Vsphere("windows2019srv_64Guest", "lsilogic", "scsi", "vmxnet3", "virtio");
   vm.disks.push_back(Disk("pvscsi", "sata"));

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <thread>
 
 #include "core/strings.h"
@@ -132,6 +133,73 @@ TEST_F(ImportReconcilerTest, WindowsGuestGetsSataAndE1000eWithAReadinessWarning)
   const Json& devices = (*vm)["spec"]["template"]["spec"]["domain"]["devices"];
   EXPECT_EQ(devices["disks"][0]["disk"].value("bus", ""), "sata");
   EXPECT_EQ(devices["interfaces"][0].value("model", ""), "e1000e");
+}
+
+// Issue 19: each disk's StorageClass comes from storageMapping/diskOverrides, is decided once
+// into status, and each image gets it; runStrategy stopped ends the import at
+// virtualMachineCreated with a Halted VM, the images released from the import; every override is
+// said in one Event.
+TEST_F(ImportReconcilerTest, StorageMappingAndOverridesShapeImagesAndAStoppedVm) {
+  source_->description.disks[0].storage = "ds-fast";
+  source_->description.disks[1].storage = "ds-slow";
+  api_.Put("storageclasses", {{"metadata", {{"name", "fast"}}}, {"provisioner", "p"}});
+  api_.Put("storageclasses", {{"metadata", {{"name", "slow"}}}, {"provisioner", "p"}});
+  CreateReadySource();
+  CreateImport("imp", "web",
+               {{"storageClass", "longhorn"},
+                {"storageMapping", {{{"source", "ds-slow"}, {"storageClass", "slow"}}}},
+                {"diskOverrides",
+                 {{{"name", "Hard disk 1"}, {"storageClass", "fast"}, {"diskBusType", "sata"}}}},
+                {"targetVirtualMachineName", "web-server-1"},
+                {"runStrategy", "stopped"}});
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  const auto overrides = events_.WithReason("Overrides");
+  ASSERT_EQ(overrides.size(), 1u);
+  EXPECT_NE(overrides[0].message.find("target name web-server-1"), std::string::npos);
+  EXPECT_NE(overrides[0].message.find("disk 0 (Hard disk 1): bus sata [user"), std::string::npos)
+      << overrides[0].message;
+  const Json status = ImportOf("imp")["status"];
+  EXPECT_EQ(status["diskImportStatus"][0].value("storageClass", ""), "fast");
+  EXPECT_EQ(status["diskImportStatus"][1].value("storageClass", ""), "slow");
+  EXPECT_EQ(status["diskImportStatus"][0].value("busType", ""), "sata");
+  std::map<std::string, std::string> class_of;
+  for (const Json& image : api_.All("virtualmachineimages")) {
+    class_of[image["spec"].value("displayName", "")] =
+        image["spec"].value("targetStorageClassName", "");
+  }
+  ASSERT_EQ(class_of.size(), 2u);
+  EXPECT_EQ(class_of.begin()->second, "fast");
+  EXPECT_EQ(std::next(class_of.begin())->second, "slow");
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "virtualMachineCreated"), "virtualMachineCreated");
+  auto vm = api_.Peek("virtualmachines", "ns", "web-server-1");  // not the source VM's name
+  ASSERT_TRUE(vm);
+  EXPECT_EQ((*vm)["spec"].value("runStrategy", ""), "Halted");
+  for (const Json& image : api_.All("virtualmachineimages")) {
+    EXPECT_TRUE(image["metadata"].value("ownerReferences", Json::array()).empty());
+  }
+  ASSERT_TRUE(Step("imp"));  // finished: nothing waits for a VMI
+  EXPECT_EQ(StatusOf("imp"), "virtualMachineCreated");
+  EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);
+}
+
+// Issue 19: an override naming a disk the VM lacks, or a class that does not exist, is refused
+// before the source is touched.
+TEST_F(ImportReconcilerTest, BadOverridesAreRefusedBeforeTheSourceIsTouched) {
+  CreateReadySource();
+  CreateImport("disk", "web", {{"diskOverrides", {{{"index", 5}, {"diskBusType", "sata"}}}}});
+  CreateImport("class", "web",
+               {{"storageMapping", {{{"source", "ds1"}, {"storageClass", "missing"}}}}});
+  EXPECT_EQ(RunUntil("disk", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
+  EXPECT_EQ(RunUntil("class", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
+  const auto failed = events_.WithReason("PreflightFailed");
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_NE(failed[0].message.find("spec.diskOverrides[0]: source VM web has no disk 5"),
+            std::string::npos)
+      << failed[0].message;
+  EXPECT_NE(failed[1].message.find("storage class missing not found"), std::string::npos)
+      << failed[1].message;
+  EXPECT_EQ(source_->power_offs, 0);
 }
 
 TEST_F(ImportReconcilerTest, FailureWhoseStatusWriteFailsIsRetriedAndRecordedLater) {

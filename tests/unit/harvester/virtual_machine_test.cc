@@ -184,6 +184,33 @@ TEST(BuildVirtualMachine, TheDefaultsTheUserWroteWinOverDetection) {
   EXPECT_EQ(devices["interfaces"][1]["model"], "rtl8139");  // its mapping's model
 }
 
+// Issue 19: spec.cpu, spec.memory, runStrategy stopped, a per-disk bus and a per-NIC model.
+TEST(BuildVirtualMachine, TheUsersOverridesShapeTheVm) {
+  api::VirtualMachineImport imp = Import(2);
+  imp.status.disk_import_status[0].bus_type = "sata";
+  imp.spec.default_disk_bus_type = "scsi";
+  imp.spec.disk_overrides = {{.name = "Hard disk 2", .disk_bus_type = "virtio"}};
+  imp.spec.nic_overrides = {{.index = 0, .network_interface_model = "e1000"}};
+  imp.spec.cpu = api::CpuOverride{.sockets = 2, .cores = 4, .threads = 2};
+  imp.spec.memory = "3Gi";
+  imp.spec.run_strategy = "stopped";
+  model::VmDescription vm = BiosVm(4, 3, 512);  // 3 does not divide 4: no warning when overridden
+  vm.disks.push_back({"2001", "Hard disk 2", 1ULL << 30, "sata", "sata", 0, ""});
+  auto built = BuildVirtualMachine(imp, vm);
+  ASSERT_TRUE(built);
+  const json& spec = built->object["spec"];
+  EXPECT_EQ(spec["runStrategy"], "Halted");
+  const json& domain = spec["template"]["spec"]["domain"];
+  EXPECT_EQ(domain["cpu"], json({{"sockets", 2}, {"cores", 4}, {"threads", 2}}));
+  EXPECT_EQ(domain["resources"]["limits"]["cpu"], "16");
+  EXPECT_EQ(domain["memory"]["guest"], "3Gi");
+  EXPECT_EQ(domain["resources"]["limits"]["memory"], "3Gi");
+  EXPECT_EQ(domain["devices"]["disks"][0]["disk"]["bus"], "scsi");    // spec-wide default
+  EXPECT_EQ(domain["devices"]["disks"][1]["disk"]["bus"], "virtio");  // its own override wins
+  EXPECT_EQ(domain["devices"]["interfaces"][0]["model"], "e1000");
+  EXPECT_TRUE(built->warnings.empty());
+}
+
 TEST(BuildVirtualMachine, NoNicAtAllStillGetsThePodNetworkWithTheDefaultModel) {
   api::VirtualMachineImport imp = Import(1);
   imp.spec.default_network_interface_model = "e1000";

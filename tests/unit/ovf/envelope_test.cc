@@ -102,6 +102,7 @@ TEST(Envelope, DescribesAVmwareOvf) {
   EXPECT_EQ(vm.guest_os, "ubuntu64Guest");
   ASSERT_EQ(vm.disks.size(), 2U);
   EXPECT_EQ(vm.disks[0].location, "web-disk1.vmdk");
+  EXPECT_EQ(vm.disks[0].storage, "web-disk1.vmdk");  // an OVA's storage: the disk file
   EXPECT_EQ(vm.disks[0].capacity_bytes, 24U << 20);
   EXPECT_EQ(vm.disks[0].controller, "pvscsi");
   EXPECT_EQ(vm.disks[0].bus, "sata");  // like the vSphere path: KubeVirt has no PVSCSI

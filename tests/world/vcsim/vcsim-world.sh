@@ -320,8 +320,9 @@ token_bytes() {
 
 # --------------------------------------------------------------------------------------- seed ----
 # folder|name|numCPU|coresPerSocket|memoryMiB|firmware|secureBoot|power|disks|nics
-#   disks: controller:size:fill,...   (controller pvscsi|lsilogic|sata; size <N>M[+<K>K];
-#          fill random|sparse|boot)
+#   disks: controller:size:fill[:datastore],...   (controller pvscsi|lsilogic|sata; size
+#          <N>M[+<K>K]; fill random|sparse|boot; datastore seedds (default) or seedds2, not for the
+#          first disk, which vm.create puts on seedds)
 #   nics:  network:adapter,...        (adapter vmxnet3|e1000e|e1000)
 SEED_VMS=(
   "|vmi-bios-small|1|1|1024|bios|0|off|pvscsi:8M:random|DC0_DVPG0:vmxnet3"
@@ -333,7 +334,17 @@ SEED_VMS=(
   "|vmi-CamelCase|1|1|1024|bios|0|off|pvscsi:4M:random|VM Network:vmxnet3"
   "|vmi-resume|1|1|1024|bios|0|off|pvscsi:6M:random,sata:2M+4K:random|VM Network:vmxnet3"
   "|vmi-bootable|1|1|256|bios|0|off|pvscsi:1M:boot|VM Network:vmxnet3"
+  "|vmi-twods|2|1|1024|bios|0|off|pvscsi:4M:random,pvscsi:2M:random:seedds2|VM Network:vmxnet3,VM Network:e1000"
 )
+
+# The local directory behind a seeded datastore.
+ds_dir() {
+  case $1 in
+    seedds) echo "$STATE/datastore" ;;
+    seedds2) echo "$STATE/datastore2" ;;
+    *) fail "failed to seed: unknown datastore $1" /dev/null ;;
+  esac
+}
 
 govc() { "$BIN/govc" "$@" 2>>"$SEEDLOG"; }
 g() { govc "$@" || fail "failed to seed: govc $*" "$SEEDLOG"; }
@@ -368,8 +379,8 @@ seed_vm() {
   local -a dspec nspec
   IFS=, read -r -a dspec <<<"$disks"
   IFS=, read -r -a nspec <<<"$nics"
-  local ctl size fill net adapter
-  IFS=: read -r ctl size fill <<<"${dspec[0]}"
+  local ctl size fill ds net adapter
+  IFS=: read -r ctl size fill ds <<<"${dspec[0]}"
   IFS=: read -r net adapter <<<"${nspec[0]}"
   g vm.create -on=false -folder "$dir" -pool "/$DC/host/DC0_C0/Resources" -ds seedds \
     -c "$cpus" -m "$mem" -g otherLinux64Guest -firmware "$fw" -version vmx-19 \
@@ -386,12 +397,14 @@ seed_vm() {
   done < <(g device.ls -vm "$path")
   local k
   for ((k = 1; k < ${#dspec[@]}; k++)); do
-    IFS=: read -r ctl size fill <<<"${dspec[$k]}"
+    IFS=: read -r ctl size fill ds <<<"${dspec[$k]}"
+    ds=${ds:-seedds}
+    mkdir -p "$(ds_dir "$ds")/$create"
     if [ -z "${ctl_dev[$ctl]:-}" ]; then
       if [ "$ctl" = sata ]; then ctl_dev[$ctl]=$(g device.sata.add -vm "$path")
       else ctl_dev[$ctl]=$(g device.scsi.add -vm "$path" -type "$ctl"); fi
     fi
-    g vm.disk.create -vm "$path" -ds seedds -name "$create/${create}_$k" \
+    g vm.disk.create -vm "$path" -ds "$ds" -name "$create/${create}_$k" \
       -size "$(token_bytes "$size")B" -controller "${ctl_dev[$ctl]}" >/dev/null
   done
   for ((k = 1; k < ${#nspec[@]}; k++)); do
@@ -411,13 +424,14 @@ seed_vm() {
   info=$(g device.info -json -vm "$path")
   local idx=0 file bytes ctype key
   while IFS=$'\t' read -r file bytes ctype; do
-    IFS=: read -r ctl size fill <<<"${dspec[$idx]}"
+    IFS=: read -r ctl size fill ds <<<"${dspec[$idx]}"
     [ "$bytes" = "$(token_bytes "$size")" ] || fail "failed to seed: $path disk $idx has $bytes bytes" "$SEEDLOG"
     key=$SEED-${folder:+$folder.}$name-d$idx
     make_disk "$key" "$fill" "$bytes"
-    local rel=${file#\[seedds\] }
-    ln -f "$DISK_VMDK" "$DS_DIR/$rel" 2>/dev/null || cp "$DISK_VMDK" "$DS_DIR/$rel"
-    rm -f "$DS_DIR/${rel%.vmdk}-flat.vmdk" # vcsim's empty extent: the streamOptimized file is whole
+    local dsname=${file%%]*} rel=${file#*] } dsdir
+    dsdir=$(ds_dir "${dsname#[}")
+    ln -f "$DISK_VMDK" "$dsdir/$rel" 2>/dev/null || cp "$DISK_VMDK" "$dsdir/$rel"
+    rm -f "$dsdir/${rel%.vmdk}-flat.vmdk" # vcsim's empty extent: the streamOptimized file is whole
     case "$ctype" in ParaVirtualSCSIController) ctype=pvscsi ;; VirtualLsiLogicController) ctype=lsilogic ;;
       VirtualAHCIController) ctype=sata ;; esac
     printf 'disk\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" "$idx" "$bytes" "$DISK_SHA" "$file" "$key" "$fill" "$ctype" >>"$MANIFEST.tmp.disks"
@@ -450,11 +464,12 @@ seed() {
   GOVC_URL=$(cat "$STATE/url")
   rm -rf "$GOVMOMI_HOME"
   DS_DIR=$STATE/datastore
-  rm -rf "$DS_DIR"; mkdir -p "$DS_DIR"
+  rm -rf "$DS_DIR" "$STATE/datastore2"; mkdir -p "$DS_DIR" "$STATE/datastore2"
   soap_login || fail "failed to seed: SOAP Login with curl" "$LOG"
   local hosts
   mapfile -t hosts < <(g find "/$DC/host/DC0_C0" -type h)
   g datastore.create -type local -name seedds -path "$DS_DIR" "${hosts[@]}"
+  g datastore.create -type local -name seedds2 -path "$STATE/datastore2" "${hosts[@]}"
   local key name
   while IFS=$'\t' read -r key name; do PGNAME[$key]=$name; done < <(
     g object.collect -json -type DistributedVirtualPortgroup / key name |

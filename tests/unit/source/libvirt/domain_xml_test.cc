@@ -85,6 +85,7 @@ TEST(LibvirtDomainXml, EfiGuestWithEveryDiskAndNic) {
   EXPECT_EQ(vm.disks[1].boot_order, 0);
   EXPECT_EQ(vm.disks[2].bus, "sata");  // KubeVirt has no IDE
   EXPECT_EQ(vm.disks[2].controller, "ide");
+  EXPECT_EQ(vm.disks[1].storage, "data");  // its pool (spec.storageMapping)
   EXPECT_EQ(d->disks[0].path, "/var/lib/libvirt/images/web-01.raw");
   EXPECT_EQ(d->disks[1].type, "volume");
   EXPECT_EQ(d->disks[1].pool, "data");

@@ -255,7 +255,7 @@ ServerFacts Facts() {
   ServerFacts f;
   f.server = ParseServer(J(kServer)).value();
   f.volumes.push_back(V(R"({"volume": {"id": "vol-data", "name": "data", "size": 2,
-      "bootable": "false", "attachments": [{"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11",
+      "volume_type": "ssd", "bootable": "false", "attachments": [{"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11",
       "device": "/dev/vdb"}]}})"));
   f.volumes.push_back(V(R"({"volume": {"id": "vol-boot", "name": "boot", "size": 1,
       "bootable": "true", "attachments": [{"server_id": "4f0b4a4e-7a51-4a5c-9b89-2f1c1d3c9e11",
@@ -286,7 +286,9 @@ TEST(Describe, RootVolumeFirstThenByDeviceWithSizesAndBuses) {
   EXPECT_EQ(d.disks[1].boot_order, 0);
   EXPECT_EQ(d.disks[1].capacity_bytes, 2ULL << 30);
   EXPECT_EQ(d.disks[1].location, "/dev/vdb");
-  EXPECT_EQ(d.disks[1].format, "raw");  // a Glance image of disk_format raw: never sniffed
+  EXPECT_EQ(d.disks[1].storage, "ssd");  // the Cinder volume type (spec.storageMapping)
+  EXPECT_EQ(d.disks[0].storage, "");     // a volume without a type
+  EXPECT_EQ(d.disks[1].format, "raw");   // a Glance image of disk_format raw: never sniffed
 }
 
 TEST(Describe, NicsInPortOrderNamedByTheirNetwork) {
