@@ -272,7 +272,8 @@ class VolumeWorldTest : public ImportFixture {
   std::unique_ptr<ChildProcess> bridge_;
 };
 
-// The seed's multi-VM test in volume mode: two VMs at once, one into filesystem volumes, one into
+// The seed's multi-VM test in volume mode, with storage classes mixed per disk: vmi-multi into
+// filesystem volumes but its disk 1 into a block volume (spec.diskOverrides), vmi-efi-secure into
 // block volumes; every disk is in its PVC, no VirtualMachineImage, no scratch PVC, and a sparse
 // disk costs a fraction of its size on the wire.
 TEST_F(VolumeWorldTest, MultipleVmsImportStraightIntoFilesystemAndBlockVolumes) {
@@ -284,6 +285,7 @@ TEST_F(VolumeWorldTest, MultipleVmsImportStraightIntoFilesystemAndBlockVolumes) 
       "multi",
       {{"virtualMachineName", "vmi-multi"},
        {"storageClass", fs_class_},
+       {"diskOverrides", {{{"index", 1}, {"storageClass", block_class_}}}},
        {"networkMapping", {{{"sourceNetwork", "VM Network"}, {"destinationNetwork", "vlan10"}}}}});
   CreateVolumeImport("efi",
                      {{"virtualMachineName", "vmi-efi-secure"}, {"storageClass", block_class_}});
@@ -299,10 +301,25 @@ TEST_F(VolumeWorldTest, MultipleVmsImportStraightIntoFilesystemAndBlockVolumes) 
   const auto pvcs = Items(kPvcs);
   EXPECT_EQ(pvcs.size(), 5U);
   size_t blocks = 0;
+  size_t multi_blocks = 0;
   for (const Json& pvc : pvcs) {
-    blocks += pvc["spec"].value("volumeMode", "") == "Block" ? 1U : 0U;
+    const bool block = pvc["spec"].value("volumeMode", "") == "Block";
+    const std::string name = pvc["metadata"].value("name", "");
+    blocks += block ? 1U : 0U;
+    if (name.rfind("vmi-multi-", 0) == 0) {
+      // Only the overridden disk 1 of vmi-multi is a block volume.
+      EXPECT_EQ(block, name.find("-disk-1-") != std::string::npos) << name;
+      multi_blocks += block ? 1U : 0U;
+    }
   }
-  EXPECT_EQ(blocks, 2U);
+  EXPECT_EQ(blocks, 3U);
+  EXPECT_EQ(multi_blocks, 1U);
+  bool class_in_status = false;
+  const Json multi_status = GetImport("multi")["status"];
+  for (const Json& d : multi_status.value("diskImportStatus", Json::array())) {
+    class_in_status |= d.value("storageClass", "") == block_class_;
+  }
+  EXPECT_TRUE(class_in_status) << multi_status.dump();
   // After success the volumes are the user's: no ownerReference to the import; the S3
   // placeholder Secret is gone.
   EXPECT_TRUE(NoDataVolumeOwnedByAnImport());
