@@ -69,23 +69,6 @@ std::string RedactDiskTokens(std::string message) {
 
 namespace {
 
-std::optional<source::SourceKind> KindOf(const std::string& kind) {
-  const std::string k = core::ToLower(kind);
-  if (k == "vmwaresource") {
-    return source::SourceKind::kVmware;
-  }
-  if (k == "openstacksource") {
-    return source::SourceKind::kOpenstack;
-  }
-  if (k == "ovasource") {
-    return source::SourceKind::kOva;
-  }
-  if (k == "libvirtsource") {
-    return source::SourceKind::kLibvirt;
-  }
-  return std::nullopt;
-}
-
 bool HasFinalizer(const Json& object) {
   const Json& md = core::JsonObject(object, "metadata");
   auto it = md.find("finalizers");
@@ -259,7 +242,7 @@ core::Result<Json> ImportReconciler::SourceObject(std::stop_token stop,
                                                   const api::VirtualMachineImport& vm_import,
                                                   source::SourceKind& kind) {
   const auto& ref = vm_import.spec.source_cluster;
-  auto k = KindOf(ref.kind);
+  auto k = source::SourceKindOfObjectKind(ref.kind);
   if (!k) {
     return MakeError(ErrorCode::kInvalidArgument, "unsupported source kind \"" + ref.kind + "\"");
   }

@@ -18,23 +18,6 @@ using core::ErrorCode;
 using core::MakeError;
 using kube::Json;
 
-std::optional<source::SourceKind> KindOf(const std::string& kind) {
-  const std::string k = core::ToLower(kind);
-  if (k == "vmwaresource") {
-    return source::SourceKind::kVmware;
-  }
-  if (k == "openstacksource") {
-    return source::SourceKind::kOpenstack;
-  }
-  if (k == "ovasource") {
-    return source::SourceKind::kOva;
-  }
-  if (k == "libvirtsource") {
-    return source::SourceKind::kLibvirt;
-  }
-  return std::nullopt;
-}
-
 std::string SelectorText(const api::PlanSelector& s) {
   std::vector<std::string> parts;
   if (!s.folder.empty()) {
@@ -175,7 +158,7 @@ core::Result<ReconcileResult> PlanReconciler::Reconcile(std::stop_token stop,
 
 core::Result<ReconcileResult> PlanReconciler::Resolve(std::stop_token stop, Pass& pass) {
   const api::ObjectReference& ref = pass.spec.source_cluster;
-  auto kind = KindOf(ref.kind);
+  auto kind = source::SourceKindOfObjectKind(ref.kind);
   auto importer = kind ? importers_.find(*kind) : importers_.end();
   if (!kind || importer == importers_.end() || importer->second == nullptr) {
     SetPhase(pass, kPlanInvalid, "UnsupportedSource",

@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 
@@ -16,6 +18,9 @@ enum class SourceKind { kVmware, kOpenstack, kOva, kLibvirt };
 
 //! "vmware", "openstack", "ova", "libvirt".
 const char* SourceKindName(SourceKind kind);
+//! The kind of a source object's Kubernetes `kind` ("VmwareSource", "OpenstackSource",
+//! "OvaSource", "LibvirtSource"; any case); nullopt for any other.
+std::optional<SourceKind> SourceKindOfObjectKind(std::string_view kind);
 
 //! A source object's spec and its Secret's data, in neutral form.
 struct SourceConfig {
