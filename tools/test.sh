@@ -21,7 +21,24 @@ cd "$ROOT"
 QUICK=0
 [ "${1:-}" = --quick ] && QUICK=1
 
-step() { echo "=== $* ($(date +%H:%M:%S))"; }
+# Each step's start; at exit a table of what each step took (CI keeps the output of a failed or
+# timed-out run: this says where the time went).
+STEP_NAMES=() STEP_STARTS=()
+step() {
+  echo "=== $* ($(date +%H:%M:%S))"
+  STEP_NAMES+=("$*") STEP_STARTS+=("$(date +%s)")
+}
+step_times() {
+  local end i next
+  end=$(date +%s)
+  echo "=== time per step (s)"
+  for i in "${!STEP_NAMES[@]}"; do
+    next=${STEP_STARTS[$((i + 1))]:-$end}
+    printf '%6d  %s\n' "$((next - STEP_STARTS[i]))" "${STEP_NAMES[$i]}"
+  done
+  printf '%6d  total\n' "$((end - ${STEP_STARTS[0]:-$end}))"
+}
+trap step_times EXIT
 export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vm-import/ccache}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-2G}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$ROOT}  # cache hits across clones in other folders
@@ -66,7 +83,7 @@ fi
 
 # ctest starts the world (fixture test world.up), runs unit and world tests, and stops it
 # (world.down) even when tests fail. An interrupt stops it here.
-trap 'tools/world.sh down >/dev/null 2>&1 || true; exit 130' INT TERM
+trap 'tools/world.sh down >/dev/null 2>&1 || true; exit 130' INT TERM  # (EXIT still prints the times)
 step "reliability campaign, short version (tools/campaign.sh --quick)"
 campaign=0
 tools/campaign.sh --quick || campaign=$?

@@ -41,6 +41,25 @@ const kube::Resource kVms{"kubevirt.io", "v1", "virtualmachines", true,
                           kube::FieldValidation::kStrict};
 const kube::Resource kVmis{"kubevirt.io", "v1", "virtualmachineinstances", true};
 
+//! A StorageClass's provisioner and string parameters (what decides an image's backend).
+core::Result<harvester::StorageClassInfo> ReadStorageClass(kube::Api& api, std::stop_token stop,
+                                                           const std::string& name) {
+  auto sc = api.Get(stop, kStorageClasses, "", name);
+  if (!sc) {
+    return MakeError(sc.error().Wrap("storage class " + name));
+  }
+  harvester::StorageClassInfo info{name, core::JsonString(*sc, "provisioner"), {}};
+  const Json parameters = sc->value("parameters", Json::object());
+  if (parameters.is_object()) {
+    for (const auto& [k, v] : parameters.items()) {
+      if (v.is_string()) {
+        info.parameters[k] = v.get<std::string>();
+      }
+    }
+  }
+  return info;
+}
+
 constexpr const char* kImageDisplayNameLabel = "harvesterhci.io/imageDisplayName";
 
 //! diskName as the reference writes it for VMware: "<import>-<namespace>-disk-<i>.img".
@@ -473,17 +492,34 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
   r.urls.clear();
   for (size_t i = 0; i < count; ++i) {
     std::shared_ptr<source::SourceVm> vm = r.vm;
+    // A digest only a consumer could check (a raw Glance image's SHA-512, Harvester's
+    // spec.checksum) is checked here when no consumer will: volume mode (CDI's importer checks
+    // nothing) and images on the CDI backend (it ignores spec.checksum).
+    const bool volume = TargetOf(pass.vm_import) == api::DiskTarget::kVolume;
+    bool check_served_digest = volume;
+    if (!volume && i < pass.vm_import.status.disk_import_status.size()) {
+      const std::string& class_name =
+          pass.vm_import.status.disk_import_status[i].storage_class.empty()
+              ? pass.vm_import.spec.storage_class
+              : pass.vm_import.status.disk_import_status[i].storage_class;
+      if (!class_name.empty()) {
+        auto info = ReadStorageClass(api_, stop, class_name);
+        if (!info) {
+          return MakeError(info.error().Wrap("publishing disk " + std::to_string(i)));
+        }
+        check_served_digest = harvester::ImageBackendFor(*info) == "cdi";
+      }
+    }
     const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
                                           .slots = &stream_slots_,
                                           .host = r.host,
-                                          .shared = r.bandwidth};
+                                          .shared = r.bandwidth,
+                                          .check_served_digest = check_served_digest};
     auto factory = [vm, i, limits](std::stop_token s) {
       return source::OpenDiskReader(s, vm, i, limits);
     };
     // Volume mode: CDI's importer decodes gzip as it streams, so zeros stay off the wire.
-    const auto encoding = TargetOf(pass.vm_import) == api::DiskTarget::kVolume
-                              ? imageserver::Encoding::kSparseGzip
-                              : imageserver::Encoding::kRaw;
+    const auto encoding = volume ? imageserver::Encoding::kSparseGzip : imageserver::Encoding::kRaw;
     auto pub =
         image_server_.Publish(factory, {.name = StreamName(pass.uid, i), .encoding = encoding});
     if (!pub) {
@@ -562,20 +598,10 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
     if (auto it = classes.find(name); it != classes.end()) {
       return it->second;
     }
-    auto sc = api_.Get(stop, kStorageClasses, "", name);
-    if (!sc) {
-      return MakeError(sc.error().Wrap("storage class " + name));
+    auto info = ReadStorageClass(api_, stop, name);
+    if (info) {
+      classes[name] = *info;
     }
-    harvester::StorageClassInfo info{name, core::JsonString(*sc, "provisioner"), {}};
-    const Json parameters = sc->value("parameters", Json::object());
-    if (parameters.is_object()) {
-      for (const auto& [k, v] : parameters.items()) {
-        if (v.is_string()) {
-          info.parameters[k] = v.get<std::string>();
-        }
-      }
-    }
-    classes[name] = info;
     return info;
   };
   size_t created_count = 0;

@@ -80,6 +80,27 @@ class GuardedReader final : public disk::DiskReader {
   disk::DiskReaderPtr reader_;
 };
 
+// `source` wrapped in a VerifyingSource of the digest `disk` declares over exactly the bytes
+// served (DiskStreamLimits::check_served_digest); unchanged when it declares none such, or in an
+// algorithm we do not compute.
+disk::ByteSourcePtr CheckServedDigest(disk::ByteSourcePtr source,
+                                      const model::DiskDescription& disk, size_t index) {
+  const auto& digest = disk.source_digest;
+  if (!digest || !digest->covers_served_bytes) {
+    return source;
+  }
+  const auto algorithm = disk::ParseDigestAlgorithm(digest->algorithm);
+  if (!algorithm) {
+    return source;
+  }
+  return std::make_unique<VerifyingSource>(
+      std::move(source), *algorithm, digest->verifier,
+      "disk " + std::to_string(index) + " (" + disk.name + ")",
+      [hex = digest->hex](std::stop_token) -> core::Result<std::optional<std::string>> {
+        return std::optional<std::string>(hex);
+      });
+}
+
 }  // namespace
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shared_ptr<SourceVm> vm,
@@ -107,6 +128,11 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
     return core::MakeError(bytes.error());
   }
   disk::ByteSourcePtr source = std::move(*bytes);
+  const auto& disks = vm.Description().disks;
+  if (limits.check_served_digest && index < disks.size() &&
+      dynamic_cast<disk::CheckedSource*>(source.get()) == nullptr) {
+    source = CheckServedDigest(std::move(source), disks[index], index);
+  }
   // A source that checks a digest over its bytes: the reader holds back the last disk bytes
   // until it did (the pointer stays valid: the decoder owns the source).
   auto* checked = dynamic_cast<disk::CheckedSource*>(source.get());
@@ -118,7 +144,6 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   }
   // A raw disk (OpenStack's Glance images) has no header to say its size: its capacity does.
   std::optional<uint64_t> raw_size;
-  const auto& disks = vm.Description().disks;
   if (index < disks.size() && disks[index].capacity_bytes > 0) {
     raw_size = disks[index].capacity_bytes;
   }

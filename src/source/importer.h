@@ -102,6 +102,12 @@ struct DiskStreamLimits {
   std::string host;              //!< the slot key: the source's host
   //! The source's shared cap (issue 23): every stream of the source reads through it; null: none.
   std::shared_ptr<SharedBandwidth> shared;
+  //! Check here a digest the source declares over exactly the bytes served
+  //! (model::SourceDigest::covers_served_bytes, e.g. a raw Glance image's SHA-512). Providers
+  //! leave such a digest to the consumer (Longhorn checks Harvester's spec.checksum); set this
+  //! when no consumer will (volume mode: CDI checks nothing), so it is compared as bytes pass
+  //! like any other source digest, and a mismatch fails the stream as kCorruptData.
+  bool check_served_digest = false;
 };
 
 //! "host" (or "host:port") of a URL; the whole text when it has no "//".

@@ -9,11 +9,9 @@
 // MACs); ctest runs it as openstack.boot, with the fixtures openstack and openstack_guests.
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -78,38 +76,6 @@ std::map<std::string, Guest> Guests() {
     }
   }
   return out;
-}
-
-//! sha256 of the file at `path` followed by zeros up to `size` bytes: a volume made from a raw
-//! image of that file (Cinder rounds the volume up to whole GiB and the rest reads as zeros).
-std::string Sha256ZeroPadded(const fs::path& path, uint64_t size) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> buf(1 << 20);
-  uint64_t done = 0;
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const auto n = static_cast<size_t>(in.gcount());
-    EVP_DigestUpdate(ctx.get(), buf.data(), n);
-    done += n;
-  }
-  std::fill(buf.begin(), buf.end(), 0);
-  while (done < size) {
-    const uint64_t n = std::min<uint64_t>(buf.size(), size - done);
-    EVP_DigestUpdate(ctx.get(), buf.data(), n);
-    done += n;
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  std::string hex;
-  char two[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(two, sizeof two, "%02x", md[i]);
-    hex += two;
-  }
-  return hex;
 }
 
 class BootWorldTest : public ImportFixture {
@@ -365,7 +331,7 @@ TEST_F(OpenstackBootWorldTest, GuestsBootWithTheirMacAndNetworkUp) {
     ASSERT_EQ(WaitImport(variant, "virtualMachineRunning", kBootBudget + 600s),
               "virtualMachineRunning")
         << ControllerLog() << ReadFile(dir_ / "harvester-sim.log");
-    ExpectDisksMatch(variant, {Sha256ZeroPadded(g.raw, uint64_t{1} << 30)},
+    ExpectDisksMatch(variant, {testing::Sha256File(g.raw, uint64_t{1} << 30)},
                      "openstack server " + VmName(variant));
     ExpectBootedWithNetwork(g);
   }

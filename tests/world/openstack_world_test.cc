@@ -158,21 +158,6 @@ std::vector<std::string> Temporaries(Session& session, const std::string& server
 
 // The file cinder's NFS driver reads volume `id` from: volume-<id>, or the active overlay named
 // in volume-<id>.info once a snapshot exists.
-std::string BackingFile(const std::string& volume_id) {
-  const fs::path dir = OsVar("OPENSTACK_NFS_MOUNTPOINT");
-  const fs::path info = dir / ("volume-" + volume_id + ".info");
-  if (fs::exists(info)) {
-    std::ifstream in(info);
-    std::stringstream text;
-    text << in.rdbuf();
-    auto doc = ParseJson(text.str());
-    if (doc && !Str(*doc, "active").empty()) {
-      return (dir / Str(*doc, "active")).string();
-    }
-  }
-  return (dir / ("volume-" + volume_id)).string();
-}
-
 // Writes `bytes` at `offset` of a raw backing file (refusing a qcow2 overlay).
 void WriteBacking(const std::string& path, uint64_t offset, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_RDWR);
@@ -489,7 +474,7 @@ TEST(OpenstackExport, BothVolumesStreamTheBytesOfTheirBackingFilesAndNothingIsLe
   const uint32_t seed = static_cast<uint32_t>(std::random_device{}());
   std::vector<std::string> expected;
   for (size_t i = 0; i < volumes.size(); ++i) {
-    const std::string file = BackingFile(volumes[i]);
+    const std::string file = testing::CinderBackingFile(volumes[i]);
     WriteBacking(file, 0, RandomBytes(2 << 20, seed + static_cast<uint32_t>(i)));
     WriteBacking(file, 700ULL << 20, RandomBytes(1 << 20, seed + 10 + static_cast<uint32_t>(i)));
     expected.push_back(testing::Sha256File(file));
@@ -571,7 +556,7 @@ TEST(OpenstackExport, AnImageRegisteredByLocationHasNoDigestAndStreamsTheVolumes
   const std::string id = OsVar("OPENSTACK_CINDERIMG_ID");
   const std::string volume = OsVar("OPENSTACK_CINDERIMG_VOLUME");
   ASSERT_TRUE(Temporaries(*session, id).empty());
-  const std::string file = BackingFile(volume);
+  const std::string file = testing::CinderBackingFile(volume);
   const uint32_t seed = static_cast<uint32_t>(std::random_device{}());
   WriteBacking(file, 0, RandomBytes(1 << 20, seed));
   WriteBacking(file, 900ULL << 20, RandomBytes(1 << 20, seed + 1));
@@ -727,7 +712,7 @@ void EnsureShutoff(Session& session, const std::string& id) {
 // Fresh random bytes at the start and at 900 MiB of volume `id`'s backing file; returns the
 // file's sha256, which every import of the volume must reproduce.
 std::string SeedVolume(const std::string& volume_id) {
-  const std::string file = BackingFile(volume_id);
+  const std::string file = testing::CinderBackingFile(volume_id);
   const uint32_t seed = static_cast<uint32_t>(std::random_device{}());
   WriteBacking(file, 0, RandomBytes(1 << 20, seed));
   WriteBacking(file, 900ULL << 20, RandomBytes(1 << 20, seed + 1));

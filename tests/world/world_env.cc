@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/json.h"
 #include "core/strings.h"
 
 namespace vmimport::testing {
@@ -131,7 +133,7 @@ int RunCommand(const std::string& command, std::string* out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string Sha256File(const std::string& path) {
+std::string Sha256File(const std::string& path, uint64_t padded_size) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return "";
@@ -139,12 +141,20 @@ std::string Sha256File(const std::string& path) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<char> buf(1 << 20);
+  uint64_t done = 0;
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     const auto got = in.gcount();
     if (got > 0) {
       EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(got));
+      done += static_cast<uint64_t>(got);
     }
+  }
+  std::fill(buf.begin(), buf.end(), '\0');
+  while (done < padded_size) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), padded_size - done);
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    done += n;
   }
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
@@ -169,6 +179,19 @@ bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
     std::this_thread::sleep_for(poll);
   }
   return pred();
+}
+
+std::string CinderBackingFile(const std::string& volume_id) {
+  const std::filesystem::path dir = PeerVar("openstack", "OPENSTACK_NFS_MOUNTPOINT");
+  const std::filesystem::path info = dir / ("volume-" + volume_id + ".info");
+  const auto doc = core::ParseJson(ReadFile(info));
+  if (doc && doc->is_object()) {
+    const std::string active = core::JsonString(*doc, "active");
+    if (!active.empty()) {
+      return (dir / active).string();
+    }
+  }
+  return (dir / ("volume-" + volume_id)).string();
 }
 
 }  // namespace vmimport::testing

@@ -5,6 +5,7 @@
 // process environment second. A missing variable fails the test: world tests never skip.
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -44,6 +45,13 @@ bool Eventually(const std::function<bool()>& pred,
 std::vector<std::string> HarvesterSimWorldArgs(const std::filesystem::path& dir);
 
 //! sha256 of a file's bytes, lower-case hex; "" if unreadable.
-std::string Sha256File(const std::string& path);
+//! With `padded_size` beyond the file's size: the digest of the file followed by zeros up to
+//! that size (a volume made from a smaller image reads as zeros after it).
+std::string Sha256File(const std::string& path, uint64_t padded_size = 0);
+
+//! The file that holds a Cinder volume's bytes on the OpenStack peer's NFS share
+//! (OPENSTACK_NFS_MOUNTPOINT): the active file its .info names (after a snapshot), else
+//! volume-<id>.
+std::string CinderBackingFile(const std::string& volume_id);
 
 }  // namespace vmimport::testing

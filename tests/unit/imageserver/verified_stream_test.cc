@@ -267,5 +267,102 @@ TEST_F(VerifiedStreamTest, TheImageServerCutsATamperedStreamAndReportsCorruptDat
   }
 }
 
+// A raw disk whose digest the source declares over exactly the served bytes (a raw Glance image's
+// os_hash_value): the provider leaves it to the consumer (Longhorn); with check_served_digest
+// (volume mode: CDI checks nothing) OpenDiskReader checks it itself.
+class RawGlanceVm final : public SourceVm {
+ public:
+  RawGlanceVm(std::vector<std::byte> served, std::string declared_sha512)
+      : served_(std::move(served)) {
+    description_.name = "vm";
+    description_.disks.push_back(
+        {.id = "vol",
+         .name = "root",
+         .capacity_bytes = served_.size(),
+         .format = "raw",
+         .source_digest = model::SourceDigest{.algorithm = "sha512",
+                                              .hex = std::move(declared_sha512),
+                                              .verifier = std::string(disk::kVerifierGlance),
+                                              .covers_served_bytes = true}});
+  }
+  const model::VmDescription& Description() const override { return description_; }
+  core::Status PowerOff(std::stop_token, const PowerOffRequest&,
+                        const SourceActionCallback&) override {
+    return {};
+  }
+  core::Status StartExport(std::stop_token, const SourceActionCallback&) override { return {}; }
+  core::Result<disk::ByteSourcePtr> OpenDisk(std::stop_token, size_t) override {
+    return disk::ByteSourcePtr(std::make_unique<disk::MemoryByteSource>(served_, 64 * 1024));
+  }
+  core::Status FinishExport(std::stop_token, bool, std::string_view) override { return {}; }
+
+ private:
+  model::VmDescription description_;
+  std::vector<std::byte> served_;
+};
+
+Drained DrainWith(SourceVm& vm, const DiskStreamLimits& limits) {
+  Drained d;
+  auto reader = OpenDiskReader({}, vm, 0, limits);
+  if (!reader) {
+    d.error = reader.error();
+    return d;
+  }
+  std::vector<std::byte> buf(1 << 20);
+  while (true) {
+    auto n = (*reader)->Read({}, buf);
+    if (!n) {
+      d.error = n.error();
+      break;
+    }
+    if (*n == 0) break;
+    d.bytes += *n;
+  }
+  d.digests = (*reader)->SourceDigests();
+  return d;
+}
+
+std::vector<std::byte> RawDisk() {
+  std::vector<std::byte> raw(3 << 20);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    raw[i] = static_cast<std::byte>((i * 7919) >> 9);
+  }
+  return raw;
+}
+
+TEST(ServedDigestTest, LeftToTheConsumerUnlessAsked) {
+  const auto raw = RawDisk();
+  RawGlanceVm vm(raw, std::string(128, '0'));  // wrong, but nobody here checks it
+  Drained d = DrainWith(vm, {});
+  ASSERT_FALSE(d.error) << d.error->ToString();
+  EXPECT_EQ(d.bytes, raw.size());
+  EXPECT_TRUE(d.digests.empty());
+}
+
+TEST(ServedDigestTest, CheckedHereWhenAskedAndReportedOnMatch) {
+  const auto raw = RawDisk();
+  const std::string sha512 = disk::DigestOf(disk::DigestAlgorithm::kSha512, raw);
+  RawGlanceVm vm(raw, sha512);
+  Drained d = DrainWith(vm, {.check_served_digest = true});
+  ASSERT_FALSE(d.error) << d.error->ToString();
+  EXPECT_EQ(d.bytes, raw.size());
+  ASSERT_EQ(d.digests.size(), 1u);
+  EXPECT_EQ(d.digests[0].verifier, "glance");
+  EXPECT_EQ(d.digests[0].algorithm, "sha512");
+  EXPECT_EQ(d.digests[0].hex, sha512);
+  EXPECT_EQ(d.digests[0].bytes, raw.size());
+}
+
+TEST(ServedDigestTest, AMismatchFailsTheStreamAsCorruptBeforeItsEnd) {
+  auto raw = RawDisk();
+  const std::string sha512 = disk::DigestOf(disk::DigestAlgorithm::kSha512, raw);
+  raw[raw.size() / 2] ^= std::byte{1};  // Glance's digest is of other bytes
+  RawGlanceVm vm(raw, sha512);
+  Drained d = DrainWith(vm, {.check_served_digest = true});
+  ASSERT_TRUE(d.error);
+  EXPECT_EQ(d.error->code, ErrorCode::kCorruptData) << d.error->ToString();
+  EXPECT_LT(d.bytes, raw.size()) << "the last bytes are held back until the digest matched";
+}
+
 }  // namespace
 }  // namespace vmimport::source
