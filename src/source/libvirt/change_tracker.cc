@@ -437,10 +437,12 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
   // The connection, opened at the first call and again when libvirt closed it.
   Result<virConnectPtr> Connection() {
     std::lock_guard lock(mu_);
-    if (conn_ && virConnectIsAlive(conn_.get()) == 1) {
-      return conn_.get();
+    if (conn_) {
+      if (virConnectIsAlive(conn_.get()) == 1) {
+        return conn_.get();
+      }
+      virResetLastError();  // (libvirt is initialized once a connection was made)
     }
-    virResetLastError();
     auto c = Connect(std::stop_token(), config_, options_.connect);
     if (!c) {
       return MakeError(c.error());
