@@ -81,7 +81,9 @@ class Copies {
   }
   Copies(const Copies&) = delete;
   Copies& operator=(const Copies&) = delete;
-  std::string Path(int disk) const { return (dir_ / ("disk" + std::to_string(disk) + ".raw")).string(); }
+  std::string Path(int disk) const {
+    return (dir_ / ("disk" + std::to_string(disk) + ".raw")).string();
+  }
 
   // Applies one disk of a round: its ranges' bytes written (zero ranges punched); returns the
   // ranges (empty and a test failure on an error) and adds the bytes read to `moved`.
@@ -94,19 +96,22 @@ class Copies {
     std::vector<std::byte> buf(4 * kMiB);
     for (const ChangedRange& r : *ranges) {
       if (r.zero) {
-        EXPECT_EQ(fallocate(fds_[static_cast<size_t>(index)], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                            static_cast<off_t>(r.offset), static_cast<off_t>(r.length)),
-                  0);
+        EXPECT_EQ(
+            fallocate(fds_[static_cast<size_t>(index)], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(r.offset), static_cast<off_t>(r.length)),
+            0);
         continue;
       }
       for (uint64_t at = r.offset; at < r.offset + r.length;) {
-        const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), r.offset + r.length - at));
+        const size_t want =
+            static_cast<size_t>(std::min<uint64_t>(buf.size(), r.offset + r.length - at));
         auto n = disk.ReadAt({}, at, std::span<std::byte>(buf.data(), want));
         if (!n || *n == 0) {
           ADD_FAILURE() << "read at " << at << ": " << (n ? "0 bytes" : n.error().ToString());
           return {};
         }
-        EXPECT_EQ(pwrite(fds_[static_cast<size_t>(index)], buf.data(), *n, static_cast<off_t>(at)), static_cast<ssize_t>(*n));
+        EXPECT_EQ(pwrite(fds_[static_cast<size_t>(index)], buf.data(), *n, static_cast<off_t>(at)),
+                  static_cast<ssize_t>(*n));
         at += *n;
         moved += *n;
       }
@@ -141,16 +146,18 @@ struct Writer {
 // What a controller killed in the middle of round `n` leaves: its backup job running (begun as
 // BeginRound begins it, with checkpoint n) and its private directory.
 std::string AbandonRound(const std::string& uid, int n) {
-  const std::string dir = std::filesystem::temp_directory_path() / (ExportDirPrefix(uid) + "crash" + std::to_string(n));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / (ExportDirPrefix(uid) + "crash" + std::to_string(n));
   std::filesystem::create_directories(dir);
   const std::string b = dir + "/backup.xml";
   const std::string c = dir + "/checkpoint.xml";
   {
     std::FILE* f = std::fopen(b.c_str(), "w");
-    std::fputs(BackupXml({{"vda", "vdb"}, dir + "/nbd.sock", dir,
-                          n > 0 ? warm::CheckpointName(uid, n - 1) : ""})
-                   .c_str(),
-               f);
+    std::fputs(
+        BackupXml(
+            {{"vda", "vdb"}, dir + "/nbd.sock", dir, n > 0 ? warm::CheckpointName(uid, n - 1) : ""})
+            .c_str(),
+        f);
     std::fclose(f);
     f = std::fopen(c.c_str(), "w");
     std::fputs(CheckpointXml(warm::CheckpointName(uid, n), {"vda", "vdb"}).c_str(), f);
@@ -198,11 +205,13 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
       EXPECT_EQ(data, expected[i]) << "round " << round.Number() << " disk " << d.Target()
                                    << ": got " << Show(ranges) << " want " << Show(expected[i]);
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-    std::printf("warm round %d: %.3f s (begin, block status, read), %llu bytes changed, %llu "
-                "bytes moved\n",
-                round.Number(), s, static_cast<unsigned long long>(changed),
-                static_cast<unsigned long long>(moved));
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    std::printf(
+        "warm round %d: %.3f s (begin, block status, read), %llu bytes changed, %llu "
+        "bytes moved\n",
+        round.Number(), s, static_cast<unsigned long long>(changed),
+        static_cast<unsigned long long>(moved));
   };
 
   // Round 0: everything with data; a write during the round is not in its point in time.
@@ -255,10 +264,9 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
   ASSERT_TRUE(r3) << r3.error().ToString();
   apply(**r3, {writer.Expect(0), writer.Expect(1)}, began);
   ASSERT_TRUE((*r3)->Finish());
-  EXPECT_EQ(CheckpointList(kDomain), warm::CheckpointName(uid, 0) + "\n" +
-                                         warm::CheckpointName(uid, 1) + "\n" +
-                                         warm::CheckpointName(uid, 2) + "\n" +
-                                         warm::CheckpointName(uid, 3));
+  EXPECT_EQ(CheckpointList(kDomain),
+            warm::CheckpointName(uid, 0) + "\n" + warm::CheckpointName(uid, 1) + "\n" +
+                warm::CheckpointName(uid, 2) + "\n" + warm::CheckpointName(uid, 3));
 
   // Old checkpoints go as rounds are applied; absent is success.
   for (int n : {0, 1, 2, 1}) {
@@ -270,11 +278,13 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
   {
     const std::string other = dir / "other.xml";
     std::FILE* f = std::fopen(other.c_str(), "w");
-    std::fputs(("<domainbackup mode='pull'><server transport='unix' socket='" + (dir / "o.sock").string() +
-                "'/><disks><disk name='vda' backup='yes' type='file'><scratch file='" +
-                (dir / "o-vda").string() + "'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>")
-                   .c_str(),
-               f);
+    std::fputs(
+        ("<domainbackup mode='pull'><server transport='unix' socket='" + (dir / "o.sock").string() +
+         "'/><disks><disk name='vda' backup='yes' type='file'><scratch file='" +
+         (dir / "o-vda").string() +
+         "'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>")
+            .c_str(),
+        f);
     std::fclose(f);
     std::string out;
     ASSERT_EQ(Virsh("backup-begin " + std::string(kDomain) + " " + other, &out), 0) << out;
@@ -300,12 +310,14 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
     const std::string raw = (dir / ("source" + std::to_string(i) + ".raw")).string();
     std::string out;
     ASSERT_EQ(testing::RunCommand("qemu-img convert -f qcow2 -O raw '" +
-                                      testing::LvQcow2DiskPath(kDomain, static_cast<int>(i)) + "' '" +
-                                      raw + "' 2>&1",
+                                      testing::LvQcow2DiskPath(kDomain, static_cast<int>(i)) +
+                                      "' '" + raw + "' 2>&1",
                                   &out),
               0)
         << out;
-    EXPECT_EQ(testing::RunCommand("cmp '" + raw + "' '" + copies.Path(static_cast<int>(i)) + "' 2>&1", &out), 0)
+    EXPECT_EQ(testing::RunCommand(
+                  "cmp '" + raw + "' '" + copies.Path(static_cast<int>(i)) + "' 2>&1", &out),
+              0)
         << "disk " << i << ": " << out;
   }
   ASSERT_TRUE(tracker->RemoveAll(kDomain, uid)) << "a domain that is gone is success";
@@ -320,7 +332,8 @@ TEST(LibvirtWarmWorldTest, CheckCapableRefusesRawDisksShutOffDomainsAndNamesTheR
   ASSERT_FALSE(raw);
   EXPECT_EQ(raw.error().code, ErrorCode::kUnsupported);
   EXPECT_NE(raw.error().message.find("disk sda"), std::string::npos) << raw.error().message;
-  EXPECT_NE(raw.error().message.find("convert it to qcow2"), std::string::npos) << raw.error().message;
+  EXPECT_NE(raw.error().message.find("convert it to qcow2"), std::string::npos)
+      << raw.error().message;
   EXPECT_EQ(raw.error().message.find("disk vda"), std::string::npos) << raw.error().message;
   auto begun = tracker->BeginRound("vmi-lv-multi", "5a1e0022-refused", 0);
   ASSERT_FALSE(begun);

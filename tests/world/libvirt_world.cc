@@ -128,8 +128,8 @@ bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& si
     if (i < prefill.size() && !prefill[i].empty()) {
       cmd += " && qemu-io -f qcow2";
       for (const LvWrite& w : prefill[i]) {
-        cmd += " -c 'write -P " + std::to_string(w.pattern) + " " + std::to_string(w.offset) +
-               " " + std::to_string(w.length) + "'";
+        cmd += " -c 'write -P " + std::to_string(w.pattern) + " " + std::to_string(w.offset) + " " +
+               std::to_string(w.length) + "'";
       }
       cmd += " '" + path + "' >/dev/null";
     }
@@ -138,8 +138,7 @@ bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& si
       return false;
     }
     disks += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
-             path + "'/><target dev='vd" + static_cast<char>('a' + i) +
-             "' bus='virtio'/></disk>";
+             path + "'/><target dev='vd" + static_cast<char>('a' + i) + "' bus='virtio'/></disk>";
   }
   const std::string xml_path = LvVar("LIBVIRT_POOL_DIR") + "/../" + name + ".xml";
   {
@@ -159,10 +158,10 @@ bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& si
 }
 
 bool LvGuestWrite(const std::string& domain, int disk, const LvWrite& w) {
-  const std::string dev = "/machine/peripheral/virtio-disk" + std::to_string(disk) + "/virtio-backend";
-  const std::string cmd = "qemu-io -d " + dev + " \\\"write -P " + std::to_string(w.pattern) +
-                          " " + std::to_string(w.offset) + " " + std::to_string(w.length) +
-                          "\\\"";
+  const std::string dev =
+      "/machine/peripheral/virtio-disk" + std::to_string(disk) + "/virtio-backend";
+  const std::string cmd = "qemu-io -d " + dev + " \\\"write -P " + std::to_string(w.pattern) + " " +
+                          std::to_string(w.offset) + " " + std::to_string(w.length) + "\\\"";
   std::string out;
   const int rc = Virsh("qemu-monitor-command --hmp " + domain + " \"" + cmd + "\"", &out);
   // HMP prints nothing on success and the error otherwise (the exit status is 0 either way).

@@ -141,8 +141,7 @@ Status StopOurJob(virDomainPtr dom, std::string_view uid, std::chrono::milliseco
   if (!IsOurBackup(**job, uid)) {
     return MakeError(ErrorCode::kConflict,
                      "libvirt: domain " + name +
-                         " runs a backup job that is not this import's (socket '" +
-                         (*job)->socket +
+                         " runs a backup job that is not this import's (socket '" + (*job)->socket +
                          "'): a domain has one backup job at a time; wait for it to end or stop "
                          "it (virsh domjobabort " +
                          name + ")");
@@ -283,11 +282,11 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     if (!conn) {
       return MakeError(conn.error());
     }
-    auto dom = LookupDomain(*conn, vm);
+    auto dom = LookupDomain(conn->get(), vm);
     if (!dom) {
       return MakeError(dom.error());
     }
-    auto targets = CapableTargets(*conn, dom->get());
+    auto targets = CapableTargets(conn->get(), dom->get());
     if (!targets) {
       return MakeError(targets.error());
     }
@@ -304,12 +303,12 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     if (!conn) {
       return MakeError(conn.error());
     }
-    auto dom = LookupDomain(*conn, vm);
+    auto dom = LookupDomain(conn->get(), vm);
     if (!dom) {
       return MakeError(dom.error());
     }
     const std::string name = virDomainGetName(dom->get());
-    auto targets = CapableTargets(*conn, dom->get());
+    auto targets = CapableTargets(conn->get(), dom->get());
     if (!targets) {
       return MakeError(targets.error());
     }
@@ -373,7 +372,8 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
           (void)DeleteCheckpoint(cp.get());
         }
         virResetLastError();
-        return MakeError(nbd.error().Wrap("round " + std::to_string(number) + " of domain " + name));
+        return MakeError(
+            nbd.error().Wrap("round " + std::to_string(number) + " of domain " + name));
       }
       disks.push_back(std::make_unique<LibvirtRoundDisk>(t, std::move(*nbd)));
     }
@@ -387,7 +387,7 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     if (!conn) {
       return MakeError(conn.error());
     }
-    auto dom = LookupDomain(*conn, vm);
+    auto dom = LookupDomain(conn->get(), vm);
     if (!dom) {
       return dom.error().code == ErrorCode::kNotFound ? Status{} : MakeError(dom.error());
     }
@@ -409,7 +409,7 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     if (!conn) {
       return MakeError(conn.error());
     }
-    auto dom = LookupDomain(*conn, vm);
+    auto dom = LookupDomain(conn->get(), vm);
     if (!dom) {
       return dom.error().code == ErrorCode::kNotFound ? Status{} : MakeError(dom.error());
     }
@@ -434,12 +434,15 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
   }
 
  private:
-  // The connection, opened at the first call and again when libvirt closed it.
-  Result<virConnectPtr> Connection() {
+  // The connection, opened at the first call and again when libvirt closed it. Each caller gets
+  // a reference of its own (virConnectRef), so a reconnect by another thread never closes a
+  // connection under a call.
+  Result<ConnectPtr> Connection() {
     std::lock_guard lock(mu_);
     if (conn_) {
       if (virConnectIsAlive(conn_.get()) == 1) {
-        return conn_.get();
+        virConnectRef(conn_.get());
+        return ConnectPtr(conn_.get());
       }
       virResetLastError();  // (libvirt is initialized once a connection was made)
     }
@@ -448,7 +451,8 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       return MakeError(c.error());
     }
     conn_ = std::move(*c);
-    return conn_.get();
+    virConnectRef(conn_.get());
+    return ConnectPtr(conn_.get());
   }
 
   // The disk targets when the domain can do incremental backup; kUnsupported with every reason
@@ -494,13 +498,13 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       if (!d.refusal.empty()) {
         reasons.push_back(d.refusal);
       } else if (d.driver_format != "qcow2") {
-        reasons.push_back("disk " + d.target + " (" + d.path + ") is " +
-                          (d.driver_format.empty() ? std::string("of no declared format")
-                                                   : d.driver_format) +
-                          ": libvirt tracks changes only in qcow2 images (persistent dirty "
-                          "bitmaps); convert it to qcow2 (qemu-img convert -O qcow2 while the "
-                          "VM is off, then point the disk at the new file) or import the VM "
-                          "cold");
+        reasons.push_back(
+            "disk " + d.target + " (" + d.path + ") is " +
+            (d.driver_format.empty() ? std::string("of no declared format") : d.driver_format) +
+            ": libvirt tracks changes only in qcow2 images (persistent dirty "
+            "bitmaps); convert it to qcow2 (qemu-img convert -O qcow2 while the "
+            "VM is off, then point the disk at the new file) or import the VM "
+            "cold");
       }
       targets.push_back(d.target);
     }

@@ -43,7 +43,8 @@ std::vector<warm::ChangedRange> RoundOut(std::span<const warm::ChangedRange> ran
     }
     const uint64_t start = r.offset / granularity * granularity;
     const uint64_t end_raw = r.offset + r.length;
-    const uint64_t end = std::min(disk_size, (end_raw + granularity - 1) / granularity * granularity);
+    const uint64_t end =
+        std::min(disk_size, (end_raw + granularity - 1) / granularity * granularity);
     widened.push_back({start, end - start, false});
   }
   std::sort(widened.begin(), widened.end(),

@@ -67,9 +67,8 @@ core::Result<std::unique_ptr<NbdExport>> NbdExport::Open(const std::string& sock
   if (size < 0) {
     return MakeError(NbdError(ErrorCode::kUnavailable, "size of " + what));
   }
-  return std::unique_ptr<NbdExport>(new NbdExport(guard.release(), export_name, context,
-                                                  context_name, static_cast<uint64_t>(size),
-                                                  options));
+  return std::unique_ptr<NbdExport>(new NbdExport(
+      guard.release(), export_name, context, context_name, static_cast<uint64_t>(size), options));
 }
 
 NbdExport::NbdExport(nbd_handle* h, std::string name, StatusContext context,
@@ -103,23 +102,25 @@ core::Status NbdExport::Wait(std::stop_token stop, int64_t cookie, const char* w
       // A command error (EIO of the server) leaves the connection usable; a dead one does not.
       if (nbd_aio_is_dead(h_) == 1 || nbd_aio_is_closed(h_) == 1) {
         broken_ = true;
-        return MakeError(NbdError(ErrorCode::kUnavailable, std::string(what) + " of export " + name_));
+        return MakeError(
+            NbdError(ErrorCode::kUnavailable, std::string(what) + " of export " + name_));
       }
       return MakeError(NbdError(ErrorCode::kInternal, std::string(what) + " of export " + name_));
     }
     if (stop.stop_requested()) {
       broken_ = true;
-      return MakeError(ErrorCode::kCancelled, "nbd: " + std::string(what) + " of export " + name_ +
-                                                  " cancelled");
+      return MakeError(ErrorCode::kCancelled,
+                       "nbd: " + std::string(what) + " of export " + name_ + " cancelled");
     }
     if (std::chrono::steady_clock::now() > deadline) {
       broken_ = true;
-      return MakeError(ErrorCode::kUnavailable, "nbd: " + std::string(what) + " of export " +
-                                                    name_ + " timed out");
+      return MakeError(ErrorCode::kUnavailable,
+                       "nbd: " + std::string(what) + " of export " + name_ + " timed out");
     }
     if (nbd_poll(h_, 100) < 0) {
       broken_ = true;
-      return MakeError(NbdError(ErrorCode::kUnavailable, std::string(what) + " of export " + name_));
+      return MakeError(
+          NbdError(ErrorCode::kUnavailable, std::string(what) + " of export " + name_));
     }
   }
 }
@@ -139,9 +140,8 @@ core::Result<std::vector<warm::ChangedRange>> NbdExport::Ranges(std::stop_token 
       return MakeError(w.error());
     }
     if (call.next <= at) {
-      return MakeError(ErrorCode::kInternal, "nbd: block status of export " + name_ +
-                                                 " at " + std::to_string(at) +
-                                                 " answered no extent");
+      return MakeError(ErrorCode::kInternal, "nbd: block status of export " + name_ + " at " +
+                                                 std::to_string(at) + " answered no extent");
     }
     at = call.next;
   }
@@ -158,8 +158,8 @@ core::Result<size_t> NbdExport::ReadAt(std::stop_token stop, uint64_t offset,
                                                       std::to_string(offset) + " past its end " +
                                                       std::to_string(size_));
   }
-  const size_t n = static_cast<size_t>(
-      std::min<uint64_t>({out.size(), options_.max_read, size_ - offset}));
+  const size_t n =
+      static_cast<size_t>(std::min<uint64_t>({out.size(), options_.max_read, size_ - offset}));
   if (n == 0) {
     return size_t{0};
   }
