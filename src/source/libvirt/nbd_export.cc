@@ -11,6 +11,9 @@ using core::MakeError;
 
 namespace {
 
+// libnbd's NBD_NULL_COMPLETION is a C compound literal.
+constexpr nbd_completion_callback kNoCompletion{nullptr, nullptr, nullptr};
+
 core::Error NbdError(ErrorCode code, const std::string& what) {
   const char* msg = nbd_get_error();
   return core::Error{code, "nbd: " + what + ": " + (msg != nullptr ? msg : "failed")};
@@ -135,7 +138,7 @@ core::Result<std::vector<warm::ChangedRange>> NbdExport::Ranges(std::stop_token 
     StatusCall call{&out, context_, &context_name_, size_, at};
     const uint64_t count = std::min(options_.status_chunk, size_ - at);
     const int64_t cookie = nbd_aio_block_status(
-        h_, count, at, nbd_extent_callback{OnExtents, &call, nullptr}, NBD_NULL_COMPLETION, 0);
+        h_, count, at, nbd_extent_callback{OnExtents, &call, nullptr}, kNoCompletion, 0);
     if (auto w = Wait(stop, cookie, "block status"); !w) {
       return MakeError(w.error());
     }
@@ -163,7 +166,7 @@ core::Result<size_t> NbdExport::ReadAt(std::stop_token stop, uint64_t offset,
   if (n == 0) {
     return size_t{0};
   }
-  const int64_t cookie = nbd_aio_pread(h_, out.data(), n, offset, NBD_NULL_COMPLETION, 0);
+  const int64_t cookie = nbd_aio_pread(h_, out.data(), n, offset, kNoCompletion, 0);
   if (auto w = Wait(stop, cookie, "read"); !w) {
     return MakeError(w.error());
   }
