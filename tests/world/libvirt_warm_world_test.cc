@@ -3,8 +3,9 @@
 // qemu's block layer while rounds proceed. Round 0 reads each disk whole (holes left out), rounds
 // 1..3 carry exactly the written ranges at the dirty bitmaps' granularity, a round begun again
 // after an abandoned attempt (a controller killed mid-round) loses nothing, and the local copy
-// every round was applied to equals the source byte for byte once the domain is off. Cancel
-// (RemoveAll) leaves no checkpoint and no job and the domain running; a raw disk is refused.
+// every round was applied to equals the source byte for byte once the domain is off; the last
+// round of a cutover runs on the domain shut down and started paused. Cancel (RemoveAll) leaves
+// no checkpoint and no job and the domain running; a raw disk is refused.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -274,6 +275,28 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
   }
   EXPECT_EQ(CheckpointList(kDomain), warm::CheckpointName(uid, 3));
 
+  // Cutover: the guest shut down (after one more write), the last round reads the disks of the
+  // domain started paused (its vCPUs never run, so nothing changes; a backup needs qemu
+  // running): exactly the write since round 3.
+  writer.Write(1, {2 * kMiB, 192 * kKiB, 0xbb});
+  {
+    std::string out;
+    ASSERT_EQ(Virsh("destroy --graceful " + std::string(kDomain), &out), 0) << out;
+    ASSERT_EQ(Virsh("start --paused " + std::string(kDomain), &out), 0) << out;
+    EXPECT_EQ(testing::DomState(kDomain), "paused");
+  }
+  ASSERT_TRUE(tracker->CheckCapable(kDomain)) << "a paused domain can do a round";
+  began = std::chrono::steady_clock::now();
+  auto r4 = tracker->BeginRound(kDomain, uid, 4);
+  ASSERT_TRUE(r4) << r4.error().ToString();
+  apply(**r4, {writer.Expect(0), writer.Expect(1)}, began);
+  ASSERT_TRUE((*r4)->Finish());
+  ASSERT_TRUE(tracker->RemoveCheckpoint(kDomain, uid, 3));
+  {
+    std::string out;
+    ASSERT_EQ(Virsh("resume " + std::string(kDomain), &out), 0) << out;
+  }
+
   // A backup job of someone else: a round is refused (kConflict), it is left alone.
   {
     const std::string other = dir / "other.xml";
@@ -288,7 +311,7 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
     std::fclose(f);
     std::string out;
     ASSERT_EQ(Virsh("backup-begin " + std::string(kDomain) + " " + other, &out), 0) << out;
-    auto r = tracker->BeginRound(kDomain, uid, 4);
+    auto r = tracker->BeginRound(kDomain, uid, 5);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, ErrorCode::kConflict) << r.error().ToString();
     EXPECT_EQ(JobType(kDomain), "Unbounded");
@@ -297,7 +320,9 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
 
   // Cancel during precopy (a round of ours abandoned mid-way): nothing of ours stays; the
   // domain runs on.
-  AbandonRound(uid, 4);
+  AbandonRound(uid, 5);
+  EXPECT_EQ(CheckpointList(kDomain),
+            warm::CheckpointName(uid, 4) + "\n" + warm::CheckpointName(uid, 5));
   ASSERT_TRUE(tracker->RemoveAll(kDomain, uid));
   EXPECT_EQ(CheckpointList(kDomain), "");
   EXPECT_EQ(JobType(kDomain), "None");
@@ -305,7 +330,10 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
   ASSERT_TRUE(tracker->RemoveAll(kDomain, uid)) << "RemoveAll is safe to repeat";
 
   // The domain off: the copies equal the source disks byte for byte.
-  testing::LvDestroyQcow2Domain(kDomain, /*keep_volumes=*/true);
+  {
+    std::string out;
+    ASSERT_EQ(Virsh("destroy --graceful " + std::string(kDomain), &out), 0) << out;
+  }
   for (size_t i = 0; i < kSizes.size(); ++i) {
     const std::string raw = (dir / ("source" + std::to_string(i) + ".raw")).string();
     std::string out;
@@ -320,8 +348,9 @@ TEST(LibvirtWarmWorldTest, RoundsCarryTheWritesRepeatLosesNothingCopyEqualsSourc
               0)
         << "disk " << i << ": " << out;
   }
-  ASSERT_TRUE(tracker->RemoveAll(kDomain, uid)) << "a domain that is gone is success";
+  ASSERT_TRUE(tracker->RemoveAll(kDomain, uid)) << "a shut-off domain";
   testing::LvDestroyQcow2Domain(kDomain);
+  ASSERT_TRUE(tracker->RemoveAll(kDomain, uid)) << "a domain that is gone is success";
   std::filesystem::remove_all(dir);
 }
 

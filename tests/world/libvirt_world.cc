@@ -151,9 +151,13 @@ bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& si
         << "<video><model type='none'/></video><memballoon model='none'/></devices></domain>";
   }
   std::string out;
-  const int rc = Virsh("create '" + xml_path + "'", &out);
+  int rc = Virsh("define '" + xml_path + "'", &out);
   std::filesystem::remove(xml_path);
   EXPECT_EQ(rc, 0) << out;
+  if (rc == 0) {
+    rc = Virsh("start " + name, &out);
+    EXPECT_EQ(rc, 0) << out;
+  }
   return rc == 0 && DomState(name) == "running";
 }
 
@@ -176,6 +180,7 @@ bool LvGuestWrite(const std::string& domain, int disk, const LvWrite& w) {
 void LvDestroyQcow2Domain(const std::string& name, bool keep_volumes) {
   std::string out;
   Virsh("destroy --graceful " + name, &out);
+  Virsh("undefine --checkpoints-metadata " + name, &out);
   if (!keep_volumes) {
     for (int i = 0; i < 8; ++i) {
       std::filesystem::remove(LvQcow2DiskPath(name, i));

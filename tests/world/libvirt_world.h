@@ -61,7 +61,8 @@ struct LvWrite {
   unsigned pattern = 0;
 };
 
-//! Starts a transient domain `name` (virsh create: it is gone once destroyed) with one virtio
+//! Defines and starts a domain `name` (persistent: it can be shut off and started again, its
+//! checkpoints with it) with one virtio
 //! qcow2 disk per entry of `sizes` (vda, vdb, ...; volumes "<name>-<target>.qcow2" of the world's
 //! pool, made fresh), holding `prefill[i]`'s data before it starts (written with qemu-io into
 //! the image). No OS: the BIOS finds nothing to boot, qemu keeps running; the disks are real
@@ -77,8 +78,8 @@ bool LvGuestWrite(const std::string& domain, int disk, const LvWrite& w);
 //! The path of disk `disk` of a domain LvStartQcow2Domain made.
 std::string LvQcow2DiskPath(const std::string& domain, int disk);
 
-//! Stops the domain (SIGTERM: qemu flushes and closes its images) and removes its volumes
-//! unless `keep_volumes`.
+//! Stops the domain (SIGTERM: qemu flushes and closes its images), undefines it (with its
+//! checkpoint metadata) and removes its volumes unless `keep_volumes`.
 void LvDestroyQcow2Domain(const std::string& name, bool keep_volumes = false);
 
 }  // namespace vmimport::testing
