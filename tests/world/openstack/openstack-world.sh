@@ -842,6 +842,10 @@ wait_fixture() {
   fail "$svc" "fixture $kind $id stuck in '$s' (wanted $want)"
 }
 
+# awk program over "ID Name" lines: the volumes fixtures_cleanup removes (all vmi-* and
+# vm-import-* ones but the guests' boot volumes).
+FIXTURE_VOLUMES='$2 ~ /^(vmi-|vm-import-)/ && $2 !~ /^vmi-guest-.*-boot$/ {print $1}'
+
 fixtures_cleanup() {
   local id n i
   for id in $(openstack server list -f value -c ID -c Name | awk '$2 ~ /^vmi-/ {print $1}'); do
@@ -858,14 +862,16 @@ fixtures_cleanup() {
     n=$(openstack volume snapshot list -f value -c Name | grep -cE '^(vmi-|vm-import-)' || true)
     [ "$n" = 0 ] && break; sleep 1
   done
-  for id in $(openstack volume list -f value -c ID -c Name | awk '$2 ~ /^(vmi-|vm-import-)/ {print $1}'); do
+  # The guests' boot volumes stay (detached by their servers' deletion): seed-guests boots new
+  # servers from them instead of uploading each guest and copying it into a volume again.
+  for id in $(openstack volume list -f value -c ID -c Name | awk "$FIXTURE_VOLUMES"); do
     openstack volume delete --force "$id" >/dev/null 2>&1 || openstack volume delete "$id" >/dev/null 2>&1 || true
   done
   for id in $(openstack image list -f value -c ID -c Name | awk '$2 ~ /^(vmi-|vm-import-)/ {print $1}'); do
     openstack image delete "$id" >/dev/null 2>&1 || true
   done
   for i in $(seq 1 60); do
-    n=$(openstack volume list -f value -c Name | grep -cE '^(vmi-|vm-import-)' || true)
+    n=$(openstack volume list -f value -c ID -c Name | awk "$FIXTURE_VOLUMES" | wc -l)
     [ "$n" = 0 ] && return 0; sleep 1
   done
   fail cinder-volume "old fixture volumes were not deleted within 60 s"
@@ -960,29 +966,38 @@ seed_guests() {
       for id in $(openstack server list --name "^$name\$" -f value -c ID); do
         openstack server delete --wait "$id" >/dev/null
       done
-      for id in $(openstack volume list --name "$name-boot" -f value -c ID); do
-        openstack volume delete "$id" >/dev/null
-      done
       for id in $(openstack port list --name "$name-port" -f value -c ID); do
         openstack port delete "$id" >/dev/null
       done
-      for id in $(openstack image list --name "$name" -f value -c ID); do
-        openstack image delete "$id" >/dev/null
-      done
-      props=(--property os_type=linux --property os_distro="$distro"
-             --property hw_disk_bus="$bus" --property hw_vif_model="$model")
-      [ "$fw" = efi ] && props+=(--property hw_firmware_type=uefi)
-      log "guests: $name: image ($(($(stat -c %s "$raw") >> 20)) MiB), volume, port $mac, server"
-      img=$(openstack image create --disk-format raw --container-format bare --file "$raw" \
-        "${props[@]}" "$name" -f value -c id) || fail glance-api "guest image $name upload failed"
-      vol=$(openstack volume create --size 1 --image "$img" --bootable "$name-boot" -f value -c id)
-      wait_fixture volume "$vol" available
+      # A boot volume an earlier up made from this very disk (its path names the guest build's
+      # hash) is booted again; anything else is made anew from the disk.
+      vol=$(openstack volume list --name "$name-boot" -f value -c ID -c Status | awk '$2 == "available" {print $1}')
+      if [ "$(wc -w <<<"$vol")" = 1 ] && [ "$(cat "$STATE/$name.source" 2>/dev/null)" = "$raw" ]; then
+        log "guests: $name: volume $vol kept from an earlier up; port $mac, server"
+      else
+        for id in $(openstack volume list --name "$name-boot" -f value -c ID); do
+          openstack volume delete "$id" >/dev/null
+        done
+        for id in $(openstack image list --name "$name" -f value -c ID); do
+          openstack image delete "$id" >/dev/null
+        done
+        props=(--property os_type=linux --property os_distro="$distro"
+               --property hw_disk_bus="$bus" --property hw_vif_model="$model")
+        [ "$fw" = efi ] && props+=(--property hw_firmware_type=uefi)
+        log "guests: $name: image ($(($(stat -c %s "$raw") >> 20)) MiB), volume, port $mac, server"
+        rm -f "$STATE/$name.source"
+        img=$(openstack image create --disk-format raw --container-format bare --file "$raw" \
+          "${props[@]}" "$name" -f value -c id) || fail glance-api "guest image $name upload failed"
+        vol=$(openstack volume create --size 1 --image "$img" --bootable "$name-boot" -f value -c id)
+        wait_fixture volume "$vol" available
+        echo "$raw" > "$STATE/$name.source"
+        # the image was only the way into the volume (the volume keeps its properties)
+        openstack image delete "$img" >/dev/null
+      fi
       port=$(openstack port create --network private --mac-address "$mac" "$name-port" -f value -c id)
       id=$(openstack server create --flavor m1.small --volume "$vol" --nic port-id="$port" \
         "$name" -f value -c id)
       wait_fixture server "$id" ACTIVE
-      # the image was only the way into the volume (the volume keeps its properties)
-      openstack image delete "$img" >/dev/null
     fi
     echo "export $var='$id'" >> $GUESTS.tmp
   done 3< "$table"
