@@ -13,6 +13,8 @@ PKGS=(
   libfmt-dev libcli11-dev libssl-dev zlib1g-dev libdeflate-dev libzstd-dev
   libexpected-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   libvirt-dev libsasl2-modules
+  # warm migration: reading libvirt's pull-mode backup export (NBD, dirty-bitmap block status)
+  libnbd-dev
   # test world and oracles
   qemu-utils qemu-system-x86 openssl curl jq ca-certificates procps iproute2 psmisc python3 util-linux
   # real guest disks (tests/world/guest/guest-world.sh) and their firmware in the boot check

@@ -20,6 +20,9 @@
 
 namespace vmimport::warm {
 
+using core::Result;
+using core::Status;
+
 //! A byte range of one disk. `zero`: the source says the range reads as zeros (the writer may
 //! punch or write zeros instead of reading it).
 struct ChangedRange {
