@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "app/writer_main.h"
 #include "controller/manager.h"
 #include "core/clock.h"
 #include "core/json.h"
@@ -437,10 +438,18 @@ int main(int argc, char** argv) {
                  "(a ping every 5 s, closed after 3 unanswered)")
       ->envname("VMIMPORT_LIBVIRT_TIMEOUT_SECONDS")
       ->check(CLI::Range(1, 3600));
+  // `writer`: warm migration's writer (app/writer_main.h), run in a Pod next to the volumes.
+  vmimport::app::WriterCommandOptions writer_opt;
+  CLI::App* writer = app.add_subcommand(
+      "writer", "warm migration: write rounds of extents into the import's volumes");
+  vmimport::app::AddWriterOptions(*writer, writer_opt);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (writer->parsed()) {
+    return vmimport::app::RunWriter(writer_opt);
   }
   if (opt.renew_deadline_s >= opt.lease_duration_s) {
     std::cerr << "vm-import-controller: --renew-deadline must be shorter than --lease-duration\n";
