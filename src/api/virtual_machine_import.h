@@ -175,10 +175,10 @@ struct VirtualMachineImportSpec {
   std::vector<NicOverride> nic_overrides;  //!< "nicOverrides"
   std::string run_strategy;                //!< "runStrategy": running (default) or stopped
   // Warm migration (issue 22, api/warm.h); empty/0/absent: unset.
-  std::string migration_mode;  //!< "migrationMode": cold (default) or warm
-  std::string cutover_time;    //!< "cutoverTime": RFC 3339; not before it
-  int32_t downtime_budget_seconds = 0;   //!< "downtimeBudgetSeconds"
-  int32_t precopy_interval_seconds = 0;  //!< "precopyIntervalSeconds"; 0: 600
+  std::string migration_mode;                 //!< "migrationMode": cold (default) or warm
+  std::string cutover_time;                   //!< "cutoverTime": RFC 3339; not before it
+  int32_t downtime_budget_seconds = 0;        //!< "downtimeBudgetSeconds"
+  int32_t precopy_interval_seconds = 0;       //!< "precopyIntervalSeconds"; 0: 600
   std::optional<bool> warm_fallback_to_cold;  //!< "warmFallbackToCold"
   nlohmann::json extra = nlohmann::json::object();
 

@@ -15,8 +15,9 @@
 namespace vmimport::app {
 
 void AddWriterOptions(CLI::App& command, WriterCommandOptions& options) {
-  command.add_option("--listen", options.listen,
-                     "host:port the writer listens on (port 0: any; the port is printed)")
+  command
+      .add_option("--listen", options.listen,
+                  "host:port the writer listens on (port 0: any; the port is printed)")
       ->envname("VMIMPORT_WRITER_LISTEN");
   command
       .add_option("--disk", options.disks,
@@ -104,8 +105,8 @@ int RunWriter(const WriterCommandOptions& options) {
     log.Error("writer failed", {{"error", served.error().ToString()}});
     return 1;
   }
-  log.Info("writer stopped", {{"last_round", (*writer)->LastCommittedRound()},
-                              {"bytes", (*writer)->BytesWritten()}});
+  log.Info("writer stopped",
+           {{"last_round", (*writer)->LastCommittedRound()}, {"bytes", (*writer)->BytesWritten()}});
   return 0;
 }
 

@@ -155,8 +155,8 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   //! Warm imports (import_warm.cc): whether the source can track changes. Returns nullopt to go
   //! on (cold, or warm and capable, or fallen back to cold), else the pass's result (refused).
   core::Result<std::optional<ReconcileResult>> PreflightWarm(std::stop_token stop, Pass& pass,
-                                                              source::SourceKind kind,
-                                                              const Json& source_obj);
+                                                             source::SourceKind kind,
+                                                             const Json& source_obj);
   core::Result<ReconcileResult> Export(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> SubmitImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);

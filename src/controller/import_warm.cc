@@ -49,8 +49,9 @@ core::Result<std::optional<ReconcileResult>> ImportReconciler::PreflightWarm(
       }
       refusal = capable.error().message;
     } else {
-      refusal = "the source can track changes, but the precopy and cutover phases are not in "
-                "this controller yet";
+      refusal =
+          "the source can track changes, but the precopy and cutover phases are not in "
+          "this controller yet";
     }
   }
   if (vm_import.spec.WarmFallbackToCold()) {

@@ -12,8 +12,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "kube/client.h"
@@ -328,9 +328,8 @@ TEST_F(WriterPodWorldTest, RoundsStreamedToTheWriterPodLandInTheFilesystemAndBlo
   EXPECT_EQ(committed, 3) << log;
   EXPECT_TRUE(round2) << log;
   std::cerr << "writer pod ready (claims bound, volumes mounted, listening) after " << ready_s
-            << " s; total " << std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                             started)
-                                   .count()
+            << " s; total "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
             << " s\n";
 }
 

@@ -165,12 +165,12 @@ TEST(ValidateImportSpec, WarmNeedsVolumesAndItsFieldsAreChecked) {
   s.cutover_time = "saturday 2am";
   s.downtime_budget_seconds = -1;
   s.precopy_interval_seconds = -5;
-  EXPECT_EQ(ValidateImportSpec(s),
-            (std::vector<std::string>{
-                "spec.cutoverTime: \"saturday 2am\" is not an RFC 3339 time (e.g. "
-                "2026-12-05T02:00:00Z)",
-                "spec.downtimeBudgetSeconds: must not be negative",
-                "spec.precopyIntervalSeconds: must not be negative"}));
+  EXPECT_EQ(
+      ValidateImportSpec(s),
+      (std::vector<std::string>{"spec.cutoverTime: \"saturday 2am\" is not an RFC 3339 time (e.g. "
+                                "2026-12-05T02:00:00Z)",
+                                "spec.downtimeBudgetSeconds: must not be negative",
+                                "spec.precopyIntervalSeconds: must not be negative"}));
   s = ValidSpec();
   s.migration_mode = "hot";
   EXPECT_EQ(ValidateImportSpec(s),

@@ -38,7 +38,8 @@ class WarmReconcilerTest : public ImportFixture {
  protected:
   std::string FailedMessage(const std::string& name) {
     for (const Json& c : ImportOf(name)["status"].value("importConditions", Json::array())) {
-      if (c.value("status", "") == "True" && c.value("type", "").find("Failed") != std::string::npos) {
+      if (c.value("status", "") == "True" &&
+          c.value("type", "").find("Failed") != std::string::npos) {
         return c.value("message", "");
       }
     }
