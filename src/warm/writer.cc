@@ -96,7 +96,10 @@ core::Result<std::unique_ptr<Writer>> Writer::Open(WriterOptions options, core::
   for (const WriterTarget& t : options.disks) {
     Disk d;
     d.path = t.path;
-    d.fd = disk::UniqueFd(::open(t.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    // Only a file target (one with a size) is made when missing: a device path that is not
+    // there (a volume not mapped) must fail, not become a file on the container's /dev.
+    const int create = t.size > 0 ? O_CREAT : 0;
+    d.fd = disk::UniqueFd(::open(t.path.c_str(), O_RDWR | O_CLOEXEC | create, 0644));
     if (!d.fd.valid()) {
       return core::MakeError(OsError("open " + t.path));
     }
@@ -226,14 +229,15 @@ core::Status Writer::ServeConnection(int fd) {
     }
     core::Status ok;
     switch (h->type) {
-      case FrameType::kRoundBegin:
+      case FrameType::kRoundBegin: {
         round = h->a;
         extents = 0;
-        {
-          std::lock_guard lock(mu_);
+        std::lock_guard lock(mu_);
+        if (session == session_) {  // a superseded session must not touch the current round
           round_bytes_ = 0;
         }
         continue;
+      }
       case FrameType::kExtent: {
         if (!round) {
           ok = core::MakeError(core::ErrorCode::kCorruptData, "writer: extent outside a round");

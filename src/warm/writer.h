@@ -26,8 +26,9 @@
 namespace vmimport::warm {
 
 struct WriterTarget {
-  std::string path;   //!< a regular file (made if missing) or a block device
-  uint64_t size = 0;  //!< regular file: extended to this size if shorter; 0: as it is
+  std::string path;   //!< a regular file or a block device
+  uint64_t size = 0;  //!< > 0: a file, made if missing and extended to this size if shorter;
+                      //!< 0: the target must exist (a device), used at its size
 };
 
 struct WriterOptions {
@@ -38,7 +39,7 @@ struct WriterOptions {
 //! Thread-safe: connections are served on threads of their own; writes are serialized.
 class Writer {
  public:
-  //! Opens every target (O_RDWR; a missing regular file is created). Errors: InvalidArgument (no
+  //! Opens every target (O_RDWR; a missing file with a size is made). Errors: InvalidArgument (no
   //! disks, an empty token), NotFound / PermissionDenied / Internal from open, naming the path.
   [[nodiscard]] static core::Result<std::unique_ptr<Writer>> Open(WriterOptions options,
                                                                   core::Logger log);

@@ -218,6 +218,20 @@ TEST_F(WarmTest, WriterRefusesAWrongTokenAChecksumMismatchAndAnExtentPastTheEnd)
             std::string::npos);
 }
 
+TEST(Writer, ATargetWithoutASizeMustExistAndIsNeverMade) {
+  const fs::path missing =
+      fs::temp_directory_path() / ("warm-no-device-" + std::to_string(getpid()));
+  WriterOptions opt;
+  opt.token = kToken;
+  opt.disks = {{missing.string(), 0}};
+  auto w = Writer::Open(opt, QuietLog());
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code, core::ErrorCode::kNotFound) << w.error().ToString();
+  EXPECT_FALSE(fs::exists(missing));
+  opt.token.clear();
+  EXPECT_EQ(Writer::Open(opt, QuietLog()).error().code, core::ErrorCode::kInvalidArgument);
+}
+
 TEST_F(WarmTest, ARoundCutShortIsSentAgainWholeOnANewConnection) {
   const auto first = Pattern(65536, 4);
   {
