@@ -94,8 +94,19 @@ struct Disks {
       data = Random(length, seed);
       std::copy(data.begin(), data.end(), want[disk].begin() + static_cast<std::ptrdiff_t>(offset));
     }
-    auto ok = c.Extent(disk, offset, length, zero, data);
-    ASSERT_TRUE(ok) << ok.error().ToString();
+    if (zero) {
+      auto ok = c.Extent(disk, offset, length, true, {});
+      ASSERT_TRUE(ok) << ok.error().ToString();
+      return;
+    }
+    // At most warm::kMaxPayload a frame, as CopyRound sends a long range.
+    for (uint64_t done = 0; done < length; done += warm::kMaxPayload) {
+      const uint64_t n = std::min<uint64_t>(warm::kMaxPayload, length - done);
+      auto ok =
+          c.Extent(disk, offset + done, n, false,
+                   std::span(data).subspan(static_cast<size_t>(done), static_cast<size_t>(n)));
+      ASSERT_TRUE(ok) << ok.error().ToString();
+    }
   }
 };
 
