@@ -14,6 +14,7 @@ pkg_check_modules(LIBDEFLATE REQUIRED IMPORTED_TARGET libdeflate)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(LIBVIRT REQUIRED IMPORTED_TARGET libvirt)  # libvirt-dev: LibvirtSource
+pkg_check_modules(LIBNBD REQUIRED IMPORTED_TARGET libnbd)  # libnbd-dev: the warm change tracker
 if(VMIMPORT_TESTS)
   find_package(GTest REQUIRED)
 endif()

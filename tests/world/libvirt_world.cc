@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -109,6 +110,82 @@ std::string LvUuid(const std::string& domain) {
   }
   ADD_FAILURE() << "no domain " << domain << " in the libvirt manifest";
   return "";
+}
+
+std::string LvQcow2DiskPath(const std::string& domain, int disk) {
+  return LvVar("LIBVIRT_POOL_DIR") + "/" + domain + "-vd" + static_cast<char>('a' + disk) +
+         ".qcow2";
+}
+
+bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& sizes,
+                        const std::vector<std::vector<LvWrite>>& prefill) {
+  std::string disks;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const std::string path = LvQcow2DiskPath(name, static_cast<int>(i));
+    std::string out;
+    std::string cmd = "rm -f '" + path + "' && qemu-img create -q -f qcow2 '" + path + "' " +
+                      std::to_string(sizes[i]);
+    if (i < prefill.size() && !prefill[i].empty()) {
+      cmd += " && qemu-io -f qcow2";
+      for (const LvWrite& w : prefill[i]) {
+        cmd += " -c 'write -P " + std::to_string(w.pattern) + " " + std::to_string(w.offset) + " " +
+               std::to_string(w.length) + "'";
+      }
+      cmd += " '" + path + "' >/dev/null";
+    }
+    if (RunCommand(cmd + " 2>&1", &out) != 0) {
+      ADD_FAILURE() << cmd << ": " << out;
+      return false;
+    }
+    disks += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
+             path + "'/><target dev='vd" + static_cast<char>('a' + i) + "' bus='virtio'/></disk>";
+  }
+  const std::string xml_path = LvVar("LIBVIRT_POOL_DIR") + "/../" + name + ".xml";
+  {
+    std::ofstream xml(xml_path);
+    xml << "<domain type='qemu'><name>" << name
+        << "</name><memory unit='MiB'>16</memory><vcpu>1</vcpu><os><type arch='x86_64' "
+           "machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</"
+           "emulator>"
+        << disks
+        << "<video><model type='none'/></video><memballoon model='none'/></devices></domain>";
+  }
+  std::string out;
+  int rc = Virsh("define '" + xml_path + "'", &out);
+  std::filesystem::remove(xml_path);
+  EXPECT_EQ(rc, 0) << out;
+  if (rc == 0) {
+    rc = Virsh("start " + name, &out);
+    EXPECT_EQ(rc, 0) << out;
+  }
+  return rc == 0 && DomState(name) == "running";
+}
+
+bool LvGuestWrite(const std::string& domain, int disk, const LvWrite& w) {
+  const std::string dev =
+      "/machine/peripheral/virtio-disk" + std::to_string(disk) + "/virtio-backend";
+  const std::string cmd = "qemu-io -d " + dev + " \\\"write -P " + std::to_string(w.pattern) + " " +
+                          std::to_string(w.offset) + " " + std::to_string(w.length) + "\\\"";
+  std::string out;
+  const int rc = Virsh("qemu-monitor-command --hmp " + domain + " \"" + cmd + "\"", &out);
+  // HMP prints nothing on success and the error otherwise (the exit status is 0 either way).
+  if (rc != 0 || !std::string(core::TrimSpace(out)).empty()) {
+    ADD_FAILURE() << "write " << w.length << " bytes at " << w.offset << " of disk " << disk
+                  << " of " << domain << ": " << out;
+    return false;
+  }
+  return true;
+}
+
+void LvDestroyQcow2Domain(const std::string& name, bool keep_volumes) {
+  std::string out;
+  Virsh("destroy --graceful " + name, &out);
+  Virsh("undefine --checkpoints-metadata " + name, &out);
+  if (!keep_volumes) {
+    for (int i = 0; i < 8; ++i) {
+      std::filesystem::remove(LvQcow2DiskPath(name, i));
+    }
+  }
 }
 
 }  // namespace vmimport::testing
