@@ -30,6 +30,7 @@
 #include "kube/events.h"
 #include "kube/informer.h"
 #include "kube/leader_election.h"
+#include "source/libvirt/change_tracker.h"
 #include "source/libvirt/importer.h"
 #include "source/openstack/importer.h"
 #include "source/ova/checker.h"
@@ -294,6 +295,14 @@ int Run(const Options& opt) {
                  .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
                  .stream_bytes_per_second = opt.stream_rate_limit},
       .image_server = {}};
+  // Warm migration (issue 22): libvirt's incremental backup says what changed on a running
+  // domain. Its export is a unix socket on the libvirt host: the tracker needs libvirtd local.
+  manager_options.import.change_trackers[source::SourceKind::kLibvirt] =
+      [connect = libvirt_options.connect](const source::SourceConfig& config) {
+        source::libvirt::ChangeTrackerOptions tracker_options;
+        tracker_options.connect = connect;
+        return source::libvirt::MakeLibvirtChangeTracker(config, tracker_options);
+      };
   {
     const auto colon = opt.image_server_address.rfind(':');
     auto& server_config = manager_options.image_server;
