@@ -298,10 +298,10 @@ int Run(const Options& opt) {
   // Warm migration (issue 22): libvirt's incremental backup says what changed on a running
   // domain. Its export is a unix socket on the libvirt host: the tracker needs libvirtd local.
   manager_options.import.change_trackers[source::SourceKind::kLibvirt] =
-      [connect = libvirt_options.connect](const source::SourceConfig& config) {
+      [connect = libvirt_options.connect](const source::SourceConfig& source_config) {
         source::libvirt::ChangeTrackerOptions tracker_options;
         tracker_options.connect = connect;
-        return source::libvirt::MakeLibvirtChangeTracker(config, tracker_options);
+        return source::libvirt::MakeLibvirtChangeTracker(source_config, tracker_options);
       };
   {
     const auto colon = opt.image_server_address.rfind(':');
