@@ -256,16 +256,16 @@ void CheckWarm(const VirtualMachineImportSpec& spec, std::vector<std::string>& p
     }
   }
   if (spec.downtime_budget_seconds < 0) {
-    problems.push_back("spec.downtimeBudgetSeconds: must not be negative");
+    problems.emplace_back("spec.downtimeBudgetSeconds: must not be negative");
   }
   if (spec.precopy_interval_seconds < 0) {
-    problems.push_back("spec.precopyIntervalSeconds: must not be negative");
+    problems.emplace_back("spec.precopyIntervalSeconds: must not be negative");
   }
   if (spec.MigrationModeOrDefault() != MigrationMode::kWarm) {
     return;
   }
   if (spec.DiskTargetOrDefault() != DiskTarget::kVolume) {
-    problems.push_back(
+    problems.emplace_back(
         "spec.migrationMode: warm needs spec.diskTarget: volume (a warm import writes the "
         "target volumes again on every round while the source runs; an image is made once)");
   }

@@ -116,8 +116,8 @@ ImportReconciler::ImportReconciler(kube::Api& api, kube::ObjectCache& imports,
       events_(events),
       clock_(clock),
       log_(std::move(log)),
-      options_(options),
-      stream_slots_(options.max_streams_per_source) {}
+      options_(std::move(options)),
+      stream_slots_(options_.max_streams_per_source) {}  // options_ is declared before it
 
 ImportReconciler::~ImportReconciler() {
   std::stop_source none;
