@@ -71,8 +71,7 @@ TEST_F(WarmReconcilerTest, ASourceKindWithoutATrackerIsRefusedBeforeTheSourceIsT
   ASSERT_EQ(RunUntil("imp", "virtualMachineImportInvalid"), "virtualMachineImportInvalid");
   const auto events = events_.WithReason("WarmNotPossible");
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_NE(events[0].message.find("vmware sources cannot say what changed"),
-            std::string::npos)
+  EXPECT_NE(events[0].message.find("vmware sources cannot say what changed"), std::string::npos)
       << events[0].message;
   EXPECT_NE(events[0].message.find("spec.warmFallbackToCold"), std::string::npos);
   EXPECT_EQ(source_->power_offs, 0);
