@@ -20,7 +20,7 @@ declare -A ALLOWED=(
   [api]="core model api"
   [harvester]="core model api harvester"
   [imageserver]="core disk source imageserver"
-  [controller]="core api kube source harvester imageserver controller"
+  [controller]="core api kube source harvester imageserver warm controller"
   [app]="*"
 )
 

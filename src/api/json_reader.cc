@@ -111,6 +111,17 @@ void ObjectReader::Uint64(std::string_view key, uint64_t& out) {
   out = v->get<uint64_t>();
 }
 
+void ObjectReader::OptDouble(std::string_view key, std::optional<double>& out) {
+  const json* v = Lookup(key);
+  if (v == nullptr) {
+    return;
+  }
+  if (!v->is_number()) {
+    return Fail(key, "a number");
+  }
+  out = v->get<double>();
+}
+
 const json* ObjectReader::Child(std::string_view key, json::value_t type) {
   const json* v = Lookup(key);
   if (v == nullptr) {

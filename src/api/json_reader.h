@@ -27,6 +27,8 @@ class ObjectReader {
   void Int32(std::string_view key, int32_t& out);
   void Int64(std::string_view key, int64_t& out);
   void Uint64(std::string_view key, uint64_t& out);
+  //! Any JSON number.
+  void OptDouble(std::string_view key, std::optional<double>& out);
   //! The value of `key` when it is present, not null and of `type`; nullptr otherwise (a wrong
   //! type records an error). The key counts as known.
   const nlohmann::json* Child(std::string_view key, nlohmann::json::value_t type);

@@ -1,9 +1,12 @@
 #include "api/names.h"
 
 #include <array>
+#include <chrono>
 #include <set>
 
 #include "api/overrides.h"
+#include "api/warm.h"
+#include "core/clock.h"
 #include "core/strings.h"
 
 namespace vmimport::api {
@@ -238,6 +241,36 @@ bool LooksLikeUuid(std::string_view s) {
   return true;
 }
 
+// spec.migrationMode and the fields of a warm import (api/warm.h).
+void CheckWarm(const VirtualMachineImportSpec& spec, std::vector<std::string>& problems) {
+  if (!spec.migration_mode.empty() && !ParseMigrationMode(spec.migration_mode)) {
+    problems.push_back("spec.migrationMode: unsupported value " + Quote(spec.migration_mode) +
+                       " (expected cold, the default, or warm)");
+    return;
+  }
+  if (!spec.cutover_time.empty()) {
+    std::chrono::system_clock::time_point t;
+    if (!core::ParseRfc3339(spec.cutover_time, t)) {
+      problems.push_back("spec.cutoverTime: " + Quote(spec.cutover_time) +
+                         " is not an RFC 3339 time (e.g. 2026-12-05T02:00:00Z)");
+    }
+  }
+  if (spec.downtime_budget_seconds < 0) {
+    problems.emplace_back("spec.downtimeBudgetSeconds: must not be negative");
+  }
+  if (spec.precopy_interval_seconds < 0) {
+    problems.emplace_back("spec.precopyIntervalSeconds: must not be negative");
+  }
+  if (spec.MigrationModeOrDefault() != MigrationMode::kWarm) {
+    return;
+  }
+  if (spec.DiskTargetOrDefault() != DiskTarget::kVolume) {
+    problems.emplace_back(
+        "spec.migrationMode: warm needs spec.diskTarget: volume (a warm import writes the "
+        "target volumes again on every round while the source runs; an image is made once)");
+  }
+}
+
 std::vector<std::string> ValidateImportSpec(const VirtualMachineImportSpec& spec) {
   std::vector<std::string> problems;
   CheckSourceCluster(spec.source_cluster, problems);
@@ -255,6 +288,7 @@ std::vector<std::string> ValidateImportSpec(const VirtualMachineImportSpec& spec
     problems.push_back("spec.diskTarget: unsupported value " + Quote(*spec.disk_target) +
                        " (expected image, the default, or volume)");
   }
+  CheckWarm(spec, problems);
   CheckOverrides(spec, problems);
   return problems;
 }

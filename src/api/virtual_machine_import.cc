@@ -17,11 +17,13 @@ struct StatusName {
   std::string_view name;
 };
 
-constexpr std::array<StatusName, 11> kStatusNames{{
+constexpr std::array<StatusName, 13> kStatusNames{{
     {ImportStatus::kNew, ""},
     {ImportStatus::kVirtualMachineImportValid, "virtualMachineImportValid"},
     {ImportStatus::kVirtualMachineImportInvalid, "virtualMachineImportInvalid"},
     {ImportStatus::kSourceReady, "sourceReady"},
+    {ImportStatus::kPrecopy, kImportStatusPrecopy},
+    {ImportStatus::kCutover, kImportStatusCutover},
     {ImportStatus::kDisksExported, "disksExported"},
     {ImportStatus::kDiskImagesSubmitted, "diskImageSubmitted"},
     {ImportStatus::kDiskImagesReady, "diskImagesReady"},
@@ -181,6 +183,11 @@ core::Status ReadOverrides(ObjectReader& r, VirtualMachineImportSpec& s) {
   }
   r.String("memory", s.memory);
   r.String("runStrategy", s.run_strategy);
+  r.String("migrationMode", s.migration_mode);
+  r.String("cutoverTime", s.cutover_time);
+  r.Int32("downtimeBudgetSeconds", s.downtime_budget_seconds);
+  r.Int32("precopyIntervalSeconds", s.precopy_interval_seconds);
+  r.OptBool("warmFallbackToCold", s.warm_fallback_to_cold);
   return core::Ok();
 }
 
@@ -221,6 +228,17 @@ void WriteOverrides(json& out, const VirtualMachineImportSpec& s) {
   }
   PutIfNotEmpty(out, "memory", s.memory);
   PutIfNotEmpty(out, "runStrategy", s.run_strategy);
+  PutIfNotEmpty(out, "migrationMode", s.migration_mode);
+  PutIfNotEmpty(out, "cutoverTime", s.cutover_time);
+  if (s.downtime_budget_seconds != 0) {
+    out["downtimeBudgetSeconds"] = s.downtime_budget_seconds;
+  }
+  if (s.precopy_interval_seconds != 0) {
+    out["precopyIntervalSeconds"] = s.precopy_interval_seconds;
+  }
+  if (s.warm_fallback_to_cold) {
+    out["warmFallbackToCold"] = *s.warm_fallback_to_cold;
+  }
 }
 
 // --- status -------------------------------------------------------------------------------
@@ -393,6 +411,14 @@ DiskTarget VirtualMachineImportSpec::DiskTargetOrDefault() const {
                      : DiskTarget::kImage;
 }
 
+MigrationMode VirtualMachineImportSpec::MigrationModeOrDefault() const {
+  return ParseMigrationMode(migration_mode).value_or(MigrationMode::kCold);
+}
+
+int32_t VirtualMachineImportSpec::PrecopyIntervalSeconds() const {
+  return precopy_interval_seconds > 0 ? precopy_interval_seconds : kDefaultPrecopyIntervalSeconds;
+}
+
 std::string VirtualMachineImportSpec::NicModelOrDefault() const {
   // "" is in the CRD enum (wrangler adds it) and means "not set".
   if (default_network_interface_model && !default_network_interface_model->empty()) {
@@ -518,6 +544,13 @@ core::Result<VirtualMachineImportStatus> StatusFromJson(const json& j) {
   }
   r.String("newVirtualMachine", s.new_virtual_machine);
   r.String("importedVirtualMachineName", s.imported_virtual_machine_name);
+  if (const json* warm = r.Child("warm", json::value_t::object)) {
+    auto w = WarmStatusFromJson(*warm, r.PathOf("warm"));
+    if (!w) {
+      return core::MakeError(w.error());
+    }
+    s.warm = std::move(*w);
+  }
   if (auto ok = r.Finish(); !ok) {
     return core::MakeError(ok.error());
   }
@@ -542,6 +575,9 @@ json StatusToJson(const VirtualMachineImportStatus& s) {
   }
   PutIfNotEmpty(out, "newVirtualMachine", s.new_virtual_machine);
   PutIfNotEmpty(out, "importedVirtualMachineName", s.imported_virtual_machine_name);
+  if (s.warm) {
+    out["warm"] = WarmStatusToJson(*s.warm);
+  }
   MergeUnknown(out, s.extra);
   // Messages and names may carry text from a source that is not UTF-8: the status is safe to
   // dump() and to show whatever the source sent.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "api/conditions.h"
+#include "api/warm.h"
 #include "core/result.h"
 
 namespace vmimport::api {
@@ -43,6 +44,10 @@ enum class ImportStatus {
   kVirtualMachineImportValid,
   kVirtualMachineImportInvalid,
   kSourceReady,
+  //! Warm migration (api/warm.h): rounds copied while the source runs, then the cutover (source
+  //! off, last round); then diskImagesReady and the usual phases.
+  kPrecopy,
+  kCutover,
   kDisksExported,
   kDiskImagesSubmitted,
   kDiskImagesReady,
@@ -169,7 +174,18 @@ struct VirtualMachineImportSpec {
   std::string memory;                      //!< "memory": a resource quantity ("4Gi")
   std::vector<NicOverride> nic_overrides;  //!< "nicOverrides"
   std::string run_strategy;                //!< "runStrategy": running (default) or stopped
+  // Warm migration (issue 22, api/warm.h); empty/0/absent: unset.
+  std::string migration_mode;                 //!< "migrationMode": cold (default) or warm
+  std::string cutover_time;                   //!< "cutoverTime": RFC 3339; not before it
+  int32_t downtime_budget_seconds = 0;        //!< "downtimeBudgetSeconds"
+  int32_t precopy_interval_seconds = 0;       //!< "precopyIntervalSeconds"; 0: 600
+  std::optional<bool> warm_fallback_to_cold;  //!< "warmFallbackToCold"
   nlohmann::json extra = nlohmann::json::object();
+
+  //! kWarm only for migrationMode "warm".
+  MigrationMode MigrationModeOrDefault() const;
+  int32_t PrecopyIntervalSeconds() const;
+  bool WarmFallbackToCold() const { return warm_fallback_to_cold.value_or(false); }
 
   //! kImage unless disk_target is "volume".
   DiskTarget DiskTargetOrDefault() const;
@@ -235,6 +251,7 @@ struct VirtualMachineImportStatus {
   std::vector<Condition> import_conditions;
   std::string new_virtual_machine;  //!< never written by the reference; kept for the round trip
   std::string imported_virtual_machine_name;
+  std::optional<WarmStatus> warm;  //!< "warm": a warm import's rounds and downtime
   nlohmann::json extra = nlohmann::json::object();
 };
 

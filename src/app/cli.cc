@@ -363,6 +363,34 @@ std::string Bar(uint64_t done, uint64_t total) {
          std::string(static_cast<size_t>(width - filled), ' ') + "]";
 }
 
+// A warm import (issue 22): each precopy round, the estimate, why no cutover yet, the downtime.
+void PrintWarm(const Json& status) {
+  const Json& warm = core::JsonObject(status, "warm");
+  if (warm.empty()) {
+    return;
+  }
+  for (const Json& r : core::JsonArray(warm, "rounds")) {
+    std::printf("    round %-3lld %s  changed %9.1f MiB  moved %9.1f MiB  %7.1f s\n",
+                static_cast<long long>(core::JsonInt(r, "round").value_or(0)),
+                core::JsonString(r, "started").c_str(),
+                static_cast<double>(core::JsonUint(r, "bytesChanged").value_or(0)) / (1 << 20),
+                static_cast<double>(core::JsonUint(r, "bytesMoved").value_or(0)) / (1 << 20),
+                core::JsonNumber(r, "seconds").value_or(0.0));
+  }
+  if (auto e = core::JsonNumber(warm, "estimatedDowntimeSeconds")) {
+    std::printf("    estimated downtime of a cutover now: %.1f s\n", *e);
+  }
+  if (const std::string why = core::JsonString(warm, "waitingFor"); !why.empty()) {
+    std::printf("    no cutover yet: %s\n", why.c_str());
+  }
+  if (const std::string why = core::JsonString(warm, "cutoverReason"); !why.empty()) {
+    std::printf("    cutover: %s\n", why.c_str());
+  }
+  if (auto d = core::JsonNumber(warm, "downtimeSeconds")) {
+    std::printf("    downtime (source off to target running): %.1f s\n", *d);
+  }
+}
+
 int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
   for (;;) {
     auto list = ctx.client->List({}, controller::ImportResource(), ctx.ns);
@@ -406,6 +434,7 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
           std::printf("      verified: %s\n", core::Join(checks, ", ").c_str());
         }
       }
+      PrintWarm(status);
     }
     std::fflush(stdout);
     if (once || all_done) {

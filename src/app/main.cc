@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "app/writer_main.h"
 #include "controller/manager.h"
 #include "core/clock.h"
 #include "core/json.h"
@@ -29,6 +30,7 @@
 #include "kube/events.h"
 #include "kube/informer.h"
 #include "kube/leader_election.h"
+#include "source/libvirt/change_tracker.h"
 #include "source/libvirt/importer.h"
 #include "source/openstack/importer.h"
 #include "source/ova/checker.h"
@@ -293,6 +295,14 @@ int Run(const Options& opt) {
                  .max_streams_per_source = static_cast<size_t>(opt.max_streams_per_source),
                  .stream_bytes_per_second = opt.stream_rate_limit},
       .image_server = {}};
+  // Warm migration (issue 22): libvirt's incremental backup says what changed on a running
+  // domain. Its export is a unix socket on the libvirt host: the tracker needs libvirtd local.
+  manager_options.import.change_trackers[source::SourceKind::kLibvirt] =
+      [connect = libvirt_options.connect](const source::SourceConfig& source_config) {
+        source::libvirt::ChangeTrackerOptions tracker_options;
+        tracker_options.connect = connect;
+        return source::libvirt::MakeLibvirtChangeTracker(source_config, tracker_options);
+      };
   {
     const auto colon = opt.image_server_address.rfind(':');
     auto& server_config = manager_options.image_server;
@@ -437,10 +447,18 @@ int main(int argc, char** argv) {
                  "(a ping every 5 s, closed after 3 unanswered)")
       ->envname("VMIMPORT_LIBVIRT_TIMEOUT_SECONDS")
       ->check(CLI::Range(1, 3600));
+  // `writer`: warm migration's writer (app/writer_main.h), run in a Pod next to the volumes.
+  vmimport::app::WriterCommandOptions writer_opt;
+  CLI::App* writer = app.add_subcommand(
+      "writer", "warm migration: write rounds of extents into the import's volumes");
+  vmimport::app::AddWriterOptions(*writer, writer_opt);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (writer->parsed()) {
+    return vmimport::app::RunWriter(writer_opt);
   }
   if (opt.renew_deadline_s >= opt.lease_duration_s) {
     std::cerr << "vm-import-controller: --renew-deadline must be shorter than --lease-duration\n";

@@ -396,6 +396,14 @@ core::Result<ReconcileResult> ImportReconciler::Preflight(std::stop_token stop, 
       {readiness.Verdict() == "ready" ? "Normal" : "Warning", "Readiness", readiness.Summary()});
   log_.Info("readiness verdict",
             {{"import", key}, {"verdict", readiness.Verdict()}, {"detail", readiness.Summary()}});
+  // Warm (spec.migrationMode): refused here, before the source is touched, unless it can be.
+  auto warm = PreflightWarm(stop, pass, kind, *source_obj);
+  if (!warm) {
+    return MakeError(warm.error());
+  }
+  if (*warm) {
+    return **warm;
+  }
   vm_import.status.extra[kSourceVmStatusKey] = SourceVmStatus(vm, claims ? identity : "");
   Move(pass, ImportStatus::kSourceReady, "SourceReady",
        "found source VM " + (vm.inventory_path.empty() ? vm.name : vm.inventory_path) + " with " +

@@ -116,8 +116,8 @@ ImportReconciler::ImportReconciler(kube::Api& api, kube::ObjectCache& imports,
       events_(events),
       clock_(clock),
       log_(std::move(log)),
-      options_(options),
-      stream_slots_(options.max_streams_per_source) {}
+      options_(std::move(options)),
+      stream_slots_(options_.max_streams_per_source) {}  // options_ is declared before it
 
 ImportReconciler::~ImportReconciler() {
   std::stop_source none;
@@ -608,6 +608,14 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
     case ImportStatus::kVirtualMachineImportInvalid:
     case ImportStatus::kDiskImagesFailed:
     case ImportStatus::kVmMigrationFailed: return CleanUpFailed(stop, pass);
+    case ImportStatus::kPrecopy:
+    case ImportStatus::kCutover:
+      // Written by a controller that has warm migration's phases (issue 22); this one has not.
+      Fail(pass, ImportStatus::kVmMigrationFailed, "WarmNotSupported",
+           "the import is in warm migration's " +
+               std::string(api::ImportStatusName(pass.vm_import.status.import_status)) +
+               " phase, which this controller does not run");
+      return Done();
     case ImportStatus::kVirtualMachineRunning:
     case ImportStatus::kUnrecognised: pass.forget = true; return Done();
   }

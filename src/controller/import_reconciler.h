@@ -40,6 +40,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,7 @@
 #include "imageserver/image_server.h"
 #include "kube/api.h"
 #include "source/importer.h"
+#include "warm/change_tracker.h"
 
 namespace vmimport::controller {
 
@@ -87,6 +89,11 @@ struct ImportReconcilerOptions {
   size_t max_streams_per_source = 0;
   //! Cap on each stream's source bytes per second. 0: none.
   double stream_bytes_per_second = 0;
+  //! Warm migration (issue 22): the change tracker of a source, by kind. A kind without one has
+  //! its warm imports refused in preflight (or imported cold with spec.warmFallbackToCold).
+  std::map<source::SourceKind,
+           std::function<std::unique_ptr<warm::ChangeTracker>(const source::SourceConfig&)>>
+      change_trackers;
 };
 
 //! Per-disk stream figures from the image server, for status.
@@ -145,6 +152,11 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<ReconcileResult> Step(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> Validate(Pass& pass);
   core::Result<ReconcileResult> Preflight(std::stop_token stop, Pass& pass);
+  //! Warm imports (import_warm.cc): whether the source can track changes. Returns nullopt to go
+  //! on (cold, or warm and capable, or fallen back to cold), else the pass's result (refused).
+  core::Result<std::optional<ReconcileResult>> PreflightWarm(std::stop_token stop, Pass& pass,
+                                                             source::SourceKind kind,
+                                                             const Json& source_obj);
   core::Result<ReconcileResult> Export(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> SubmitImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);

@@ -145,6 +145,40 @@ TEST(ValidateImportSpec, DiskTargetIsImageOrVolumeAndAnythingElseSaysSo) {
   EXPECT_EQ(s.DiskTargetOrDefault(), DiskTarget::kImage);
 }
 
+TEST(ValidateImportSpec, WarmNeedsVolumesAndItsFieldsAreChecked) {
+  VirtualMachineImportSpec s = ValidSpec();
+  EXPECT_EQ(s.MigrationModeOrDefault(), MigrationMode::kCold);
+  EXPECT_EQ(s.PrecopyIntervalSeconds(), kDefaultPrecopyIntervalSeconds);
+  s.migration_mode = "warm";
+  EXPECT_EQ(ValidateImportSpec(s),
+            std::vector<std::string>{
+                "spec.migrationMode: warm needs spec.diskTarget: volume (a warm import writes the "
+                "target volumes again on every round while the source runs; an image is made "
+                "once)"});
+  s.disk_target = "volume";
+  s.cutover_time = "2026-12-05T02:00:00Z";
+  s.downtime_budget_seconds = 60;
+  s.precopy_interval_seconds = 30;
+  EXPECT_TRUE(ValidateImportSpec(s).empty());
+  EXPECT_EQ(s.MigrationModeOrDefault(), MigrationMode::kWarm);
+  EXPECT_EQ(s.PrecopyIntervalSeconds(), 30);
+  s.cutover_time = "saturday 2am";
+  s.downtime_budget_seconds = -1;
+  s.precopy_interval_seconds = -5;
+  EXPECT_EQ(
+      ValidateImportSpec(s),
+      (std::vector<std::string>{"spec.cutoverTime: \"saturday 2am\" is not an RFC 3339 time (e.g. "
+                                "2026-12-05T02:00:00Z)",
+                                "spec.downtimeBudgetSeconds: must not be negative",
+                                "spec.precopyIntervalSeconds: must not be negative"}));
+  s = ValidSpec();
+  s.migration_mode = "hot";
+  EXPECT_EQ(ValidateImportSpec(s),
+            std::vector<std::string>{
+                "spec.migrationMode: unsupported value \"hot\" (expected cold, the default, or "
+                "warm)"});
+}
+
 TEST(ValidateImportSpec, ReturnsEveryProblemInSpecOrder) {
   VirtualMachineImportSpec s = ValidSpec();
   s.source_cluster.api_version = "migration.harvesterhci.io/v1";

@@ -157,6 +157,41 @@ TEST(VirtualMachineImportJson, DiskTargetAndDataVolumesRoundTripAndAreOmittedWhe
   EXPECT_EQ(back->disk_import_status[0].data_volume_progress, "45.20%");
 }
 
+TEST(VirtualMachineImportJson, WarmSpecAndStatusRoundTrip) {
+  auto spec = SpecFromJson(json::parse(R"({"sourceCluster": {}, "virtualMachineName": "a",
+      "migrationMode": "warm", "cutoverTime": "2026-12-05T02:00:00Z",
+      "downtimeBudgetSeconds": 120, "precopyIntervalSeconds": 60, "warmFallbackToCold": true})"));
+  ASSERT_TRUE(spec) << spec.error().ToString();
+  EXPECT_EQ(spec->migration_mode, "warm");
+  EXPECT_EQ(spec->downtime_budget_seconds, 120);
+  EXPECT_TRUE(spec->WarmFallbackToCold());
+  const json out = SpecToJson(*spec);
+  EXPECT_EQ(out["cutoverTime"], "2026-12-05T02:00:00Z");
+  EXPECT_EQ(out["precopyIntervalSeconds"], 60);
+  EXPECT_FALSE(SpecToJson(VirtualMachineImportSpec{}).contains("migrationMode"));
+
+  auto status = StatusFromJson(json::parse(R"({"importStatus": "precopy", "warm": {
+      "rounds": [{"round": 0, "started": "2026-12-05T01:00:00Z", "bytesChanged": 1048576,
+                  "bytesMoved": 524288, "seconds": 2.5, "future": 1}],
+      "lastRound": 0, "estimatedDowntimeSeconds": 31.5, "waitingFor": "spec.cutoverTime",
+      "downtimeSeconds": 12.25, "volumes": ["web-disk-0-01234567"], "other": "kept"}})"));
+  ASSERT_TRUE(status) << status.error().ToString();
+  EXPECT_EQ(status->import_status, ImportStatus::kPrecopy);
+  ASSERT_TRUE(status->warm);
+  ASSERT_EQ(status->warm->rounds.size(), 1u);
+  EXPECT_EQ(status->warm->rounds[0].bytes_moved, 524288u);
+  EXPECT_DOUBLE_EQ(status->warm->rounds[0].seconds, 2.5);
+  EXPECT_EQ(status->warm->estimated_downtime_seconds, 31.5);
+  const json back = StatusToJson(*status);
+  EXPECT_EQ(back["importStatus"], "precopy");
+  EXPECT_EQ(back["warm"]["lastRound"], 0);
+  EXPECT_EQ(back["warm"]["rounds"][0]["future"], 1);
+  EXPECT_EQ(back["warm"]["other"], "kept");
+  EXPECT_EQ(back["warm"]["downtimeSeconds"], 12.25);
+  EXPECT_EQ(ParseImportStatus("cutover"), ImportStatus::kCutover);
+  EXPECT_FALSE(StatusFromJson(json::parse(R"({"warm": {"rounds": [{"seconds": "x"}]}})")));
+}
+
 TEST(VirtualMachineImportJson, WritesBusTypeAndSkipPreflightEvenWhenUnset) {
   VirtualMachineImportStatus status;
   status.disk_import_status.push_back(DiskInfo{});
