@@ -50,9 +50,9 @@ core::Result<ImportPlanSpec> ImportPlanSpecFromJson(const Json& j) {
   spec.source_cluster.namespace_ = core::JsonString(src, "namespace");
   spec.source_cluster.name = core::JsonString(src, "name");
   const Json& sel = core::JsonObject(j, "selector");
-  for (auto [key, type] : {std::pair{"names", Json::value_t::array},
-                           std::pair{"tags", Json::value_t::array},
-                           std::pair{"metadata", Json::value_t::object}}) {
+  for (auto [key, type] :
+       {std::pair{"names", Json::value_t::array}, std::pair{"tags", Json::value_t::array},
+        std::pair{"metadata", Json::value_t::object}}) {
     if (auto st = ExpectType(sel, key, type, "spec.selector"); !st) {
       return MakeError(st.error());
     }
@@ -116,21 +116,20 @@ std::vector<std::string> ValidatePlanSpec(const ImportPlanSpec& spec) {
     problems.emplace_back("spec.sourceCluster.kind: required");
   }
   if (spec.selector.folder.empty() && spec.selector.name_pattern.empty() &&
-      spec.selector.names.empty() && spec.selector.tags.empty() &&
-      spec.selector.metadata.empty()) {
+      spec.selector.names.empty() && spec.selector.tags.empty() && spec.selector.metadata.empty()) {
     problems.emplace_back(
         "spec.selector: give a folder, a namePattern, names, tags or metadata (a plan never "
         "selects a whole source by accident)");
   }
   for (const std::string& tag : spec.selector.tags) {
     if (tag.empty() || tag.front() == '/' || tag.back() == '/') {
-      problems.push_back("spec.selector.tags: \"" + tag + "\" is not \"tag\" or \"category/tag\"");
+      problems.push_back("spec.selector.tags: \"" + tag + R"(" is not "tag" or "category/tag")");
     }
   }
-  for (auto [key, value] : {std::pair{"maxConcurrentImports", spec.schedule.max_concurrent_imports},
-                            std::pair{"maxConcurrentPerHost", spec.schedule.max_concurrent_per_host},
-                            std::pair{"maxConcurrentPerDatastore",
-                                      spec.schedule.max_concurrent_per_datastore}}) {
+  for (auto [key, value] :
+       {std::pair{"maxConcurrentImports", spec.schedule.max_concurrent_imports},
+        std::pair{"maxConcurrentPerHost", spec.schedule.max_concurrent_per_host},
+        std::pair{"maxConcurrentPerDatastore", spec.schedule.max_concurrent_per_datastore}}) {
     if (value < 0) {
       problems.push_back(std::string("spec.schedule.") + key + ": must be 0 (no limit) or more");
     }

@@ -235,9 +235,8 @@ int Run(const Options& opt) {
   // now. Label source: "<Kind>/<ns>/<name>" (a source's cap), "<Kind>/<ns>/<name>/host/<host>"
   // (its cap per source host), "ImportPlan/<ns>/<name>" (a plan's cap).
   source::BandwidthRegistry bandwidth(clock);
-  metrics.Declare(
-      "vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
-      "A shared cap: of a source, of one of its hosts, or of a plan (label source).");
+  metrics.Declare("vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
+                  "A shared cap: of a source, of one of its hosts, or of a plan (label source).");
   metrics.Declare("vmimport_source_bandwidth_bytes", core::Metrics::Type::kGauge,
                   "Bytes read from a source through its shared cap since the controller started.");
   metrics.Declare("vmimport_source_bandwidth_achieved_bytes_per_second",

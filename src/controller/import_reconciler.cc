@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
-#include "api/vm_description.h"
 #include "api/import_plan.h"
+#include "api/vm_description.h"
 #include "controller/import_internal.h"
 #include "controller/plan_reconciler.h"
 #include "controller/source_reconciler.h"
@@ -286,9 +286,8 @@ std::vector<std::shared_ptr<source::SharedBandwidth>> ImportReconciler::SharedCa
     }
     const Json* cap = core::JsonMember(core::JsonObject(*obj, "spec"), "bandwidthBytesPerSecond");
     const double rate = cap != nullptr && cap->is_number() ? cap->get<double>() : 0;
-    caps.push_back(options_.bandwidth->For(std::string(api::kImportPlanKind) + "/" + ns + "/" +
-                                               plan,
-                                           rate));
+    caps.push_back(
+        options_.bandwidth->For(std::string(api::kImportPlanKind) + "/" + ns + "/" + plan, rate));
   }
   std::erase(caps, nullptr);
   return caps;

@@ -115,8 +115,8 @@ Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selec
         continue;
       }
     }
-    const bool metadata_ok = std::all_of(
-        selector.metadata.begin(), selector.metadata.end(), [&vm](const auto& kv) {
+    const bool metadata_ok =
+        std::all_of(selector.metadata.begin(), selector.metadata.end(), [&vm](const auto& kv) {
           auto it = vm.metadata.find(kv.first);
           return it != vm.metadata.end() && it->second == kv.second;
         });
@@ -202,8 +202,7 @@ Json ImportObjectFor(const Json& plan, const api::ImportPlanSpec& spec, const ap
 }
 
 ScheduleDecision Schedule(const std::vector<api::PlannedVm>& selection,
-                          const api::PlanSchedule& schedule,
-                          const std::set<std::string>& existing,
+                          const api::PlanSchedule& schedule, const std::set<std::string>& existing,
                           const std::set<std::string>& active) {
   ScheduleDecision out;
   int running = 0;

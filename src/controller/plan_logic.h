@@ -40,10 +40,11 @@ bool HasTags(const std::vector<std::string>& wanted, const std::vector<std::stri
 
 //! Picks the VMs of `listing` (the source's VMs under selector.folder) that `selector` names:
 //! every condition given must hold (namePattern glob on the name; names: the name or the
-//! inventory path; tags: HasTags over `tags`; metadata: every key with exactly that value). Each gets its import name (ImportNameFor, unique in the plan), the VM
-//! reference its import uses (the name; the instance/BIOS UUID or provider id when the name is
-//! not unique under its folder: an import never has to guess) and, for vSphere, the folder
-//! relative to `vm_folder_prefix` ("/DC0/vm").
+//! inventory path; tags: HasTags over `tags`; metadata: every key with exactly that value). Each
+//! gets its import name (ImportNameFor, unique in the plan), the VM reference its import uses (the
+//! name; the instance/BIOS UUID or provider id when the name is not unique under its folder: an
+//! import never has to guess) and, for vSphere, the folder relative to `vm_folder_prefix`
+//! ("/DC0/vm").
 Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selector,
                     const std::vector<model::VmDescription>& listing,
                     const std::string& vm_folder_prefix, const VmTags& tags = {});
@@ -61,8 +62,7 @@ struct ScheduleDecision {
 //! ended). VMs are taken in selection order; one held back by its host or a datastore does not
 //! hold back a later VM on another host (the wave limit does: it is the plan's total).
 ScheduleDecision Schedule(const std::vector<api::PlannedVm>& selection,
-                          const api::PlanSchedule& schedule,
-                          const std::set<std::string>& existing,
+                          const api::PlanSchedule& schedule, const std::set<std::string>& existing,
                           const std::set<std::string>& active);
 
 //! "<plan>-<vm>" lower-cased, every character outside [a-z0-9-] turned into '-', repeats and

@@ -354,8 +354,9 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
           decision.start.end()) {
         auto why = decision.waiting.find(vm.import_name);
         if (why != decision.waiting.end() && waiting.size() < kMaxWaitingListed) {
-          waiting.push_back(
-              {{"vm", vm.name}, {"importName", vm.import_name}, {"reason", "waiting: " + why->second}});
+          waiting.push_back({{"vm", vm.name},
+                             {"importName", vm.import_name},
+                             {"reason", "waiting: " + why->second}});
         }
         continue;
       }

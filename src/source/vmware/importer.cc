@@ -191,7 +191,7 @@ core::Result<std::map<std::string, std::vector<std::string>>> VmwareImporter::Li
     return MakeError(http.error());
   }
   return vmware::ListVmTags(stop, **http, config.endpoint, config.secret.at("username"),
-                    config.secret.at("password"));
+                            config.secret.at("password"));
 }
 
 core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,

@@ -51,17 +51,16 @@ class RestSession {
       return MakeError(r.error().Wrap("vsphere tags: " + what));
     }
     if (r->status == 401 || r->status == 403) {
-      return MakeError(ErrorCode::kUnauthenticated,
-                       "vsphere tags: " + what + ": refused (HTTP " + std::to_string(r->status) +
-                           ")");
+      return MakeError(ErrorCode::kUnauthenticated, "vsphere tags: " + what + ": refused (HTTP " +
+                                                        std::to_string(r->status) + ")");
     }
     if (r->status == 404 && path == kSessionPath) {
       return MakeError(ErrorCode::kUnsupported,
                        "vsphere tags: the endpoint serves no vAPI REST (" + base_ + ")");
     }
     if (r->status < 200 || r->status >= 300) {
-      return MakeError(ErrorCode::kUnavailable, "vsphere tags: " + what + ": HTTP " +
-                                                    std::to_string(r->status));
+      return MakeError(ErrorCode::kUnavailable,
+                       "vsphere tags: " + what + ": HTTP " + std::to_string(r->status));
     }
     if (method == "DELETE") {
       return Json();
@@ -179,9 +178,9 @@ core::Result<VmTagMap> ListVmTags(std::stop_token stop, http::Client& http,
     if (tags.empty()) {
       return VmTagMap{};
     }
-    auto attached =
-        rest.Call("POST", "/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags",
-                  "list tagged objects", Json{{"tag_ids", tag_ids}});
+    auto attached = rest.Call(
+        "POST", "/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags",
+        "list tagged objects", Json{{"tag_ids", tag_ids}});
     if (!attached) {
       return MakeError(attached.error());
     }

@@ -181,7 +181,9 @@ TEST(ImportPlanSpecFromJson, ReadsTagsMetadataHostAndDatastoreLimitsAndTheCap) {
       {{"sourceCluster", {{"kind", "VmwareSource"}, {"name", "vc"}}},
        {"selector", {{"tags", {"prod", "tier/web"}}, {"metadata", {{"team", "a"}}}}},
        {"schedule",
-        {{"maxConcurrentImports", 5}, {"maxConcurrentPerHost", 2}, {"maxConcurrentPerDatastore", 3}}},
+        {{"maxConcurrentImports", 5},
+         {"maxConcurrentPerHost", 2},
+         {"maxConcurrentPerDatastore", 3}}},
        {"bandwidthBytesPerSecond", 4000000}});
   ASSERT_TRUE(spec) << spec.error().ToString();
   EXPECT_EQ(spec->selector.tags, (std::vector<std::string>{"prod", "tier/web"}));
@@ -248,6 +250,9 @@ TEST(HasTags, EveryWantedTagByNameOrCategoryAndName) {
 TEST(SelectVms, TagsAndMetadataMustHoldWithTheOtherConditions) {
   std::vector<model::VmDescription> listing = {Vm("/DC0/vm/a/web-1"), Vm("/DC0/vm/a/web-22"),
                                                Vm("/DC0/vm/a/db-333")};
+  for (size_t i = 0; i < listing.size(); ++i) {
+    listing[i].id = "vm-" + std::to_string(i + 1);  // tags are by provider id
+  }
   listing[0].metadata = {{"team", "a"}, {"tier", "web"}};
   listing[1].metadata = {{"team", "b"}};
   listing[2].metadata = {{"team", "a"}};
@@ -310,7 +315,11 @@ TEST(Schedule, WavesHostsAndDatastoresTableOfCases) {
     std::map<std::string, std::string> waiting;
   };
   const std::vector<Case> cases = {
-      {"no limits: everything starts", {}, {}, {}, {"h0-1", "h0-2", "h0-3", "h1-1", "h1-2", "x"},
+      {"no limits: everything starts",
+       {},
+       {},
+       {},
+       {"h0-1", "h0-2", "h0-3", "h1-1", "h1-2", "x"},
        {}},
       {"a wave of 2",
        {.max_concurrent_imports = 2},

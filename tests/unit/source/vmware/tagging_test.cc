@@ -14,9 +14,8 @@ TEST(RestBaseUrl, TheVapiRootOfAnSdkEndpoint) {
 }
 
 TEST(JoinVmTags, VirtualMachinesOnlyCategoryQualifiedSorted) {
-  const std::map<std::string, TagInfo> tags = {{"t1", {"prod", "c1"}},
-                                               {"t2", {"web", "c2"}},
-                                               {"t3", {"orphan", "c-gone"}}};
+  const std::map<std::string, TagInfo> tags = {
+      {"t1", {"prod", "c1"}}, {"t2", {"web", "c2"}}, {"t3", {"orphan", "c-gone"}}};
   const std::map<std::string, std::string> categories = {{"c1", "env"}, {"c2", "tier"}};
   const Json attached = Json::parse(R"([
     {"tag_id": "t2", "object_ids": [{"id": "vm-1", "type": "VirtualMachine"}]},
