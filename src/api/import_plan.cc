@@ -1,5 +1,7 @@
 #include "api/import_plan.h"
 
+#include <algorithm>
+
 #include "api/names.h"
 #include "core/clock.h"
 #include "core/json.h"
@@ -48,8 +50,12 @@ core::Result<ImportPlanSpec> ImportPlanSpecFromJson(const Json& j) {
   spec.source_cluster.namespace_ = core::JsonString(src, "namespace");
   spec.source_cluster.name = core::JsonString(src, "name");
   const Json& sel = core::JsonObject(j, "selector");
-  if (auto st = ExpectType(sel, "names", Json::value_t::array, "spec.selector"); !st) {
-    return MakeError(st.error());
+  for (auto [key, type] :
+       {std::pair{"names", Json::value_t::array}, std::pair{"tags", Json::value_t::array},
+        std::pair{"metadata", Json::value_t::object}}) {
+    if (auto st = ExpectType(sel, key, type, "spec.selector"); !st) {
+      return MakeError(st.error());
+    }
   }
   spec.selector.folder = core::JsonString(sel, "folder");
   spec.selector.name_pattern = core::JsonString(sel, "namePattern");
@@ -59,19 +65,45 @@ core::Result<ImportPlanSpec> ImportPlanSpecFromJson(const Json& j) {
     }
     spec.selector.names.push_back(n.get<std::string>());
   }
+  for (const Json& t : core::JsonArray(sel, "tags")) {
+    if (!t.is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument, "spec.selector.tags: must be strings");
+    }
+    spec.selector.tags.push_back(t.get<std::string>());
+  }
+  for (const auto& [key, value] : core::JsonObject(sel, "metadata").items()) {
+    if (!value.is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "spec.selector.metadata." + key + ": must be a string");
+    }
+    spec.selector.metadata[key] = value.get<std::string>();
+  }
   if (const Json* t = core::JsonMember(j, "template"); t != nullptr && t->is_object()) {
     spec.import_template = *t;
   }
   const Json& schedule = core::JsonObject(j, "schedule");
-  if (auto st = ExpectType(schedule, "maxConcurrentImports", Json::value_t::number_integer,
-                           "spec.schedule");
-      !st) {
-    return MakeError(st.error());
+  for (const char* key :
+       {"maxConcurrentImports", "maxConcurrentPerHost", "maxConcurrentPerDatastore"}) {
+    if (auto st = ExpectType(schedule, key, Json::value_t::number_integer, "spec.schedule"); !st) {
+      return MakeError(st.error());
+    }
   }
-  spec.schedule.max_concurrent_imports =
-      static_cast<int32_t>(core::JsonInt(schedule, "maxConcurrentImports").value_or(0));
+  auto limit = [&schedule](const char* key) {
+    return static_cast<int32_t>(
+        std::clamp<int64_t>(core::JsonInt(schedule, key).value_or(0), -1, 1'000'000));
+  };
+  spec.schedule.max_concurrent_imports = limit("maxConcurrentImports");
+  spec.schedule.max_concurrent_per_host = limit("maxConcurrentPerHost");
+  spec.schedule.max_concurrent_per_datastore = limit("maxConcurrentPerDatastore");
   spec.schedule.not_before = core::JsonString(schedule, "notBefore");
   spec.retry = core::JsonString(j, "retry");
+  if (const Json* bw = core::JsonMember(j, "bandwidthBytesPerSecond");
+      bw != nullptr && !bw->is_null()) {
+    if (!bw->is_number()) {
+      return MakeError(ErrorCode::kInvalidArgument, "spec.bandwidthBytesPerSecond: wrong type");
+    }
+    spec.bandwidth_bytes_per_second = bw->get<double>();
+  }
   return spec;
 }
 
@@ -84,13 +116,26 @@ std::vector<std::string> ValidatePlanSpec(const ImportPlanSpec& spec) {
     problems.emplace_back("spec.sourceCluster.kind: required");
   }
   if (spec.selector.folder.empty() && spec.selector.name_pattern.empty() &&
-      spec.selector.names.empty()) {
+      spec.selector.names.empty() && spec.selector.tags.empty() && spec.selector.metadata.empty()) {
     problems.emplace_back(
-        "spec.selector: give a folder, a namePattern or names (a plan never selects a whole "
-        "source by accident)");
+        "spec.selector: give a folder, a namePattern, names, tags or metadata (a plan never "
+        "selects a whole source by accident)");
   }
-  if (spec.schedule.max_concurrent_imports < 0) {
-    problems.emplace_back("spec.schedule.maxConcurrentImports: must be 0 (no limit) or more");
+  for (const std::string& tag : spec.selector.tags) {
+    if (tag.empty() || tag.front() == '/' || tag.back() == '/') {
+      problems.push_back("spec.selector.tags: \"" + tag + R"(" is not "tag" or "category/tag")");
+    }
+  }
+  for (auto [key, value] :
+       {std::pair{"maxConcurrentImports", spec.schedule.max_concurrent_imports},
+        std::pair{"maxConcurrentPerHost", spec.schedule.max_concurrent_per_host},
+        std::pair{"maxConcurrentPerDatastore", spec.schedule.max_concurrent_per_datastore}}) {
+    if (value < 0) {
+      problems.push_back(std::string("spec.schedule.") + key + ": must be 0 (no limit) or more");
+    }
+  }
+  if (spec.bandwidth_bytes_per_second < 0) {
+    problems.emplace_back("spec.bandwidthBytesPerSecond: must be 0 (no cap) or more");
   }
   if (!spec.schedule.not_before.empty()) {
     std::chrono::system_clock::time_point t;
@@ -139,6 +184,12 @@ Json PlannedVmToJson(const PlannedVm& vm) {
   if (!vm.folder.empty()) {
     j["folder"] = vm.folder;
   }
+  if (!vm.host.empty()) {
+    j["host"] = vm.host;
+  }
+  if (!vm.datastores.empty()) {
+    j["datastores"] = vm.datastores;
+  }
   return j;
 }
 
@@ -151,6 +202,12 @@ PlannedVm PlannedVmFromJson(const Json& j) {
   vm.vm_reference = core::JsonString(j, "virtualMachineName", vm.name);
   vm.folder = core::JsonString(j, "folder");
   vm.disk_bytes = core::JsonUint(j, "diskBytes").value_or(0);
+  vm.host = core::JsonString(j, "host");
+  for (const Json& ds : core::JsonArray(j, "datastores")) {
+    if (ds.is_string()) {
+      vm.datastores.push_back(ds.get<std::string>());
+    }
+  }
   return vm;
 }
 

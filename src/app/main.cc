@@ -232,13 +232,13 @@ int Run(const Options& opt) {
     }
   });
 
-  // Shared bandwidth caps per source (issue 23): outlive the leader terms; /metrics shows each
-  // source's cap, the bytes read through it, the rate achieved since the previous scrape and the
-  // streams reading now.
+  // Shared bandwidth caps (issue 23): outlive the leader terms; /metrics shows each cap, the
+  // bytes read through it, the rate achieved since the previous scrape and the streams reading
+  // now. Label source: "<Kind>/<ns>/<name>" (a source's cap), "<Kind>/<ns>/<name>/host/<host>"
+  // (its cap per source host), "ImportPlan/<ns>/<name>" (a plan's cap).
   source::BandwidthRegistry bandwidth(clock);
-  metrics.Declare(
-      "vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
-      "The cap shared by every disk stream of a source (spec.bandwidthBytesPerSecond).");
+  metrics.Declare("vmimport_source_bandwidth_cap_bytes_per_second", core::Metrics::Type::kGauge,
+                  "A shared cap: of a source, of one of its hosts, or of a plan (label source).");
   metrics.Declare("vmimport_source_bandwidth_bytes", core::Metrics::Type::kGauge,
                   "Bytes read from a source through its shared cap since the controller started.");
   metrics.Declare("vmimport_source_bandwidth_achieved_bytes_per_second",

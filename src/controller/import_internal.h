@@ -24,7 +24,8 @@ struct ImportReconciler::Running {
   // reading when the import lets go keeps the VM (session, HTTP client) alive until it ends.
   std::shared_ptr<source::SourceVm> vm;
   std::string host;  // the source's host: the key of its stream slots
-  std::shared_ptr<source::SharedBandwidth> bandwidth;  // the source's shared cap; null: none
+  // The shared caps the streams read through: the source's, its host's, the plan's (issue 23).
+  std::vector<std::shared_ptr<source::SharedBandwidth>> bandwidth;
   model::VmDescription description;
   std::vector<std::string> tokens;  // published disks, by index
   std::vector<std::string> urls;    // their URLs: capabilities, never logged or in status

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cctype>
 
+#include "api/import_plan.h"
 #include "api/vm_description.h"
 #include "controller/import_internal.h"
+#include "controller/plan_reconciler.h"
 #include "controller/source_reconciler.h"
 #include "core/json.h"
 #include "core/strings.h"
@@ -256,6 +258,41 @@ core::Result<Json> ImportReconciler::SourceObject(std::stop_token stop,
   return *obj;
 }
 
+std::vector<std::shared_ptr<source::SharedBandwidth>> ImportReconciler::SharedCapsFor(
+    std::stop_token stop, const Pass& pass, const Json& source_obj,
+    const source::SourceConfig& config, const model::VmDescription& vm) {
+  std::vector<std::shared_ptr<source::SharedBandwidth>> caps;
+  const Json& smd = core::JsonObject(source_obj, "metadata");
+  const std::string source_key = core::JsonString(source_obj, "kind") + "/" +
+                                 core::JsonString(smd, "namespace") + "/" +
+                                 core::JsonString(smd, "name");
+  caps.push_back(options_.bandwidth->For(source_key, config.bandwidth_bytes_per_second));
+  if (!vm.host.empty()) {
+    caps.push_back(options_.bandwidth->For(source_key + "/host/" + vm.host,
+                                           config.bandwidth_per_host_bytes_per_second));
+  }
+  const Json& md = core::JsonObject(pass.object, "metadata");
+  for (const Json& ref : core::JsonArray(md, "ownerReferences")) {
+    if (core::JsonString(ref, "kind") != api::kImportPlanKind) {
+      continue;
+    }
+    const std::string ns = core::JsonString(md, "namespace");
+    const std::string plan = core::JsonString(ref, "name");
+    auto obj = api_.Get(stop, PlanResource(), ns, plan);
+    if (!obj) {
+      log_.Warn("plan not readable: its bandwidth cap is not applied",
+                {{"import", pass.key}, {"plan", plan}, {"error", obj.error().message}});
+      continue;
+    }
+    const Json* cap = core::JsonMember(core::JsonObject(*obj, "spec"), "bandwidthBytesPerSecond");
+    const double rate = cap != nullptr && cap->is_number() ? cap->get<double>() : 0;
+    caps.push_back(
+        options_.bandwidth->For(std::string(api::kImportPlanKind) + "/" + ns + "/" + plan, rate));
+  }
+  std::erase(caps, nullptr);
+  return caps;
+}
+
 core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(std::stop_token stop,
                                                                       Pass& pass) {
   {
@@ -289,14 +326,10 @@ core::Result<ImportReconciler::Running*> ImportReconciler::OpenSource(std::stop_
   }
   auto running = std::make_unique<Running>();
   running->host = source::HostOfUrl(config->endpoint);
-  if (options_.bandwidth != nullptr) {
-    const Json& smd = core::JsonObject(*source_obj, "metadata");
-    running->bandwidth = options_.bandwidth->For(core::JsonString(*source_obj, "kind") + "/" +
-                                                     core::JsonString(smd, "namespace") + "/" +
-                                                     core::JsonString(smd, "name"),
-                                                 config->bandwidth_bytes_per_second);
-  }
   running->description = (*vm)->Description();
+  if (options_.bandwidth != nullptr) {
+    running->bandwidth = SharedCapsFor(stop, pass, *source_obj, *config, running->description);
+  }
   running->vm = std::move(*vm);
   std::lock_guard lock(mu_);
   Incarnation& inc = IncarnationLocked(pass.key, pass.uid);

@@ -188,6 +188,13 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
 
   //! The open source VM of the pass's import, opening (login, find, describe) it when needed.
   core::Result<Running*> OpenSource(std::stop_token stop, Pass& pass);
+  //! The shared bandwidth caps (issue 23) the import's streams read through: its source's
+  //! (spec.bandwidthBytesPerSecond), its source host's (spec.bandwidthPerHostBytesPerSecond,
+  //! keyed by `vm`'s host), and its plan's (ImportPlan spec.bandwidthBytesPerSecond, read once
+  //! here; a plan that cannot be read leaves that cap out, logged). Caps of 0 are left out.
+  std::vector<std::shared_ptr<source::SharedBandwidth>> SharedCapsFor(
+      std::stop_token stop, const Pass& pass, const kube::Json& source_obj,
+      const source::SourceConfig& config, const model::VmDescription& vm);
   //! The open source VM with the VM off, its export started and every disk published; nullptr
   //! while the export task (power off, start export) still runs: it enqueues the import when
   //! done.

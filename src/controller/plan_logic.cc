@@ -86,14 +86,41 @@ std::string ImportNameFor(const std::string& plan_name, const std::string& vm_na
   return base + suffix;
 }
 
+bool HasTags(const std::vector<std::string>& wanted, const std::vector<std::string>& vm_tags) {
+  return std::all_of(wanted.begin(), wanted.end(), [&vm_tags](const std::string& want) {
+    const bool qualified = want.find('/') != std::string::npos;
+    return std::any_of(vm_tags.begin(), vm_tags.end(), [&](const std::string& have) {
+      if (qualified) {
+        return have == want;
+      }
+      const size_t slash = have.find('/');
+      return (slash == std::string::npos ? have : have.substr(slash + 1)) == want;
+    });
+  });
+}
+
 Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selector,
                     const std::vector<model::VmDescription>& listing,
-                    const std::string& vm_folder_prefix) {
+                    const std::string& vm_folder_prefix, const VmTags& tags) {
   Selection out;
   std::vector<bool> named(selector.names.size(), false);
   std::vector<std::string> taken;
   for (const model::VmDescription& vm : listing) {
     if (!selector.name_pattern.empty() && !api::GlobMatch(selector.name_pattern, vm.name)) {
+      continue;
+    }
+    if (!selector.tags.empty()) {
+      auto it = tags.find(vm.id);
+      if (it == tags.end() || !HasTags(selector.tags, it->second)) {
+        continue;
+      }
+    }
+    const bool metadata_ok =
+        std::all_of(selector.metadata.begin(), selector.metadata.end(), [&vm](const auto& kv) {
+          auto it = vm.metadata.find(kv.first);
+          return it != vm.metadata.end() && it->second == kv.second;
+        });
+    if (!metadata_ok) {
       continue;
     }
     if (!selector.names.empty()) {
@@ -114,6 +141,8 @@ Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selec
     p.inventory_path = vm.inventory_path;
     p.id = vm.id;
     p.disk_bytes = DiskBytes(vm);
+    p.host = vm.host;
+    p.datastores = vm.Datastores();
     p.folder = FolderOf(vm.inventory_path, vm_folder_prefix);
     // The name must find exactly this VM under its folder (searched recursively).
     const std::string under = vm_folder_prefix + (p.folder.empty() ? "" : "/" + p.folder) + "/";
@@ -170,6 +199,56 @@ Json ImportObjectFor(const Json& plan, const api::ImportPlanSpec& spec, const ap
                                                   {"uid", core::JsonString(md, "uid")},
                                                   {"controller", true}}})}}},
               {"spec", import_spec}};
+}
+
+ScheduleDecision Schedule(const std::vector<api::PlannedVm>& selection,
+                          const api::PlanSchedule& schedule, const std::set<std::string>& existing,
+                          const std::set<std::string>& active) {
+  ScheduleDecision out;
+  int running = 0;
+  std::map<std::string, int> per_host;
+  std::map<std::string, int> per_datastore;
+  auto count = [&](const api::PlannedVm& vm) {
+    ++running;
+    if (!vm.host.empty()) {
+      ++per_host[vm.host];
+    }
+    for (const std::string& ds : vm.datastores) {
+      ++per_datastore[ds];
+    }
+  };
+  for (const api::PlannedVm& vm : selection) {
+    if (active.contains(vm.import_name)) {
+      count(vm);
+    }
+  }
+  const int wave = schedule.max_concurrent_imports;
+  const int host_limit = schedule.max_concurrent_per_host;
+  const int ds_limit = schedule.max_concurrent_per_datastore;
+  for (const api::PlannedVm& vm : selection) {
+    if (existing.contains(vm.import_name)) {
+      continue;
+    }
+    if (wave > 0 && running >= wave) {
+      out.waiting[vm.import_name] = "wave limit " + std::to_string(wave) + " reached";
+      continue;
+    }
+    if (host_limit > 0 && !vm.host.empty() && per_host[vm.host] >= host_limit) {
+      out.waiting[vm.import_name] =
+          "host " + vm.host + " at its limit " + std::to_string(host_limit);
+      continue;
+    }
+    auto full = std::find_if(vm.datastores.begin(), vm.datastores.end(),
+                             [&](const std::string& ds) { return per_datastore[ds] >= ds_limit; });
+    if (ds_limit > 0 && full != vm.datastores.end()) {
+      out.waiting[vm.import_name] =
+          "datastore " + *full + " at its limit " + std::to_string(ds_limit);
+      continue;
+    }
+    count(vm);
+    out.start.push_back(vm.import_name);
+  }
+  return out;
 }
 
 bool ImportIsActive(const std::string& import_status) {

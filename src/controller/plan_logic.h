@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,15 +31,39 @@ struct Selection {
   std::vector<std::string> not_found;  //!< selector.names that matched no VM
 };
 
+//! vSphere tags by VM id (moref value), each "category/tag" (source::Importer::TagsOf).
+using VmTags = std::map<std::string, std::vector<std::string>>;
+
+//! True when `vm_tags` ("category/tag") hold every tag of `wanted` ("tag" matches that tag name
+//! in any category; "category/tag" exactly).
+bool HasTags(const std::vector<std::string>& wanted, const std::vector<std::string>& vm_tags);
+
 //! Picks the VMs of `listing` (the source's VMs under selector.folder) that `selector` names:
 //! every condition given must hold (namePattern glob on the name; names: the name or the
-//! inventory path). Each gets its import name (ImportNameFor, unique in the plan), the VM
-//! reference its import uses (the name; the instance/BIOS UUID or provider id when the name is
-//! not unique under its folder: an import never has to guess) and, for vSphere, the folder
-//! relative to `vm_folder_prefix` ("/DC0/vm").
+//! inventory path; tags: HasTags over `tags`; metadata: every key with exactly that value). Each
+//! gets its import name (ImportNameFor, unique in the plan), the VM reference its import uses (the
+//! name; the instance/BIOS UUID or provider id when the name is not unique under its folder: an
+//! import never has to guess) and, for vSphere, the folder relative to `vm_folder_prefix`
+//! ("/DC0/vm").
 Selection SelectVms(const std::string& plan_name, const api::PlanSelector& selector,
                     const std::vector<model::VmDescription>& listing,
-                    const std::string& vm_folder_prefix);
+                    const std::string& vm_folder_prefix, const VmTags& tags = {});
+
+//! Why a VM of the plan has no import yet, or that it may start.
+struct ScheduleDecision {
+  std::vector<std::string> start;  //!< import names to create now, in selection order
+  //! import name -> why it waits ("wave limit 5 reached", "host H0 at its limit 2",
+  //! "datastore ds1 at its limit 3"), for every VM neither started nor startable now.
+  std::map<std::string, std::string> waiting;
+};
+
+//! Which VMs of `selection` start now under `schedule`'s limits. `existing`: import names that
+//! exist (not startable again); `active`: those of them that count against the limits (not
+//! ended). VMs are taken in selection order; one held back by its host or a datastore does not
+//! hold back a later VM on another host (the wave limit does: it is the plan's total).
+ScheduleDecision Schedule(const std::vector<api::PlannedVm>& selection,
+                          const api::PlanSchedule& schedule, const std::set<std::string>& existing,
+                          const std::set<std::string>& active);
 
 //! "<plan>-<vm>" lower-cased, every character outside [a-z0-9-] turned into '-', repeats and
 //! the ends trimmed. When that is longer than 63 characters or already in `taken`, it is cut

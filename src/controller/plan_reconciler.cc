@@ -29,6 +29,12 @@ std::string SelectorText(const api::PlanSelector& s) {
   if (!s.names.empty()) {
     parts.push_back("names " + core::Join(s.names, ", "));
   }
+  if (!s.tags.empty()) {
+    parts.push_back("tags " + core::Join(s.tags, ", "));
+  }
+  for (const auto& [key, value] : s.metadata) {
+    parts.push_back("metadata " + key + "=" + value);
+  }
   return core::Join(parts, ", ");
 }
 
@@ -37,6 +43,9 @@ bool HasSelection(const Json& status) {
   const Json* selection = core::JsonMember(status, "selection");
   return selection != nullptr && selection->is_object();
 }
+
+// status.waiting lists at most this many VMs (summary.notStarted counts them all).
+constexpr size_t kMaxWaitingListed = 50;
 
 std::chrono::milliseconds Ms(std::chrono::seconds s) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(s);
@@ -203,7 +212,22 @@ core::Result<ReconcileResult> PlanReconciler::Resolve(std::stop_token stop, Pass
   }
   const std::string prefix =
       "/" + std::string(core::TrimSpace(config->datacenter)) + "/vm";  // vSphere paths
-  Selection selection = SelectVms(pass.name, pass.spec.selector, *listing, prefix);
+  VmTags tags;
+  if (!pass.spec.selector.tags.empty()) {
+    auto listed_tags = importer->second->ListVmTags(stop, *config);
+    if (!listed_tags) {
+      if (listed_tags.error().code == ErrorCode::kCancelled) {
+        return MakeError(listed_tags.error());
+      }
+      const bool terminal = listed_tags.error().Terminal();
+      SetPhase(pass, terminal ? kPlanInvalid : kPlanWaitingForSource, "SelectionFailed",
+               "spec.selector.tags: " + listed_tags.error().message, true);
+      return terminal ? ReconcileResult{}
+                      : ReconcileResult{.requeue_after = Ms(options_.source_not_ready_requeue)};
+    }
+    tags = std::move(*listed_tags);
+  }
+  Selection selection = SelectVms(pass.name, pass.spec.selector, *listing, prefix, tags);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now() - started);
   pass.log.Info("selection resolved", {{"listed", listing->size()},
                                        {"selected", selection.vms.size()},
@@ -314,20 +338,27 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
   const bool scheduled = !pass.spec.schedule.not_before.empty() &&
                          core::ParseRfc3339(pass.spec.schedule.not_before, not_before) &&
                          clock_.WallNow() < not_before;
+  Json waiting = Json::array();
   if (!scheduled) {
-    int active = 0;
+    std::set<std::string> existing = deleting;
+    std::set<std::string> active;
     for (const auto& [name, item] : owned) {
-      active += ImportIsActive(core::JsonString(core::JsonObject(item, "status"), "importStatus"))
-                    ? 1
-                    : 0;
-    }
-    const int limit = pass.spec.schedule.max_concurrent_imports;
-    for (const api::PlannedVm& vm : selection) {
-      if (owned.contains(vm.import_name) || deleting.contains(vm.import_name)) {
-        continue;
+      existing.insert(name);
+      if (ImportIsActive(core::JsonString(core::JsonObject(item, "status"), "importStatus"))) {
+        active.insert(name);
       }
-      if (limit > 0 && active >= limit) {
-        break;  // selection order: the next VM waits for a slot
+    }
+    const ScheduleDecision decision = Schedule(selection, pass.spec.schedule, existing, active);
+    for (const api::PlannedVm& vm : selection) {
+      if (std::find(decision.start.begin(), decision.start.end(), vm.import_name) ==
+          decision.start.end()) {
+        auto why = decision.waiting.find(vm.import_name);
+        if (why != decision.waiting.end() && waiting.size() < kMaxWaitingListed) {
+          waiting.push_back({{"vm", vm.name},
+                             {"importName", vm.import_name},
+                             {"reason", "waiting: " + why->second}});
+        }
+        continue;
       }
       auto made =
           api_.Create(stop, ImportResource(), pass.ns, ImportObjectFor(pass.object, pass.spec, vm));
@@ -345,14 +376,16 @@ core::Result<ReconcileResult> PlanReconciler::Run(std::stop_token stop, Pass& pa
         }
         return MakeError(made.error().Wrap("create import " + vm.import_name));
       }
-      ++active;
       owned[vm.import_name] = *made;
-      pass.log.Info("import created", {{"vm", vm.name}, {"import", vm.import_name}});
+      pass.log.Info("import created",
+                    {{"vm", vm.name}, {"import", vm.import_name}, {"host", vm.host}});
       pass.notes.push_back({"Normal", "ImportCreated",
                             "VirtualMachineImport " + vm.import_name + " for VM " +
-                                (vm.inventory_path.empty() ? vm.name : vm.inventory_path)});
+                                (vm.inventory_path.empty() ? vm.name : vm.inventory_path) +
+                                (vm.host.empty() ? "" : " on host " + vm.host)});
     }
   }
+  pass.status["waiting"] = waiting;
   PlanSummary summary = Summarize(selection, owned);
   summary.attention.insert(summary.attention.end(), extra_attention.begin(), extra_attention.end());
   pass.status["summary"] = SummaryToJson(summary);

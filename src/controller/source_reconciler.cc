@@ -129,6 +129,8 @@ core::Result<source::SourceConfig> LoadSourceConfig(std::stop_token stop, kube::
   config.upload_image_retry_delay_seconds = integer("uploadImageRetryDelay");
   config.bandwidth_bytes_per_second = static_cast<double>(
       std::max<int64_t>(0, core::JsonInt(spec, "bandwidthBytesPerSecond").value_or(0)));
+  config.bandwidth_per_host_bytes_per_second = static_cast<double>(
+      std::max<int64_t>(0, core::JsonInt(spec, "bandwidthPerHostBytesPerSecond").value_or(0)));
   config.datacenter = str("dc");
   config.region = str("region");
   if (config.endpoint.empty()) {

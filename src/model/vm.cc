@@ -1,5 +1,7 @@
 #include "model/vm.h"
 
+#include <algorithm>
+
 namespace vmimport::model {
 
 const char* FirmwareName(Firmware f) {
@@ -18,6 +20,16 @@ const char* PowerStateName(PowerState p) {
     case PowerState::kUnknown: return "unknown";
   }
   return "unknown";
+}
+
+std::vector<std::string> VmDescription::Datastores() const {
+  std::vector<std::string> out;
+  for (const DiskDescription& d : disks) {
+    if (!d.storage.empty() && std::find(out.begin(), out.end(), d.storage) == out.end()) {
+      out.push_back(d.storage);
+    }
+  }
+  return out;
 }
 
 }  // namespace vmimport::model

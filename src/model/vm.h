@@ -4,6 +4,7 @@
 // into KubeVirt objects. Plain data; no provider or Kubernetes types.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,10 +85,17 @@ struct VmDescription {
   //! CD/DVD drives the source VM has (vSphere VirtualCdrom, OVF ResourceType 15/16): not imported.
   int cdroms = 0;
   PowerState power_state = PowerState::kUnknown;
+  //! The source host the VM runs on: vSphere's ESXi host name (runtime.host; its moref value
+  //! when the name could not be read); empty: the source does not say (OpenStack, OVA, libvirt).
+  std::string host;
+  //! OpenStack: the server's Nova metadata (key -> value); empty for other sources.
+  std::map<std::string, std::string> metadata;
   std::vector<DiskDescription> disks;
   std::vector<NicDescription> nics;
 
   int Sockets() const { return cores_per_socket > 0 ? cpus / cores_per_socket : cpus; }
+  //! The datastores (DiskDescription::storage) its disks live on, each once, in disk order.
+  std::vector<std::string> Datastores() const;
 };
 
 }  // namespace vmimport::model

@@ -13,6 +13,12 @@ core::Result<std::vector<model::VmDescription>> Importer::ListVms(std::stop_toke
                                                             " source is not supported");
 }
 
+core::Result<std::map<std::string, std::vector<std::string>>> Importer::ListVmTags(
+    std::stop_token /*stop*/, const SourceConfig& config) {
+  return core::MakeError(core::ErrorCode::kUnsupported,
+                         std::string("a ") + SourceKindName(config.kind) + " source has no tags");
+}
+
 bool StreamSlots::Acquire(std::stop_token stop, const std::string& host) {
   if (per_host_ == 0) {
     return true;
@@ -136,8 +142,10 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm&
   // A source that checks a digest over its bytes: the reader holds back the last disk bytes
   // until it did (the pointer stays valid: the decoder owns the source).
   auto* checked = dynamic_cast<disk::CheckedSource*>(source.get());
-  if (limits.shared) {
-    source = std::make_unique<SharedRateLimitedSource>(std::move(source), limits.shared);
+  for (const auto& cap : limits.shared) {
+    if (cap) {
+      source = std::make_unique<SharedRateLimitedSource>(std::move(source), cap);
+    }
   }
   if (limits.bytes_per_second > 0) {
     source = std::make_unique<disk::RateLimitedSource>(std::move(source), limits.bytes_per_second);

@@ -100,8 +100,9 @@ struct DiskStreamLimits {
   double bytes_per_second = 0;   //!< cap on the source bytes read; 0: none
   StreamSlots* slots = nullptr;  //!< per-host stream slots; null: none
   std::string host;              //!< the slot key: the source's host
-  //! The source's shared cap (issue 23): every stream of the source reads through it; null: none.
-  std::shared_ptr<SharedBandwidth> shared;
+  //! Shared caps (issue 23): the source's, its host's, the plan's; the stream reads through
+  //! every one of them (each null entry is skipped).
+  std::vector<std::shared_ptr<SharedBandwidth>> shared;
   //! Check here a digest the source declares over exactly the bytes served
   //! (model::SourceDigest::covers_served_bytes, e.g. a raw Glance image's SHA-512). Providers
   //! leave such a digest to the consumer (Longhorn checks Harvester's spec.checksum); set this
@@ -143,6 +144,11 @@ class Importer {
   virtual core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
                                                                   const SourceConfig& config,
                                                                   const std::string& folder);
+  //! The tags of every VM of the source that has any: provider id (vSphere moref value) ->
+  //! "category/tag" each, with a constant number of calls whatever the VM count. Errors:
+  //! kUnsupported by default (a source without tags), the source's otherwise.
+  virtual core::Result<std::map<std::string, std::vector<std::string>>> ListVmTags(
+      std::stop_token stop, const SourceConfig& config);
 };
 
 }  // namespace vmimport::source

@@ -40,6 +40,9 @@ struct SourceConfig {
   //! spec.bandwidthBytesPerSecond (issue 23): a cap on the bytes read from this source at once,
   //! shared by every disk stream of every import of it (source/bandwidth.h); 0: none.
   double bandwidth_bytes_per_second = 0;
+  //! spec.bandwidthPerHostBytesPerSecond: a cap of the same kind for each source host (vSphere:
+  //! the ESXi host a VM runs on; OpenStack: its compute host when the API says it); 0: none.
+  double bandwidth_per_host_bytes_per_second = 0;
 };
 
 //! What to call the Secret of `config` in an error: "secret <namespace>/<name>", or "the secret"

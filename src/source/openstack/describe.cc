@@ -42,6 +42,13 @@ core::Result<Server> ParseServer(const json& doc) {
   server.flavor_id = Str(flavor, "id");
   server.image_id = Str(Obj(s, "image"), "id");
   server.root_device_name = Str(s, "OS-EXT-SRV-ATTR:root_device_name");
+  server.host = Str(s, "OS-EXT-SRV-ATTR:host");
+  const json& metadata = Obj(s, "metadata");
+  for (auto it = metadata.begin(); it != metadata.end(); ++it) {
+    if (it.value().is_string()) {
+      server.metadata[it.key()] = it.value().get<std::string>();
+    }
+  }
   for (const json& v : Arr(s, "os-extended-volumes:volumes_attached")) {
     if (std::string id = Str(v, "id"); !id.empty()) {
       server.volume_ids.push_back(std::move(id));
@@ -222,6 +229,8 @@ model::VmDescription Describe(const ServerFacts& facts) {
   d.name = s.name;
   d.id = s.id;
   d.instance_uuid = s.id;
+  d.metadata = s.metadata;
+  d.host = s.host;
   d.cpus = s.vcpus.value_or(1);
   d.cores_per_socket = 1;
   d.memory_mib = s.ram_mib.value_or(0);

@@ -26,6 +26,8 @@ struct Server {
   std::string image_id;                 //!< "" for a server booted from a volume
   std::string root_device_name;         //!< "/dev/vda" (admin only; may be empty)
   std::vector<std::string> volume_ids;  //!< os-extended-volumes:volumes_attached, in API order
+  std::map<std::string, std::string> metadata;  //!< the server's metadata (string values)
+  std::string host;                             //!< OS-EXT-SRV-ATTR:host (admin only; may be "")
   //! addresses: network name → MACs, in the API's order per network.
   std::vector<std::pair<std::string, std::string>> address_macs;
 };

@@ -8,6 +8,7 @@
 #include "source/vmware/inventory.h"
 #include "source/vmware/power.h"
 #include "source/vmware/session.h"
+#include "source/vmware/tagging.h"
 
 namespace vmimport::source::vmware {
 
@@ -174,6 +175,23 @@ core::Result<std::vector<model::VmDescription>> VmwareImporter::ListVms(std::sto
     return MakeError(listing.error());
   }
   return std::move(listing->vms);
+}
+
+core::Result<std::map<std::string, std::vector<std::string>>> VmwareImporter::ListVmTags(
+    std::stop_token stop, const SourceConfig& config) {
+  auto tls = TlsFromSecret(config.secret);
+  if (!tls) {
+    return MakeError(tls.error());
+  }
+  if (auto inputs = CheckLoginInputs(config); !inputs) {
+    return MakeError(inputs.error());
+  }
+  auto http = http::Client::Create(*tls);
+  if (!http) {
+    return MakeError(http.error());
+  }
+  return vmware::ListVmTags(stop, **http, config.endpoint, config.secret.at("username"),
+                            config.secret.at("password"));
 }
 
 core::Result<SourceVmPtr> VmwareImporter::Open(std::stop_token stop, const SourceConfig& config,

@@ -18,6 +18,9 @@ class VmwareImporter final : public Importer {
   core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
                                                           const SourceConfig& config,
                                                           const std::string& folder) override;
+  //! vAPI REST (tagging.h): 5 + tags + categories calls.
+  core::Result<std::map<std::string, std::vector<std::string>>> ListVmTags(
+      std::stop_token stop, const SourceConfig& config) override;
 };
 
 //! ListVms with what it cost: every VM under `folder` of the source's datacenter, described by

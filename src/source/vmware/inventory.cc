@@ -177,6 +177,12 @@ core::Result<model::VmDescription> Inventory::Describe(std::stop_token stop, con
     }
     d.nics[nic.nic_index].network = dvpg_names[nic.key];
   }
+  if (!d.host.empty()) {
+    auto names = ObjectNames(stop, session_, "HostSystem", {d.host});
+    if (auto it = names.find(d.host); it != names.end() && !it->second.empty()) {
+      d.host = it->second;
+    }
+  }
   return d;
 }
 

@@ -107,6 +107,33 @@ core::Status RetrievePropertiesPaged(std::stop_token stop, Session& session,
   return {};
 }
 
+std::map<std::string, std::string> ObjectNames(std::stop_token stop, Session& session,
+                                               const std::string& type,
+                                               const std::set<std::string>& values) {
+  std::map<std::string, std::string> names;
+  if (values.empty()) {
+    return names;
+  }
+  std::string spec = "<specSet><propSet><type>" + type + "</type><pathSet>name</pathSet></propSet>";
+  for (const auto& value : values) {
+    spec += "<objectSet>" + MoRef{type, value}.Xml("obj") + "</objectSet>";
+  }
+  spec += "</specSet>";
+  auto r = session.soap().Call(stop, "RetrieveProperties",
+                               session.content().property_collector.Xml("_this") + spec);
+  if (!r) {
+    return names;
+  }
+  for (auto obj : r->Body().children("returnval")) {
+    for (auto prop : obj.children("propSet")) {
+      if (std::string_view(prop.child_value("name")) == "name") {
+        names[obj.child_value("obj")] = prop.child_value("val");
+      }
+    }
+  }
+  return names;
+}
+
 core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const MoRef& root,
                                 const std::string& root_path, const ScanOptions& options) {
   const uint64_t calls_before = session.soap().calls();
@@ -189,38 +216,29 @@ core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const Mo
         (parent.empty() ? root_path : parent) + "/" + listing.vms[i].name;
   }
 
-  // Distributed port group names: one call for every key the NICs name.
+  // Distributed port group and host names: one call each for every key the VMs name.
   std::set<std::string> keys;
   for (const auto& [vm, nic] : pending) {
     keys.insert(nic.key);
   }
-  if (!keys.empty()) {
-    std::string pg_spec =
-        "<specSet><propSet><type>DistributedVirtualPortgroup</type><pathSet>name</pathSet>"
-        "</propSet>";
-    for (const auto& key : keys) {
-      pg_spec +=
-          "<objectSet>" + MoRef{"DistributedVirtualPortgroup", key}.Xml("obj") + "</objectSet>";
+  const auto pg_names = ObjectNames(stop, session, "DistributedVirtualPortgroup", keys);
+  for (const auto& [vm, nic] : pending) {
+    auto it = pg_names.find(nic.key);
+    if (it != pg_names.end() && !it->second.empty()) {
+      listing.vms[vm].nics[nic.nic_index].network = it->second;
     }
-    pg_spec += "</specSet>";
-    std::map<std::string, std::string> names;
-    auto r = session.soap().Call(stop, "RetrieveProperties",
-                                 session.content().property_collector.Xml("_this") + pg_spec);
-    // Best effort, as Describe: a port group gone meanwhile leaves its key as the network.
-    if (r) {
-      for (auto obj : r->Body().children("returnval")) {
-        for (auto prop : obj.children("propSet")) {
-          if (std::string_view(prop.child_value("name")) == "name") {
-            names[obj.child_value("obj")] = prop.child_value("val");
-          }
-        }
-      }
+  }
+  std::set<std::string> hosts;
+  for (const auto& vm : listing.vms) {
+    if (!vm.host.empty()) {
+      hosts.insert(vm.host);
     }
-    for (const auto& [vm, nic] : pending) {
-      auto it = names.find(nic.key);
-      if (it != names.end() && !it->second.empty()) {
-        listing.vms[vm].nics[nic.nic_index].network = it->second;
-      }
+  }
+  const auto host_names = ObjectNames(stop, session, "HostSystem", hosts);
+  for (auto& vm : listing.vms) {
+    auto it = host_names.find(vm.host);
+    if (it != host_names.end() && !it->second.empty()) {
+      vm.host = it->second;
     }
   }
   std::sort(listing.vms.begin(), listing.vms.end(),

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <pugixml.hpp>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -72,10 +73,18 @@ core::Status RetrievePropertiesPaged(std::stop_token stop, Session& session,
                                      const std::function<void(const ObjectContentView&)>& on_object,
                                      int& pages);
 
+//! The names of the `type` objects with these moref values, in one RetrieveProperties call (none
+//! when `values` is empty). Best effort: an object gone meanwhile, or a failed call, leaves its
+//! value out of the answer (the caller keeps the moref value).
+std::map<std::string, std::string> ObjectNames(std::stop_token stop, Session& session,
+                                               const std::string& type,
+                                               const std::set<std::string>& values);
+
 //! Every VM under the folder `root` (recursive), whose own inventory path is `root_path`
 //! ("/DC0/vm/team-a"), described (or only named, see ScanOptions) in one paged query. A VM whose
 //! parent chain leaves the folders of the answer (a VM in a vApp) gets root_path/name. Errors:
-//! those of RetrievePropertiesPaged and CreateContainerView, wrapped "vsphere: list VMs".
+//! those of RetrievePropertiesPaged and CreateContainerView, wrapped "vsphere: list VMs". The
+//! names of distributed port groups and hosts cost one more call each (when any is named).
 core::Result<VmListing> ScanVms(std::stop_token stop, Session& session, const MoRef& root,
                                 const std::string& root_path, const ScanOptions& options = {});
 

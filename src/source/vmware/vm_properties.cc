@@ -53,6 +53,7 @@ const std::vector<std::string>& DescribePropertyPaths() {
                                                   "guest.guestFamily",
                                                   "guest.toolsRunningStatus",
                                                   "runtime.powerState",
+                                                  "runtime.host",
                                                   "config.hardware.device",
                                                   "summary.config.tpmPresent"};
   return kPaths;
@@ -133,6 +134,7 @@ model::VmDescription DescriptionFromProperties(const std::map<std::string, pugi:
   d.guest_os_full_name = text("config.guestFullName");
   d.guest_os_type = text("guest.guestFamily");  // reported only while VMware Tools run
   d.tools_running = text("guest.toolsRunningStatus") == "guestToolsRunning";
+  d.host = text("runtime.host");  // a HostSystem moref value; the caller resolves its name
   const std::string power = text("runtime.powerState");
   d.power_state = power == "poweredOn"    ? model::PowerState::kOn
                   : power == "poweredOff" ? model::PowerState::kOff

@@ -26,7 +26,8 @@ struct PendingPortgroup {
 
 //! Builds the description from `props` (property path -> its <val>); `id` is the VM's moref
 //! value, `inventory_path` its /DC/vm/... path. NICs on distributed port groups are appended to
-//! `pending` with their key as network. Never fails: a property that is absent leaves its
+//! `pending` with their key as network; `host` holds the HostSystem moref value until the caller
+//! resolves its name (ObjectNames). Never fails: a property that is absent leaves its
 //! default (1 vCPU, BIOS, unknown power).
 model::VmDescription DescriptionFromProperties(const std::map<std::string, pugi::xml_node>& props,
                                                const std::string& id,

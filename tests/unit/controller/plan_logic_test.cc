@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "api/import_plan.h"
 
 namespace vmimport::controller {
@@ -172,6 +174,214 @@ TEST(ValidatePlanSpec, SaysWhatIsWrong) {
   EXPECT_NE(all.find("notBefore"), std::string::npos) << all;
   EXPECT_NE(all.find("spec.template.virtualMachineName"), std::string::npos) << all;
   EXPECT_FALSE(api::ImportPlanSpecFromJson({{"selector", {{"names", "web"}}}}));
+}
+
+TEST(ImportPlanSpecFromJson, ReadsTagsMetadataHostAndDatastoreLimitsAndTheCap) {
+  auto spec = api::ImportPlanSpecFromJson(
+      {{"sourceCluster", {{"kind", "VmwareSource"}, {"name", "vc"}}},
+       {"selector", {{"tags", {"prod", "tier/web"}}, {"metadata", {{"team", "a"}}}}},
+       {"schedule",
+        {{"maxConcurrentImports", 5},
+         {"maxConcurrentPerHost", 2},
+         {"maxConcurrentPerDatastore", 3}}},
+       {"bandwidthBytesPerSecond", 4000000}});
+  ASSERT_TRUE(spec) << spec.error().ToString();
+  EXPECT_EQ(spec->selector.tags, (std::vector<std::string>{"prod", "tier/web"}));
+  EXPECT_EQ(spec->selector.metadata.at("team"), "a");
+  EXPECT_EQ(spec->schedule.max_concurrent_per_host, 2);
+  EXPECT_EQ(spec->schedule.max_concurrent_per_datastore, 3);
+  EXPECT_EQ(spec->bandwidth_bytes_per_second, 4e6);
+  EXPECT_TRUE(api::ValidatePlanSpec(*spec).empty());  // tags alone are a selector
+
+  struct Bad {
+    Json spec;
+    const char* says;
+  };
+  const std::vector<Bad> bad = {
+      {{{"selector", {{"tags", "prod"}}}}, "spec.selector.tags: wrong type"},
+      {{{"selector", {{"tags", {1}}}}}, "spec.selector.tags: must be strings"},
+      {{{"selector", {{"metadata", {{"team", 1}}}}}}, "spec.selector.metadata.team"},
+      {{{"schedule", {{"maxConcurrentPerHost", "2"}}}}, "maxConcurrentPerHost: wrong type"},
+      {{{"bandwidthBytesPerSecond", "fast"}}, "bandwidthBytesPerSecond: wrong type"},
+  };
+  for (const Bad& b : bad) {
+    auto parsed = api::ImportPlanSpecFromJson(b.spec);
+    ASSERT_FALSE(parsed) << b.spec.dump();
+    EXPECT_NE(parsed.error().message.find(b.says), std::string::npos) << parsed.error().message;
+  }
+  auto negative = api::ImportPlanSpecFromJson(
+      {{"sourceCluster", {{"kind", "VmwareSource"}, {"name", "vc"}}},
+       {"selector", {{"tags", {"/x", "ok"}}}},
+       {"schedule", {{"maxConcurrentPerHost", -1}, {"maxConcurrentPerDatastore", -2}}},
+       {"bandwidthBytesPerSecond", -5}});
+  ASSERT_TRUE(negative);
+  std::string all;
+  for (const auto& p : api::ValidatePlanSpec(*negative)) {
+    all += p + "\n";
+  }
+  for (const char* want : {"spec.selector.tags: \"/x\"", "maxConcurrentPerHost: must be 0",
+                           "maxConcurrentPerDatastore: must be 0", "bandwidthBytesPerSecond"}) {
+    EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
+  }
+}
+
+TEST(HasTags, EveryWantedTagByNameOrCategoryAndName) {
+  struct Case {
+    std::vector<std::string> wanted;
+    std::vector<std::string> vm;
+    bool match;
+  };
+  const std::vector<Case> cases = {
+      {{"prod"}, {"env/prod"}, true},
+      {{"env/prod"}, {"env/prod"}, true},
+      {{"env/prod"}, {"stage/prod"}, false},
+      {{"prod", "tier/web"}, {"env/prod", "tier/web"}, true},
+      {{"prod", "tier/web"}, {"env/prod", "tier/db"}, false},
+      {{"prod"}, {}, false},
+      {{"pro"}, {"env/prod"}, false},
+      {{}, {"env/prod"}, true},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(HasTags(c.wanted, c.vm), c.match)
+        << ::testing::PrintToString(c.wanted) << " on " << ::testing::PrintToString(c.vm);
+  }
+}
+
+TEST(SelectVms, TagsAndMetadataMustHoldWithTheOtherConditions) {
+  std::vector<model::VmDescription> listing = {Vm("/DC0/vm/a/web-1"), Vm("/DC0/vm/a/web-22"),
+                                               Vm("/DC0/vm/a/db-333")};
+  for (size_t i = 0; i < listing.size(); ++i) {
+    listing[i].id = "vm-" + std::to_string(i + 1);  // tags are by provider id
+  }
+  listing[0].metadata = {{"team", "a"}, {"tier", "web"}};
+  listing[1].metadata = {{"team", "b"}};
+  listing[2].metadata = {{"team", "a"}};
+  listing[0].host = "H0";
+  listing[0].disks[0].storage = "ds1";
+  const VmTags tags = {{listing[0].id, {"env/prod"}}, {listing[2].id, {"env/prod", "tier/db"}}};
+  struct Case {
+    api::PlanSelector selector;
+    std::vector<std::string> picked;
+  };
+  const std::vector<Case> cases = {
+      {{.tags = {"prod"}}, {"web-1", "db-333"}},
+      {{.tags = {"env/prod", "tier/db"}}, {"db-333"}},
+      {{.name_pattern = "web-*", .tags = {"prod"}}, {"web-1"}},
+      {{.tags = {"staging"}}, {}},
+      {{.metadata = {{"team", "a"}}}, {"web-1", "db-333"}},
+      {{.metadata = {{"team", "a"}, {"tier", "web"}}}, {"web-1"}},
+      {{.metadata = {{"team", "c"}}}, {}},
+      {{.tags = {"prod"}, .metadata = {{"team", "a"}}}, {"web-1", "db-333"}},
+  };
+  for (const Case& c : cases) {
+    Selection s = SelectVms("p", c.selector, listing, "/DC0/vm", tags);
+    std::vector<std::string> names;
+    for (const auto& vm : s.vms) {
+      names.push_back(vm.name);
+    }
+    EXPECT_EQ(names, c.picked) << ::testing::PrintToString(c.selector.tags);
+  }
+  Selection s = SelectVms("p", {.name_pattern = "web-1"}, listing, "/DC0/vm", tags);
+  ASSERT_EQ(s.vms.size(), 1u);
+  EXPECT_EQ(s.vms[0].host, "H0");
+  EXPECT_EQ(s.vms[0].datastores, std::vector<std::string>{"ds1"});
+  const api::PlannedVm back = api::PlannedVmFromJson(api::PlannedVmToJson(s.vms[0]));
+  EXPECT_EQ(back.host, "H0");
+  EXPECT_EQ(back.datastores, std::vector<std::string>{"ds1"});
+}
+
+api::PlannedVm Planned(const std::string& name, const std::string& host,
+                       std::vector<std::string> datastores = {}) {
+  api::PlannedVm vm;
+  vm.name = name;
+  vm.import_name = name;
+  vm.host = host;
+  vm.datastores = std::move(datastores);
+  return vm;
+}
+
+TEST(Schedule, WavesHostsAndDatastoresTableOfCases) {
+  // h0-1..h0-3 on H0, h1-1..h1-2 on H1, x without a known host; ds per VM as named.
+  const std::vector<api::PlannedVm> selection = {
+      Planned("h0-1", "H0", {"ds1"}), Planned("h0-2", "H0", {"ds1"}),
+      Planned("h0-3", "H0", {"ds2"}), Planned("h1-1", "H1", {"ds1", "ds2"}),
+      Planned("h1-2", "H1", {"ds2"}), Planned("x", "")};
+  struct Case {
+    const char* what;
+    api::PlanSchedule schedule;
+    std::set<std::string> existing;
+    std::set<std::string> active;
+    std::vector<std::string> start;
+    std::map<std::string, std::string> waiting;
+  };
+  const std::vector<Case> cases = {
+      {"no limits: everything starts",
+       {},
+       {},
+       {},
+       {"h0-1", "h0-2", "h0-3", "h1-1", "h1-2", "x"},
+       {}},
+      {"a wave of 2",
+       {.max_concurrent_imports = 2},
+       {},
+       {},
+       {"h0-1", "h0-2"},
+       {{"h0-3", "wave limit 2 reached"},
+        {"h1-1", "wave limit 2 reached"},
+        {"h1-2", "wave limit 2 reached"},
+        {"x", "wave limit 2 reached"}}},
+      {"1 per host: the next host's VM is not held back by H0",
+       {.max_concurrent_per_host = 1},
+       {},
+       {},
+       {"h0-1", "h1-1", "x"},
+       {{"h0-2", "host H0 at its limit 1"},
+        {"h0-3", "host H0 at its limit 1"},
+        {"h1-2", "host H1 at its limit 1"}}},
+      {"a wave of 3 and 2 per host",
+       {.max_concurrent_imports = 3, .max_concurrent_per_host = 2},
+       {},
+       {},
+       {"h0-1", "h0-2", "h1-1"},
+       {{"h0-3", "host H0 at its limit 2"},
+        {"h1-2", "wave limit 3 reached"},
+        {"x", "wave limit 3 reached"}}},
+      {"running imports count: H0 full, one slot of the wave left",
+       {.max_concurrent_imports = 3, .max_concurrent_per_host = 2},
+       {"h0-1", "h0-2"},
+       {"h0-1", "h0-2"},
+       {"h1-1"},
+       {{"h0-3", "host H0 at its limit 2"},
+        {"h1-2", "wave limit 3 reached"},
+        {"x", "wave limit 3 reached"}}},
+      {"ended imports free their slots",
+       {.max_concurrent_imports = 3, .max_concurrent_per_host = 2},
+       {"h0-1", "h0-2"},
+       {},
+       {"h0-3", "h1-1", "h1-2"},
+       {{"x", "wave limit 3 reached"}}},
+      {"1 per datastore: a VM on two datastores needs both free",
+       {.max_concurrent_per_datastore = 1},
+       {},
+       {},
+       {"h0-1", "h0-3", "x"},
+       {{"h0-2", "datastore ds1 at its limit 1"},
+        {"h1-1", "datastore ds1 at its limit 1"},
+        {"h1-2", "datastore ds2 at its limit 1"}}},
+      {"the host is checked before the datastore",
+       {.max_concurrent_per_host = 1, .max_concurrent_per_datastore = 1},
+       {"h0-1"},
+       {"h0-1"},
+       {"h1-2", "x"},
+       {{"h0-2", "host H0 at its limit 1"},
+        {"h0-3", "host H0 at its limit 1"},
+        {"h1-1", "datastore ds1 at its limit 1"}}},
+  };
+  for (const Case& c : cases) {
+    const ScheduleDecision d = Schedule(selection, c.schedule, c.existing, c.active);
+    EXPECT_EQ(d.start, c.start) << c.what;
+    EXPECT_EQ(d.waiting, c.waiting) << c.what;
+  }
 }
 
 }  // namespace

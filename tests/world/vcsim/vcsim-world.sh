@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vcsim-world.sh - the vSphere peer of the test world: govmomi's vCenter simulator (pinned in go.mod)
-# extended with ExportVm + HttpNfcLease downloads (cmd/vcsim-ext), seeded with VMs whose disks hold
-# real, reproducible data as streamOptimized VMDKs. Listens on 127.0.0.1 only.
+# extended with ExportVm + HttpNfcLease downloads (cmd/vcsim-ext), serving vAPI REST (tags) too,
+# seeded with VMs whose disks hold real, reproducible data as streamOptimized VMDKs. Listens on
+# 127.0.0.1 only.
 #
 # Usage: tests/world/vcsim/vcsim-world.sh COMMAND [OPTIONS]
 #   build      build vcsim-ext and govc into the cache (skipped when present)

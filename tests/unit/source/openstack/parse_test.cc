@@ -162,6 +162,8 @@ constexpr const char* kServer = R"({"server": {
   "flavor": {"vcpus": 4, "ram": 8192, "disk": 1, "original_name": "m1.large"},
   "image": "",
   "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+  "OS-EXT-SRV-ATTR:host": "compute-2",
+  "metadata": {"team": "a", "wave": "2", "odd": 7},
   "os-extended-volumes:volumes_attached": [{"id": "vol-data"}, {"id": "vol-boot"}],
   "addresses": {
     "private2": [{"addr": "198.51.100.7", "version": 4,
@@ -189,6 +191,10 @@ TEST(Server, ReadsFlavorVolumesAndAddresses) {
   EXPECT_EQ(s->address_macs[0],
             (std::pair<std::string, std::string>{"private", "fa:16:3e:00:00:01"}));
   EXPECT_EQ(s->address_macs[1].second, "fa:16:3e:00:00:02");
+  // Nova metadata (a plan's selector.metadata) and the compute host (per-host limits); a value
+  // that is not a string (Nova never sends one) is left out.
+  EXPECT_EQ(s->metadata, (std::map<std::string, std::string>{{"team", "a"}, {"wave", "2"}}));
+  EXPECT_EQ(s->host, "compute-2");
 }
 
 TEST(Server, OldMicroversionGivesOnlyTheFlavorId) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	_ "github.com/vmware/govmomi/vapi/simulator" // vAPI REST (tags): a plan's selector.tags
 	"github.com/vmware/govmomi/vim25/types"
 )
 
