@@ -20,6 +20,8 @@ declare -A ALLOWED=(
   [harvester]="core model api harvester"
   [imageserver]="core disk source imageserver"
   [controller]="core api kube source harvester imageserver controller"
+  [report]="core report"
+  [bundle]="core bundle"
   [app]="*"
 )
 
