@@ -458,17 +458,19 @@ int main(int argc, char** argv) {
   auto* report = app.add_subcommand(
       "report", "an HTML page and a JSON document of plans or imports: timeline, bytes, digests");
   cli::ReportOptions report_options;
-  report->add_option("names", report_options.names,
-                     "ImportPlan or VirtualMachineImport names (importplan/NAME, "
-                     "virtualmachineimport/NAME; a bare name is looked up as a plan first)")
+  report
+      ->add_option("names", report_options.names,
+                   "ImportPlan or VirtualMachineImport names (importplan/NAME, "
+                   "virtualmachineimport/NAME; a bare name is looked up as a plan first)")
       ->required();
   report->add_option("-o,--output", report_options.output,
                      "writes OUTPUT.html and OUTPUT.json (default vmimport-report)");
   auto* bundle = app.add_subcommand(
       "bundle", "a support archive (tar.gz) of sources, imports, plans, Events, logs, metrics");
   cli::BundleOptions bundle_options;
-  bundle->add_option("-o,--output", bundle_options.output, "the archive (default "
-                                                           "vmimport-bundle.tar.gz)");
+  bundle->add_option("-o,--output", bundle_options.output,
+                     "the archive (default "
+                     "vmimport-bundle.tar.gz)");
   bundle->add_flag("-A,--all-namespaces", bundle_options.all_namespaces, "every namespace");
   bundle->add_option("--controller-log", bundle_options.controller_logs,
                      "a file of the controller's log (repeatable)");

@@ -30,10 +30,9 @@ const kube::Resource kVirtualMachines{"kubevirt.io", "v1", "virtualmachines", tr
 const kube::Resource kSecrets{"", "v1", "secrets", true};
 
 // The kinds whose Events belong in the bundle.
-const std::set<std::string> kOurKinds = {"VmwareSource",         "OpenstackSource", "OvaSource",
-                                         "LibvirtSource",        "VirtualMachineImport",
-                                         "ImportPlan",           "VirtualMachine",
-                                         "VirtualMachineImage",  "DataVolume"};
+const std::set<std::string> kOurKinds = {"VmwareSource",   "OpenstackSource",      "OvaSource",
+                                         "LibvirtSource",  "VirtualMachineImport", "ImportPlan",
+                                         "VirtualMachine", "VirtualMachineImage",  "DataVolume"};
 
 std::string ReadFile(const std::string& path, bool& ok) {
   std::ifstream in(path, std::ios::binary);
@@ -46,8 +45,7 @@ std::string ReadFile(const std::string& path, bool& ok) {
 class Collector {
  public:
   Collector(kube::Client& client, std::string ns, bundle::TarGzWriter& tar)
-      : client_(client), ns_(std::move(ns)), tar_(tar),
-        now_(std::chrono::system_clock::now()) {}
+      : client_(client), ns_(std::move(ns)), tar_(tar), now_(std::chrono::system_clock::now()) {}
 
   bundle::Redactor& redactor() { return redactor_; }
 
@@ -60,9 +58,8 @@ class Collector {
       auto page = client_.List({}, r, ns_, options);
       if (!page) {
         // A kind this cluster does not serve (no CDI, no KubeVirt) is not an error of the bundle.
-        Note(dir, page.error().code == core::ErrorCode::kNotFound
-                      ? "not served by this cluster"
-                      : page.error().ToString());
+        Note(dir, page.error().code == core::ErrorCode::kNotFound ? "not served by this cluster"
+                                                                  : page.error().ToString());
         return items;
       }
       for (const Json& item : core::JsonArray(*page, "items")) {
@@ -271,8 +268,9 @@ int Bundle(kube::Client& client, const std::string& ns, const BundleOptions& opt
     c.Add("logs/controller-" + std::to_string(n++) + ".log", c.redactor().Text(text));
   }
   if (options.controller_logs.empty()) {
-    c.Note("logs", "no --controller-log given (in a cluster: --controller-log <(kubectl logs -n "
-                   "NS deploy/vm-import-controller))");
+    c.Note("logs",
+           "no --controller-log given (in a cluster: --controller-log <(kubectl logs -n "
+           "NS deploy/vm-import-controller))");
   }
   if (!options.metrics_url.empty()) {
     auto http = http::Client::Create({});
@@ -281,8 +279,8 @@ int Bundle(kube::Client& client, const std::string& ns, const BundleOptions& opt
       if (resp && resp->status == 200) {
         c.Add("metrics.txt", c.redactor().Text(resp->body));
       } else {
-        c.Note("metrics.txt", resp ? "HTTP " + std::to_string(resp->status)
-                                   : resp.error().ToString());
+        c.Note("metrics.txt",
+               resp ? "HTTP " + std::to_string(resp->status) : resp.error().ToString());
       }
     }
   } else {

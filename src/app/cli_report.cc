@@ -39,8 +39,7 @@ struct Fetcher {
       for (const Json& item : core::JsonArray(*page, "items")) {
         out.push_back(item);
       }
-      options.continue_token =
-          core::JsonString(core::JsonObject(*page, "metadata"), "continue");
+      options.continue_token = core::JsonString(core::JsonObject(*page, "metadata"), "continue");
       if (options.continue_token.empty()) {
         return out;
       }
@@ -63,9 +62,8 @@ struct Fetcher {
     for (const Json& e : *events) {
       const Json& io = core::JsonObject(e, "involvedObject");
       const std::string euid = core::JsonString(io, "uid");
-      if ((!euid.empty() && euid == uid) ||
-          (euid.empty() && core::JsonString(io, "name") == name &&
-           core::JsonString(io, "kind") == kind)) {
+      if ((!euid.empty() && euid == uid) || (euid.empty() && core::JsonString(io, "name") == name &&
+                                             core::JsonString(io, "kind") == kind)) {
         out.push_back(e);
       }
     }
@@ -124,8 +122,8 @@ int Report(kube::Client& client, const std::string& ns, const ReportOptions& opt
     const std::string kind = slash == std::string::npos ? "" : core::ToLower(ref.substr(0, slash));
     const std::string name = slash == std::string::npos ? ref : ref.substr(slash + 1);
     const bool plan_only = kind == "importplan" || kind == "importplans" || kind == "plan";
-    const bool import_only = kind == "virtualmachineimport" || kind == "virtualmachineimports" ||
-                             kind == "import";
+    const bool import_only =
+        kind == "virtualmachineimport" || kind == "virtualmachineimports" || kind == "import";
     if (!kind.empty() && !plan_only && !import_only) {
       std::cerr << "report: " << ref << ": name a plan (importplan/NAME) or an import "
                 << "(virtualmachineimport/NAME)\n";
@@ -137,9 +135,8 @@ int Report(kube::Client& client, const std::string& ns, const ReportOptions& opt
         report::PlanInput p;
         p.plan = *plan;
         p.events = fetch.EventsOf(*plan);
-        auto imports =
-            fetch.ListAll(controller::ImportResource(),
-                          {.label_selector = std::string(kPlanLabel) + "=" + name});
+        auto imports = fetch.ListAll(controller::ImportResource(),
+                                     {.label_selector = std::string(kPlanLabel) + "=" + name});
         if (!imports) {
           std::cerr << "report: imports of plan " << name << ": " << imports.error().ToString()
                     << "\n";

@@ -19,10 +19,11 @@ std::string Lower(std::string_view s) {
 
 // The credential words a key may contain, and the words that make it a pointer instead.
 constexpr std::string_view kCredentialWords[] = {
-    "password", "passwd", "passphrase", "token", "secret", "apikey", "api_key", "api-key",
-    "privatekey", "private_key", "private-key", "client-key", "clientkey", "client_key",
-    "authorization", "cookie", "credential", "accesskey", "access_key"};
-constexpr std::string_view kPointerSuffixes[] = {"ref", "name", "names", "namespace", "ttl",
+    "password",    "passwd",     "passphrase", "token",      "secret",
+    "apikey",      "api_key",    "api-key",    "privatekey", "private_key",
+    "private-key", "client-key", "clientkey",  "client_key", "authorization",
+    "cookie",      "credential", "accesskey",  "access_key"};
+constexpr std::string_view kPointerSuffixes[] = {"ref",  "name", "names",   "namespace", "ttl",
                                                  "file", "path", "seconds", "refs"};
 
 struct Pattern {
@@ -49,9 +50,9 @@ const std::vector<Pattern>& Patterns() {
     // Our image server's capability URLs: /disks/<64 hex>.
     p.push_back({std::regex("/disks/[0-9a-f]{64}"), "/disks/REDACTED"});
     // Authorization headers and schemes.
-    p.push_back({std::regex("(authorization[\"']?\\s*[:=]\\s*[\"']?)(?:bearer |basic )?[^\\s\"',]+",
-                            icase),
-                 "$1REDACTED"});
+    p.push_back(
+        {std::regex("(authorization[\"']?\\s*[:=]\\s*[\"']?)(?:bearer |basic )?[^\\s\"',]+", icase),
+         "$1REDACTED"});
     p.push_back({std::regex("\\b(bearer) [A-Za-z0-9._~+/=-]{8,}", icase), "$1 REDACTED"});
     // "key": "value" (JSON in text) and key=value / key: value (logfmt, YAML) for credential keys.
     const std::string words =
@@ -59,9 +60,9 @@ const std::vector<Pattern>& Patterns() {
         "private_key|privatekey|client-key-data|client_key|accesskey|access_key))";
     p.push_back({std::regex("(\"" + words + "\"\\s*:\\s*)\"(?:[^\"\\\\]|\\\\.)*\"", icase),
                  "$1\"REDACTED\""});
-    p.push_back({std::regex("(\\b" + words + "\\s*[=:]\\s*)(\"(?:[^\"\\\\]|\\\\.)*\"|[^\\s,;&]+)",
-                            icase),
-                 "$1REDACTED"});
+    p.push_back(
+        {std::regex("(\\b" + words + "\\s*[=:]\\s*)(\"(?:[^\"\\\\]|\\\\.)*\"|[^\\s,;&]+)", icase),
+         "$1REDACTED"});
     return p;
   }();
   return patterns;

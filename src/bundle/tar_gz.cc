@@ -11,8 +11,11 @@ constexpr size_t kBlock = 512;
 
 // An octal field of `width` bytes: digits, then NUL.
 void Octal(char* field, size_t width, uint64_t value) {
-  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
-                static_cast<unsigned long long>(value));
+  field[width - 1] = '\0';
+  for (size_t i = width - 1; i-- > 0;) {
+    field[i] = static_cast<char>('0' + (value & 7));
+    value >>= 3;
+  }
 }
 
 bool SafeName(std::string_view name) {
@@ -35,9 +38,9 @@ bool SafeName(std::string_view name) {
 core::Result<std::unique_ptr<TarGzWriter>> TarGzWriter::Create(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "wb6");
   if (f == nullptr) {
-    return core::MakeError(core::ErrorCode::kUnavailable,
-                           "bundle: " + path + ": cannot open for writing: " +
-                               std::strerror(errno));
+    return core::MakeError(
+        core::ErrorCode::kUnavailable,
+        "bundle: " + path + ": cannot open for writing: " + std::strerror(errno));
   }
   return std::unique_ptr<TarGzWriter>(new TarGzWriter(f, path));
 }
@@ -72,6 +75,10 @@ core::Status TarGzWriter::Add(std::string_view name, std::string_view data,
     return core::MakeError(core::ErrorCode::kInvalidArgument,
                            "bundle: entry name \"" + std::string(name) + "\" is not relative");
   }
+  if (data.size() >= (uint64_t{1} << 33)) {  // 11 octal digits
+    return core::MakeError(core::ErrorCode::kInvalidArgument,
+                           "bundle: entry " + std::string(name) + " is 8 GiB or more");
+  }
   std::array<char, kBlock> h{};
   std::string_view prefix;
   std::string_view base = name;
@@ -102,7 +109,7 @@ core::Status TarGzWriter::Add(std::string_view name, std::string_view data,
   for (char c : h) {
     sum += static_cast<unsigned char>(c);
   }
-  std::snprintf(h.data() + 148, 8, "%06o", sum);  // six digits, NUL, and the space stays
+  Octal(h.data() + 148, 7, sum);  // six digits, NUL, then the space that stays
   h[155] = ' ';
   if (auto st = Write(h.data(), h.size()); !st) {
     return st;
@@ -127,9 +134,9 @@ core::Status TarGzWriter::Close() {
     return st;
   }
   if (rc != Z_OK) {
-    return core::MakeError(core::ErrorCode::kUnavailable,
-                           "bundle: " + path_ + ": closing failed (zlib " + std::to_string(rc) +
-                               ")");
+    return core::MakeError(
+        core::ErrorCode::kUnavailable,
+        "bundle: " + path_ + ": closing failed (zlib " + std::to_string(rc) + ")");
   }
   return {};
 }

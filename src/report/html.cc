@@ -57,9 +57,8 @@ std::string Timeline(const Json& timeline) {
   }
   const double total = std::max(Number(timeline, "seconds"), 1e-6);
   const int height = static_cast<int>(phases.size()) * kLaneHeight + 24;
-  std::string out = "<svg class=\"timeline\" width=\"" +
-                    std::to_string(kBarX + kBarWidth + 10) + "\" height=\"" +
-                    std::to_string(height) + "\" shape-rendering=\"crispEdges\">";
+  std::string out = "<svg class=\"timeline\" width=\"" + std::to_string(kBarX + kBarWidth + 10) +
+                    "\" height=\"" + std::to_string(height) + "\" shape-rendering=\"crispEdges\">";
   int lane = 0;
   for (const Json& p : phases) {
     const std::string phase = JsonString(p, "phase");
@@ -70,10 +69,10 @@ std::string Timeline(const Json& timeline) {
     const int y = lane * kLaneHeight + 3;
     out += "<g class=\"phase\" data-phase=\"" + EscapeHtml(phase) + "\"><text x=\"0\" y=\"" +
            std::to_string(y + 11) + "\">" + EscapeHtml(phase) + " · " + Seconds(seconds) +
-           "</text><rect x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) +
-           "\" width=\"" + std::to_string(w) + "\" height=\"" + std::to_string(kBarHeight) +
-           "\" fill=\"" + std::string(PhaseColour(phase)) + "\"><title>" + EscapeHtml(phase) +
-           ": " + Esc(p, "start") + " → " + Esc(p, "end") + "</title></rect></g>";
+           "</text><rect x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) + "\" width=\"" +
+           std::to_string(w) + "\" height=\"" + std::to_string(kBarHeight) + "\" fill=\"" +
+           std::string(PhaseColour(phase)) + "\"><title>" + EscapeHtml(phase) + ": " +
+           Esc(p, "start") + " → " + Esc(p, "end") + "</title></rect></g>";
     ++lane;
   }
   // The axis: 0 and the total.
@@ -118,10 +117,10 @@ std::string DisksTable(const Json& disks) {
       }
     }
     const std::string cls = JsonString(d, "storageClass");
-    out += "<tr><td>" + Esc(d, "name") + "</td><td>" + Bytes(Number(d, "sizeBytes")) +
-           "</td><td>" + Bytes(Number(d, "bytesDone")) + "</td><td>" + Esc(d, "bus") +
-           "</td><td>" + (cls.empty() ? "(cluster default)" : EscapeHtml(cls)) + "</td><td>" +
-           digests + "</td><td>" + Verification(d) + "</td></tr>";
+    out += "<tr><td>" + Esc(d, "name") + "</td><td>" + Bytes(Number(d, "sizeBytes")) + "</td><td>" +
+           Bytes(Number(d, "bytesDone")) + "</td><td>" + Esc(d, "bus") + "</td><td>" +
+           (cls.empty() ? "(cluster default)" : EscapeHtml(cls)) + "</td><td>" + digests +
+           "</td><td>" + Verification(d) + "</td></tr>";
   }
   return out + "</table>";
 }
@@ -134,8 +133,7 @@ std::string DiskLines(const Json& side, bool target) {
       out += "bus " + Esc(d, "bus") + ", class " + Esc(d, "storageClass") + ", claim " +
              Esc(d, "claim");
     } else {
-      out += Bytes(Number(d, "sizeBytes")) + ", bus " + Esc(d, "bus") + ", on " +
-             Esc(d, "storage");
+      out += Bytes(Number(d, "sizeBytes")) + ", bus " + Esc(d, "bus") + ", on " + Esc(d, "storage");
     }
     out += "</div>";
   }
@@ -188,10 +186,10 @@ std::string EventsTable(const Json& events) {
 
 std::string ImportSection(const Json& imp) {
   const std::string phase = JsonString(imp, "phase");
-  std::string out = "<section class=\"import\" id=\"import-" + Esc(imp, "name") +
-                    "\"><h2>" + Esc(imp, "name") + " <span class=\"phase\" style=\"background:" +
-                    std::string(PhaseColour(phase)) + "\">" + EscapeHtml(phase) +
-                    "</span></h2><dl>";
+  std::string out = "<section class=\"import\" id=\"import-" + Esc(imp, "name") + "\"><h2>" +
+                    Esc(imp, "name") +
+                    " <span class=\"phase\" style=\"background:" + std::string(PhaseColour(phase)) +
+                    "\">" + EscapeHtml(phase) + "</span></h2><dl>";
   out += Fact("namespace", Esc(imp, "namespace"));
   if (!JsonString(imp, "plan").empty()) {
     out += Fact("plan", Esc(imp, "plan"));
@@ -200,9 +198,8 @@ std::string ImportSection(const Json& imp) {
   out += Fact("target VM", Esc(imp, "targetVm"));
   const Json& timeline = JsonObject(imp, "timeline");
   out += Fact("started", Esc(timeline, "start"));
-  out += Fact("ended", core::JsonBool(timeline, "ongoing").value_or(true)
-                           ? std::string("(ongoing)")
-                           : Esc(timeline, "end"));
+  out += Fact("ended", core::JsonBool(timeline, "ongoing").value_or(true) ? std::string("(ongoing)")
+                                                                          : Esc(timeline, "end"));
   out += Fact("duration", Seconds(Number(timeline, "seconds")));
   out += Fact("bytes", Bytes(Number(imp, "bytesDone")) + " of " + Bytes(Number(imp, "bytesTotal")));
   if (core::JsonMember(imp, "throughputBytesPerSecond") != nullptr) {
@@ -239,17 +236,15 @@ std::string PlanSection(const Json& plan) {
                     "</span></h1><p>" + Esc(plan, "reason") + ": " + Esc(plan, "message") +
                     "</p><dl>";
   out += Fact("namespace", Esc(plan, "namespace"));
-  out += Fact("imports", std::to_string(core::JsonInt(summary, "total").value_or(0)) + " (" +
-                             std::to_string(core::JsonInt(summary, "succeeded").value_or(0)) +
-                             " succeeded, " +
-                             std::to_string(core::JsonInt(summary, "running").value_or(0)) +
-                             " running, " +
-                             std::to_string(core::JsonInt(summary, "failed").value_or(0)) +
-                             " failed, " +
-                             std::to_string(core::JsonInt(summary, "notStarted").value_or(0)) +
-                             " not started)");
-  out += Fact("bytes", Bytes(Number(summary, "bytesDone")) + " of " +
-                           Bytes(Number(summary, "bytesTotal")));
+  out +=
+      Fact("imports",
+           std::to_string(core::JsonInt(summary, "total").value_or(0)) + " (" +
+               std::to_string(core::JsonInt(summary, "succeeded").value_or(0)) + " succeeded, " +
+               std::to_string(core::JsonInt(summary, "running").value_or(0)) + " running, " +
+               std::to_string(core::JsonInt(summary, "failed").value_or(0)) + " failed, " +
+               std::to_string(core::JsonInt(summary, "notStarted").value_or(0)) + " not started)");
+  out += Fact("bytes",
+              Bytes(Number(summary, "bytesDone")) + " of " + Bytes(Number(summary, "bytesTotal")));
   if (core::JsonMember(plan, "durationSeconds") != nullptr) {
     out += Fact("duration", Seconds(Number(plan, "durationSeconds")) + " (" +
                                 Esc(plan, "startedAt") + " → " + Esc(plan, "endedAt") + ")");
@@ -257,8 +252,8 @@ std::string PlanSection(const Json& plan) {
   }
   out += "</dl><table class=\"phases\"><tr><th>phase</th><th>imports</th></tr>";
   for (const auto& [phase, n] : JsonObject(summary, "byPhase").items()) {
-    out += "<tr><td><span class=\"swatch\" style=\"background:" +
-           std::string(PhaseColour(phase)) + "\"></span>" + EscapeHtml(phase) + "</td><td>" +
+    out += "<tr><td><span class=\"swatch\" style=\"background:" + std::string(PhaseColour(phase)) +
+           "\"></span>" + EscapeHtml(phase) + "</td><td>" +
            (n.is_number() ? std::to_string(n.get<int64_t>()) : std::string("?")) + "</td></tr>";
   }
   out += "</table>";

@@ -16,8 +16,8 @@
 
 namespace vmimport::report {
 
-inline constexpr int kBarX = 190;       //!< where the bars start in the timeline SVG
-inline constexpr int kBarWidth = 560;   //!< the width of the whole import's duration
+inline constexpr int kBarX = 280;       //!< where the bars start in the timeline SVG
+inline constexpr int kBarWidth = 600;   //!< the width of the whole import's duration
 inline constexpr int kMinBar = 2;       //!< a phase shorter than this still shows
 inline constexpr int kLaneHeight = 20;  //!< one lane per phase
 inline constexpr int kBarHeight = 14;

@@ -120,8 +120,8 @@ Json Disks(const Json& status) {
                               {"result", JsonString(v, "result")},
                               {"message", JsonString(v, "message")}});
     }
-    const uint64_t size = core::JsonUint(d, "bytesTotal")
-                              .value_or(core::JsonUint(d, "diskSize").value_or(0));
+    const uint64_t size =
+        core::JsonUint(d, "bytesTotal").value_or(core::JsonUint(d, "diskSize").value_or(0));
     out.push_back({{"name", JsonString(d, "diskName")},
                    {"sizeBytes", size},
                    {"bytesDone", core::JsonUint(d, "bytesDone").value_or(0)},
@@ -166,16 +166,17 @@ Json SourceHardware(const Json& status) {
   if (core::JsonBool(vm, "secureBoot").value_or(false)) {
     firmware += ", secure boot";
   }
-  return {{"name", JsonString(vm, "name")},
-          {"path", JsonString(vm, "inventoryPath").empty() ? JsonString(vm, "id")
-                                                           : JsonString(vm, "inventoryPath")},
-          {"cpu", cpu},
-          {"memory", std::to_string(core::JsonUint(vm, "memoryMiB").value_or(0)) + " MiB"},
-          {"firmware", firmware},
-          {"guestOS", JsonString(vm, "guestOSFullName").empty() ? JsonString(vm, "guestOS")
-                                                                 : JsonString(vm, "guestOSFullName")},
-          {"disks", std::move(disks)},
-          {"nics", std::move(nics)}};
+  return {
+      {"name", JsonString(vm, "name")},
+      {"path", JsonString(vm, "inventoryPath").empty() ? JsonString(vm, "id")
+                                                       : JsonString(vm, "inventoryPath")},
+      {"cpu", cpu},
+      {"memory", std::to_string(core::JsonUint(vm, "memoryMiB").value_or(0)) + " MiB"},
+      {"firmware", firmware},
+      {"guestOS", JsonString(vm, "guestOSFullName").empty() ? JsonString(vm, "guestOS")
+                                                            : JsonString(vm, "guestOSFullName")},
+      {"disks", std::move(disks)},
+      {"nics", std::move(nics)}};
 }
 
 // KubeVirt's VirtualMachine as harvester/virtual_machine.cc writes it; the disks' classes from
@@ -382,8 +383,7 @@ std::optional<double> SecondsBetween(const std::string& from, const std::string&
 Json BuildTimeline(const Json& vm_import, const std::string& now) {
   const Json& md = JsonObject(vm_import, "metadata");
   const Json& status = JsonObject(vm_import, "status");
-  const bool starts_stopped =
-      JsonString(JsonObject(vm_import, "spec"), "runStrategy") == "stopped";
+  const bool starts_stopped = JsonString(JsonObject(vm_import, "spec"), "runStrategy") == "stopped";
   // The import was made at creationTimestamp, in phase "pending" until the first transition.
   Json transitions = Json::array();
   const std::string created = JsonString(md, "creationTimestamp");
@@ -418,7 +418,8 @@ Json BuildTimeline(const Json& vm_import, const std::string& now) {
       end = from;
       break;  // the terminal phase is the timeline's end, not a bar
     }
-    const std::string to = i + 1 < transitions.size() ? JsonString(transitions[i + 1], "time") : now;
+    const std::string to =
+        i + 1 < transitions.size() ? JsonString(transitions[i + 1], "time") : now;
     phases.push_back({{"phase", phase},
                       {"start", from},
                       {"end", to},

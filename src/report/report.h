@@ -30,14 +30,14 @@ using Json = nlohmann::json;
 
 //! One import with what the report reads next to it.
 struct ImportInput {
-  Json vm_import;                      //!< the VirtualMachineImport as the API returned it
-  Json virtual_machine;                //!< the created KubeVirt VirtualMachine; null if none
-  std::vector<Json> events;            //!< core/v1 Events whose involvedObject is the import
+  Json vm_import;            //!< the VirtualMachineImport as the API returned it
+  Json virtual_machine;      //!< the created KubeVirt VirtualMachine; null if none
+  std::vector<Json> events;  //!< core/v1 Events whose involvedObject is the import
 };
 
 struct PlanInput {
-  Json plan;                  //!< the ImportPlan
-  std::vector<Json> events;   //!< its Events
+  Json plan;                              //!< the ImportPlan
+  std::vector<Json> events;               //!< its Events
   std::vector<std::string> import_names;  //!< its imports, in the order to show them
 };
 

@@ -2,6 +2,8 @@
 // credential shape we know of becomes REDACTED and ordinary text stays; a Secret keeps only its
 // name and key names; GNU tar reads what TarGzWriter wrote, long names included.
 
+#include "bundle/redact.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,7 +11,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "bundle/redact.h"
 #include "bundle/tar_gz.h"
 
 namespace vmimport::bundle {
@@ -22,7 +23,9 @@ TEST(Redact, CredentialShapesInText) {
   const std::string token(64, 'a');
   const std::string text =
       "url=https://admin:s3cr3t-pw@vcenter.example:443/sdk "
-      "disk=http://127.0.0.1:9000/disks/" + token + " "
+      "disk=http://127.0.0.1:9000/disks/" +
+      token +
+      " "
       "glance=https://glance/v2/images/x?token=tok123&size=4 "
       "s3=https://s3/b/k?X-Amz-Signature=abcdef&X-Amz-Credential=AKIA1 "
       "Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.payload.sig "
@@ -35,8 +38,8 @@ TEST(Redact, CredentialShapesInText) {
   }
   EXPECT_EQ(out.find(token), std::string::npos) << out;
   // What support needs stays.
-  for (const char* kept : {"vcenter.example:443/sdk", "/disks/REDACTED", "size=4", "\"user\": \"bob\"",
-                           "glance/v2/images/x"}) {
+  for (const char* kept : {"vcenter.example:443/sdk", "/disks/REDACTED", "size=4",
+                           "\"user\": \"bob\"", "glance/v2/images/x"}) {
     EXPECT_NE(out.find(kept), std::string::npos) << kept << " not in " << out;
   }
 }
@@ -80,8 +83,8 @@ TEST(Redact, ObjectsLoseSecretDataAndCredentialMembers) {
   EXPECT_EQ(o["spec"]["applicationCredentialSecret"], "REDACTED");
   EXPECT_EQ(o["spec"]["token"], "REDACTED");
   EXPECT_EQ(o["spec"]["secretRef"], "os-secret");
-  EXPECT_FALSE(o["metadata"]["annotations"].contains(
-      "kubectl.kubernetes.io/last-applied-configuration"));
+  EXPECT_FALSE(
+      o["metadata"]["annotations"].contains("kubectl.kubernetes.io/last-applied-configuration"));
 }
 
 TEST(Redact, CredentialKeyNamesAndPointers) {
@@ -89,15 +92,15 @@ TEST(Redact, CredentialKeyNamesAndPointers) {
                           "Authorization", "accessKeyId", "privateKey"}) {
     EXPECT_TRUE(CredentialKey(yes)) << yes;
   }
-  for (const char* no : {"secretRef", "secretName", "credentials", "tokenTTL", "username",
-                         "caCert", "endpoint", "keyFile"}) {
+  for (const char* no : {"secretRef", "secretName", "credentials", "tokenTTL", "username", "caCert",
+                         "endpoint", "keyFile"}) {
     EXPECT_FALSE(CredentialKey(no)) << no;
   }
 }
 
 TEST(TarGz, GnuTarReadsEveryEntryBack) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("vmimport-tar-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("vmimport-tar-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "b.tar.gz").string();
   const std::string long_dir(120, 'd');

@@ -59,10 +59,10 @@ TEST_F(ImportReconcilerTest, ImportsToRunningAndForgetsTheImport) {
     std::chrono::system_clock::time_point at;
     EXPECT_TRUE(core::ParseRfc3339(t.value("time", ""), at)) << t.dump();
   }
-  EXPECT_EQ(phases, (std::vector<std::string>{
-                        "virtualMachineImportValid", "sourceReady", "disksExported",
-                        "diskImageSubmitted", "diskImagesReady", "virtualMachineCreated",
-                        "virtualMachineRunning"}))
+  EXPECT_EQ(phases,
+            (std::vector<std::string>{"virtualMachineImportValid", "sourceReady", "disksExported",
+                                      "diskImageSubmitted", "diskImagesReady",
+                                      "virtualMachineCreated", "virtualMachineRunning"}))
       << status.dump(2);
 }
 

@@ -3,10 +3,11 @@
 // verified them, hardware side by side, warnings, a plan's summary; the page escapes every text
 // from the cluster (a VM named <script>alert(1)</script> is text) and loads nothing.
 
+#include "report/report.h"
+
 #include <gtest/gtest.h>
 
 #include "report/html.h"
-#include "report/report.h"
 
 namespace vmimport::report {
 namespace {
@@ -14,65 +15,64 @@ namespace {
 constexpr const char* kHostile = "<script>alert(1)</script>";
 
 Json Import(const std::string& name, const std::string& vm_name) {
-  return {
-      {"kind", "VirtualMachineImport"},
-      {"metadata",
-       {{"name", name},
-        {"namespace", "ns"},
-        {"uid", "u-" + name},
-        {"creationTimestamp", "2026-12-05T10:00:00Z"},
-        {"labels", {{"migration.harvesterhci.io/import-plan", "wave"}}}}},
-      {"spec", {{"virtualMachineName", vm_name}}},
-      {"status",
-       {{"importStatus", "virtualMachineRunning"},
-        {"importedVirtualMachineName", "web"},
-        {"phaseTransitions",
-         {{{"phase", "virtualMachineImportValid"}, {"time", "2026-12-05T10:00:01.000000Z"}},
-          {{"phase", "sourceReady"}, {"time", "2026-12-05T10:00:02.000000Z"}},
-          {{"phase", "disksExported"}, {"time", "2026-12-05T10:00:04.000000Z"}},
-          {{"phase", "diskImageSubmitted"}, {"time", "2026-12-05T10:00:04.500000Z"}},
-          {{"phase", "diskImagesReady"}, {"time", "2026-12-05T10:00:08.500000Z"}},
-          {{"phase", "virtualMachineCreated"}, {"time", "2026-12-05T10:00:09.000000Z"}},
-          {{"phase", "virtualMachineRunning"}, {"time", "2026-12-05T10:00:10.000000Z"}}}},
-        {"importConditions",
-         {{{"type", "VMPoweringOff"},
-           {"status", "True"},
-           {"lastTransitionTime", "2026-12-05T10:00:01Z"}},
-          {{"type", "VMPoweredOff"},
-           {"status", "True"},
-           {"lastTransitionTime", "2026-12-05T10:00:02Z"}}}},
-        {"sourceVirtualMachine",
-         {{"name", vm_name},
-          {"inventoryPath", "/DC0/vm/" + vm_name},
-          {"cpus", 4},
-          {"coresPerSocket", 2},
-          {"memoryMiB", 2048},
-          {"firmware", "efi"},
-          {"secureBoot", true},
-          {"disks",
-           {{{"name", "Hard disk 1"},
-             {"capacityBytes", 8388608},
-             {"bus", "scsi"},
-             {"storage", "datastore1"}}}},
-          {"nics",
-           {{{"mac", "00:50:56:aa:bb:cc"}, {"network", "VM Network"}, {"model", "vmxnet3"}}}}}},
-        {"diskImportStatus",
-         {{{"diskName", "web-disk-0.img"},
-           {"diskSize", 8388608},
-           {"bytesDone", 8388608},
-           {"busType", "virtio"},
-           {"storageClass", "fast"},
-           {"sha512", "abc512"},
-           {"verification",
-            {{{"verifier", "vsphere-manifest"},
-              {"algorithm", "sha256"},
-              {"digest", "d256"},
-              {"result", "verified"}},
-             {{"verifier", "longhorn"},
-              {"algorithm", "sha512"},
-              {"digest", "d512"},
-              {"result", "mismatch"},
-              {"message", "stored bytes differ"}}}}}}}}}};
+  return {{"kind", "VirtualMachineImport"},
+          {"metadata",
+           {{"name", name},
+            {"namespace", "ns"},
+            {"uid", "u-" + name},
+            {"creationTimestamp", "2026-12-05T10:00:00Z"},
+            {"labels", {{"migration.harvesterhci.io/import-plan", "wave"}}}}},
+          {"spec", {{"virtualMachineName", vm_name}}},
+          {"status",
+           {{"importStatus", "virtualMachineRunning"},
+            {"importedVirtualMachineName", "web"},
+            {"phaseTransitions",
+             {{{"phase", "virtualMachineImportValid"}, {"time", "2026-12-05T10:00:01.000000Z"}},
+              {{"phase", "sourceReady"}, {"time", "2026-12-05T10:00:02.000000Z"}},
+              {{"phase", "disksExported"}, {"time", "2026-12-05T10:00:04.000000Z"}},
+              {{"phase", "diskImageSubmitted"}, {"time", "2026-12-05T10:00:04.500000Z"}},
+              {{"phase", "diskImagesReady"}, {"time", "2026-12-05T10:00:08.500000Z"}},
+              {{"phase", "virtualMachineCreated"}, {"time", "2026-12-05T10:00:09.000000Z"}},
+              {{"phase", "virtualMachineRunning"}, {"time", "2026-12-05T10:00:10.000000Z"}}}},
+            {"importConditions",
+             {{{"type", "VMPoweringOff"},
+               {"status", "True"},
+               {"lastTransitionTime", "2026-12-05T10:00:01Z"}},
+              {{"type", "VMPoweredOff"},
+               {"status", "True"},
+               {"lastTransitionTime", "2026-12-05T10:00:02Z"}}}},
+            {"sourceVirtualMachine",
+             {{"name", vm_name},
+              {"inventoryPath", "/DC0/vm/" + vm_name},
+              {"cpus", 4},
+              {"coresPerSocket", 2},
+              {"memoryMiB", 2048},
+              {"firmware", "efi"},
+              {"secureBoot", true},
+              {"disks",
+               {{{"name", "Hard disk 1"},
+                 {"capacityBytes", 8388608},
+                 {"bus", "scsi"},
+                 {"storage", "datastore1"}}}},
+              {"nics",
+               {{{"mac", "00:50:56:aa:bb:cc"}, {"network", "VM Network"}, {"model", "vmxnet3"}}}}}},
+            {"diskImportStatus",
+             {{{"diskName", "web-disk-0.img"},
+               {"diskSize", 8388608},
+               {"bytesDone", 8388608},
+               {"busType", "virtio"},
+               {"storageClass", "fast"},
+               {"sha512", "abc512"},
+               {"verification",
+                {{{"verifier", "vsphere-manifest"},
+                  {"algorithm", "sha256"},
+                  {"digest", "d256"},
+                  {"result", "verified"}},
+                 {{"verifier", "longhorn"},
+                  {"algorithm", "sha512"},
+                  {"digest", "d512"},
+                  {"result", "mismatch"},
+                  {"message", "stored bytes differ"}}}}}}}}}};
 }
 
 Json TargetVm() {
@@ -89,11 +89,12 @@ Json TargetVm() {
               {"devices",
                {{"disks", {{{"name", "disk-0"}, {"disk", {{"bus", "virtio"}}}}}},
                 {"interfaces",
-                 {{{"name", "nic-0"}, {"macAddress", "00:50:56:aa:bb:cc"}, {"model", "virtio"}}}}}}}},
+                 {{{"name", "nic-0"},
+                   {"macAddress", "00:50:56:aa:bb:cc"},
+                   {"model", "virtio"}}}}}}}},
             {"volumes",
              {{{"name", "disk-0"}, {"persistentVolumeClaim", {{"claimName", "web-disk-0"}}}}}},
-            {"networks",
-             {{{"name", "nic-0"}, {"multus", {{"networkName", "ns/vlan10"}}}}}}}}}}}}};
+            {"networks", {{{"name", "nic-0"}, {"multus", {{"networkName", "ns/vlan10"}}}}}}}}}}}}};
 }
 
 Json Event(const std::string& type, const std::string& reason, const std::string& message) {
@@ -134,7 +135,8 @@ TEST(Report, RunningPhaseEndsNowAndAnOldImportSaysItHasNoTimeline) {
 TEST(Report, ImportFactsBytesThroughputDowntimeDigestsHardwareWarnings) {
   Input in;
   in.generated_at = "2026-12-05T11:00:00Z";
-  in.imports.push_back({Import("imp", "web"), TargetVm(),
+  in.imports.push_back({Import("imp", "web"),
+                        TargetVm(),
                         {Event("Normal", "Exported", "disks exported"),
                          Event("Warning", "Readiness", "no VMware tools driver")}});
   const Json r = BuildReport(in);
@@ -217,8 +219,7 @@ TEST(ReportHtml, HostileNamesAreTextAndThePageLoadsNothing) {
   EXPECT_EQ(html.find("https://"), std::string::npos);
   EXPECT_EQ(html.find(" src="), std::string::npos);
   EXPECT_EQ(html.find(" href=\"http"), std::string::npos);
-  EXPECT_NE(html.find("Content-Security-Policy\" content=\"default-src 'none'"),
-            std::string::npos);
+  EXPECT_NE(html.find("Content-Security-Policy\" content=\"default-src 'none'"), std::string::npos);
 }
 
 TEST(ReportHtml, BarsAreAsWideAsTheirPhases) {
@@ -226,8 +227,8 @@ TEST(ReportHtml, BarsAreAsWideAsTheirPhases) {
   in.generated_at = "2026-12-05T11:00:00Z";
   in.imports.push_back({Import("imp", "web"), TargetVm(), {}});
   const std::string html = RenderHtml(BuildReport(in));
-  // diskImageSubmitted: 4 s of 10 at offset 4.5 s → x = 190 + 252, width 224.
-  const std::string bar = "<rect x=\"442\" y=\"83\" width=\"224\" height=\"14\" fill=\"" +
+  // diskImageSubmitted: 4 s of 10 at offset 4.5 s → x = 280 + 270, width 240.
+  const std::string bar = "<rect x=\"550\" y=\"83\" width=\"240\" height=\"14\" fill=\"" +
                           std::string(PhaseColour("diskImageSubmitted")) + "\"";
   EXPECT_NE(html.find(bar), std::string::npos) << html;
   // A phase of 0 s still shows, 2 px wide.
