@@ -36,6 +36,7 @@ using testing::WorldVar;
 namespace fs = std::filesystem;
 
 const Resource kPlans{"migration.harvesterhci.io", "v1beta1", "importplans", true};
+constexpr const char* kRunningVm = "/DC0/vm/team-b/vmi-dup";  // seeded powered on
 constexpr const char* kHostile = "<script>alert(1)</script><img id=\"pwned\" src=\"x\">";
 
 std::string Slurp(const fs::path& path) {
@@ -206,6 +207,15 @@ class ReportWorldTest : public ImportFixture {
  protected:
   ReportWorldTest() : ImportFixture("report") {}
 
+  void TearDown() override {
+    if (restore_power_) {
+      PowerOn(kRunningVm);  // the seeded state, for the tests that follow
+    }
+    ImportFixture::TearDown();
+  }
+
+  bool restore_power_ = false;
+
   int Cli(const std::string& args, std::string* out) {
     return RunCommand(std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" + kubeconfig_ +
                           "' -n " + ns_ + " " + args + " 2>&1",
@@ -269,15 +279,17 @@ class ReportWorldTest : public ImportFixture {
 
 TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
   const auto t0 = Clock::now();
-  PowerOn("/DC0/vm/vmi-bios-small");
+  restore_power_ = true;
+  PowerOn(kRunningVm);  // seeded on; forcePowerOff below powers it off
   CreateSecret("vsphere");
   CreateSource();
   CreateNad("vlan10", "{}");
   StartWorld({"--rate", "20000000"});
   CreatePlan("rep", {{"sourceCluster", SourceRef("vcsim")},
-                     {"selector", {{"names", {"/DC0/vm/vmi-bios-small", "/DC0/vm/vmi-CamelCase"}}}},
+                     {"selector", {{"names", {kRunningVm, "/DC0/vm/vmi-CamelCase"}}}},
                      {"template",
-                      {{"networkMapping",
+                      {{"forcePowerOff", true},
+                       {"networkMapping",
                         {{{"sourceNetwork", "VM Network"}, {"destinationNetwork", "vlan10"}}}}}},
                      {"schedule", {{"maxConcurrentImports", 2}}}});
   ASSERT_TRUE(Eventually(
@@ -299,8 +311,8 @@ TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
   EXPECT_GT(plan["bytesPerSecond"].get<double>(), 0);
   const Json& imports = (*facts)["imports"];
   ASSERT_EQ(imports.size(), 2u) << facts->dump(2);
-  EXPECT_EQ(imports[0]["name"], "rep-vmi-bios-small");
-  EXPECT_EQ(imports[1]["name"], "rep-vmi-camelcase");
+  EXPECT_EQ(imports[0]["name"], "rep-vmi-camelcase");
+  EXPECT_EQ(imports[1]["name"], "rep-vmi-dup");
   for (const Json& imp : imports) {
     SCOPED_TRACE(imp["name"].get<std::string>());
     EXPECT_EQ(imp["phase"], "virtualMachineRunning");
@@ -316,12 +328,14 @@ TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
     EXPECT_EQ(src["nics"][0]["mac"], dst["nics"][0]["mac"]);
     EXPECT_EQ(dst["disks"][0]["bus"], imp["disks"][0]["bus"]);
   }
-  // vmi-bios-small was on: the import powered it off; vmi-CamelCase was off already.
-  EXPECT_GT(imports[0]["downtime"]["seconds"].get<double>(), 0) << imports[0]["downtime"].dump();
-  EXPECT_LT(imports[0]["downtime"]["seconds"].get<double>(),
+  // team-b/vmi-dup was on: the import powered it off; vmi-CamelCase was off already.
+  EXPECT_GT(imports[1]["downtime"]["seconds"].get<double>(), 0) << imports[1]["downtime"].dump();
+  EXPECT_LT(imports[1]["downtime"]["seconds"].get<double>(),
             std::chrono::duration<double>(imported - t0).count());
-  EXPECT_FALSE(imports[1]["downtime"].contains("seconds"));
-  EXPECT_EQ(imports[1]["hardware"]["target"]["nics"][0]["network"], ns_ + "/vlan10");
+  EXPECT_FALSE(imports[0]["downtime"].contains("seconds"));
+  EXPECT_EQ(imports[0]["hardware"]["target"]["nics"][0]["network"], ns_ + "/vlan10");
+  EXPECT_EQ(imports[1]["hardware"]["target"]["nics"][0]["network"], "pod network");
+  EXPECT_EQ(SourcePower(kRunningVm), model::PowerState::kOff);
 
   // The page, as Chromium renders it.
   const auto c0 = Clock::now();
@@ -332,9 +346,9 @@ TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
   std::cerr << "chromium took " << chromium_s << " s\n";
   ASSERT_FALSE(dom.empty()) << log;
   for (const std::string& want :
-       {std::string("Plan rep"), std::string("id=\"import-rep-vmi-bios-small\""),
+       {std::string("Plan rep"), std::string("id=\"import-rep-vmi-dup\""),
         std::string("id=\"import-rep-vmi-camelcase\""), std::string("vsphere-manifest"),
-        std::string("00:0c:29:65:66:33"), std::string("00:0c:29:35:30:30"),
+        std::string("00:0c:29:32:36:32"), std::string("00:0c:29:35:30:30"),
         std::string("2 (2 succeeded, 0 running, 0 failed, 0 not started)"),
         std::string("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img id=\"pwned\"")}) {
     EXPECT_NE(dom.find(want), std::string::npos) << want;
