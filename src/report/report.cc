@@ -21,6 +21,17 @@ using core::JsonString;
 constexpr const char* kRunning = "virtualMachineRunning";
 constexpr const char* kCreated = "virtualMachineCreated";
 
+// A non-negative integer member, whether it was read as unsigned (from JSON text) or signed.
+std::optional<uint64_t> Uint(const Json& j, std::string_view key) {
+  if (auto u = core::JsonUint(j, key)) {
+    return u;
+  }
+  if (auto i = core::JsonInt(j, key); i && *i >= 0) {
+    return static_cast<uint64_t>(*i);
+  }
+  return std::nullopt;
+}
+
 bool TerminalPhase(const std::string& phase, bool starts_stopped) {
   return phase == kRunning || phase == "virtualMachineImportInvalid" ||
          phase == "VMMigrationFailed" || (starts_stopped && phase == kCreated);
@@ -120,11 +131,10 @@ Json Disks(const Json& status) {
                               {"result", JsonString(v, "result")},
                               {"message", JsonString(v, "message")}});
     }
-    const uint64_t size =
-        core::JsonUint(d, "bytesTotal").value_or(core::JsonUint(d, "diskSize").value_or(0));
+    const uint64_t size = Uint(d, "bytesTotal").value_or(Uint(d, "diskSize").value_or(0));
     out.push_back({{"name", JsonString(d, "diskName")},
                    {"sizeBytes", size},
-                   {"bytesDone", core::JsonUint(d, "bytesDone").value_or(0)},
+                   {"bytesDone", Uint(d, "bytesDone").value_or(0)},
                    {"bus", JsonString(d, "busType")},
                    {"storageClass", JsonString(d, "storageClass")},
                    {"image", JsonString(d, "VirtualMachineImage")},
@@ -144,7 +154,7 @@ Json SourceHardware(const Json& status) {
   Json disks = Json::array();
   for (const Json& d : JsonArray(vm, "disks")) {
     disks.push_back({{"name", JsonString(d, "name")},
-                     {"sizeBytes", core::JsonUint(d, "capacityBytes").value_or(0)},
+                     {"sizeBytes", Uint(d, "capacityBytes").value_or(0)},
                      {"bus", JsonString(d, "bus")},
                      {"storage", JsonString(d, "storage")}});
   }
@@ -171,7 +181,7 @@ Json SourceHardware(const Json& status) {
       {"path", JsonString(vm, "inventoryPath").empty() ? JsonString(vm, "id")
                                                        : JsonString(vm, "inventoryPath")},
       {"cpu", cpu},
-      {"memory", std::to_string(core::JsonUint(vm, "memoryMiB").value_or(0)) + " MiB"},
+      {"memory", std::to_string(Uint(vm, "memoryMiB").value_or(0)) + " MiB"},
       {"firmware", firmware},
       {"guestOS", JsonString(vm, "guestOSFullName").empty() ? JsonString(vm, "guestOS")
                                                             : JsonString(vm, "guestOSFullName")},
@@ -346,7 +356,7 @@ Json PlanFacts(const PlanInput& in, const Json& imports) {
         in.import_names.end()) {
       continue;
     }
-    bytes += core::JsonUint(imp, "bytesDone").value_or(0);
+    bytes += Uint(imp, "bytesDone").value_or(0);
     const Json& t = JsonObject(imp, "timeline");
     const std::string s = JsonString(t, "start");
     const std::string e = JsonString(t, "end");
