@@ -84,18 +84,41 @@ std::string TimeOfPhase(const Json& timeline, const std::string& phase) {
 
 // Source powered off → target running. The import powers the source off only when it was on
 // (VMShutdownGuest / VMPoweringOff conditions); otherwise there was no downtime of its making.
-Json Downtime(const Json& status, const Json& timeline) {
+//
+// The controller powers the source off on a task of its own and says so in Events (PowerOff,
+// ShutdownGuest, AlreadyPoweredOff, with microsecond eventTime); the conditions
+// VMShutdownGuest/VMPoweringOff (the reference's) say it too where a controller writes them.
+// Events expire (an hour by default): without them and without those conditions the downtime is
+// unknown.
+Json Downtime(const Json& status, const Json& timeline, const std::vector<Json>& events) {
   const Json* off = FindCondition(status, "VMPoweredOff");
-  const bool powered_off_by_us = FindCondition(status, "VMShutdownGuest") != nullptr ||
+  std::string from;
+  bool already_off = false;
+  for (const Json& e : events) {
+    const std::string reason = JsonString(e, "reason");
+    if (reason == "PowerOff" || reason == "ShutdownGuest") {
+      std::string t = JsonString(e, "eventTime");
+      if (t.empty()) {
+        t = JsonString(e, "firstTimestamp");  // the first power-off, not a repeat
+      }
+      if (!t.empty() && (from.empty() || t < from)) {
+        from = t;
+      }
+    }
+    already_off = already_off || reason == "AlreadyPoweredOff";
+  }
+  const bool powered_off_by_us = !from.empty() ||
+                                 FindCondition(status, "VMShutdownGuest") != nullptr ||
                                  FindCondition(status, "VMPoweringOff") != nullptr;
   if (off == nullptr) {
     return {{"note", "the source has not been powered off (yet)"}};
   }
   if (!powered_off_by_us) {
-    return {{"note", "the source was already powered off: no downtime caused by the import"}};
+    return {{"note", already_off ? "the source was already powered off: no downtime caused by "
+                                   "the import"
+                                 : "unknown: no power-off Event (Events expire) or condition"}};
   }
   // The power-off began with VMShutdownGuest/VMPoweringOff; VMPoweredOff says when it was done.
-  std::string from;
   for (const char* type : {"VMShutdownGuest", "VMPoweringOff"}) {
     if (const Json* c = FindCondition(status, type); c != nullptr) {
       const std::string t = JsonString(*c, "lastTransitionTime");
@@ -310,7 +333,7 @@ Json ImportFacts(const ImportInput& in, const std::string& now) {
             {"bytesDone", done},
             {"bytesTotal", total},
             {"disks", disks},
-            {"downtime", Downtime(status, timeline)},
+            {"downtime", Downtime(status, timeline, in.events)},
             {"hardware",
              {{"source", SourceHardware(status)},
               {"target", TargetHardware(in.virtual_machine, status)}}},

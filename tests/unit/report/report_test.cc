@@ -172,12 +172,18 @@ TEST(Report, SourceAlreadyOffMeansNoDowntimeOfTheImport) {
   Json imp = Import("imp", "web");
   imp["status"]["importConditions"].erase(0);  // no VMPoweringOff: it was off
   Input in;
-  in.imports.push_back({imp, nullptr, {}});
+  in.imports.push_back({imp, nullptr, {Event("Normal", "AlreadyPoweredOff", "it was off")}});
   const Json f = BuildReport(in)["imports"][0];
   EXPECT_FALSE(f["downtime"].contains("seconds"));
   EXPECT_NE(f["downtime"]["note"].get<std::string>().find("already powered off"),
             std::string::npos);
   EXPECT_TRUE(f["hardware"]["target"].is_null());
+  // The controller's power-off Event (firstTimestamp 10:00:03) is when the downtime began.
+  Json power_off = Event("Normal", "PowerOff", "powering off (forced)");
+  power_off["firstTimestamp"] = "2026-12-05T10:00:03Z";
+  in.imports[0].events = {power_off};
+  const Json g = BuildReport(in)["imports"][0];
+  EXPECT_DOUBLE_EQ(g["downtime"].value("seconds", 0.0), 7.0) << g["downtime"].dump();
 }
 
 TEST(Report, PlanSumsUpItsImports) {
