@@ -301,7 +301,10 @@ TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
 
   std::string out;
   const fs::path prefix = dir_ / "report";
+  const auto r0 = Clock::now();
   ASSERT_EQ(Cli("report rep -o '" + prefix.string() + "'", &out), 0) << out;
+  std::cerr << "kubectl vmimport report took "
+            << std::chrono::duration<double>(Clock::now() - r0).count() << " s\n";
   const auto facts = core::ParseJson(Slurp(prefix.string() + ".json"));
   ASSERT_TRUE(facts) << out;
   const Json& plan = (*facts)["plans"][0];
