@@ -51,7 +51,7 @@ const std::vector<Pattern>& Patterns() {
     p.push_back({std::regex("/disks/[0-9a-f]{64}"), "/disks/REDACTED"});
     // Authorization headers and schemes.
     p.push_back(
-        {std::regex("(authorization[\"']?\\s*[:=]\\s*[\"']?)(?:bearer |basic )?[^\\s\"',]+", icase),
+        {std::regex(R"((authorization["']?\s*[:=]\s*["']?)(?:bearer |basic )?[^\s"',]+)", icase),
          "$1REDACTED"});
     p.push_back({std::regex("\\b(bearer) [A-Za-z0-9._~+/=-]{8,}", icase), "$1 REDACTED"});
     // "key": "value" (JSON in text) and key=value / key: value (logfmt, YAML) for credential keys.

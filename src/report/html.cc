@@ -53,12 +53,12 @@ std::string Timeline(const Json& timeline) {
   const Json& phases = JsonArray(timeline, "phases");
   if (phases.empty()) {
     const std::string note = JsonString(timeline, "note");
-    return "<p class=\"note\">" + EscapeHtml(note.empty() ? "no phases yet" : note) + "</p>";
+    return R"(<p class="note">)" + EscapeHtml(note.empty() ? "no phases yet" : note) + "</p>";
   }
   const double total = std::max(Number(timeline, "seconds"), 1e-6);
   const int height = static_cast<int>(phases.size()) * kLaneHeight + 24;
-  std::string out = "<svg class=\"timeline\" width=\"" + std::to_string(kBarX + kBarWidth + 10) +
-                    "\" height=\"" + std::to_string(height) + "\" shape-rendering=\"crispEdges\">";
+  std::string out = R"(<svg class="timeline" width=")" + std::to_string(kBarX + kBarWidth + 10) +
+                    R"(" height=")" + std::to_string(height) + R"(" shape-rendering="crispEdges">)";
   int lane = 0;
   for (const Json& p : phases) {
     const std::string phase = JsonString(p, "phase");
@@ -67,19 +67,19 @@ std::string Timeline(const Json& timeline) {
     const int x = kBarX + static_cast<int>(std::lround(offset / total * kBarWidth));
     const int w = std::max(kMinBar, static_cast<int>(std::lround(seconds / total * kBarWidth)));
     const int y = lane * kLaneHeight + 3;
-    out += "<g class=\"phase\" data-phase=\"" + EscapeHtml(phase) + "\"><text x=\"0\" y=\"" +
-           std::to_string(y + 11) + "\">" + EscapeHtml(phase) + " · " + Seconds(seconds) +
-           "</text><rect x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) + "\" width=\"" +
-           std::to_string(w) + "\" height=\"" + std::to_string(kBarHeight) + "\" fill=\"" +
-           std::string(PhaseColour(phase)) + "\"><title>" + EscapeHtml(phase) + ": " +
-           Esc(p, "start") + " → " + Esc(p, "end") + "</title></rect></g>";
+    out += R"(<g class="phase" data-phase=")" + EscapeHtml(phase) + R"("><text x="0" y=")" +
+           std::to_string(y + 11) + R"(">)" + EscapeHtml(phase) + " · " + Seconds(seconds) +
+           R"(</text><rect x=")" + std::to_string(x) + R"(" y=")" + std::to_string(y) +
+           R"(" width=")" + std::to_string(w) + R"(" height=")" + std::to_string(kBarHeight) +
+           R"(" fill=")" + std::string(PhaseColour(phase)) + R"("><title>)" + EscapeHtml(phase) +
+           ": " + Esc(p, "start") + " → " + Esc(p, "end") + "</title></rect></g>";
     ++lane;
   }
   // The axis: 0 and the total.
   const int axis = lane * kLaneHeight + 16;
-  out += "<text class=\"axis\" x=\"" + std::to_string(kBarX) + "\" y=\"" + std::to_string(axis) +
-         "\">0</text><text class=\"axis\" x=\"" + std::to_string(kBarX + kBarWidth) + "\" y=\"" +
-         std::to_string(axis) + "\" text-anchor=\"end\">" + Seconds(Number(timeline, "seconds")) +
+  out += R"(<text class="axis" x=")" + std::to_string(kBarX) + R"(" y=")" + std::to_string(axis) +
+         R"(">0</text><text class="axis" x=")" + std::to_string(kBarX + kBarWidth) + R"(" y=")" +
+         std::to_string(axis) + R"(" text-anchor="end">)" + Seconds(Number(timeline, "seconds")) +
          (core::JsonBool(timeline, "ongoing").value_or(false) ? " (ongoing)" : "") +
          "</text></svg>";
   return out;
@@ -89,7 +89,7 @@ std::string Verification(const Json& disk) {
   std::string out;
   for (const Json& v : JsonArray(disk, "verification")) {
     const std::string result = JsonString(v, "result");
-    out += "<div class=\"check " + std::string(result == "verified" ? "ok" : "bad") + "\">" +
+    out += R"(<div class="check )" + std::string(result == "verified" ? "ok" : "bad") + R"(">)" +
            Esc(v, "verifier") + " " + Esc(v, "algorithm") + ": " + EscapeHtml(result);
     if (!JsonString(v, "digest").empty()) {
       out += " <code>" + Esc(v, "digest") + "</code>";
@@ -99,7 +99,7 @@ std::string Verification(const Json& disk) {
     }
     out += "</div>";
   }
-  return out.empty() ? "<span class=\"note\">not verified</span>" : out;
+  return out.empty() ? R"(<span class="note">not verified</span>)" : out;
 }
 
 std::string DisksTable(const Json& disks) {
@@ -107,7 +107,7 @@ std::string DisksTable(const Json& disks) {
     return "";
   }
   std::string out =
-      "<table class=\"disks\"><tr><th>disk</th><th>size</th><th>done</th><th>bus</th>"
+      R"(<table class="disks"><tr><th>disk</th><th>size</th><th>done</th><th>bus</th>)"
       "<th>storage class</th><th>digests</th><th>verified by</th></tr>";
   for (const Json& d : disks) {
     std::string digests;
@@ -153,13 +153,12 @@ std::string HardwareTable(const Json& hardware) {
   const Json& src = JsonObject(hardware, "source");
   const Json& dst = JsonObject(hardware, "target");
   auto cell = [](const Json& side, std::string_view key) {
-    return side.empty() ? std::string("<span class=\"note\">unknown</span>") : Esc(side, key);
+    return side.empty() ? std::string(R"(<span class="note">unknown</span>)") : Esc(side, key);
   };
-  std::string out =
-      "<table class=\"hardware\"><tr><th></th><th>source</th><th>target</th></tr>"
-      "<tr><th>VM</th><td>" +
-      cell(src, "path") + "</td><td>" + cell(dst, "name") + " " + cell(dst, "status") +
-      "</td></tr>";
+  std::string out = R"(<table class="hardware"><tr><th></th><th>source</th><th>target</th></tr>)"
+                    "<tr><th>VM</th><td>" +
+                    cell(src, "path") + "</td><td>" + cell(dst, "name") + " " +
+                    cell(dst, "status") + "</td></tr>";
   for (const char* key : {"cpu", "memory", "firmware"}) {
     out += "<tr><th>" + std::string(key) + "</th><td>" + cell(src, key) + "</td><td>" +
            cell(dst, key) + "</td></tr>";
@@ -172,13 +171,13 @@ std::string HardwareTable(const Json& hardware) {
 
 std::string EventsTable(const Json& events) {
   if (events.empty()) {
-    return "<p class=\"note\">no Events (the API server keeps them for an hour)</p>";
+    return R"(<p class="note">no Events (the API server keeps them for an hour)</p>)";
   }
   std::string out =
-      "<table class=\"events\"><tr><th>time</th><th>type</th><th>reason</th><th>message</th></tr>";
+      R"(<table class="events"><tr><th>time</th><th>type</th><th>reason</th><th>message</th></tr>)";
   for (const Json& e : events) {
-    out += "<tr class=\"" + std::string(JsonString(e, "type") == "Warning" ? "warn" : "") +
-           "\"><td>" + Esc(e, "time") + "</td><td>" + Esc(e, "type") + "</td><td>" +
+    out += R"(<tr class=")" + std::string(JsonString(e, "type") == "Warning" ? "warn" : "") +
+           R"("><td>)" + Esc(e, "time") + "</td><td>" + Esc(e, "type") + "</td><td>" +
            Esc(e, "reason") + "</td><td>" + Esc(e, "message") + "</td></tr>";
   }
   return out + "</table>";
@@ -186,10 +185,10 @@ std::string EventsTable(const Json& events) {
 
 std::string ImportSection(const Json& imp) {
   const std::string phase = JsonString(imp, "phase");
-  std::string out = "<section class=\"import\" id=\"import-" + Esc(imp, "name") + "\"><h2>" +
-                    Esc(imp, "name") +
-                    " <span class=\"phase\" style=\"background:" + std::string(PhaseColour(phase)) +
-                    "\">" + EscapeHtml(phase) + "</span></h2><dl>";
+  std::string out = R"(<section class="import" id="import-)" + Esc(imp, "name") + R"("><h2>)" +
+                    Esc(imp, "name") + R"( <span class="phase" style="background:)" +
+                    std::string(PhaseColour(phase)) + R"(">)" + EscapeHtml(phase) +
+                    "</span></h2><dl>";
   out += Fact("namespace", Esc(imp, "namespace"));
   if (!JsonString(imp, "plan").empty()) {
     out += Fact("plan", Esc(imp, "plan"));
@@ -212,14 +211,14 @@ std::string ImportSection(const Json& imp) {
                                 Esc(downtime, "sourcePoweredOffAt") + ", target running " +
                                 Esc(downtime, "targetRunningAt") + ")");
   } else {
-    out += Fact("downtime", "<span class=\"note\">" + Esc(downtime, "note") + "</span>");
+    out += Fact("downtime", R"(<span class="note">)" + Esc(downtime, "note") + "</span>");
   }
   out += "</dl><h3>Timeline</h3>" + Timeline(timeline);
   out += "<h3>Disks</h3>" + DisksTable(JsonArray(imp, "disks"));
   out += "<h3>Hardware</h3>" + HardwareTable(JsonObject(imp, "hardware"));
   const Json& warnings = JsonArray(imp, "warnings");
   if (!warnings.empty()) {
-    out += "<h3>Warnings</h3><ul class=\"warnings\">";
+    out += R"(<h3>Warnings</h3><ul class="warnings">)";
     for (const Json& w : warnings) {
       out += "<li>" + EscapeHtml(w.is_string() ? w.get<std::string>() : w.dump()) + "</li>";
     }
@@ -231,8 +230,8 @@ std::string ImportSection(const Json& imp) {
 
 std::string PlanSection(const Json& plan) {
   const Json& summary = JsonObject(plan, "summary");
-  std::string out = "<section class=\"plan\" id=\"plan-" + Esc(plan, "name") + "\"><h1>Plan " +
-                    Esc(plan, "name") + " <span class=\"plan-phase\">" + Esc(plan, "phase") +
+  std::string out = R"(<section class="plan" id="plan-)" + Esc(plan, "name") + R"("><h1>Plan )" +
+                    Esc(plan, "name") + R"( <span class="plan-phase">)" + Esc(plan, "phase") +
                     "</span></h1><p>" + Esc(plan, "reason") + ": " + Esc(plan, "message") +
                     "</p><dl>";
   out += Fact("namespace", Esc(plan, "namespace"));
@@ -250,26 +249,26 @@ std::string PlanSection(const Json& plan) {
                                 Esc(plan, "startedAt") + " → " + Esc(plan, "endedAt") + ")");
     out += Fact("rate", Bytes(Number(plan, "bytesPerSecond")) + "/s");
   }
-  out += "</dl><table class=\"phases\"><tr><th>phase</th><th>imports</th></tr>";
+  out += R"(</dl><table class="phases"><tr><th>phase</th><th>imports</th></tr>)";
   for (const auto& [phase, n] : JsonObject(summary, "byPhase").items()) {
-    out += "<tr><td><span class=\"swatch\" style=\"background:" + std::string(PhaseColour(phase)) +
-           "\"></span>" + EscapeHtml(phase) + "</td><td>" +
+    out += R"(<tr><td><span class="swatch" style="background:)" + std::string(PhaseColour(phase)) +
+           R"("></span>)" + EscapeHtml(phase) + "</td><td>" +
            (n.is_number() ? std::to_string(n.get<int64_t>()) : std::string("?")) + "</td></tr>";
   }
   out += "</table>";
   const Json& attention = JsonArray(plan, "attention");
   if (!attention.empty()) {
-    out += "<h3>Needs attention</h3><ul class=\"warnings\">";
+    out += R"(<h3>Needs attention</h3><ul class="warnings">)";
     for (const Json& a : attention) {
       out += "<li>" + Esc(a, "vm") + " (" + Esc(a, "import") + "): " + Esc(a, "reason") + ": " +
              Esc(a, "message") + "</li>";
     }
     out += "</ul>";
   }
-  out += "<h3>Imports</h3><ul class=\"imports\">";
+  out += R"(<h3>Imports</h3><ul class="imports">)";
   for (const Json& name : JsonArray(plan, "imports")) {
     const std::string n = name.is_string() ? name.get<std::string>() : "";
-    out += "<li><a href=\"#import-" + EscapeHtml(n) + "\">" + EscapeHtml(n) + "</a></li>";
+    out += R"(<li><a href="#import-)" + EscapeHtml(n) + R"(">)" + EscapeHtml(n) + "</a></li>";
   }
   out += "</ul><h3>Events</h3>" + EventsTable(JsonArray(plan, "events")) + "</section>";
   return out;
@@ -294,14 +293,30 @@ constexpr const char* kStyle =
 }  // namespace
 
 std::string_view PhaseColour(std::string_view phase) {
-  if (phase == "pending") return "#8c8c8c";
-  if (phase == "virtualMachineImportValid") return "#6a5acd";
-  if (phase == "sourceReady") return "#e6a100";
-  if (phase == "disksExported") return "#2e8bd8";
-  if (phase == "diskImageSubmitted") return "#17a589";
-  if (phase == "diskImagesReady") return "#8e44ad";
-  if (phase == "virtualMachineCreated") return "#d35400";
-  if (phase == "virtualMachineRunning") return "#2e7d32";
+  if (phase == "pending") {
+    return "#8c8c8c";
+  }
+  if (phase == "virtualMachineImportValid") {
+    return "#6a5acd";
+  }
+  if (phase == "sourceReady") {
+    return "#e6a100";
+  }
+  if (phase == "disksExported") {
+    return "#2e8bd8";
+  }
+  if (phase == "diskImageSubmitted") {
+    return "#17a589";
+  }
+  if (phase == "diskImagesReady") {
+    return "#8e44ad";
+  }
+  if (phase == "virtualMachineCreated") {
+    return "#d35400";
+  }
+  if (phase == "virtualMachineRunning") {
+    return "#2e7d32";
+  }
   if (phase == "virtualMachineImportInvalid" || phase == "diskImageFailed" ||
       phase == "VMMigrationFailed") {
     return "#c0392b";
@@ -335,14 +350,14 @@ std::string RenderHtml(const Json& report) {
   } else if (plans.empty() && imports.size() == 1) {
     title += ": " + JsonString(imports[0], "name");
   }
-  std::string out =
-      "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-      // Nothing but this page's own inline style may load or run.
-      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-      "style-src 'unsafe-inline'\"><title>" +
-      EscapeHtml(title) + "</title><style>" + kStyle + "</style></head><body><header><h1>" +
-      EscapeHtml(title) + "</h1><p class=\"note\">generated " + Esc(report, "generatedAt") +
-      " by kubectl vmimport report</p></header>";
+  std::string out = R"(<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">)"
+                    // Nothing but this page's own inline style may load or run.
+                    R"(<meta http-equiv="Content-Security-Policy" content="default-src 'none'; )"
+                    R"(style-src 'unsafe-inline'"><title>)" +
+                    EscapeHtml(title) + "</title><style>" + kStyle +
+                    "</style></head><body><header><h1>" + EscapeHtml(title) +
+                    R"(</h1><p class="note">generated )" + Esc(report, "generatedAt") +
+                    " by kubectl vmimport report</p></header>";
   for (const Json& plan : plans) {
     out += PlanSection(plan);
   }

@@ -51,6 +51,7 @@ std::string EventTime(const Json& e) {
 
 Json EventsOf(const std::vector<Json>& events) {
   std::vector<Json> out;
+  out.reserve(events.size());
   for (const Json& e : events) {
     out.push_back({{"time", EventTime(e)},
                    {"type", JsonString(e, "type")},
@@ -61,7 +62,7 @@ Json EventsOf(const std::vector<Json>& events) {
   std::stable_sort(out.begin(), out.end(), [](const Json& a, const Json& b) {
     return a["time"].get<std::string>() < b["time"].get<std::string>();
   });
-  return Json(std::move(out));
+  return {std::move(out)};
 }
 
 const Json* FindCondition(const Json& status, std::string_view type) {
