@@ -29,15 +29,15 @@ namespace vmimport::report {
 using Json = nlohmann::json;
 
 //! One import with what the report reads next to it.
-struct ImportInput {
+struct ImportInput {         // NOLINT(bugprone-exception-escape): nlohmann::json members
   Json vm_import;            //!< the VirtualMachineImport as the API returned it
   Json virtual_machine;      //!< the created KubeVirt VirtualMachine; null if none
   std::vector<Json> events;  //!< core/v1 Events whose involvedObject is the import
 };
 
-struct PlanInput {
-  Json plan;                              //!< the ImportPlan
-  std::vector<Json> events;               //!< its Events
+struct PlanInput {           // NOLINT(bugprone-exception-escape): nlohmann::json members
+  Json plan;                 //!< the ImportPlan
+  std::vector<Json> events;  //!< its Events
   std::vector<std::string> import_names;  //!< its imports, in the order to show them
 };
 
