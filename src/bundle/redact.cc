@@ -58,7 +58,7 @@ const std::vector<Pattern>& Patterns() {
     const std::string words =
         "(?:[a-z_-]*(?:password|passwd|passphrase|token|secret|apikey|api_key|api-key|"
         "private_key|privatekey|client-key-data|client_key|accesskey|access_key))";
-    p.push_back({std::regex(R"re(("re" + words + R"re("\s*:\s*)"(?:[^"\\]|\\.)*")re", icase),
+    p.push_back({std::regex(R"re((")re" + words + R"re("\s*:\s*)"(?:[^"\\]|\\.)*")re", icase),
                  "$1\"REDACTED\""});
     p.push_back(
         {std::regex(R"re((\b)re" + words + R"re(\s*[=:]\s*)("(?:[^"\\]|\\.)*"|[^\s,;&]+))re",

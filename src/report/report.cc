@@ -62,7 +62,8 @@ Json EventsOf(const std::vector<Json>& events) {
   std::stable_sort(out.begin(), out.end(), [](const Json& a, const Json& b) {
     return a["time"].get<std::string>() < b["time"].get<std::string>();
   });
-  return {std::move(out)};
+  Json list = std::move(out);  // (a braced return would make [[...]]: json's initializer list)
+  return list;
 }
 
 const Json* FindCondition(const Json& status, std::string_view type) {
