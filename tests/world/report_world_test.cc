@@ -285,6 +285,11 @@ TEST_F(ReportWorldTest, APlanReportRendersInChromiumWithItsBarsAndFacts) {
   CreateSource();
   CreateNad("vlan10", "{}");
   StartWorld({"--rate", "20000000"});
+  // A plan made before its source is ready waits out the plan's requeue (seconds): wait here.
+  ASSERT_TRUE(Eventually([&] {
+    auto src = client_->Get({}, kVmwareSources, ns_, "vcsim");
+    return src && core::JsonString(core::JsonObject(*src, "status"), "status") == "clusterReady";
+  }));
   CreatePlan("rep", {{"sourceCluster", SourceRef("vcsim")},
                      {"selector", {{"names", {kRunningVm, "/DC0/vm/vmi-CamelCase"}}}},
                      {"template",
