@@ -21,6 +21,8 @@ declare -A ALLOWED=(
   [harvester]="core model api harvester"
   [imageserver]="core disk source imageserver"
   [controller]="core api kube source harvester imageserver warm controller"
+  [report]="core report"
+  [bundle]="core bundle"
   [app]="*"
 )
 

@@ -28,6 +28,8 @@ PKGS=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients sasl2-bin
   # and its ssh transport (qemu+libssh://): an sshd of its own
   openssh-server
+  # the report's render check (tests/world/report_world_test.cc): a real headless browser
+  chromium
 )
 
 quiet=0

@@ -10,6 +10,12 @@
 //       networks. Exit 0 when the import would start, 1 otherwise.
 //   kubectl vmimport watch [NAME...] [-n NS] [--once]
 //       running imports with per-disk progress bars, rate and ETA, until they end
+//   kubectl vmimport report PLAN|IMPORT... [-n NS] [-o PREFIX]
+//       PREFIX.html (self-contained: timeline, bytes, throughput, downtime, digests, hardware
+//       source → target, warnings, Events) and PREFIX.json with the same facts (app/cli_report.cc)
+//   kubectl vmimport bundle [-o FILE] [-A] [--controller-log PATH]... [--metrics-url URL]
+//       a tar.gz of the sources, imports, plans, their Events, the controller's logs and metrics,
+//       every credential redacted (app/cli_bundle.cc)
 //
 // It reads what the controller reads, with the user's kubeconfig, and never writes.
 
@@ -25,6 +31,7 @@
 #include "api/names.h"
 #include "api/overrides.h"
 #include "api/virtual_machine_import.h"
+#include "app/commands.h"
 #include "controller/import_reconciler.h"
 #include "controller/readiness.h"
 #include "controller/source_reconciler.h"
@@ -453,7 +460,8 @@ int Watch(Context& ctx, const std::vector<std::string>& names, bool once) {
 // NOLINTNEXTLINE(bugprone-exception-escape)
 int main(int argc, char** argv) {
   using namespace vmimport;
-  CLI::App app{"kubectl vmimport: see the VMs of a source, plan an import, follow imports"};
+  CLI::App app{
+      "kubectl vmimport: see the VMs of a source, plan an import, follow imports, report, bundle"};
   std::string kubeconfig;
   std::string context;
   std::string ns = "default";
@@ -476,6 +484,27 @@ int main(int argc, char** argv) {
   bool once = false;
   watch->add_option("names", names, "imports to follow (default: all in the namespace)");
   watch->add_flag("--once", once, "print once and exit");
+  auto* report = app.add_subcommand(
+      "report", "an HTML page and a JSON document of plans or imports: timeline, bytes, digests");
+  cli::ReportOptions report_options;
+  report
+      ->add_option("names", report_options.names,
+                   "ImportPlan or VirtualMachineImport names (importplan/NAME, "
+                   "virtualmachineimport/NAME; a bare name is looked up as a plan first)")
+      ->required();
+  report->add_option("-o,--output", report_options.output,
+                     "writes OUTPUT.html and OUTPUT.json (default vmimport-report)");
+  auto* bundle = app.add_subcommand(
+      "bundle", "a support archive (tar.gz) of sources, imports, plans, Events, logs, metrics");
+  cli::BundleOptions bundle_options;
+  bundle->add_option("-o,--output", bundle_options.output,
+                     "the archive (default "
+                     "vmimport-bundle.tar.gz)");
+  bundle->add_flag("-A,--all-namespaces", bundle_options.all_namespaces, "every namespace");
+  bundle->add_option("--controller-log", bundle_options.controller_logs,
+                     "a file of the controller's log (repeatable)");
+  bundle->add_option("--metrics-url", bundle_options.metrics_url,
+                     "the controller's /metrics (its --health-address)");
   CLI11_PARSE(app, argc, argv);
 
   http::GlobalInit();
@@ -497,6 +526,12 @@ int main(int argc, char** argv) {
   }
   if (plan->parsed()) {
     return cli::Plan(ctx, file);
+  }
+  if (report->parsed()) {
+    return cli::Report(*ctx.client, ctx.ns, report_options);
+  }
+  if (bundle->parsed()) {
+    return cli::Bundle(*ctx.client, ctx.ns, bundle_options);
   }
   return cli::Watch(ctx, names, once);
 }

@@ -76,6 +76,10 @@ namespace import_detail {
 
 inline constexpr const char* kSourceVmStatusKey = "sourceVirtualMachine";
 inline constexpr const char* kObservedGenerationKey = "observedGeneration";
+//! status.phaseTransitions[]: {"phase": importStatus, "time": RFC 3339 with microseconds}, one
+//! entry appended each time importStatus changes (issue 23: the report's timeline). Additive; an
+//! import made by an older controller simply has fewer entries.
+inline constexpr const char* kPhaseTransitionsKey = "phaseTransitions";
 inline constexpr const char* kDisksRemovedCondition = "DisksRemoved";
 //! How often a Failed VirtualMachineInstance is looked at again (the user may fix and restart it).
 inline constexpr std::chrono::milliseconds kFailedVmiPoll{10000};
@@ -91,6 +95,11 @@ api::DiskTarget TargetOf(const api::VirtualMachineImport& vm_import);
 std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t index);
 //! Whether every disk has a "verified" entry, and "disk-0: vsphere-manifest sha256; disk-1: ...".
 std::pair<bool, std::string> VerificationSummary(const api::VirtualMachineImportStatus& status);
+
+//! Appends {phase: status.importStatus, time: now} to status.phaseTransitions unless its last
+//! entry is that phase already (safe to repeat for one transition).
+void NotePhaseTransition(api::VirtualMachineImportStatus& status,
+                         std::chrono::system_clock::time_point now);
 
 //! virtualMachineImportInvalid, diskImageFailed, VMMigrationFailed.
 inline bool Failed(api::ImportStatus s) {

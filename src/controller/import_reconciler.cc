@@ -373,6 +373,21 @@ std::string ImportReconciler::ProbeSource(std::stop_token stop, const Pass& pass
 
 // --- deciding and writing --------------------------------------------------------------------
 
+namespace import_detail {
+void NotePhaseTransition(api::VirtualMachineImportStatus& status,
+                         std::chrono::system_clock::time_point now) {
+  const std::string phase(api::ImportStatusName(status.import_status));
+  Json& list = status.extra[kPhaseTransitionsKey];
+  if (!list.is_array()) {
+    list = Json::array();
+  }
+  if (!list.empty() && list.back().is_object() && core::JsonString(list.back(), "phase") == phase) {
+    return;  // a write retried after a failure: the phase began at the first attempt
+  }
+  list.push_back({{"phase", phase}, {"time", core::FormatRfc3339Micro(now)}});
+}
+}  // namespace import_detail
+
 void ImportReconciler::Move(Pass& pass, ImportStatus next, const std::string& reason,
                             const std::string& message) {
   pass.vm_import.status.import_status = next;
@@ -391,6 +406,9 @@ void ImportReconciler::Fail(Pass& pass, ImportStatus state, const std::string& r
 core::Status ImportReconciler::Commit(std::stop_token stop, Pass& pass) {
   api::VirtualMachineImportStatus& status = pass.vm_import.status;
   status.extra[kObservedGenerationKey] = GenerationOf(pass.object);
+  if (status.import_status != pass.initial) {
+    NotePhaseTransition(status, clock_.WallNow());
+  }
   const Json next = api::StatusToJson(status);
   if (next != pass.read_status) {
     // A PUT of the status subresource carrying the resourceVersion the decision was made from:

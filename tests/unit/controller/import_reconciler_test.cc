@@ -52,6 +52,18 @@ TEST_F(ImportReconcilerTest, ImportsToRunningAndForgetsTheImport) {
   EXPECT_EQ(source_->exports_completed, 1);
   EXPECT_EQ(reconciler_->TrackedImportsForTest(), 0u);  // nothing kept after the end
   EXPECT_EQ(events_.WithReason("VirtualMachineRunning").size(), 1u);
+  // Issue 23: every phase the import went through, once each, in order, with its start time.
+  std::vector<std::string> phases;
+  for (const Json& t : status.value("phaseTransitions", Json::array())) {
+    phases.push_back(t.value("phase", ""));
+    std::chrono::system_clock::time_point at;
+    EXPECT_TRUE(core::ParseRfc3339(t.value("time", ""), at)) << t.dump();
+  }
+  EXPECT_EQ(phases,
+            (std::vector<std::string>{"virtualMachineImportValid", "sourceReady", "disksExported",
+                                      "diskImageSubmitted", "diskImagesReady",
+                                      "virtualMachineCreated", "virtualMachineRunning"}))
+      << status.dump(2);
 }
 
 // Issue 17: a guest that does not boot (its VMI Failed) leaves the import in
