@@ -148,7 +148,9 @@ TEST(ConsoleTail, KeepsTheLastLinesWithoutControlCharacters) {
   EXPECT_EQ(ConsoleTail("", 3, 100), "");
 }
 
-// RunBoot's watch of the console, with a shell playing qemu.
+// RunBoot's watch of the console, with a shell playing qemu. The shells `exec` their sleep: a
+// sleep that is the shell's child would outlive the kill and hold the test's output open (ctest
+// then waits the whole sleep).
 class RunBootTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -173,7 +175,7 @@ TEST_F(RunBootTest, BootedOnceTheMarkerIsOnTheConsole) {
   const auto out =
       RunBoot({},
               Shell("printf 'kernel\\nVMIMPORT-NET up\\nVMIMPORT-BOOT-OK variant=x\\n' > " +
-                    options_.serial_path + "; sleep 30"),
+                    options_.serial_path + "; exec sleep 30"),
               options_, "VMIMPORT-BOOT-OK", 20s);
   EXPECT_TRUE(out.booted) << out.reason;
   EXPECT_EQ(out.marker_line, "VMIMPORT-BOOT-OK variant=x");
@@ -195,7 +197,7 @@ TEST_F(RunBootTest, AGuestThatRebootsFailsWithTheConsoleTail) {
 }
 
 TEST_F(RunBootTest, NoMarkerInTimeFails) {
-  const auto out = RunBoot({}, Shell("echo booting > " + options_.serial_path + "; sleep 30"),
+  const auto out = RunBoot({}, Shell("echo booting > " + options_.serial_path + "; exec sleep 30"),
                            options_, "VMIMPORT-BOOT-OK", 1s);
   EXPECT_FALSE(out.booted);
   EXPECT_NE(out.reason.find("within 1 s"), std::string::npos) << out.reason;
@@ -205,7 +207,7 @@ TEST_F(RunBootTest, NoMarkerInTimeFails) {
 TEST_F(RunBootTest, EfiVarsAreCopiedFreshAndAMissingStoreFails) {
   std::filesystem::path vars = dir_ / "template.fd";
   { std::ofstream(vars) << "vars"; }
-  QemuPlan plan = Shell("echo VMIMPORT-BOOT-OK > " + options_.serial_path + "; sleep 5");
+  QemuPlan plan = Shell("echo VMIMPORT-BOOT-OK > " + options_.serial_path + "; exec sleep 5");
   plan.vars_template = vars.string();
   EXPECT_TRUE(RunBoot({}, plan, options_, "VMIMPORT-BOOT-OK", 20s).booted);
   EXPECT_TRUE(std::filesystem::exists(options_.vars_path));
