@@ -25,7 +25,8 @@ RUN cmake --preset release -DVMIMPORT_TESTS=OFF -DVMIMPORT_WERROR=ON \
 FROM ${DEBIAN_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 # The shared libraries the controller links (cpp-httplib, yaml-cpp, pugixml, libcurl with
-# OpenSSL, libdeflate, zlib, zstd, fmt, libvirt's client library for LibvirtSource), CA
+# OpenSSL, libdeflate, zlib, zstd, fmt, libvirt's client library for LibvirtSource, libnbd for
+# warm migration's change tracker), CA
 # certificates for sources without a caCert, and qemu-utils (qemu-img) for operators inspecting
 # disks. tests/world/deploy_world_test.cc checks
 # that this list covers every library the built binary needs.
@@ -36,6 +37,7 @@ RUN apt-get update \
       libcurl4 \
       libdeflate0 \
       libfmt9 \
+      libnbd0 \
       libpugixml1v5 \
       libssl3 \
       libvirt0 \
