@@ -8,7 +8,8 @@
 //  - openstack_import_world_tests (VMIMPORT_OPENSTACK_IMPORT_TESTS): the seed's base tests end to
 //    end through the controller binary and the Harvester simulator (fixtures: openstack and
 //    world): three servers in one go, delete and recreate, quick cancel, default, requested and
-//    missing storage class, a bogus source network, a server without volumes, a failed export.
+//    missing storage class, a bogus source network, a server without volumes, a failed export;
+//    and a plan selecting servers by their Nova metadata (issue 23), from the paged listing.
 //
 // The peer's servers are fake (nova's fake driver), so the test writes known bytes straight into
 // a volume's backing file on cinder's NFS share (a bind-mounted local directory).

@@ -6,8 +6,8 @@
 // them up; a VM added to the folder after the selection was resolved is not imported. A plan
 // whose selector matches nothing says so (phase Invalid, reason NoVmsSelected, an Event).
 // Issue 23's proof (a folder of 20 VMs on three hosts: waves of 5, at most 2 per host, a cap on
-// the plan, one failed import retried from the plan) and a tag selection held until notBefore
-// follow at the end.
+// the plan, one failed import retried from the plan), a tag selection held until notBefore, and
+// the per-datastore limit with the per-host bandwidth cap follow at the end.
 
 #include <gtest/gtest.h>
 
