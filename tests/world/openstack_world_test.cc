@@ -1522,6 +1522,8 @@ TEST_F(OpenstackImportWorldTest, AMetadataSelectionRecordsExactlyTheTaggedServer
   CreateSecret("openstack", OsVar("OS_PASSWORD"));
   CreateSource("devstack", "openstack");
   StartController();
+  // Ready first: a plan meeting a source not checked yet waits 15 s (SourceNotReady).
+  ASSERT_EQ(SourceStatus("devstack"), (std::pair<std::string, std::string>{"clusterReady", ""}));
   const kube::Resource plans{"migration.harvesterhci.io", "v1beta1", "importplans", true};
   auto created =
       client_->Create({}, plans, ns_,

@@ -640,7 +640,8 @@ TEST_F(PlanWorldTest, ADatastoreLimitAndAPerHostCapHold) {
         }
         peak = std::max(peak.load(), active);
       }
-      for (const Json& w : core::JsonArray(core::JsonObject(GetPlan("ds"), "status"), "waiting")) {
+      const Json plan = GetPlan("ds");  // kept: JsonArray returns a reference into it
+      for (const Json& w : core::JsonArray(core::JsonObject(plan, "status"), "waiting")) {
         waited_for_datastore =
             waited_for_datastore ||
             core::JsonString(w, "reason") == "waiting: datastore seedds at its limit 2";
@@ -692,7 +693,7 @@ TEST_F(PlanWorldTest, ADatastoreLimitAndAPerHostCapHold) {
   ASSERT_GE(samples.size(), 2u) << ControllerLog();
   EXPECT_EQ(cap_seen, kHostCap);
   EXPECT_LE(samples.back().bytes, static_cast<double>(kVms * file_bytes));
-  EXPECT_GE(samples.back().bytes, kVms * file_bytes * 0.95);
+  EXPECT_GE(samples.back().bytes, static_cast<double>(kVms * file_bytes) * 0.95);
   size_t first = 0;
   while (first + 1 < samples.size() && samples[first + 1].bytes == 0) {
     ++first;
