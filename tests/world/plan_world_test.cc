@@ -617,6 +617,15 @@ TEST_F(PlanWorldTest, ADatastoreLimitAndAPerHostCapHold) {
   CreateSource("vsphere", "vcsim",
                {{"bandwidthPerHostBytesPerSecond", static_cast<int64_t>(kHostCap)}});
   StartWorld();
+  // Ready first: a plan meeting a source not checked yet waits 15 s (SourceNotReady).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto src = client_->Get({}, kVmwareSources, ns_, "vcsim");
+        return src &&
+               core::JsonString(core::JsonObject(*src, "status"), "status") == "clusterReady";
+      },
+      60s, 100ms))
+      << ControllerLog();
   const auto started = std::chrono::steady_clock::now();
   CreatePlan("ds", {{"sourceCluster", SourceRef("vcsim")},
                     {"selector", {{"folder", folder_name}}},
