@@ -8,7 +8,8 @@
 //  - openstack_import_world_tests (VMIMPORT_OPENSTACK_IMPORT_TESTS): the seed's base tests end to
 //    end through the controller binary and the Harvester simulator (fixtures: openstack and
 //    world): three servers in one go, delete and recreate, quick cancel, default, requested and
-//    missing storage class, a bogus source network, a server without volumes, a failed export.
+//    missing storage class, a bogus source network, a server without volumes, a failed export;
+//    and a plan selecting servers by their Nova metadata (issue 23), from the paged listing.
 //
 // The peer's servers are fake (nova's fake driver), so the test writes known bytes straight into
 // a volume's backing file on cinder's NFS share (a bind-mounted local directory).
@@ -38,6 +39,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/json.h"
 #include "core/strings.h"
 #include "http/client.h"
 #include "kube/client.h"
@@ -46,6 +48,7 @@
 #include "source/openstack/describe.h"
 #include "source/openstack/importer.h"
 #include "source/openstack/json_util.h"
+#include "source/openstack/listing.h"
 #include "world/process.h"
 #include "world/world_env.h"
 
@@ -1464,6 +1467,97 @@ TEST_F(OpenstackImportWorldTest, GlanceRestartedMidUploadIsRetried) {
   ASSERT_FALSE(exported.empty()) << log;
   EXPECT_NE(exported, restarted_image) << log;
   EXPECT_NE(log.find("reconcile failed, retrying"), std::string::npos) << log;
+}
+
+// Issue 23: a plan selecting by Nova metadata. Two servers get a key unique to this run, a third
+// the same key with another value; the plan's recorded selection is exactly the two, with their
+// compute host, and nothing is imported (notBefore far ahead). The listing it used is counted:
+// paged by 2, it costs its pages and nothing per server.
+TEST_F(OpenstackImportWorldTest, AMetadataSelectionRecordsExactlyTheTaggedServers) {
+  const std::string key = "vmi-plan-" + ns_;
+  const std::map<std::string, std::string> tagged = {{OsVar("OPENSTACK_ONE_ID"), "vmi-one"},
+                                                     {OsVar("OPENSTACK_TWO_ID"), "vmi-two"}};
+  const std::string other = OsVar("OPENSTACK_MULTI_ID");
+  auto set_meta = [&](const std::string& id, const std::string& value) {
+    const kube::Json body = {{"meta", {{key, value}}}};
+    auto r = session_->Call({}, Service::kCompute, "PUT", "/servers/" + id + "/metadata/" + key,
+                            "set metadata", &body);
+    ASSERT_TRUE(r) << r.error().ToString();
+  };
+  struct Unset {  // the fixture servers are shared: the key goes, also when the test fails
+    std::function<void()> fn;
+    ~Unset() { fn(); }
+  } unset{[&] {
+    for (const std::string& id : {tagged.begin()->first, std::next(tagged.begin())->first, other}) {
+      (void)session_->Raw({}, Service::kCompute, "DELETE", "/servers/" + id + "/metadata/" + key);
+    }
+  }};
+  for (const auto& [id, name] : tagged) {
+    set_meta(id, "a");
+  }
+  set_meta(other, "b");
+
+  // The listing itself: pages of 2, counted.
+  auto listing = ListServers({}, *session_, 2);
+  ASSERT_TRUE(listing) << listing.error().ToString();
+  const ListingStats& st = listing->stats;
+  const size_t servers = listing->vms.size();
+  EXPECT_EQ(st.server_pages, static_cast<int>(servers / 2 + 1));  // the last page says no "next"
+  EXPECT_EQ(st.requests, static_cast<uint64_t>(st.server_pages + st.volume_pages + st.image_pages +
+                                               st.volume_reads));
+  EXPECT_EQ(st.volume_reads, 0);
+  std::set<std::string> listed_tagged;
+  for (const auto& vm : listing->vms) {
+    auto it = vm.metadata.find(key);
+    if (it != vm.metadata.end() && it->second == "a") {
+      listed_tagged.insert(vm.name);
+      EXPECT_FALSE(vm.disks.empty()) << vm.name;
+      EXPECT_FALSE(vm.nics.empty()) << vm.name;
+    }
+  }
+  EXPECT_EQ(listed_tagged, (std::set<std::string>{"vmi-one", "vmi-two"}));
+  std::cerr << servers << " servers listed in " << st.requests << " requests (" << st.server_pages
+            << " + " << st.volume_pages << " + " << st.image_pages << " pages of 2)\n";
+
+  CreateSecret("openstack", OsVar("OS_PASSWORD"));
+  CreateSource("devstack", "openstack");
+  StartController();
+  // Ready first: a plan meeting a source not checked yet waits 15 s (SourceNotReady).
+  ASSERT_EQ(SourceStatus("devstack"), (std::pair<std::string, std::string>{"clusterReady", ""}));
+  const kube::Resource plans{"migration.harvesterhci.io", "v1beta1", "importplans", true};
+  auto created =
+      client_->Create({}, plans, ns_,
+                      {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                       {"kind", "ImportPlan"},
+                       {"metadata", {{"name", "meta"}, {"namespace", ns_}}},
+                       {"spec",
+                        {{"sourceCluster", {{"kind", "OpenstackSource"}, {"name", "devstack"}}},
+                         {"selector", {{"metadata", {{key, "a"}}}}},
+                         {"schedule", {{"notBefore", "2099-01-01T00:00:00Z"}}}}}});
+  ASSERT_TRUE(created) << created.error().ToString();
+  kube::Json plan;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto p = client_->Get({}, plans, ns_, "meta");
+        plan = p ? *p : kube::Json::object();
+        return core::JsonString(core::JsonObject(plan, "status"), "phase") == "Scheduled";
+      },
+      60s, 100ms))
+      << plan.dump(2) << controller_->Log();
+  const kube::Json& selection = plan["status"]["selection"];
+  EXPECT_GE(selection["sourceVms"].get<size_t>(), 3u);  // every server of the project
+  std::map<std::string, std::string> recorded;          // name → host
+  for (const kube::Json& vm : selection["vms"]) {
+    recorded[core::JsonString(vm, "name")] = core::JsonString(vm, "host");
+    EXPECT_EQ(core::JsonString(vm, "importName"), "meta-" + core::JsonString(vm, "name"));
+    EXPECT_GT(vm.value("diskBytes", 0), 0) << vm.dump();
+  }
+  EXPECT_EQ(recorded.size(), 2u) << selection.dump(2);
+  for (const auto& [id, name] : tagged) {
+    ASSERT_TRUE(recorded.contains(name)) << selection.dump(2);
+    EXPECT_FALSE(recorded[name].empty()) << name << ": no compute host recorded";
+  }
+  EXPECT_TRUE(Items(kImports).empty());
 }
 
 #endif  // VMIMPORT_OPENSTACK_IMPORT_TESTS

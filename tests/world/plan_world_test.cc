@@ -6,8 +6,8 @@
 // them up; a VM added to the folder after the selection was resolved is not imported. A plan
 // whose selector matches nothing says so (phase Invalid, reason NoVmsSelected, an Event).
 // Issue 23's proof (a folder of 20 VMs on three hosts: waves of 5, at most 2 per host, a cap on
-// the plan, one failed import retried from the plan) and a tag selection held until notBefore
-// follow at the end.
+// the plan, one failed import retried from the plan), a tag selection held until notBefore, and
+// the per-datastore limit with the per-host bandwidth cap follow at the end.
 
 #include <gtest/gtest.h>
 
@@ -582,6 +582,153 @@ TEST_F(PlanWorldTest, ATaggedSelectionWaitsForNotBefore) {
         return phase == "Running" || phase == "Succeeded";
       },
       30s, 100ms));
+}
+
+// The per-datastore limit and the per-host bandwidth cap: 4 copies of vmi-bios-small (8.5 MB of
+// random stream each) on one host and one datastore, a plan allowing at most 2 imports per
+// datastore (no wave limit), the source capping its host at 4 MB/s. Sampled every 50 ms: never
+// more than 2 of the plan's imports at once on seedds, and 2 reached; the host's cap counter,
+// read from /metrics every 100 ms, moves within 10% of the cap in the busiest 3 s and no faster
+// than the cap + 10% over the whole transfer; every disk ends with the seed's bytes.
+TEST_F(PlanWorldTest, ADatastoreLimitAndAPerHostCapHold) {
+  constexpr double kHostCap = 4e6;
+  constexpr int kVms = 4;
+  const std::string host = "DC0_C0_H1";
+  const std::string folder_name = "ds-" + suffix_;
+  folder_ = "/DC0/vm/" + folder_name;
+  std::string out;
+  ASSERT_EQ(RunCommand(Govc("folder.create '" + folder_ + "' 2>&1"), &out), 0) << out;
+  std::string sha;
+  std::vector<std::string> names;
+  for (int i = 1; i <= kVms; ++i) {
+    names.push_back("d" + suffix_ + "-" + std::to_string(i));
+    sha = MakeVm(names.back(), kSeedVm, "0", host);
+    ASSERT_FALSE(sha.empty());
+  }
+  uint64_t file_bytes = 0;
+  for (const auto& row : ManifestRows("disk")) {
+    if (row[1] == kSeedVm && row[2] == "0") {
+      file_bytes =
+          std::filesystem::file_size(WorldVar("VCSIM_DATASTORE_DIR") + "/" + row[5].substr(9));
+    }
+  }
+  ASSERT_GT(file_bytes, 8'000'000u);
+  CreateSecret("vsphere");
+  CreateSource("vsphere", "vcsim",
+               {{"bandwidthPerHostBytesPerSecond", static_cast<int64_t>(kHostCap)}});
+  StartWorld();
+  // Ready first: a plan meeting a source not checked yet waits 15 s (SourceNotReady).
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto src = client_->Get({}, kVmwareSources, ns_, "vcsim");
+        return src &&
+               core::JsonString(core::JsonObject(*src, "status"), "status") == "clusterReady";
+      },
+      60s, 100ms))
+      << ControllerLog();
+  const auto started = std::chrono::steady_clock::now();
+  CreatePlan("ds", {{"sourceCluster", SourceRef("vcsim")},
+                    {"selector", {{"folder", folder_name}}},
+                    {"schedule", {{"maxConcurrentPerDatastore", 2}}}});
+
+  std::atomic<bool> done{false};
+  std::atomic<int> peak{0};
+  std::atomic<bool> waited_for_datastore{false};
+  std::thread watcher([&] {
+    while (!done) {
+      auto list = client_->List({}, kImports, ns_,
+                                {.label_selector = "migration.harvesterhci.io/import-plan=ds"});
+      if (list) {
+        int active = 0;
+        for (const Json& item : core::JsonArray(*list, "items")) {
+          const std::string st = core::JsonString(core::JsonObject(item, "status"), "importStatus");
+          active += (st == "virtualMachineRunning" || st == "virtualMachineImportInvalid" ||
+                     st == "VMMigrationFailed")
+                        ? 0
+                        : 1;
+        }
+        peak = std::max(peak.load(), active);
+      }
+      const Json plan = GetPlan("ds");  // kept: JsonArray returns a reference into it
+      for (const Json& w : core::JsonArray(core::JsonObject(plan, "status"), "waiting")) {
+        waited_for_datastore =
+            waited_for_datastore ||
+            core::JsonString(w, "reason") == "waiting: datastore seedds at its limit 2";
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  struct Sample {
+    std::chrono::steady_clock::time_point at;
+    double bytes;
+  };
+  std::vector<Sample> samples;
+  double cap_seen = -1;
+  const std::string host_key = "VmwareSource/" + ns_ + "/vcsim/host/" + host;
+  std::string phase;
+  const auto deadline = std::chrono::steady_clock::now() + 240s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const auto asked = std::chrono::steady_clock::now();
+    const std::string text = Metrics();
+    const double bytes = Metric(text, "vmimport_source_bandwidth_bytes", host_key);
+    if (bytes >= 0) {
+      samples.push_back({asked + (std::chrono::steady_clock::now() - asked) / 2, bytes});
+      cap_seen = Metric(text, "vmimport_source_bandwidth_cap_bytes_per_second", host_key);
+    }
+    phase = core::JsonString(core::JsonObject(GetPlan("ds"), "status"), "phase");
+    if (phase == "Succeeded" || phase == "Failed") {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  done = true;
+  watcher.join();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const Json status = GetPlan("ds")["status"];
+  ASSERT_EQ(phase, "Succeeded") << status.dump(2) << ControllerLog();
+  for (const Json& vm : status["selection"]["vms"]) {
+    EXPECT_EQ(core::JsonString(vm, "host"), host) << vm.dump();
+    EXPECT_EQ(vm["datastores"], Json::array({"seedds"})) << vm.dump();
+    ExpectDisksMatch(core::JsonString(vm, "importName"), {sha},
+                     folder_ + "/" + core::JsonString(vm, "name"));
+  }
+  EXPECT_EQ(status["selection"]["vms"].size(), static_cast<size_t>(kVms));
+  EXPECT_LE(peak.load(), 2) << "more than 2 imports ran at once on datastore seedds";
+  EXPECT_EQ(peak.load(), 2) << "the datastore limit never bound";
+  EXPECT_TRUE(waited_for_datastore.load()) << "no VM was ever held back by its datastore";
+
+  // The host's cap: every stream went through it; within 10% of it while they pushed.
+  ASSERT_GE(samples.size(), 2u) << ControllerLog();
+  EXPECT_EQ(cap_seen, kHostCap);
+  EXPECT_LE(samples.back().bytes, static_cast<double>(kVms * file_bytes));
+  EXPECT_GE(samples.back().bytes, static_cast<double>(kVms * file_bytes) * 0.95);
+  size_t first = 0;
+  while (first + 1 < samples.size() && samples[first + 1].bytes == 0) {
+    ++first;
+  }
+  size_t last = samples.size() - 1;
+  while (last > first && samples[last - 1].bytes == samples.back().bytes) {
+    --last;
+  }
+  const double secs = std::chrono::duration<double>(samples[last].at - samples[first].at).count();
+  const double rate = (samples[last].bytes - samples[first].bytes) / secs;
+  double busiest = 0;
+  for (size_t i = 0, j = 0; i < samples.size(); ++i) {
+    while (j < samples.size() && samples[j].at - samples[i].at < 3s) {
+      ++j;
+    }
+    if (j < samples.size()) {
+      const double w = std::chrono::duration<double>(samples[j].at - samples[i].at).count();
+      busiest = std::max(busiest, (samples[j].bytes - samples[i].bytes) / w);
+    }
+  }
+  std::cerr << "datastore limit 2: peak " << peak.load() << "; host cap " << kHostCap
+            << " B/s: " << samples.back().bytes << " bytes in " << secs << " s = " << rate
+            << " B/s over the transfer, busiest 3 s " << busiest << " B/s; plan " << took << " s\n";
+  EXPECT_LE(rate, kHostCap * 1.10);
+  EXPECT_LE(busiest, kHostCap * 1.10) << "the host's streams went over its cap";
+  EXPECT_GE(busiest, kHostCap * 0.90) << "the streams never pushed against the host's cap";
 }
 
 }  // namespace

@@ -348,6 +348,7 @@ core::Result<http::Response> Session::Raw(std::stop_token stop, Service service,
       request.body = core::DumpJson(*body);
     }
     request.headers.insert(request.headers.end(), extra_headers.begin(), extra_headers.end());
+    ++requests_;
     auto response = http_->Do(stop, request);
     if (!response) {
       return MakeError(response.error().Wrap(std::string(ServiceName(service)) + ": " +

@@ -8,6 +8,7 @@
 // before it expires and once more when a service answers 401. Tokens and passwords never appear
 // in errors or logs.
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -114,6 +115,8 @@ class Session {
   void InvalidateTokenForTest();
   //! How many times the session logged in.
   int logins() const;
+  //! How many service requests (Raw and Call, each attempt counted; logins not) it sent.
+  uint64_t requests() const { return requests_.load(); }
 
   //! The endpoint URL of `service` ("" when the catalog has none: only network may be missing).
   const std::string& Endpoint(Service service) const;
@@ -142,6 +145,7 @@ class Session {
   std::string token_;
   std::chrono::system_clock::time_point expires_at_{};
   int logins_ = 0;
+  std::atomic<uint64_t> requests_{0};
 };
 
 }  // namespace vmimport::source::openstack

@@ -23,8 +23,9 @@ using nlohmann::json;
 //               "addresses": {"private": [{"addr": "192.0.2.5", "version": 4,
 //                                          "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:..",
 //                                          "OS-EXT-IPS:type": "fixed"}]}}}
-core::Result<Server> ParseServer(const json& doc) {
-  const json& s = Obj(doc, "server");
+core::Result<Server> ParseServer(const json& doc) { return ParseServerObject(Obj(doc, "server")); }
+
+core::Result<Server> ParseServerObject(const json& s) {
   Server server;
   server.id = Str(s, "id");
   if (server.id.empty()) {
@@ -105,7 +106,10 @@ std::vector<ServerRef> ParseServerList(const json& doc) {
 //               "attachments": [{"server_id": "...", "device": "/dev/vda", ...}],
 //               "volume_image_metadata": {"hw_firmware_type": "uefi", "image_id": "...", ...}}}
 core::Result<Volume> ParseVolume(const json& doc, std::string_view server_id) {
-  const json& v = Obj(doc, "volume");
+  return ParseVolumeObject(Obj(doc, "volume"), server_id);
+}
+
+core::Result<Volume> ParseVolumeObject(const json& v, std::string_view server_id) {
   Volume volume;
   volume.id = Str(v, "id");
   if (volume.id.empty()) {

@@ -34,6 +34,8 @@ struct Server {
 
 //! Parses {"server": {...}}. Errors: kInternal when it is not a server.
 core::Result<Server> ParseServer(const nlohmann::json& doc);
+//! Parses one server object (an element of GET /servers/detail's "servers"). Errors: as above.
+core::Result<Server> ParseServerObject(const nlohmann::json& s);
 
 //! Parses {"flavor": {"vcpus": 2, "ram": 2048, ...}} into the server's vcpus and ram_mib.
 core::Status ApplyFlavor(const nlohmann::json& doc, Server& server);
@@ -59,6 +61,8 @@ struct Volume {
 
 //! Parses {"volume": {...}}; `server_id` selects the attachment whose device is kept.
 core::Result<Volume> ParseVolume(const nlohmann::json& doc, std::string_view server_id);
+//! Parses one volume object (an element of GET /volumes/detail's "volumes"). Errors: as above.
+core::Result<Volume> ParseVolumeObject(const nlohmann::json& v, std::string_view server_id);
 
 //! One port of GET /servers/{id}/os-interface.
 struct Interface {

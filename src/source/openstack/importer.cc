@@ -11,6 +11,7 @@
 #include "disk/digest.h"
 #include "source/openstack/describe.h"
 #include "source/openstack/json_util.h"
+#include "source/openstack/listing.h"
 #include "source/verifying_source.h"
 
 namespace vmimport::source::openstack {
@@ -650,19 +651,11 @@ core::Result<std::vector<model::VmDescription>> OpenstackImporter::ListVms(
   if (!session) {
     return MakeError(session.error());
   }
-  auto list = (*session)->Call(stop, Service::kCompute, "GET", "/servers", "list servers");
-  if (!list) {
-    return MakeError(list.error());
+  auto listing = ListServers(stop, **session);
+  if (!listing) {
+    return MakeError(listing.error());
   }
-  std::vector<model::VmDescription> out;
-  for (const ServerRef& s : ParseServerList(*list)) {
-    auto d = DescribeServer(stop, **session, s.id);
-    if (!d) {
-      return MakeError(d.error());
-    }
-    out.push_back(std::move(*d));
-  }
-  return out;
+  return std::move(listing->vms);
 }
 
 core::Result<SourceVmPtr> OpenstackImporter::Open(std::stop_token stop, const SourceConfig& config,

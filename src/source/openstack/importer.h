@@ -65,7 +65,8 @@ class OpenstackImporter final : public Importer {
   // source::Importer
   core::Result<SourceVmPtr> Open(std::stop_token stop, const SourceConfig& config,
                                  const ImportRequest& request) override;
-  //! Every server of the project, described.
+  //! Every server of the project, described from paged listings (ListServers in listing.h):
+  //! a constant number of requests whatever the server count.
   core::Result<std::vector<model::VmDescription>> ListVms(std::stop_token stop,
                                                           const SourceConfig& config,
                                                           const std::string& folder) override;

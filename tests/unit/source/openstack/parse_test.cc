@@ -9,6 +9,7 @@
 #include "source/openstack/client.h"
 #include "source/openstack/describe.h"
 #include "source/openstack/json_util.h"
+#include "source/openstack/listing.h"
 
 namespace vmimport::source::openstack {
 namespace {
@@ -380,6 +381,39 @@ TEST(GlanceDigest, ReadsOsHashOfTheImageAndTreatsAbsenceAsUnverifiable) {
       << "md5 is not verified with";
   EXPECT_FALSE(ParseGlanceDigest(J(R"({"os_hash_algo": "sha512", "os_hash_value": "abc"})")))
       << "a value of the wrong length";
+}
+
+// Listings (issue 23): a page says more follows by a "next" link (Nova, Cinder) or a "next" key
+// (Glance); a /servers/detail element parses like one server.
+TEST(OpenstackListing, NextPageLinksAndADetailElement) {
+  EXPECT_TRUE(HasNextPage(J(R"({"servers": [{"id": "a"}], "servers_links": [
+      {"rel": "next", "href": "http://n/v2.1/servers/detail?limit=1&marker=a"}]})"),
+                          "servers_links"));
+  EXPECT_FALSE(HasNextPage(J(R"({"servers": [{"id": "a"}]})"), "servers_links"));
+  EXPECT_FALSE(
+      HasNextPage(J(R"({"volumes": [], "volumes_links": [{"rel": "self"}]})"), "volumes_links"));
+  EXPECT_TRUE(HasNextPage(J(R"({"images": [{"id": "i"}], "next": "/v2/images?marker=i"})"),
+                          "images_links"));
+  EXPECT_FALSE(HasNextPage(J(R"({"images": [], "first": "/v2/images"})"), "images_links"));
+
+  const auto page = J(R"({"servers": [{"id": "s1", "name": "web-1", "status": "SHUTOFF",
+      "flavor": {"vcpus": 2, "ram": 1024}, "image": "", "metadata": {"team": "a", "n": 1},
+      "OS-EXT-SRV-ATTR:host": "compute-1",
+      "os-extended-volumes:volumes_attached": [{"id": "v1"}],
+      "addresses": {"private": [{"addr": "192.0.2.5", "OS-EXT-IPS-MAC:mac_addr": "FA:16:3E:00:00:01"}]}}]})");
+  auto server = ParseServerObject(page["servers"][0]);
+  ASSERT_TRUE(server) << server.error().ToString();
+  EXPECT_EQ(server->host, "compute-1");
+  EXPECT_EQ(server->metadata, (std::map<std::string, std::string>{{"team", "a"}}));
+  EXPECT_EQ(server->volume_ids, std::vector<std::string>{"v1"});
+  EXPECT_EQ(server->vcpus, 2);
+  auto volume = ParseVolumeObject(J(R"({"id": "v1", "size": 2, "bootable": "true",
+      "attachments": [{"server_id": "s0", "device": "/dev/vdb"},
+                      {"server_id": "s1", "device": "/dev/vda"}]})"),
+                                  "s1");
+  ASSERT_TRUE(volume) << volume.error().ToString();
+  EXPECT_EQ(volume->device, "/dev/vda");
+  EXPECT_FALSE(ParseServerObject(J(R"({"name": "no id"})")));
 }
 
 }  // namespace
