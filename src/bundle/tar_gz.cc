@@ -104,7 +104,9 @@ core::Status TarGzWriter::Add(std::string_view name, std::string_view data,
   std::memcpy(h.data() + 263, "00", 2);
   std::memcpy(h.data() + 265, "root", 4);
   std::memcpy(h.data() + 297, "root", 4);
-  std::memcpy(h.data() + 345, prefix.data(), prefix.size());
+  if (!prefix.empty()) {  // an empty view's data() may be null, which memcpy must not get
+    std::memcpy(h.data() + 345, prefix.data(), prefix.size());
+  }
   unsigned sum = 0;
   for (char c : h) {
     sum += static_cast<unsigned char>(c);
