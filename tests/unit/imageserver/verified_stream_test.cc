@@ -85,9 +85,9 @@ struct Drained {
   std::vector<disk::VerifiedDigest> digests;
 };
 
-Drained Drain(SourceVm& vm) {
+Drained Drain(SourceVm& vm, const DiskStreamLimits& limits = {}) {
   Drained d;
-  auto reader = OpenDiskReader({}, vm, 0);
+  auto reader = OpenDiskReader({}, vm, 0, limits);
   if (!reader) {
     d.error = reader.error();
     return d;
@@ -301,27 +301,6 @@ class RawGlanceVm final : public SourceVm {
   std::vector<std::byte> served_;
 };
 
-Drained DrainWith(SourceVm& vm, const DiskStreamLimits& limits) {
-  Drained d;
-  auto reader = OpenDiskReader({}, vm, 0, limits);
-  if (!reader) {
-    d.error = reader.error();
-    return d;
-  }
-  std::vector<std::byte> buf(1 << 20);
-  while (true) {
-    auto n = (*reader)->Read({}, buf);
-    if (!n) {
-      d.error = n.error();
-      break;
-    }
-    if (*n == 0) break;
-    d.bytes += *n;
-  }
-  d.digests = (*reader)->SourceDigests();
-  return d;
-}
-
 std::vector<std::byte> RawDisk() {
   std::vector<std::byte> raw(3 << 20);
   for (size_t i = 0; i < raw.size(); ++i) {
@@ -333,7 +312,7 @@ std::vector<std::byte> RawDisk() {
 TEST(ServedDigestTest, LeftToTheConsumerUnlessAsked) {
   const auto raw = RawDisk();
   RawGlanceVm vm(raw, std::string(128, '0'));  // wrong, but nobody here checks it
-  Drained d = DrainWith(vm, {});
+  Drained d = Drain(vm, {});
   ASSERT_FALSE(d.error) << d.error->ToString();
   EXPECT_EQ(d.bytes, raw.size());
   EXPECT_TRUE(d.digests.empty());
@@ -343,7 +322,7 @@ TEST(ServedDigestTest, CheckedHereWhenAskedAndReportedOnMatch) {
   const auto raw = RawDisk();
   const std::string sha512 = disk::DigestOf(disk::DigestAlgorithm::kSha512, raw);
   RawGlanceVm vm(raw, sha512);
-  Drained d = DrainWith(vm, {.check_served_digest = true});
+  Drained d = Drain(vm, {.check_served_digest = true});
   ASSERT_FALSE(d.error) << d.error->ToString();
   EXPECT_EQ(d.bytes, raw.size());
   ASSERT_EQ(d.digests.size(), 1u);
@@ -358,7 +337,7 @@ TEST(ServedDigestTest, AMismatchFailsTheStreamAsCorruptBeforeItsEnd) {
   const std::string sha512 = disk::DigestOf(disk::DigestAlgorithm::kSha512, raw);
   raw[raw.size() / 2] ^= std::byte{1};  // Glance's digest is of other bytes
   RawGlanceVm vm(raw, sha512);
-  Drained d = DrainWith(vm, {.check_served_digest = true});
+  Drained d = Drain(vm, {.check_served_digest = true});
   ASSERT_TRUE(d.error);
   EXPECT_EQ(d.error->code, ErrorCode::kCorruptData) << d.error->ToString();
   EXPECT_LT(d.bytes, raw.size()) << "the last bytes are held back until the digest matched";
