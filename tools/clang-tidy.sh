@@ -8,6 +8,11 @@
 #                                       on REF itself, the last commit), plus uncommitted
 #                                       changes; a changed header brings in the .cc of the same
 #                                       name (tools/test.sh --quick)
+#   tools/clang-tidy.sh --cached        every file of src/ whose clean verdict is not cached
+#                                       (tools/test.sh): a file's key is the hash of the file
+#                                       preprocessed with its comments, its flags, clang-tidy's
+#                                       version and .clang-tidy (tools/clang_tidy_cache.py); the
+#                                       cache is ~/.cache/vm-import/clang-tidy
 # Exit status: 0 when clean, 1 on any finding.
 set -euo pipefail
 
@@ -38,6 +43,15 @@ if [ "${1:-}" = --changed ]; then
   echo "clang-tidy: ${#files[@]} changed file(s) since $(git rev-parse --short "$base") ($ref)"
   [ ${#files[@]} -gt 0 ] || exit 0
 fi
+CACHE=
+if [ "${1:-}" = --cached ]; then
+  CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/vm-import/clang-tidy
+  mapfile -t missed < <(python3 tools/clang_tidy_cache.py misses "$BUILD" "$ROOT" "$CACHE")
+  files=()
+  for f in "${missed[@]}"; do files+=("^$f\$"); done
+  echo "clang-tidy: ${#files[@]} of src/'s files not seen before (the others' clean verdicts are cached)"
+  [ ${#files[@]} -gt 0 ] || { echo "clang-tidy: clean"; exit 0; }
+fi
 
 # Keep the findings and drop run-clang-tidy's echo of each command and clang's counts.
 set +e
@@ -45,5 +59,6 @@ nice "$RUN" -p "$BUILD" -j "${TIDY_JOBS:-2}" -quiet "${files[@]}" 2>&1 \
   | grep -v -E '^(clang-tidy(-14)? |[0-9]+ warnings? generated\.|Suppressed [0-9]+ warnings|Use -header-filter)'
 rc=${PIPESTATUS[0]}
 set -e
+[ "$rc" != 0 ] || [ -z "$CACHE" ] || python3 tools/clang_tidy_cache.py commit "$CACHE"
 [ "$rc" = 0 ] && echo "clang-tidy: clean" || echo "clang-tidy: findings above (exit $rc)" >&2
 exit "$rc"

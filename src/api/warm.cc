@@ -65,7 +65,19 @@ core::Result<WarmStatus> WarmStatusFromJson(const json& j, const std::string& pa
   r.String("sourceOffAt", w.source_off_at);
   r.String("targetRunningAt", w.target_running_at);
   r.OptDouble("downtimeSeconds", w.downtime_seconds);
+  if (j.contains("finalRound")) {
+    int32_t final_round = -1;
+    r.Int32("finalRound", final_round);
+    w.final_round = final_round;
+  }
   r.String("writerPod", w.writer_pod);
+  uint64_t port = 0;
+  r.Uint64("writerPort", port);
+  if (port > 65535) {
+    return core::MakeError(core::ErrorCode::kInvalidArgument,
+                           r.PathOf("writerPort") + ": not a TCP port: " + std::to_string(port));
+  }
+  w.writer_port = static_cast<uint16_t>(port);
   if (const json* volumes = r.Child("volumes", json::value_t::array)) {
     for (const json& v : *volumes) {
       if (!v.is_string()) {
@@ -109,7 +121,13 @@ json WarmStatusToJson(const WarmStatus& w) {
   if (w.downtime_seconds) {
     out["downtimeSeconds"] = *w.downtime_seconds;
   }
+  if (w.final_round) {
+    out["finalRound"] = *w.final_round;
+  }
   PutIfNotEmpty(out, "writerPod", w.writer_pod);
+  if (w.writer_port != 0) {
+    out["writerPort"] = w.writer_port;
+  }
   if (!w.volumes.empty()) {
     out["volumes"] = w.volumes;
   }

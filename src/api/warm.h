@@ -55,8 +55,13 @@ struct WarmStatus {
   std::string source_off_at;                         //!< "sourceOffAt": RFC 3339
   std::string target_running_at;                     //!< "targetRunningAt": RFC 3339
   std::optional<double> downtime_seconds;            //!< "downtimeSeconds": measured
-  std::string writer_pod;                            //!< "writerPod"
-  std::vector<std::string> volumes;                  //!< "volumes": the PVCs, by disk index
+  //! "finalRound": the cutover's last round, once it is on the volumes (the source is off and
+  //! no later write exists); what is left then is removing the checkpoints and the VM.
+  std::optional<int32_t> final_round;
+  std::string writer_pod;  //!< "writerPod"
+  uint16_t writer_port =
+      0;  //!< "writerPort": where the writer Pod listens (127.0.0.1, host network)
+  std::vector<std::string> volumes;  //!< "volumes": the PVCs, by disk index
   nlohmann::json extra = nlohmann::json::object();
 };
 

@@ -13,9 +13,12 @@
 //   kubectl vmimport report PLAN|IMPORT... [-n NS] [-o PREFIX]
 //       PREFIX.html (self-contained: timeline, bytes, throughput, downtime, digests, hardware
 //       source → target, warnings, Events) and PREFIX.json with the same facts (app/cli_report.cc)
-//   kubectl vmimport bundle [-o FILE] [-A] [--controller-log PATH]... [--metrics-url URL]
-//       a tar.gz of the sources, imports, plans, their Events, the controller's logs and metrics,
-//       every credential redacted (app/cli_bundle.cc)
+//   kubectl vmimport bundle [-o FILE] [-A] [--controller-namespace NS] [--controller-selector SEL]
+//                           [--controller-log-limit BYTES] [--controller-log PATH]...
+//                           [--metrics-url URL]
+//       a tar.gz of the sources, imports, plans, their Events, the controller's logs (its Pods'
+//       current and previous logs, through the API) and metrics, every credential redacted
+//       (app/cli_bundle.cc)
 //
 // It reads what the controller reads, with the user's kubeconfig, and never writes.
 
@@ -501,8 +504,19 @@ int main(int argc, char** argv) {
                      "the archive (default "
                      "vmimport-bundle.tar.gz)");
   bundle->add_flag("-A,--all-namespaces", bundle_options.all_namespaces, "every namespace");
+  bundle->add_option("--controller-namespace", bundle_options.controller_namespace,
+                     "where the controller's Pods run (default harvester-system)");
+  bundle->add_option("--controller-selector", bundle_options.controller_selector,
+                     "the label selector of the controller's Pods, whose logs (and previous "
+                     "logs) are read through the API (default "
+                     "app.kubernetes.io/name=vm-import-controller)");
+  bundle
+      ->add_option("--controller-log-limit", bundle_options.log_limit_bytes,
+                   "per container log, keep the last this many bytes (default 10485760)")
+      ->check(CLI::PositiveNumber);
   bundle->add_option("--controller-log", bundle_options.controller_logs,
-                     "a file of the controller's log (repeatable)");
+                     "a file of the controller's log, for a controller outside the cluster "
+                     "(repeatable)");
   bundle->add_option("--metrics-url", bundle_options.metrics_url,
                      "the controller's /metrics (its --health-address)");
   CLI11_PARSE(app, argc, argv);

@@ -1,8 +1,9 @@
 // kubectl vmimport bundle: everything support needs about vm-import in one tar.gz, with every
 // credential redacted (bundle/redact.h): the sources, imports and plans, the objects the imports
 // made (VirtualMachines, VirtualMachineImages, DataVolumes), their Events, the names (only) of
-// the Secrets the sources use, the controller's logs and metrics, and a manifest of what is in it
-// and what could not be read.
+// the Secrets the sources use, the controller's logs (read from its Pods through the API, as
+// `kubectl logs` does, or from files) and metrics, and a manifest of what is in it and what
+// could not be read.
 
 #include <fstream>
 #include <iostream>
@@ -28,6 +29,7 @@ using kube::Json;
 const kube::Resource kEventsResource{"", "v1", "events", true};
 const kube::Resource kVirtualMachines{"kubevirt.io", "v1", "virtualmachines", true};
 const kube::Resource kSecrets{"", "v1", "secrets", true};
+const kube::Resource kPods{"", "v1", "pods", true};
 
 // The kinds whose Events belong in the bundle.
 const std::set<std::string> kOurKinds = {"VmwareSource",   "OpenstackSource",      "OvaSource",
@@ -92,6 +94,8 @@ class Collector {
     }
   }
   void Note(const std::string& what, const std::string& why) { notes_[what] = why; }
+  //! One entry of the manifest's "controllerPods" (what was found and read of each Pod).
+  void AddPod(Json pod) { pods_.push_back(std::move(pod)); }
   Json Manifest() const {
     Json counts = Json::object();
     for (const auto& [k, v] : counts_) {
@@ -105,6 +109,7 @@ class Collector {
             {"namespace", ns_.empty() ? "(all)" : ns_},
             {"objects", counts},
             {"notes", notes},
+            {"controllerPods", redactor_.Object(pods_)},
             {"errors", errors_},
             {"redaction",
              "Secret data is never included (only names and key names); credential-shaped values "
@@ -122,6 +127,7 @@ class Collector {
   bundle::Redactor redactor_;
   std::map<std::string, int> counts_;
   std::map<std::string, std::string> notes_;
+  Json pods_ = Json::array();
   std::vector<std::string> errors_;
 };
 
@@ -185,6 +191,105 @@ void SourceSecrets(Collector& c, const std::vector<Json>& sources) {
                       {"keys", keys}});
   }
   c.Add("secrets.json", core::DumpJson(listed, 2) + "\n");
+}
+
+//! "N bytes" in MiB when large.
+std::string Bytes(uint64_t n) {
+  if (n < (uint64_t{1} << 20)) {
+    return std::to_string(n) + " bytes";
+  }
+  std::ostringstream out;
+  out.precision(1);
+  out << std::fixed << static_cast<double>(n) / static_cast<double>(uint64_t{1} << 20) << " MiB";
+  return out.str();
+}
+
+//! Why a log could not be read, with what the user needs when RBAC refused it.
+std::string Why(const core::Error& e, const std::string& ns, const std::string& verb) {
+  if (e.code == core::ErrorCode::kPermissionDenied) {
+    return "forbidden: the bundle needs " + verb + " in namespace " + ns + " (" + e.message + ")";
+  }
+  return e.ToString();
+}
+
+//! One log of a container (the current or the previous instance), redacted, as
+//! logs/<pod>/<container>[.previous].log; a log longer than the limit keeps its last bytes and a
+//! .TRUNCATED file next to it says so. Returns the manifest's record of it.
+Json ContainerLog(Collector& c, const std::string& ns, const std::string& pod,
+                  const std::string& container, bool previous, size_t limit) {
+  const std::string file = "logs/" + pod + "/" + container + (previous ? ".previous.log" : ".log");
+  Json record = {{"file", file}};
+  auto log = c.client().PodLog({}, ns, pod,
+                               {.container = container,
+                                .previous = previous,
+                                .keep = {.max_bytes = limit, .keep_tail = true}});
+  if (!log) {
+    const std::string why = Why(log.error(), ns, "get on pods/log");
+    c.Note(file, why);
+    record["error"] = why;
+    return record;
+  }
+  c.Add(file, c.redactor().Log(log->text));
+  record["bytes"] = log->total_bytes;
+  if (log->truncated) {
+    const std::string note = "the log had " + Bytes(log->total_bytes) + "; " + file +
+                             " holds its last " + Bytes(log->text.size()) +
+                             " (from the first whole line)\n";
+    c.Add(file + ".TRUNCATED", note);
+    record["truncated"] = true;
+  }
+  return record;
+}
+
+//! The controller's Pods, found by label, and each container's log and, when it restarted,
+//! its previous log, through the API (pods/log). What cannot be read is noted in the manifest;
+//! nothing here fails the bundle.
+void ControllerPodLogs(Collector& c, const BundleOptions& options) {
+  const std::string& ns = options.controller_namespace;
+  const std::string where = "namespace " + ns + ", selector " + options.controller_selector;
+  auto pods = c.client().List({}, kPods, ns, {.label_selector = options.controller_selector});
+  if (!pods) {
+    c.Note("logs", "cannot list the controller's Pods (" + where +
+                       "): " + Why(pods.error(), ns, "list on pods"));
+    return;
+  }
+  const Json& items = core::JsonArray(*pods, "items");
+  if (items.empty()) {
+    c.Note("logs", "no controller Pod (" + where +
+                       "); a controller elsewhere: --controller-namespace, "
+                       "--controller-selector, or --controller-log FILE");
+    return;
+  }
+  for (const Json& pod : items) {
+    const std::string name = core::JsonString(core::JsonObject(pod, "metadata"), "name");
+    const Json& status = core::JsonObject(pod, "status");
+    Json record = {{"namespace", ns},
+                   {"name", name},
+                   {"phase", core::JsonString(status, "phase")},
+                   {"node", core::JsonString(core::JsonObject(pod, "spec"), "nodeName")},
+                   {"containers", Json::array()}};
+    std::map<std::string, Json> statuses;
+    for (const Json& cs : core::JsonArray(status, "containerStatuses")) {
+      statuses[core::JsonString(cs, "name")] = cs;
+    }
+    for (const Json& container : core::JsonArray(core::JsonObject(pod, "spec"), "containers")) {
+      const std::string cname = core::JsonString(container, "name");
+      const Json& cs = statuses[cname];
+      const Json& last = core::JsonObject(core::JsonObject(cs, "lastState"), "terminated");
+      Json crecord = {{"name", cname},
+                      {"restartCount", core::JsonInt(cs, "restartCount").value_or(0)},
+                      {"log", ContainerLog(c, ns, name, cname, false, options.log_limit_bytes)}};
+      if (!last.empty()) {
+        // The instance before the last restart: why a controller crashed is in its log.
+        crecord["lastTerminated"] = {{"reason", core::JsonString(last, "reason")},
+                                     {"exitCode", core::JsonInt(last, "exitCode").value_or(0)},
+                                     {"finishedAt", core::JsonString(last, "finishedAt")}};
+        crecord["previousLog"] = ContainerLog(c, ns, name, cname, true, options.log_limit_bytes);
+      }
+      record["containers"].push_back(std::move(crecord));
+    }
+    c.AddPod(std::move(record));
+  }
 }
 
 }  // namespace
@@ -257,6 +362,7 @@ int Bundle(kube::Client& client, const std::string& ns, const BundleOptions& opt
     c.Note("events.json", events.error().ToString());
   }
 
+  ControllerPodLogs(c, options);
   int n = 0;
   for (const std::string& path : options.controller_logs) {
     bool ok = false;
@@ -265,12 +371,7 @@ int Bundle(kube::Client& client, const std::string& ns, const BundleOptions& opt
       c.Note("logs/controller-" + std::to_string(n) + ".log", "cannot read " + path);
       continue;
     }
-    c.Add("logs/controller-" + std::to_string(n++) + ".log", c.redactor().Text(text));
-  }
-  if (options.controller_logs.empty()) {
-    c.Note("logs",
-           "no --controller-log given (in a cluster: --controller-log <(kubectl logs -n "
-           "NS deploy/vm-import-controller))");
+    c.Add("logs/controller-" + std::to_string(n++) + ".log", c.redactor().Log(text));
   }
   if (!options.metrics_url.empty()) {
     auto http = http::Client::Create({});

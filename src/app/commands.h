@@ -25,11 +25,21 @@ int Report(kube::Client& client, const std::string& ns, const ReportOptions& opt
 struct BundleOptions {
   std::string output = "vmimport-bundle.tar.gz";
   bool all_namespaces = false;
-  std::vector<std::string> controller_logs;  //!< files to include (redacted)
+  //! Where the controller's Pods run and how to find them (the chart's labels, in the namespace
+  //! the chart and deploy/vm-import-controller.yaml install into); their logs are read through
+  //! the API (pods/log), the previous container's too when it restarted.
+  std::string controller_namespace = "harvester-system";
+  std::string controller_selector = "app.kubernetes.io/name=vm-import-controller";
+  //! Per container log, the last this many bytes (a note says when a log was longer).
+  size_t log_limit_bytes = size_t{10} << 20;
+  std::vector<std::string> controller_logs;  //!< files to include (redacted): a controller
+                                             //!< outside the cluster
   std::string metrics_url;                   //!< the controller's /metrics, if reachable
 };
 
-//! kubectl vmimport bundle [-o FILE] [-A] [--controller-log PATH]... [--metrics-url URL]
+//! kubectl vmimport bundle [-o FILE] [-A] [--controller-namespace NS] [--controller-selector SEL]
+//!                         [--controller-log-limit BYTES] [--controller-log PATH]...
+//!                         [--metrics-url URL]
 int Bundle(kube::Client& client, const std::string& ns, const BundleOptions& options);
 
 }  // namespace vmimport::cli

@@ -60,6 +60,7 @@ struct Options {
   std::string disk_checksums = "verify";
   std::string health_address = ":8081";
   int max_concurrent_imports = 10;
+  std::string writer_image = "vm-import-controller:latest";
   int max_streams_per_source = 4;
   double stream_rate_limit = 0;
   int source_recheck_s = 300;
@@ -303,6 +304,7 @@ int Run(const Options& opt) {
         tracker_options.connect = connect;
         return source::libvirt::MakeLibvirtChangeTracker(source_config, tracker_options);
       };
+  manager_options.import.writer_image = opt.writer_image;
   {
     const auto colon = opt.image_server_address.rfind(':');
     auto& server_config = manager_options.image_server;
@@ -422,6 +424,9 @@ int main(int argc, char** argv) {
                  "imports that hold a source VM at once; more wait (0: no limit)")
       ->envname("VMIMPORT_MAX_CONCURRENT_IMPORTS")
       ->check(CLI::Range(0, 10000));
+  app.add_option("--writer-image", opt.writer_image,
+                 "the image of a warm import's writer Pod: this controller's own")
+      ->envname("VMIMPORT_WRITER_IMAGE");
   app.add_option("--max-streams-per-source", opt.max_streams_per_source,
                  "disk streams open at once per source host; more wait (0: no limit)")
       ->envname("VMIMPORT_MAX_STREAMS_PER_SOURCE")

@@ -101,7 +101,7 @@ void Redactor::AddKnownSecret(std::string_view value) {
   }
 }
 
-std::string Redactor::Text(std::string_view text) const {
+std::string Redactor::KnownValues(std::string_view text) const {
   std::string out = core::SanitizeUtf8(text);
   for (const std::string& secret : known_) {
     for (size_t pos = out.find(secret); pos != std::string::npos;
@@ -109,6 +109,49 @@ std::string Redactor::Text(std::string_view text) const {
       out.replace(pos, secret.size(), kRedacted);
     }
   }
+  return out;
+}
+
+std::string Redactor::Log(std::string_view text) const {
+  const std::string known = KnownValues(text);
+  std::string out;
+  out.reserve(known.size());
+  bool in_key = false;  // inside a PEM private key block
+  for (size_t start = 0; start < known.size();) {
+    size_t end = known.find('\n', start);
+    end = end == std::string::npos ? known.size() : end + 1;  // with its line break
+    const std::string_view line(known.data() + start, end - start);
+    start = end;
+    const bool begins = line.find("-----BEGIN ") != std::string_view::npos &&
+                        line.find("PRIVATE KEY-----") != std::string_view::npos;
+    const bool ends = line.find("-----END ") != std::string_view::npos &&
+                      line.find("PRIVATE KEY-----") != std::string_view::npos;
+    if (begins && !ends) {
+      in_key = true;
+      out.append(kRedacted).append("\n");
+      continue;
+    }
+    if (in_key) {
+      in_key = !ends;
+      continue;
+    }
+    const size_t length = line.size() - (line.ends_with('\n') ? 1 : 0);
+    if (length > kMaxLogLine) {
+      out.append("[a line of " + std::to_string(length) +
+                 " bytes, too long to redact: left out]\n");
+      continue;
+    }
+    std::string redacted(line);
+    for (const Pattern& p : Patterns()) {
+      redacted = std::regex_replace(redacted, p.re, p.replacement);
+    }
+    out.append(redacted);
+  }
+  return out;
+}
+
+std::string Redactor::Text(std::string_view text) const {
+  std::string out = KnownValues(text);
   for (const Pattern& p : Patterns()) {
     out = std::regex_replace(out, p.re, p.replacement);
   }

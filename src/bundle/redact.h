@@ -30,6 +30,14 @@ class Redactor {
   //! `text` with every credential, by shape and by value, replaced by REDACTED.
   std::string Text(std::string_view text) const;
 
+  //! A log (up to a few MiB) made safe to share: the same as Text, but the shapes are matched
+  //! line by line, so time and stack stay bounded by the longest line rather than the log; a PEM
+  //! private key block over several lines becomes one REDACTED line (one never ended: the rest of
+  //! the log); a line longer than
+  //! kMaxLogLine (no log line of ours is) is replaced by a note of its length, not matched.
+  std::string Log(std::string_view text) const;
+  static constexpr size_t kMaxLogLine = size_t{64} * 1024;
+
   //! A Kubernetes object (or any JSON) made safe to share: metadata.managedFields dropped; a
   //! Secret keeps only its name, namespace, type and the names of its keys; the value of any
   //! member whose name says credential is REDACTED (strings, numbers, objects alike); every
@@ -38,6 +46,7 @@ class Redactor {
 
  private:
   nlohmann::json Walk(const nlohmann::json& j) const;
+  std::string KnownValues(std::string_view text) const;  //!< UTF-8 sanitised, known values gone
   std::vector<std::string> known_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "api/conditions.h"
 #include "controller/import_reconciler.h"
+#include "warm/precopy.h"
 
 namespace vmimport::controller {
 
@@ -36,6 +37,13 @@ struct ImportReconciler::Running {
   bool task_done = false;
   std::optional<core::Error> task_error;
   std::jthread task;  // joined before the export is finished or the VM dropped
+  // Warm (import_warm.cc): the source's change tracker and the task running one precopy round
+  // or the cutover; its outcome is read by the next reconcile. Guarded by the reconciler's mu_.
+  std::shared_ptr<warm::ChangeTracker> tracker;
+  bool warm_started = false;
+  bool warm_done = false;
+  std::optional<core::Result<warm::RoundRecord>> warm_result;
+  std::optional<std::chrono::system_clock::time_point> source_off_at;  // cutover: guest shut down
 };
 
 //! Everything this process knows of one incarnation (uid) of one import.
@@ -88,11 +96,18 @@ inline constexpr std::chrono::milliseconds kFailedVmiPoll{10000};
 //! spec.diskTarget does not move disks half-way).
 inline constexpr const char* kDiskTargetStatusKey = "diskTarget";
 
+//! Whether the import goes warm (status.migrationMode: warm, set by a capable preflight).
+bool IsWarm(const api::VirtualMachineImport& vm_import);
+
 //! Where the import's disks go: status.diskTarget once set, else spec.diskTarget.
 api::DiskTarget TargetOf(const api::VirtualMachineImport& vm_import);
 //! The storage class of disk `index` (empty: the cluster's default): status.diskImportStatus[i]
 //! .storageClass as ChooseDevices decided it, else spec.storageClass.
 std::string DiskStorageClass(const api::VirtualMachineImport& vm_import, size_t index);
+//! Harvester's spec.checksum for `disk`: the source's own SHA-512 of exactly the bytes the image
+//! server serves (a raw Glance image's os_hash_value), when Longhorn accepts it as one; nullopt
+//! otherwise. Longhorn then checks the file it stores against it.
+std::optional<std::string> SpecChecksumFor(const model::DiskDescription& disk);
 //! Whether every disk has a "verified" entry, and "disk-0: vsphere-manifest sha256; disk-1: ...".
 std::pair<bool, std::string> VerificationSummary(const api::VirtualMachineImportStatus& status);
 

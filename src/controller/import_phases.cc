@@ -3,6 +3,7 @@
 // pass; Reconcile writes it once.
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -506,10 +507,7 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
     const bool volume = TargetOf(pass.vm_import) == api::DiskTarget::kVolume;
     bool check_served_digest = volume;
     if (!volume && i < pass.vm_import.status.disk_import_status.size()) {
-      const std::string& class_name =
-          pass.vm_import.status.disk_import_status[i].storage_class.empty()
-              ? pass.vm_import.spec.storage_class
-              : pass.vm_import.status.disk_import_status[i].storage_class;
+      const std::string class_name = DiskStorageClass(pass.vm_import, i);
       if (!class_name.empty()) {
         auto info = ReadStorageClass(api_, stop, class_name);
         if (!info) {
@@ -518,18 +516,24 @@ core::Result<ImportReconciler::Running*> ImportReconciler::EnsurePublished(std::
         check_served_digest = harvester::ImageBackendFor(*info) == "cdi";
       }
     }
-    const source::DiskStreamLimits limits{.bytes_per_second = options_.stream_bytes_per_second,
-                                          .slots = &stream_slots_,
-                                          .host = r.host,
-                                          .shared = r.bandwidth,
-                                          .check_served_digest = check_served_digest};
+    const source::DiskStreamOptions limits{.bytes_per_second = options_.stream_bytes_per_second,
+                                           .slots = &stream_slots_,
+                                           .host = r.host,
+                                           .shared = r.bandwidth,
+                                           .check_served_digest = check_served_digest};
     auto factory = [vm, i, limits](std::stop_token s) {
       return source::OpenDiskReader(s, vm, i, limits);
     };
     // Volume mode: CDI's importer decodes gzip as it streams, so zeros stay off the wire.
     const auto encoding = volume ? imageserver::Encoding::kSparseGzip : imageserver::Encoding::kRaw;
+    // When Longhorn checks the source's digest (spec.checksum), a served SHA-512 would only
+    // repeat that comparison: the image server computes none (issue 16: only compared hashes).
+    const bool longhorn_checks_source = !check_served_digest && i < r.description.disks.size() &&
+                                        SpecChecksumFor(r.description.disks[i]).has_value();
     auto pub =
-        image_server_.Publish(factory, {.name = StreamName(pass.uid, i), .encoding = encoding});
+        image_server_.Publish(factory, {.name = StreamName(pass.uid, i),
+                                        .encoding = encoding,
+                                        .consumer_checks_source_digest = longhorn_checks_source});
     if (!pub) {
       return MakeError(pub.error().Wrap("publishing disk " + std::to_string(i)));
     }
@@ -684,11 +688,7 @@ core::Result<ReconcileResult> ImportReconciler::SubmitImages(std::stop_token sto
       // verifies it itself (spec.checksum); anything else is checked on our side.
       std::optional<std::string> sha512;
       if (i < (*running)->description.disks.size()) {
-        const auto& digest = (*running)->description.disks[i].source_digest;
-        if (digest && digest->covers_served_bytes && digest->algorithm == "sha512" &&
-            harvester::IsLonghornChecksum(digest->hex)) {
-          sha512 = digest->hex;
-        }
+        sha512 = SpecChecksumFor((*running)->description.disks[i]);
       }
       auto image = harvester::BuildVirtualMachineImage(
           vm_import, disk.disk_name, urls[i], sc_info ? &*sc_info : nullptr,
@@ -862,8 +862,8 @@ core::Result<ReconcileResult> ImportReconciler::CreateVm(std::stop_token stop, P
   auto& vm_import = pass.vm_import;
   // PVCs for backing images (CDI makes its own, named like the image).
   for (const auto& disk : vm_import.status.disk_import_status) {
-    if (!disk.data_volume.empty()) {
-      continue;  // volume mode: the DataVolume's PVC is CDI's
+    if (!disk.data_volume.empty() || IsWarm(vm_import)) {
+      continue;  // volume mode: the DataVolume's PVC is CDI's; warm: the writer's PVC
     }
     auto image = images_.Get(vm_import.namespace_ + "/" + disk.virtual_machine_image);
     if (!image) {
@@ -1024,6 +1024,9 @@ core::Result<std::string> ImportReconciler::NotRunningWhy(
 // the same for the DataVolumes (their PVCs are CDI's, owned by the DataVolume).
 core::Status ImportReconciler::ReleaseImages(std::stop_token stop, Pass& pass) {
   const auto& vm_import = pass.vm_import;
+  if (IsWarm(vm_import)) {
+    return core::Ok();  // the warm PVCs never had the import as owner
+  }
   for (const auto& disk : vm_import.status.disk_import_status) {
     const bool volume = !disk.data_volume.empty();
     const kube::Resource& resource = volume ? DataVolumeResource() : ImageResource();
@@ -1098,6 +1101,21 @@ core::Result<ReconcileResult> ImportReconciler::WaitRunning(std::stop_token stop
   // Deleting the import must not let the garbage collector take the VM's disks.
   if (auto st = ReleaseImages(stop, pass); !st) {
     return MakeError(st.error());
+  }
+  if (IsWarm(vm_import) && vm_import.status.warm && !vm_import.status.warm->source_off_at.empty()) {
+    // The measured downtime: the source off to the target running (seen by this reconcile).
+    auto& w = *vm_import.status.warm;
+    std::chrono::system_clock::time_point off;
+    const auto now = clock_.WallNow();
+    if (w.target_running_at.empty() && core::ParseRfc3339(w.source_off_at, off)) {
+      w.target_running_at = core::FormatRfc3339Micro(now);
+      w.downtime_seconds = std::chrono::duration<double>(now - off).count();
+      char text[160];
+      std::snprintf(text, sizeof(text),
+                    "warm migration: the VM was off for %.1f s (source off to target running)",
+                    *w.downtime_seconds);
+      pass.notes.push_back({"Normal", "WarmDowntime", text});
+    }
   }
   pass.forget = true;
   Move(pass, ImportStatus::kVirtualMachineRunning, "VirtualMachineRunning",

@@ -642,7 +642,8 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
   switch (pass.vm_import.status.import_status) {
     case ImportStatus::kNew: return Validate(pass);
     case ImportStatus::kVirtualMachineImportValid: return Preflight(stop, pass);
-    case ImportStatus::kSourceReady: return Export(stop, pass);
+    case ImportStatus::kSourceReady:
+      return IsWarm(pass.vm_import) ? StartPrecopy(stop, pass) : Export(stop, pass);
     case ImportStatus::kDisksExported:
       return TargetOf(pass.vm_import) == api::DiskTarget::kVolume ? SubmitVolumes(stop, pass)
                                                                   : SubmitImages(stop, pass);
@@ -659,14 +660,8 @@ core::Result<ReconcileResult> ImportReconciler::Step(std::stop_token stop, Pass&
     case ImportStatus::kVirtualMachineImportInvalid:
     case ImportStatus::kDiskImagesFailed:
     case ImportStatus::kVmMigrationFailed: return CleanUpFailed(stop, pass);
-    case ImportStatus::kPrecopy:
-    case ImportStatus::kCutover:
-      // Written by a controller that has warm migration's phases (issue 22); this one has not.
-      Fail(pass, ImportStatus::kVmMigrationFailed, "WarmNotSupported",
-           "the import is in warm migration's " +
-               std::string(api::ImportStatusName(pass.vm_import.status.import_status)) +
-               " phase, which this controller does not run");
-      return Done();
+    case ImportStatus::kPrecopy: return Precopy(stop, pass);
+    case ImportStatus::kCutover: return Cutover(stop, pass);
     case ImportStatus::kVirtualMachineRunning:
     case ImportStatus::kUnrecognised: pass.forget = true; return Done();
   }
@@ -681,6 +676,11 @@ core::Result<ReconcileResult> ImportReconciler::CleanUpFailed(std::stop_token st
           core::JsonObject(pass.object, "metadata").value("annotations", Json::object()),
           kKeepFailedDisksAnnotation) == "true";
   const bool done = api::FindCondition(status.import_conditions, kDisksRemovedCondition) != nullptr;
+  if (IsWarm(pass.vm_import) && !done) {
+    if (auto ok = RemoveWarm(stop, pass, keep); !ok) {
+      return MakeError(ok.error());
+    }
+  }
   std::vector<std::string> made;
   const bool volumes = TargetOf(pass.vm_import) == api::DiskTarget::kVolume;
   for (const auto& disk : status.disk_import_status) {
@@ -752,6 +752,12 @@ core::Result<ReconcileResult> ImportReconciler::Finalize(std::stop_token stop, P
   const auto& vm_import = pass.vm_import;
   const bool finished = vm_import.status.import_status == ImportStatus::kVirtualMachineRunning ||
                         vm_import.status.import_status == ImportStatus::kVirtualMachineCreated;
+  if (!finished && IsWarm(vm_import)) {
+    // Cancel of a warm import: the source keeps running, without our checkpoints.
+    if (auto ok = RemoveWarm(stop, pass, false); !ok) {
+      return MakeError(ok.error());
+    }
+  }
   if (!finished) {
     // Remove what this import made; nothing more is created (the phase functions never run for a
     // deleted import).

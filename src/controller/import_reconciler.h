@@ -59,6 +59,7 @@
 #include "kube/api.h"
 #include "source/importer.h"
 #include "warm/change_tracker.h"
+#include "warm/precopy.h"
 
 namespace vmimport::controller {
 
@@ -94,6 +95,12 @@ struct ImportReconcilerOptions {
   std::map<source::SourceKind,
            std::function<std::unique_ptr<warm::ChangeTracker>(const source::SourceConfig&)>>
       change_trackers;
+  //! The writer Pod's image (the controller's own) and the port it listens on, on the host
+  //! network at 127.0.0.1 (0: 20000 + a hash of the import's uid, below 30000).
+  std::string writer_image = "vm-import-controller:latest";
+  uint16_t writer_port = 0;
+  //! The cutover's cost besides the last round (shutdown, VM start), for the estimate.
+  double warm_fixed_cost_seconds = 20;
 };
 
 //! Per-disk stream figures from the image server, for status.
@@ -157,6 +164,46 @@ class ImportReconciler final : public Reconciler, public imageserver::StreamObse
   core::Result<std::optional<ReconcileResult>> PreflightWarm(std::stop_token stop, Pass& pass,
                                                              source::SourceKind kind,
                                                              const Json& source_obj);
+  //! Warm, sourceReady: disks in status, then precopy (the source keeps running).
+  core::Result<ReconcileResult> StartPrecopy(std::stop_token stop, Pass& pass);
+  //! precopy: volumes and writer Pod, then one round at a time on the import's task, each
+  //! recorded in status.warm before the next; cutover once warm::DecideCutover says so.
+  core::Result<ReconcileResult> Precopy(std::stop_token stop, Pass& pass);
+  //! cutover: on the task, graceful shutdown, the last round, RemoveAll; then the writer Pod
+  //! goes and the VM is made on the volumes (diskImagesReady).
+  core::Result<ReconcileResult> Cutover(std::stop_token stop, Pass& pass);
+  //! The writer's PVCs, Secret and Pod; true once the Pod runs. Repeatable.
+  core::Result<bool> EnsureWriter(std::stop_token stop, Pass& pass);
+  //! Cancel or failure of a warm import: RemoveAll on the source (left running), the writer Pod,
+  //! its Secret and, unless `keep_volumes`, the volumes. Safe to repeat.
+  core::Status RemoveWarm(std::stop_token stop, Pass& pass, bool keep_volumes);
+  //! The source's change tracker of the pass's import (made once per Running).
+  core::Result<std::shared_ptr<warm::ChangeTracker>> TrackerFor(std::stop_token stop, Pass& pass);
+  //! A round found its base checkpoint gone from the source (Gone): the recorded rounds no
+  //! longer count, the next round is round 0 again (a Warning Event PrecopyRestarted says why).
+  ReconcileResult BeginAgainAtRoundZero(Pass& pass, const core::Error& e);
+  //! The writer's token, from its Secret (stringData or data). Errors: the API's.
+  core::Result<std::string> WriterToken(std::stop_token stop, const Pass& pass);
+  //! The outcome of the warm step `r`'s task ran, once it ended (the task is joined then); nullopt
+  //! in `outcome` when no step was started. False while the step still runs.
+  bool TakeWarmOutcome(Running& r, std::optional<core::Result<warm::RoundRecord>>& outcome);
+  //! What precopy and cutover begin with: the source's change tracker and Running, and the
+  //! record of the warm step that ended since the last pass (nullopt: none ran). `early` is set
+  //! when the pass ends there: the step still runs (requeue), no tracker (the export failed),
+  //! the base checkpoint is gone (BeginAgainAtRoundZero), or the step failed (a Warning Event
+  //! `failed_reason`; retried unless terminal).
+  struct WarmPass {
+    std::optional<core::Result<ReconcileResult>> early;
+    std::shared_ptr<warm::ChangeTracker> tracker;
+    Running* running = nullptr;
+    std::optional<warm::RoundRecord> ended;
+  };
+  WarmPass BeginWarmPass(std::stop_token stop, Pass& pass, std::string_view failed_reason,
+                         std::string_view failed_suffix);
+  //! Runs one warm step (`step`) on `r`'s task; its outcome is kept for TakeWarmOutcome and the
+  //! import enqueued when it ends. The caller holds no lock.
+  void StartWarmStep(Running& r, const Pass& pass,
+                     std::function<core::Result<warm::RoundRecord>(std::stop_token)> step);
   core::Result<ReconcileResult> Export(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> SubmitImages(std::stop_token stop, Pass& pass);
   core::Result<ReconcileResult> WatchImages(std::stop_token stop, Pass& pass);

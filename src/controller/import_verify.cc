@@ -2,13 +2,16 @@
 // against every digest someone other than us computed: the source's (vSphere's NFC manifest,
 // the OVA manifest, Glance's os_hash_value; checked by the disk path as bytes passed) and the
 // store's (Longhorn's SHA-512 of the file it stored, compared with the SHA-512 of what the image
-// server served). Status says, per disk, what was compared, by whom, and the result.
+// server served, or with the source's own SHA-512 when that is the image's spec.checksum: then
+// the image server computes none). Status says, per disk, what was compared, by whom, and the
+// result.
 
 #include "controller/import_internal.h"
 #include "controller/import_reconciler.h"
 #include "core/json.h"
 #include "core/strings.h"
 #include "harvester/backing_image.h"
+#include "harvester/image.h"
 
 namespace vmimport::controller {
 
@@ -30,6 +33,15 @@ const kube::Resource kBackingImages{std::string(harvester::kBackingImageGroup),
 constexpr std::chrono::seconds kLonghornChecksumWait{60};
 
 }  // namespace
+
+std::optional<std::string> import_detail::SpecChecksumFor(const model::DiskDescription& disk) {
+  const auto& digest = disk.source_digest;
+  if (digest && digest->covers_served_bytes && digest->algorithm == "sha512" &&
+      harvester::IsLonghornChecksum(digest->hex)) {
+    return digest->hex;
+  }
+  return std::nullopt;
+}
 
 core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass, size_t index,
                                                 const Json& image) {
@@ -120,7 +132,11 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
     return true;
   }
   const auto stored = harvester::ReadBackingImageChecksum(*backing_image);
-  if (stored.sha512.empty() && !served.empty() && stored.failed_message.empty()) {
+  // What Longhorn's SHA-512 must equal: the served one, or, when the image server computed none
+  // because Longhorn checks the source's own digest (spec.checksum: a raw Glance image), that.
+  const bool against_source = served.empty() && harvester::IsLonghornChecksum(spec_checksum);
+  const std::string expected = against_source ? spec_checksum : served;
+  if (stored.sha512.empty() && !expected.empty() && stored.failed_message.empty()) {
     // Longhorn has not computed it yet: wait, but not for ever.
     bool waited_enough = false;
     {
@@ -134,10 +150,13 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
       return false;
     }
   }
-  switch (harvester::CompareStoredChecksum(served, stored)) {
+  switch (harvester::CompareStoredChecksum(expected, stored)) {
     case harvester::StoredVerdict::kVerified:
       out.push_back({"longhorn", "sha512", stored.sha512, "verified",
-                     "the file Longhorn stored has the SHA-512 of what the image server served"});
+                     against_source ? "the file Longhorn stored has the SHA-512 the source "
+                                      "declared (spec.checksum); the image server computed none"
+                                    : "the file Longhorn stored has the SHA-512 of what the "
+                                      "image server served"});
       if (!spec_checksum.empty() && spec_checksum == stored.sha512) {
         out.push_back({"glance", "sha512", spec_checksum, "verified",
                        "Glance's os_hash_value, checked by Longhorn against the stored file"});
@@ -145,7 +164,10 @@ core::Result<bool> ImportReconciler::VerifyDisk(std::stop_token stop, Pass& pass
       break;
     case harvester::StoredVerdict::kMismatch: {
       const std::string message = disk.disk_name + ": Longhorn stored a file whose SHA-512 is " +
-                                  stored.sha512 + ", the image server served " + served;
+                                  stored.sha512 +
+                                  (against_source ? ", the source declared (spec.checksum) "
+                                                  : ", the image server served ") +
+                                  expected;
       out.push_back({"longhorn", "sha512", stored.sha512, "mismatch", message});
       disk.verification = std::move(out);
       Fail(pass, ImportStatus::kDiskImagesFailed, "DiskChecksumMismatch", message);

@@ -911,6 +911,9 @@ core::Result<Publication> ImageServer::Publish(DiskReaderFactory factory, Publis
   d->mode = options.mode;
   d->encoding = options.encoding;
   d->checksums = options.checksums.value_or(impl_->config.checksums);
+  if (d->checksums == ChecksumPolicy::kVerify && options.consumer_checks_source_digest) {
+    d->checksums = ChecksumPolicy::kNone;
+  }
   if (d->mode == PublishMode::kStaged) {
     // The file is named by a hash-free serial, not the token: directory listings leak nothing.
     d->stage = StageState::kRunning;

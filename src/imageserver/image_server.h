@@ -173,6 +173,11 @@ struct PublishOptions {
   Encoding encoding = Encoding::kRaw;
   //! nullopt: ServerConfig::checksums.
   std::optional<ChecksumPolicy> checksums;
+  //! The consumer compares what it stores with the source's own digest of exactly these bytes
+  //! (a raw Glance image's SHA-512 as Harvester's spec.checksum, which Longhorn checks): then
+  //! kVerify computes nothing, since the comparison it exists for is made without it. kAll still
+  //! computes both.
+  bool consumer_checks_source_digest = false;
 };
 
 struct Publication {

@@ -1,5 +1,6 @@
 #include "kube/client.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -44,6 +45,20 @@ std::string WriteQuery(const Resource& r) {
 
 std::string ObjectName(const Json& object) {
   return core::JsonString(core::JsonObject(object, "metadata"), "name");
+}
+
+//! The error of a non-2xx answer: its Status (or the start of whatever body it has) and code.
+core::Error ApiError(const std::string& method, const std::string& path, long http_code,
+                     const std::string& body) {
+  const ApiStatus status = *ParseApiStatus(http_code, body);
+  std::string msg = "kube " + method + " " + path + ": " + std::to_string(status.code);
+  if (!status.reason.empty()) {
+    msg.append(" ").append(status.reason);
+  }
+  if (!status.message.empty()) {
+    msg.append(": ").append(status.message);
+  }
+  return core::Error{ErrorCodeFor(status), msg};
 }
 
 }  // namespace
@@ -153,18 +168,13 @@ Result<std::string> Client::Token() const {
   return std::string(core::TrimSpace(ss.str()));
 }
 
-Result<Json> Client::Call(std::stop_token stop, const std::string& method, const std::string& path,
-                          const std::string& content_type, const std::string& body,
-                          const std::string& accept) {
+Result<http::Request> Client::NewRequest(const std::string& method, const std::string& path,
+                                         const std::string& accept) const {
   http::Request req;
   req.method = method;
   req.url = config_.server + path;
-  req.body = body;
   req.headers.emplace_back("Accept", accept);
   req.headers.emplace_back("User-Agent", "vm-import/0.1");
-  if (!content_type.empty()) {
-    req.headers.emplace_back("Content-Type", content_type);
-  }
   auto token = Token();
   if (!token) {
     return MakeError(token.error());
@@ -172,7 +182,21 @@ Result<Json> Client::Call(std::stop_token stop, const std::string& method, const
   if (!token->empty()) {
     req.headers.emplace_back("Authorization", "Bearer " + *token);
   }
-  auto resp = http_->Do(std::move(stop), req);
+  return req;
+}
+
+Result<Json> Client::Call(std::stop_token stop, const std::string& method, const std::string& path,
+                          const std::string& content_type, const std::string& body,
+                          const std::string& accept) {
+  auto req = NewRequest(method, path, accept);
+  if (!req) {
+    return MakeError(req.error());
+  }
+  req->body = body;
+  if (!content_type.empty()) {
+    req->headers.emplace_back("Content-Type", content_type);
+  }
+  auto resp = http_->Do(std::move(stop), *req);
   if (!resp) {
     return MakeError(resp.error().Wrap("kube " + method + " " + path));
   }
@@ -188,15 +212,92 @@ Result<Json> Client::Call(std::stop_token stop, const std::string& method, const
     }
     return std::move(*j);
   }
-  const ApiStatus status = *ParseApiStatus(resp->status, resp->body);
-  std::string msg = "kube " + method + " " + path + ": " + std::to_string(status.code);
-  if (!status.reason.empty()) {
-    msg.append(" ").append(status.reason);
+  return MakeError(ApiError(method, path, resp->status, resp->body));
+}
+
+Result<TextBody> Client::GetText(std::stop_token stop, const std::string& path,
+                                 const TextLimit& limit) {
+  auto req = NewRequest("GET", path, "text/plain, */*");
+  if (!req) {
+    return MakeError(req.error());
   }
-  if (!status.message.empty()) {
-    msg.append(": ").append(status.message);
+  TextBody out;
+  std::string error_body;
+  long status = 0;
+  bool enough = false;  // the head is kept and complete: the transfer was ended on purpose
+  auto on_head = [&status](const http::Response& head) {
+    status = head.status;
+    return true;
+  };
+  auto on_body = [&](std::string_view chunk) {
+    if (status < 200 || status >= 300) {
+      error_body.append(
+          chunk.substr(0, (size_t{1} << 20) - std::min(error_body.size(), size_t{1} << 20)));
+      return true;
+    }
+    out.total_bytes += chunk.size();
+    if (!limit.keep_tail) {
+      const size_t room = limit.max_bytes - out.text.size();
+      out.text.append(chunk.substr(0, room));
+      if (chunk.size() > room) {
+        out.truncated = true;
+        enough = true;
+        return false;
+      }
+      return true;
+    }
+    out.text.append(chunk);
+    // Drop the oldest bytes in batches, keeping at most twice the limit in memory.
+    if (out.text.size() > 2 * limit.max_bytes) {
+      out.text.erase(0, out.text.size() - limit.max_bytes);
+      out.truncated = true;
+    }
+    return true;
+  };
+  auto resp = http_->Stream(std::move(stop), *req, on_head, on_body);
+  if (!resp && !enough) {
+    return MakeError(resp.error().Wrap("kube GET " + path));
   }
-  return MakeError(ErrorCodeFor(status), msg);
+  if (resp) {
+    Warned("GET", path, *resp);
+  }
+  if (status < 200 || status >= 300) {
+    return MakeError(ApiError("GET", path, status, error_body));
+  }
+  if (limit.keep_tail && out.text.size() > limit.max_bytes) {
+    out.text.erase(0, out.text.size() - limit.max_bytes);
+    out.truncated = true;
+  }
+  if (limit.keep_tail && out.truncated) {
+    // Start at a whole line (also skips a UTF-8 sequence the cut split).
+    const size_t nl = out.text.find('\n');
+    if (nl != std::string::npos && nl + 1 < out.text.size()) {
+      out.text.erase(0, nl + 1);
+    }
+  }
+  return out;
+}
+
+Result<TextBody> Client::PodLog(std::stop_token stop, const std::string& ns,
+                                const std::string& name, const PodLogOptions& options) {
+  static const Resource kPods{"", "v1", "pods", true};
+  std::string query;
+  auto add = [&query](const char* key, const std::string& value) {
+    query.append(query.empty() ? "?" : "&").append(key).append("=").append(core::UrlEncode(value));
+  };
+  if (!options.container.empty()) {
+    add("container", options.container);
+  }
+  if (options.previous) {
+    add("previous", "true");
+  }
+  if (options.tail_lines) {
+    add("tailLines", std::to_string(*options.tail_lines));
+  }
+  if (options.limit_bytes) {
+    add("limitBytes", std::to_string(*options.limit_bytes));
+  }
+  return GetText(std::move(stop), kPods.Path(ns, name, "log") + query, options.keep);
 }
 
 void Client::Warned(const std::string& method, const std::string& path,
@@ -256,17 +357,11 @@ Status Client::Watch(std::stop_token stop, const Resource& r, const std::string&
   path.append("watch=true&allowWatchBookmarks=true&timeoutSeconds=" +
               std::to_string(timeout.count()));
 
-  http::Request req;
-  req.url = config_.server + path;
-  req.headers.emplace_back("Accept", options.metadata_only ? kMetadataAccept : "application/json");
-  req.headers.emplace_back("User-Agent", "vm-import/0.1");
-  auto token = Token();
-  if (!token) {
-    return MakeError(token.error());
+  auto made = NewRequest("GET", path, options.metadata_only ? kMetadataAccept : "application/json");
+  if (!made) {
+    return MakeError(made.error());
   }
-  if (!token->empty()) {
-    req.headers.emplace_back("Authorization", "Bearer " + *token);
-  }
+  http::Request& req = *made;
   // The server ends the watch after `timeout`; allow some slack before calling it stalled.
   req.timeout = timeout + std::chrono::seconds(30);
   req.stall_timeout = std::chrono::seconds(0);

@@ -56,6 +56,35 @@ using WarningHandler = std::function<void(const ApiWarning& warning)>;
 //! Receives watch events in order; return false to end the watch.
 using WatchHandler = std::function<bool(const WatchEvent& event)>;
 
+//! How much of a text answer (GetText, PodLog) is kept in memory.
+struct TextLimit {
+  size_t max_bytes = size_t{10} << 20;
+  //! Keep the last max_bytes (a log's newest lines; the whole body is read and the rest dropped
+  //! as it arrives), else the first (the transfer ends there).
+  bool keep_tail = true;
+};
+
+//! A text answer, possibly cut to a TextLimit.
+struct TextBody {
+  //! The body, or the part of it kept; a tail cut starts at the first whole line (unless the
+  //! kept part has no line break). Bytes as sent: not checked for UTF-8.
+  std::string text;
+  uint64_t total_bytes = 0;  //!< what the server sent (as far as it was read)
+  bool truncated = false;    //!< text is less than the whole body
+};
+
+//! GET /api/v1/namespaces/NS/pods/NAME/log (what `kubectl logs` reads): the query parameters.
+struct PodLogOptions {
+  //! The container; may stay empty for a Pod of one container (the server refuses it otherwise).
+  std::string container;
+  //! The previous instance of the container (the one that exited before the last restart),
+  //! `kubectl logs --previous`.
+  bool previous = false;
+  std::optional<int64_t> tail_lines;   //!< server side: only the last N lines
+  std::optional<int64_t> limit_bytes;  //!< server side: stop after N bytes (from the start)
+  TextLimit keep;                      //!< client side: what of the answer is kept
+};
+
 class Client final : public Api {
  public:
   static Result<std::unique_ptr<Client>> Create(Config config);
@@ -90,6 +119,23 @@ class Client final : public Api {
                      const ListOptions& options, std::chrono::seconds timeout,
                      const WatchHandler& on_event);
 
+  //! A GET whose answer is text, not JSON (path begins with /api or /apis; a subresource such
+  //! as pods/log): the body, cut to `limit`. The body is streamed, so memory stays near
+  //! 2 x limit.max_bytes whatever the server sends. Errors as Call: the API's Status of a non-2xx
+  //! answer mapped by ErrorCodeFor (kNotFound, kPermissionDenied, kInvalidArgument,
+  //! kUnavailable...), transport errors as http::Client's (kUnavailable, kDeadlineExceeded after
+  //! 60 s or a 60 s stall, kCancelled on `stop`). Thread-safe; may be repeated (reads only).
+  Result<TextBody> GetText(std::stop_token stop, const std::string& path, const TextLimit& limit);
+
+  //! The log of one container of Pod `ns`/`name`, through the API server (which proxies it from
+  //! the kubelet's /containerLogs: the caller needs `get` on `pods/log` in `ns`). Errors as
+  //! GetText; what the API server answers includes: kNotFound (no such Pod), kPermissionDenied
+  //! (RBAC), kInvalidArgument (400: no such container, a container name missing for a Pod of
+  //! several, or `previous` when the container never restarted), kUnavailable (5xx: the API
+  //! server could not reach the kubelet). Thread-safe; may be repeated.
+  Result<TextBody> PodLog(std::stop_token stop, const std::string& ns, const std::string& name,
+                          const PodLogOptions& options);
+
   //! The raw request used by all of the above (path begins with /api or /apis).
   Result<Json> Call(std::stop_token stop, const std::string& method, const std::string& path,
                     const std::string& content_type, const std::string& body,
@@ -106,6 +152,9 @@ class Client final : public Api {
  private:
   Client(Config config, std::unique_ptr<http::Client> http);
   Result<std::string> Token() const;
+  //! A request to `path` with the client's Accept, User-Agent and credentials.
+  Result<http::Request> NewRequest(const std::string& method, const std::string& path,
+                                   const std::string& accept) const;
 
   void Warned(const std::string& method, const std::string& path, const http::Response& resp);
 

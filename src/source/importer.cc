@@ -87,7 +87,7 @@ class GuardedReader final : public disk::DiskReader {
 };
 
 // `source` wrapped in a VerifyingSource of the digest `disk` declares over exactly the bytes
-// served (DiskStreamLimits::check_served_digest); unchanged when it declares none such, or in an
+// served (DiskStreamOptions::check_served_digest); unchanged when it declares none such, or in an
 // algorithm we do not compute.
 disk::ByteSourcePtr CheckServedDigest(disk::ByteSourcePtr source,
                                       const model::DiskDescription& disk, size_t index) {
@@ -110,7 +110,7 @@ disk::ByteSourcePtr CheckServedDigest(disk::ByteSourcePtr source,
 }  // namespace
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shared_ptr<SourceVm> vm,
-                                                 size_t index, const DiskStreamLimits& limits) {
+                                                 size_t index, const DiskStreamOptions& limits) {
   auto reader = OpenDiskReader(std::move(stop), *vm, index, limits);
   if (!reader) {
     return core::MakeError(reader.error());
@@ -119,7 +119,7 @@ core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, std::shar
 }
 
 core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm, size_t index,
-                                                 const DiskStreamLimits& limits) {
+                                                 const DiskStreamOptions& limits) {
   if (limits.slots != nullptr && !limits.slots->Acquire(stop, limits.host)) {
     return disk::CancelledError();
   }

@@ -95,8 +95,8 @@ class StreamSlots {
   std::map<std::string, size_t> in_use_;
 };
 
-//! Limits applied to one disk stream.
-struct DiskStreamLimits {
+//! How one disk stream is read: its limits (rate, slots, shared caps) and what it checks.
+struct DiskStreamOptions {
   double bytes_per_second = 0;   //!< cap on the source bytes read; 0: none
   StreamSlots* slots = nullptr;  //!< per-host stream slots; null: none
   std::string host;              //!< the slot key: the source's host
@@ -119,16 +119,14 @@ std::string HostOfUrl(std::string_view url);
 //! OpenDisk's and the decoder's.
 //! `limits` hold the stream to a slot of its host (waited for first; freed with the reader) and
 //! cap its rate.
-[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop, SourceVm& vm,
-                                                               size_t index,
-                                                               const DiskStreamLimits& limits = {});
+[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(
+    std::stop_token stop, SourceVm& vm, size_t index, const DiskStreamOptions& limits = {});
 //! The same, and the reader shares the ownership of `vm`: a stream that is still being opened
 //! or read when its import lets go of the VM (the import failed, was deleted, or unpublished
 //! the disk) keeps the VM, its session and HTTP client alive until it ends.
-[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(std::stop_token stop,
-                                                               std::shared_ptr<SourceVm> vm,
-                                                               size_t index,
-                                                               const DiskStreamLimits& limits = {});
+[[nodiscard]] core::Result<disk::DiskReaderPtr> OpenDiskReader(
+    std::stop_token stop, std::shared_ptr<SourceVm> vm, size_t index,
+    const DiskStreamOptions& limits = {});
 
 //! Opens VMs of one kind of source. Thread-safe.
 class Importer {

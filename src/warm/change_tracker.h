@@ -82,7 +82,9 @@ class ChangeTracker {
   //! whole (number == 0). Safe to repeat after a crash: a backup job of ours still running is
   //! stopped and a checkpoint `number` left by an unfinished attempt is removed first (its
   //! changes stay tracked by its parent), so the repeated round loses nothing.
-  //! Errors: Unsupported, NotFound, Unavailable, Conflict (someone else's backup job runs).
+  //! Errors: Gone when checkpoint `number - 1` is no longer on the source (somebody removed it:
+  //! the changes since it are unknown, precopy must begin again at round 0); Unsupported,
+  //! NotFound (no such VM), Unavailable, Conflict (someone else's backup job runs).
   [[nodiscard]] virtual Result<std::unique_ptr<Round>> BeginRound(std::string_view vm,
                                                                   std::string_view import_uid,
                                                                   int number) = 0;
@@ -93,6 +95,15 @@ class ChangeTracker {
   //! Cancel: stops any backup job of this import and removes every checkpoint carrying its
   //! prefix; leaves the VM running. Safe to repeat; a VM that no longer exists is success.
   [[nodiscard]] virtual Status RemoveAll(std::string_view vm, std::string_view import_uid) = 0;
+  //! Cutover: after the guest shut down, makes its disks readable for the last round without
+  //! letting the guest run (libvirt: the domain started paused, as a backup needs qemu). Safe to
+  //! repeat (a paused domain is left paused). Default: nothing to do. Errors: Unavailable (also
+  //! when the guest runs again: someone started it after the shutdown, and the disks would move
+  //! under the last round; retried until it is off), Internal.
+  [[nodiscard]] virtual Status HoldForFinalRound(std::string_view /*vm*/) { return {}; }
+  //! Cutover: after the last round, turns the source off for good (libvirt: destroys the paused
+  //! domain). Safe to repeat; an off VM is success. Default: nothing to do.
+  [[nodiscard]] virtual Status ReleaseAfterFinalRound(std::string_view /*vm*/) { return {}; }
 };
 
 }  // namespace vmimport::warm

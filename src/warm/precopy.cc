@@ -111,7 +111,9 @@ std::optional<double> EstimateDowntimeSeconds(std::span<const RoundRecord> round
     return std::nullopt;
   }
   const double rate = moved / seconds;
-  return static_cast<double>(rounds.back().bytes_changed) / rate + fixed_cost_seconds;
+  // What the last round moved, not what the source said changed: zero ranges cost nothing,
+  // and a round 0 of mostly holes would otherwise overstate every later estimate.
+  return static_cast<double>(rounds.back().bytes_moved) / rate + fixed_cost_seconds;
 }
 
 CutoverDecision DecideCutover(const CutoverPolicy& policy,

@@ -61,7 +61,7 @@ struct RoundRecord {
                                                   std::span<const RoundRecord> recorded,
                                                   RoundSink& sink, const core::Clock& clock);
 
-//! Seconds a cutover now would keep the VM off: the last round's changed bytes at the rate the
+//! Seconds a cutover now would keep the VM off: the last round's moved bytes at the rate the
 //! rounds achieved (every round's bytes moved over its seconds), plus `fixed_cost_seconds`
 //! (graceful shutdown, the last round's round trip, VM creation and start). nullopt before round
 //! 0 is recorded or while no round moved anything in a measurable time.

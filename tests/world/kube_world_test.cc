@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "api/virtual_machine_import.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "world/world_env.h"
@@ -162,6 +163,52 @@ TEST_F(KubeWorldTest, OurCrdsHaveTheReferencePrinterColumns) {
       found = found || (col["name"] == "Status" && col["jsonPath"] == path);
     }
     EXPECT_TRUE(found) << crd_name << " lacks the Status column on " << path;
+  }
+}
+
+// Everything the controller writes into status.warm survives the real apiserver: a key the CRD's
+// structural schema does not name is pruned without an error (status.warm.writerPort once was,
+// and a warm import then dialled port 0).
+TEST_F(KubeWorldTest, EveryWarmStatusFieldSurvivesTheSchema) {
+  const Resource imports{"migration.harvesterhci.io", "v1beta1", "virtualmachineimports", true};
+  const std::string name = UniqueName("warm");
+  auto created = client_->Create({}, imports, "default",
+                                 {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+                                  {"kind", "VirtualMachineImport"},
+                                  {"metadata", {{"name", name}, {"namespace", "default"}}},
+                                  {"spec",
+                                   {{"virtualMachineName", "vm"},
+                                    {"sourceCluster",
+                                     {{"name", "kvm"},
+                                      {"namespace", "default"},
+                                      {"kind", "LibvirtSource"},
+                                      {"apiVersion", "migration.harvesterhci.io/v1beta1"}}}}}});
+  ASSERT_TRUE(created) << created.error().ToString();
+  api::WarmStatus warm;
+  warm.rounds.push_back({.round = 0,
+                         .started = "2026-12-05T01:00:00Z",
+                         .bytes_changed = 3,
+                         .bytes_moved = 2,
+                         .seconds = 1.5});
+  warm.estimated_downtime_seconds = 4.5;
+  warm.waiting_for = "w";
+  warm.next_round_at = "2026-12-05T01:00:01Z";
+  warm.cutover_reason = "c";
+  warm.source_off_at = "2026-12-05T01:00:02.000001Z";
+  warm.target_running_at = "2026-12-05T01:00:03.000001Z";
+  warm.downtime_seconds = 1.25;
+  warm.writer_pod = "p";
+  warm.writer_port = 20001;
+  warm.volumes = {"v0", "v1"};
+  const Json written = api::WarmStatusToJson(warm);
+  Json with_status = *created;
+  with_status["status"] = {{"importStatus", "precopy"}, {"warm", written}};
+  auto updated = client_->UpdateStatus({}, imports, "default", with_status);
+  (void)client_->Delete({}, imports, "default", name);
+  ASSERT_TRUE(updated) << updated.error().ToString();
+  EXPECT_EQ((*updated)["status"]["warm"], written);
+  for (const auto& [key, value] : written.items()) {
+    EXPECT_TRUE((*updated)["status"]["warm"].contains(key)) << "status.warm." << key << " pruned";
   }
 }
 

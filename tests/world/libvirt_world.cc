@@ -140,6 +140,12 @@ bool LvStartQcow2Domain(const std::string& name, const std::vector<uint64_t>& si
     disks += "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
              path + "'/><target dev='vd" + static_cast<char>('a' + i) + "' bus='virtio'/></disk>";
   }
+  // The pool learns of the new files (the source describes and streams disks as pool volumes).
+  std::string refreshed;
+  if (Virsh("pool-refresh " + LvVar("LIBVIRT_POOL"), &refreshed) != 0) {
+    ADD_FAILURE() << "pool-refresh: " << refreshed;
+    return false;
+  }
   const std::string xml_path = LvVar("LIBVIRT_POOL_DIR") + "/../" + name + ".xml";
   {
     std::ofstream xml(xml_path);

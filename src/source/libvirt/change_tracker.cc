@@ -278,15 +278,11 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
 
   // warm::ChangeTracker
   Status CheckCapable(std::string_view vm) override {
-    auto conn = Connection();
-    if (!conn) {
-      return MakeError(conn.error());
+    auto d = Domain(vm);
+    if (!d) {
+      return MakeError(d.error());
     }
-    auto dom = LookupDomain(conn->get(), vm);
-    if (!dom) {
-      return MakeError(dom.error());
-    }
-    auto targets = CapableTargets(conn->get(), dom->get());
+    auto targets = CapableTargets(d->conn.get(), d->dom.get());
     if (!targets) {
       return MakeError(targets.error());
     }
@@ -299,25 +295,21 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       return MakeError(ErrorCode::kInvalidArgument,
                        "warm: a round needs an import uid and a number >= 0");
     }
-    auto conn = Connection();
-    if (!conn) {
-      return MakeError(conn.error());
+    auto d = Domain(vm);
+    if (!d) {
+      return MakeError(d.error());
     }
-    auto dom = LookupDomain(conn->get(), vm);
-    if (!dom) {
-      return MakeError(dom.error());
-    }
-    const std::string name = virDomainGetName(dom->get());
-    auto targets = CapableTargets(conn->get(), dom->get());
+    const std::string name = virDomainGetName(d->dom.get());
+    auto targets = CapableTargets(d->conn.get(), d->dom.get());
     if (!targets) {
       return MakeError(targets.error());
     }
     // What an earlier attempt left: its job, its directories, its checkpoints >= number.
-    if (auto s = StopOurJob(dom->get(), import_uid, options_.job_end_timeout); !s) {
+    if (auto s = StopOurJob(d->dom.get(), import_uid, options_.job_end_timeout); !s) {
       return MakeError(s.error());
     }
     RemoveExportDirs(ExportParent(options_), import_uid);
-    auto ours = OurCheckpoints(dom->get(), import_uid);
+    auto ours = OurCheckpoints(d->dom.get(), import_uid);
     if (!ours) {
       return MakeError(ours.error());
     }
@@ -333,7 +325,7 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     }
     const std::string previous = number > 0 ? warm::CheckpointName(import_uid, number - 1) : "";
     if (number > 0 && !have_previous) {
-      return MakeError(ErrorCode::kNotFound,
+      return MakeError(ErrorCode::kGone,
                        "libvirt: checkpoint " + previous + " is gone from domain " + name +
                            ": the changes since round " + std::to_string(number - 1) +
                            " are unknown; begin again at round 0");
@@ -347,7 +339,7 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     const std::string backup_xml =
         BackupXml({*targets, (*dir)->socket(), (*dir)->path(), previous});
     const std::string checkpoint_xml = CheckpointXml(checkpoint, *targets);
-    if (virDomainBackupBegin(dom->get(), backup_xml.c_str(), checkpoint_xml.c_str(), 0) < 0) {
+    if (virDomainBackupBegin(d->dom.get(), backup_xml.c_str(), checkpoint_xml.c_str(), 0) < 0) {
       core::Error e = LastError("begin round " + std::to_string(number) + " (checkpoint " +
                                 checkpoint + ") of domain " + name);
       const std::string lower = core::ToLower(e.message);
@@ -366,8 +358,8 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       auto nbd = NbdExport::Open((*dir)->socket(), t, context, context_name, options_.nbd);
       if (!nbd) {
         // Undo: the job, and the checkpoint (its bitmap merges into its parent: nothing lost).
-        (void)StopOurJob(dom->get(), import_uid, options_.job_end_timeout);
-        if (CheckpointPtr cp(virDomainCheckpointLookupByName(dom->get(), checkpoint.c_str(), 0));
+        (void)StopOurJob(d->dom.get(), import_uid, options_.job_end_timeout);
+        if (CheckpointPtr cp(virDomainCheckpointLookupByName(d->dom.get(), checkpoint.c_str(), 0));
             cp) {
           (void)DeleteCheckpoint(cp.get());
         }
@@ -377,22 +369,18 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       }
       disks.push_back(std::make_unique<LibvirtRoundDisk>(t, std::move(*nbd)));
     }
-    return std::unique_ptr<warm::Round>(new LibvirtRound(std::move(*dom), std::string(import_uid),
+    return std::unique_ptr<warm::Round>(new LibvirtRound(std::move(d->dom), std::string(import_uid),
                                                          number, std::move(*dir), std::move(disks),
                                                          options_.job_end_timeout));
   }
 
   Status RemoveCheckpoint(std::string_view vm, std::string_view import_uid, int number) override {
-    auto conn = Connection();
-    if (!conn) {
-      return MakeError(conn.error());
-    }
-    auto dom = LookupDomain(conn->get(), vm);
-    if (!dom) {
-      return dom.error().code == ErrorCode::kNotFound ? Status{} : MakeError(dom.error());
+    auto d = Domain(vm);
+    if (!d) {
+      return d.error().code == ErrorCode::kNotFound ? Status{} : MakeError(d.error());
     }
     const std::string name = warm::CheckpointName(import_uid, number);
-    CheckpointPtr cp(virDomainCheckpointLookupByName(dom->get(), name.c_str(), 0));
+    CheckpointPtr cp(virDomainCheckpointLookupByName(d->dom.get(), name.c_str(), 0));
     if (!cp) {
       const virErrorPtr e = virGetLastError();
       if (e != nullptr && e->code == VIR_ERR_NO_DOMAIN_CHECKPOINT) {
@@ -405,15 +393,11 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
   }
 
   Status RemoveAll(std::string_view vm, std::string_view import_uid) override {
-    auto conn = Connection();
-    if (!conn) {
-      return MakeError(conn.error());
+    auto d = Domain(vm);
+    if (!d) {
+      return d.error().code == ErrorCode::kNotFound ? Status{} : MakeError(d.error());
     }
-    auto dom = LookupDomain(conn->get(), vm);
-    if (!dom) {
-      return dom.error().code == ErrorCode::kNotFound ? Status{} : MakeError(dom.error());
-    }
-    if (auto s = StopOurJob(dom->get(), import_uid, options_.job_end_timeout); !s) {
+    if (auto s = StopOurJob(d->dom.get(), import_uid, options_.job_end_timeout); !s) {
       // Someone else's job (kConflict) does not stop us removing our checkpoints, unless it
       // reads from one of them: then the delete fails and says so.
       if (s.error().code != ErrorCode::kConflict) {
@@ -421,7 +405,7 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
       }
     }
     RemoveExportDirs(ExportParent(options_), import_uid);
-    auto ours = OurCheckpoints(dom->get(), import_uid);
+    auto ours = OurCheckpoints(d->dom.get(), import_uid);
     if (!ours) {
       return MakeError(ours.error());
     }
@@ -433,7 +417,67 @@ class LibvirtChangeTracker final : public warm::ChangeTracker {
     return {};
   }
 
+  Status HoldForFinalRound(std::string_view vm) override {
+    auto d = Domain(vm);
+    if (!d) {
+      return MakeError(d.error());
+    }
+    const int active = virDomainIsActive(d->dom.get());
+    if (active < 0) {
+      return MakeError(LastError("is domain active"));
+    }
+    if (active == 1) {
+      // Started paused by an earlier attempt: fine. Running: somebody started the guest after
+      // the cutover's shutdown, and a last round of a running guest would not be its last.
+      int state = VIR_DOMAIN_NOSTATE;
+      int reason = 0;
+      if (virDomainGetState(d->dom.get(), &state, &reason, 0) < 0) {
+        return MakeError(LastError("domain state"));
+      }
+      if (state == VIR_DOMAIN_PAUSED) {
+        return {};
+      }
+      return MakeError(ErrorCode::kUnavailable,
+                       "libvirt: domain " + std::string(vm) +
+                           " runs again after the cutover's shutdown (somebody started it): "
+                           "the last round needs it off; shut it down and the cutover goes on");
+    }
+    if (virDomainCreateWithFlags(d->dom.get(), VIR_DOMAIN_START_PAUSED) < 0) {
+      return MakeError(LastError("start the domain paused for the last round"));
+    }
+    return {};
+  }
+
+  Status ReleaseAfterFinalRound(std::string_view vm) override {
+    auto d = Domain(vm);
+    if (!d) {
+      return d.error().code == ErrorCode::kNotFound ? Status{} : MakeError(d.error());
+    }
+    if (virDomainIsActive(d->dom.get()) == 1 && virDomainDestroy(d->dom.get()) < 0) {
+      return MakeError(LastError("destroy the paused domain after the last round"));
+    }
+    return {};
+  }
+
  private:
+  struct OpenDomain {
+    ConnectPtr conn;
+    DomainPtr dom;
+  };
+  // The connection and the domain `vm` (by name or UUID); kNotFound only when there is no such
+  // domain (a connection error is never kNotFound).
+  Result<OpenDomain> Domain(std::string_view vm) {
+    auto conn = Connection();
+    if (!conn) {
+      return MakeError(conn.error());
+    }
+    auto dom = LookupDomain(conn->get(), vm);
+    if (!dom) {
+      return MakeError(dom.error());
+    }
+    return OpenDomain{std::move(*conn), std::move(*dom)};
+  }
+
   // The connection, opened at the first call and again when libvirt closed it. Each caller gets
   // a reference of its own (virConnectRef), so a reconnect by another thread never closes a
   // connection under a call.

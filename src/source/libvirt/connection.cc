@@ -1,9 +1,12 @@
 #include "source/libvirt/connection.h"
 
 #include <libvirt/virterror.h>
+#include <openssl/crypto.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -29,23 +32,86 @@ void IgnoreError(void* /*user_data*/, virErrorPtr /*error*/) {}
 
 // libvirt's default event loop, run by one thread for the life of the process: keepalive and
 // stream events need it, and it must be registered before the first connection opens.
+//
+// At exit the loop is stopped before the libraries under libvirt tear down: a connection's last
+// reference is often dropped on the loop thread after virConnectClose has returned (libvirt frees
+// a removed watch's data from an idle callback), and that closes its ssh channel, which draws
+// random bytes from OpenSSL. Running while OPENSSL_cleanup frees OpenSSL's locks, it crashed the
+// process after main returned. Never destroyed: the loop thread may outlive the static objects.
+struct EventLoop {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  bool stopped = false;
+  int wake_fd = -1;  // an eventfd the loop watches: written at exit to wake it
+};
+EventLoop& Loop() {
+  static auto* loop = new EventLoop;  // NOLINT(cppcoreguidelines-owning-memory)
+  return *loop;
+}
+
+// The loop's watch on wake_fd: takes the wake-up, so that poll does not return at once again.
+void TakeWakeUp(int /*watch*/, int fd, int /*events*/, void* /*opaque*/) {
+  uint64_t n = 0;
+  (void)!read(fd, &n, sizeof(n));
+}
+
+// Runs at exit, before OPENSSL_cleanup (registered after OpenSSL's own atexit handler) and after
+// WaitForReleasesAtExit (registered later still, by the first release). Wakes the loop through
+// its eventfd (no libvirt call from this thread: glib's state is the loop's) and waits up to 5 s
+// for it to finish the callback it runs; past that the process exits anyway.
+void StopEventLoopAtExit() {
+  EventLoop& loop = Loop();
+  std::unique_lock lock(loop.mu);
+  loop.stop = true;
+  const uint64_t one = 1;
+  (void)!write(loop.wake_fd, &one, sizeof(one));
+  loop.cv.wait_for(lock, std::chrono::seconds(5), [&] { return loop.stopped; });
+}
+
 void InitLibvirtOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // OpenSSL registers its own cleanup at exit when first initialised; done here, before ours,
+    // its cleanup runs after ours (atexit handlers run in reverse order).
+    OPENSSL_init_crypto(0, nullptr);
     virInitialize();
     virSetErrorFunc(nullptr, IgnoreError);
     if (virEventRegisterDefaultImpl() < 0) {
       virResetLastError();  // then libvirt runs without keepalive: RunBounded still bounds calls
       return;
     }
-    std::thread([] {
+    EventLoop& loop = Loop();
+    int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd >= 0 &&
+        virEventAddHandle(wake_fd, VIR_EVENT_HANDLE_READABLE, TakeWakeUp, nullptr, nullptr) < 0) {
+      virResetLastError();  // the loop then cannot be stopped at exit: it runs as before
+      close(wake_fd);
+      wake_fd = -1;
+    }
+    {
+      std::lock_guard lock(loop.mu);
+      loop.wake_fd = wake_fd;
+    }
+    std::thread([&loop] {
       for (;;) {
+        {
+          std::lock_guard lock(loop.mu);
+          if (loop.stop) {
+            loop.stopped = true;
+            loop.cv.notify_all();
+            return;
+          }
+        }
         if (virEventRunDefaultImpl() < 0) {
           virResetLastError();
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
       }
     }).detach();
+    if (wake_fd >= 0) {
+      std::atexit(StopEventLoopAtExit);
+    }
   });
 }
 

@@ -174,7 +174,8 @@ TEST(VirtualMachineImportJson, WarmSpecAndStatusRoundTrip) {
       "rounds": [{"round": 0, "started": "2026-12-05T01:00:00Z", "bytesChanged": 1048576,
                   "bytesMoved": 524288, "seconds": 2.5, "future": 1}],
       "lastRound": 0, "estimatedDowntimeSeconds": 31.5, "waitingFor": "spec.cutoverTime",
-      "downtimeSeconds": 12.25, "volumes": ["web-disk-0-01234567"], "other": "kept"}})"));
+      "downtimeSeconds": 12.25, "volumes": ["web-disk-0-01234567"], "writerPort": 20001,
+      "other": "kept"}})"));
   ASSERT_TRUE(status) << status.error().ToString();
   EXPECT_EQ(status->import_status, ImportStatus::kPrecopy);
   ASSERT_TRUE(status->warm);
@@ -188,6 +189,9 @@ TEST(VirtualMachineImportJson, WarmSpecAndStatusRoundTrip) {
   EXPECT_EQ(back["warm"]["rounds"][0]["future"], 1);
   EXPECT_EQ(back["warm"]["other"], "kept");
   EXPECT_EQ(back["warm"]["downtimeSeconds"], 12.25);
+  EXPECT_EQ(status->warm->writer_port, 20001);
+  EXPECT_EQ(back["warm"]["writerPort"], 20001);
+  EXPECT_FALSE(StatusFromJson(json::parse(R"({"warm": {"writerPort": 70000}})")));
   EXPECT_EQ(ParseImportStatus("cutover"), ImportStatus::kCutover);
   EXPECT_FALSE(StatusFromJson(json::parse(R"({"warm": {"rounds": [{"seconds": "x"}]}})")));
 }

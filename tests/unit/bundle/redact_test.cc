@@ -56,6 +56,37 @@ TEST(Redact, PemPrivateKeysAndKnownValues) {
   EXPECT_NE(out.find("ab stays"), std::string::npos) << out;
 }
 
+TEST(Redact, LogsLineByLine) {
+  Redactor r;
+  r.AddKnownSecret("correct-horse");
+  r.AddKnownSecret("two\nlines of it");  // a known value over a line break
+  const std::string long_line(Redactor::kMaxLogLine + 1, 'x');
+  const std::string out = r.Log(
+      "level=info msg=\"started\" in-cluster\n"
+      "level=error msg=\"get https://u:pw1@vc.example/sdk?token=tk2 failed\" password=pw3\n"
+      "login with correct-horse; two\nlines of it\n"
+      "key:\n-----BEGIN PRIVATE KEY-----\nMIIEow\nAAAA\n-----END PRIVATE KEY-----\n"
+      "after the key\n" +
+      long_line + "\nlast line without a break");
+  for (const char* gone :
+       {"pw1", "tk2", "pw3", "correct-horse", "MIIEow", "AAAA", "lines of it", "xxxxxxxx"}) {
+    EXPECT_EQ(out.find(gone), std::string::npos) << gone << " in " << out;
+  }
+  EXPECT_EQ(out,
+            "level=info msg=\"started\" in-cluster\n"
+            "level=error msg=\"get https://REDACTED@vc.example/sdk?token=REDACTED failed\" "
+            "password=REDACTED\n"
+            "login with REDACTED; REDACTED\n"
+            "key:\nREDACTED\n"
+            "after the key\n"
+            "[a line of 65537 bytes, too long to redact: left out]\n"
+            "last line without a break");
+  // The same shapes as Text finds in one line.
+  const std::string one =
+      "get https://u:pw1@vc.example/sdk?token=tk2 password=pw3 Bearer abcdefghijk";
+  EXPECT_EQ(r.Log(one), r.Text(one));
+}
+
 TEST(Redact, ObjectsLoseSecretDataAndCredentialMembers) {
   Redactor r;
   const Json secret = {{"kind", "Secret"},

@@ -4,11 +4,16 @@
 // trying it as a new user would.
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
+#include <array>
 #include <map>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/strings.h"
+#include "http/client.h"
 #include "tests/unit/controller/import_fixture.h"
 
 namespace vmimport::testing {
@@ -736,6 +741,155 @@ TEST_F(ImportVerificationTest, ABackingImageWithoutChecksumIsWaitedForButNotForE
   EXPECT_EQ(d["verification"].back().value("verifier", ""), "longhorn");
   EXPECT_EQ(d["verification"].back().value("result", ""), "unverifiable");
   EXPECT_EQ(ConditionReason("imp", "DisksVerified"), "Verified");  // the manifest still did
+}
+
+// A raw Glance image: its SHA-512 covers exactly the served bytes, so it is the image's
+// spec.checksum and Longhorn compares the stored file with it. The image server then computes no
+// SHA-512 of its own for that disk (it would only repeat the comparison); the other disk, without
+// a source digest, is hashed as before. Longhorn's status.checksum is compared with spec.checksum.
+class SourceDigestVerificationTest : public ImportVerificationTest {
+ protected:
+  // Records what the image server reports of each stream.
+  struct Recorder final : imageserver::StreamObserver {
+    void OnStreamStarted(const imageserver::StreamInfo& /*info*/) override {}
+    void OnProgress(const imageserver::StreamProgress& /*progress*/) override {}
+    void OnStreamFinished(const imageserver::StreamResult& result) override {
+      std::lock_guard lock(mu);
+      results.push_back(result);
+    }
+    std::mutex mu;
+    std::vector<imageserver::StreamResult> results;
+  };
+
+  static std::string Sha512Hex(size_t n) {
+    const std::string bytes(n, '\x5a');  // what the fake source's disks hold
+    std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+    unsigned len = 0;
+    EVP_Digest(bytes.data(), bytes.size(), md.data(), &len, EVP_sha512(), nullptr);
+    std::string hex;
+    for (unsigned i = 0; i < len; ++i) {
+      hex += "0123456789abcdef"[md[i] >> 4];
+      hex += "0123456789abcdef"[md[i] & 15];
+    }
+    return hex;
+  }
+
+  void SetUp() override {
+    ImportVerificationTest::SetUp();
+    source_->description.disks[0].source_digest =
+        model::SourceDigest{"sha512", Sha512Hex(4096), "glance", true};
+    reconciler_.reset();
+    server_.reset();
+    auto server = imageserver::ImageServer::Start({}, &recorder_, clock_, core::Logger());
+    ASSERT_TRUE(server) << server.error().ToString();
+    server_ = std::move(*server);
+    Restart();
+  }
+
+  // The image of disk `index` (by its display name's suffix).
+  Json ImageOf(size_t index) {
+    for (const Json& image : api_.All("virtualmachineimages")) {
+      const std::string display = image["spec"].value("displayName", "");
+      if (display.ends_with("-disk-" + std::to_string(index) + ".img")) return image;
+    }
+    ADD_FAILURE() << "no image for disk " << index;
+    return Json::object();
+  }
+
+  void StoreBackingImage(const Json& image, const std::string& sha512) {
+    api_.Put("backingimages",
+             {{"metadata",
+               {{"name", "vmi-" + image["metadata"].value("uid", "")},
+                {"namespace", "longhorn-system"}}},
+              {"status",
+               {{"checksum", sha512}, {"diskFileStatusMap", {{"node-1", {{"state", "ready"}}}}}}}});
+  }
+
+  Recorder recorder_;
+};
+
+TEST_F(SourceDigestVerificationTest, LonghornChecksTheSourcesDigestAndNothingIsHashedForIt) {
+  CreateReadySource();
+  CreateImport("imp");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  const Json image0 = ImageOf(0);
+  const Json image1 = ImageOf(1);
+  EXPECT_EQ(image0["spec"].value("checksum", ""), Sha512Hex(4096));
+  EXPECT_FALSE(image1["spec"].contains("checksum")) << image1.dump();
+
+  // Harvester's download of each disk, whole.
+  auto client = http::Client::Create({});
+  ASSERT_TRUE(client);
+  std::stop_source none;
+  for (const auto& [image, size] : {std::pair{image0, 4096}, std::pair{image1, 8192}}) {
+    auto got = (*client)->Do(none.get_token(), {.url = image["spec"].value("url", "")});
+    ASSERT_TRUE(got) << got.error().ToString();
+    EXPECT_EQ(got->status, 200);
+    EXPECT_EQ(got->body, std::string(static_cast<size_t>(size), '\x5a'));
+  }
+  std::vector<imageserver::StreamResult> results;
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(recorder_.mu);
+      results = recorder_.results;
+    }
+    if (results.size() == 2) break;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.outcome, imageserver::StreamOutcome::kCompleted);
+    if (r.bytes == 4096) {
+      EXPECT_FALSE(r.checksums.has_value()) << "disk 0: Longhorn checks Glance's digest";
+    } else {
+      ASSERT_TRUE(r.checksums.has_value()) << "disk 1: nobody else has a digest of it";
+      EXPECT_EQ(r.checksums->sha512, Sha512Hex(8192));
+      EXPECT_TRUE(r.checksums->sha256.empty());
+    }
+    reconciler_->OnStreamFinished(r);
+  }
+
+  StoreBackingImage(image0, Sha512Hex(4096));
+  StoreBackingImage(image1, Sha512Hex(8192));
+  MarkImagesActive();
+  ASSERT_EQ(RunUntil("imp", "diskImagesReady"), "diskImagesReady");
+  const Json disks = ImportOf("imp")["status"]["diskImportStatus"];
+  const Json v0 = disks[0]["verification"];
+  ASSERT_EQ(v0.size(), 2u) << v0.dump();
+  EXPECT_EQ(v0[0].value("verifier", ""), "longhorn");
+  EXPECT_EQ(v0[0].value("result", ""), "verified");
+  EXPECT_NE(v0[0].value("message", "").find("the source declared"), std::string::npos);
+  EXPECT_EQ(v0[1].value("verifier", ""), "glance");
+  EXPECT_EQ(v0[1].value("result", ""), "verified");
+  EXPECT_EQ(disks[0].value("sha512", ""), "");  // not computed
+  const Json v1 = disks[1]["verification"];
+  ASSERT_EQ(v1.size(), 1u) << v1.dump();
+  EXPECT_EQ(v1[0].value("verifier", ""), "longhorn");
+  EXPECT_NE(v1[0].value("message", "").find("image server served"), std::string::npos);
+  EXPECT_EQ(ConditionReason("imp", "DisksVerified"), "Verified");
+}
+
+TEST_F(SourceDigestVerificationTest, LonghornStoringOtherBytesThanTheSourceDeclaredIsAMismatch) {
+  CreateReadySource();
+  const std::string uid = CreateImport("imp")["metadata"].value("uid", "");
+  ASSERT_EQ(RunUntil("imp", "diskImageSubmitted"), "diskImageSubmitted");
+  imageserver::StreamResult done;  // disk 0 served without a digest of ours
+  done.info.disk_name = uid + "/disk-0";
+  done.bytes = 4096;
+  reconciler_->OnStreamFinished(done);
+  Streamed(uid, 1, Sha512Hex(8192));
+  StoreBackingImage(ImageOf(0), std::string(128, 'b'));  // a Longhorn that let it through
+  StoreBackingImage(ImageOf(1), Sha512Hex(8192));
+  MarkImagesActive();
+  ASSERT_TRUE(Step("imp"));
+  EXPECT_EQ(StatusOf("imp"), "diskImageFailed");
+  EXPECT_EQ(ConditionReason("imp", "Failed"), "DiskChecksumMismatch");
+  const Json v0 = ImportOf("imp")["status"]["diskImportStatus"][0]["verification"];
+  EXPECT_EQ(v0.back().value("result", ""), "mismatch");
+  EXPECT_NE(
+      v0.back().value("message", "").find("the source declared (spec.checksum) " + Sha512Hex(4096)),
+      std::string::npos)
+      << v0.dump();
 }
 
 }  // namespace

@@ -253,7 +253,30 @@ class ImageServerTest : public ::testing::Test {
   }
 
   core::SystemClock clock_;
+  // Downloads `nothing` then `both` (the server's first two streams), each `image`'s bytes: the
+  // first hashed nothing (policy none), the second both digests of what it served.
+  void ExpectNothingHashedThenBoth(const CorpusImage& image, const std::string& nothing,
+                                   const std::string& both) {
+    Fetched a = Get(nothing);
+    ASSERT_FALSE(a.error);
+    EXPECT_EQ(a.sha256, image.sha256);
+    auto r0 = observer_.Finished(0);
+    ASSERT_TRUE(r0);
+    EXPECT_EQ(r0->outcome, StreamOutcome::kCompleted);
+    EXPECT_EQ(r0->checksum_policy, ChecksumPolicy::kNone);
+    EXPECT_FALSE(r0->checksums);
+    Fetched b = Get(both);
+    ASSERT_FALSE(b.error);
+    auto r1 = observer_.Finished(1);
+    ASSERT_TRUE(r1 && r1->checksums);
+    EXPECT_EQ(r1->checksums->sha256, image.sha256);
+    EXPECT_EQ(r1->checksums->sha512, b.sha512);
+  }
+
   RecordingObserver observer_;
+  //! For tests that move time; declared before server_ so that it outlives the server's threads
+  //! (a stream's last progress report may read it after the client has the whole body).
+  core::FakeClock fake_clock_;
   std::unique_ptr<ImageServer> server_;
   std::unique_ptr<http::Client> client_;
   std::string staging_dir_;
@@ -679,20 +702,21 @@ TEST_F(ImageServerTest, NonePolicyComputesNothingAndAPublishCanOverrideTheDefaul
   auto all =
       server_->Publish(FileFactory(image.path), {.name = "all", .checksums = ChecksumPolicy::kAll});
   ASSERT_TRUE(none && all);
-  Fetched a = Get(none->url);
-  ASSERT_FALSE(a.error);
-  EXPECT_EQ(a.sha256, image.sha256);
-  auto r0 = observer_.Finished(0);
-  ASSERT_TRUE(r0);
-  EXPECT_EQ(r0->outcome, StreamOutcome::kCompleted);
-  EXPECT_EQ(r0->checksum_policy, ChecksumPolicy::kNone);
-  EXPECT_FALSE(r0->checksums);
-  Fetched b = Get(all->url);
-  ASSERT_FALSE(b.error);
-  auto r1 = observer_.Finished(1);
-  ASSERT_TRUE(r1 && r1->checksums);
-  EXPECT_EQ(r1->checksums->sha256, image.sha256);
-  EXPECT_EQ(r1->checksums->sha512, b.sha512);
+  ExpectNothingHashedThenBoth(image, none->url, all->url);
+}
+
+// A consumer that checks the source's own digest of these bytes (Longhorn with Glance's SHA-512 as
+// spec.checksum): the default policy "verify" computes nothing for it; "all" still computes both.
+TEST_F(ImageServerTest, VerifyComputesNothingWhenTheConsumerChecksTheSourcesDigest) {
+  StartServer();
+  const auto image = Corpus("sparse.vmdk-streamOptimized");
+  auto checked = server_->Publish(FileFactory(image.path),
+                                  {.name = "checked", .consumer_checks_source_digest = true});
+  auto all = server_->Publish(
+      FileFactory(image.path),
+      {.name = "all", .checksums = ChecksumPolicy::kAll, .consumer_checks_source_digest = true});
+  ASSERT_TRUE(checked && all);
+  ExpectNothingHashedThenBoth(image, checked->url, all->url);
 }
 
 // --- What the consumers send --------------------------------------------------------------------
@@ -750,14 +774,13 @@ TEST_F(ImageServerTest, HeadThenGetOpensTheSourceOnce) {
 }
 
 TEST_F(ImageServerTest, AReaderAHeadOpenedIsNotUsedPastItsTtl) {
-  core::FakeClock clock;
-  StartServer({}, &clock);
+  StartServer({}, &fake_clock_);
   const auto image = Corpus("text.vmdk-streamOptimized");
   std::atomic<int> opens{0};
   auto pub = server_->Publish(FileFactory(image.path, &opens), {.name = "d"});
   ASSERT_TRUE(pub);
   ASSERT_EQ(Get(pub->url, {}, false, nullptr, "HEAD").status, 200);
-  clock.Advance(kProbedReaderTtl + 1s);
+  fake_clock_.Advance(kProbedReaderTtl + 1s);
   Fetched get = Get(pub->url);
   EXPECT_EQ(get.sha256, image.sha256);
   EXPECT_EQ(opens.load(), 2);

@@ -85,7 +85,7 @@ struct Drained {
   std::vector<disk::VerifiedDigest> digests;
 };
 
-Drained Drain(SourceVm& vm, const DiskStreamLimits& limits = {}) {
+Drained Drain(SourceVm& vm, const DiskStreamOptions& limits = {}) {
   Drained d;
   auto reader = OpenDiskReader({}, vm, 0, limits);
   if (!reader) {

@@ -93,7 +93,7 @@ class FakeChangeTracker final : public ChangeTracker {
       RemoveLocked(number);  // left by an unfinished attempt
     }
     if (number > 0 && checkpoints_.count(number - 1) == 0) {
-      return core::MakeError(core::ErrorCode::kNotFound,
+      return core::MakeError(core::ErrorCode::kGone,
                              "checkpoint " + CheckpointName(import_uid, number - 1) + " missing");
     }
     auto round = std::make_unique<FakeRound>(*this, number, CheckpointName(import_uid, number));

@@ -396,6 +396,11 @@ TEST(Precopy, EstimateIsTheLastRoundsBytesAtTheMeasuredRatePlusTheFixedCost) {
   auto e = EstimateDowntimeSeconds(rounds, 20);
   ASSERT_TRUE(e);
   EXPECT_NEAR(*e, 20.5, 1e-9);
+  // The last round's bytes moved count, not its bytes changed (zero ranges cost nothing).
+  rounds.back().bytes_changed = 50'000'000;
+  e = EstimateDowntimeSeconds(rounds, 20);
+  ASSERT_TRUE(e);
+  EXPECT_NEAR(*e, 20.5, 1e-9);
   rounds = {{0, {}, 0, 0, 0.0}};
   EXPECT_FALSE(EstimateDowntimeSeconds(rounds, 20));
 }

@@ -137,6 +137,12 @@ cmd_up() {
     cmd_status
     return 0
   fi
+  # cdi-controller gets a /tmp of its own (a tmpfs in its mount namespace), which hides a world,
+  # a kubeconfig or a binary under /tmp: say so instead of timing out.
+  case "$STATE/|$KUBECONFIG" in
+    /tmp/* | *"|/tmp/"*)
+      die "the world ($STATE) and its kubeconfig must not be under /tmp: cdi-controller's own /tmp hides them (set WORLD_DIR elsewhere)" ;;
+  esac
   stop_one cdi-controller
   stop_one bridge
   local start bin
@@ -178,11 +184,14 @@ cmd_up() {
   for _ in $(seq 1 100); do [ -e "/proc/$pid/ns/net" ] && [ "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.02; done
   (cd "$STATE" && exec setsid python3 "$HERE/netns_bridge.py" --netns "/proc/$pid/ns/net" \
     --port "$API_PORT" --ready "$STATE/bridge.ready" </dev/null >>"$STATE/bridge.log" 2>&1 9>&-) &
-  echo "$!" >"$STATE/bridge.pid"
+  local bridge_pid=$!
+  echo "$bridge_pid" >"$STATE/bridge.pid"
+  # (Liveness by PID here: until its subshell has exec'd python, the bridge's command line is
+  # still this script's, and is_ours would call a slow start an exit; seen on a loaded machine.)
   for _ in $(seq 1 200); do
     [ -f "$STATE/bridge.ready" ] && is_ours cdi-controller && break
     kill -0 "$pid" 2>/dev/null || fail_with_log "cdi-controller's namespace setup failed" "$STATE/cdi-controller.log"
-    is_ours bridge || [ -f "$STATE/bridge.ready" ] || fail_with_log "netns_bridge.py exited" "$STATE/bridge.log"
+    kill -0 "$bridge_pid" 2>/dev/null || [ -f "$STATE/bridge.ready" ] || fail_with_log "netns_bridge.py exited" "$STATE/bridge.log"
     sleep 0.05
   done
   is_ours cdi-controller || fail_with_log "cdi-controller did not start" "$STATE/cdi-controller.log"
@@ -219,6 +228,14 @@ cmd_down() {
   stop_one cdi-controller
   stop_one bridge
   rm -f "$ENV_FILE" "$STATE/bridge.ready"
+  # The CDI CR up made, and the CDIConfig cdi-controller made: virt-controller, seeing a CDI CR
+  # without a CDIConfig (an up that failed half-way), re-enqueues every VMI with a PVC for ever
+  # ("Failed to find CDIConfig but CDI exists"): the boot tests after it stalled in Scheduling.
+  if [ -f "$KUBE_STATE/env.sh" ]; then
+    load_kube
+    kubectl_ delete cdi cdi --ignore-not-found --wait=false >>"$STATE/objects.log" 2>&1 || true
+    kubectl_ delete cdiconfig config --ignore-not-found --wait=false >>"$STATE/objects.log" 2>&1 || true
+  fi
 }
 
 cmd_status() {
