@@ -31,6 +31,9 @@
 //                                   machine allows (1.0 = at the limit)
 //   e2e_ours_unchecked_seconds, e2e_ours_unchecked_cpu_seconds, e2e_unchecked_vs_curl_ratio,
 //   e2e_unchecked_vs_reference_ratio   ours with the policy "none" (the manifest is still checked)
+//   e2e_bare_seconds, e2e_cpu_per_GiB_bare, e2e_bare_vs_curl_ratio   ours with nothing hashed at
+//                                   all (no served digest, no NFC manifest check): what the path
+//                                   itself costs, against curl, which hashes nothing either
 //   e2e_checksums_cpu_seconds       CPU the served digests of "verify" cost: verify - none
 //   e2e_cpu_per_GiB_verify, e2e_cpu_per_GiB_all, e2e_cpu_per_GiB_none   CPU seconds of this
 //                                   process per GiB of raw disk, for each checksum policy
@@ -300,7 +303,8 @@ bool ResetPeakRss() {
 
 struct Received {
   uint64_t bytes = 0;
-  std::string sha256;  // when hashed
+  std::string sha256;            // when hashed
+  Clock::time_point first_byte;  // when the first body bytes arrived
 };
 
 // GETs `url` to nowhere, counting (and optionally hashing) the body; anything but 200 fails.
@@ -317,6 +321,9 @@ Result<Received> Download(http::Client& http, const std::string& url, const http
   auto response = http.Stream(
       {}, request, [](const http::Response& head) { return head.status == 200; },
       [&](std::string_view chunk) {
+        if (got.bytes == 0 && !chunk.empty()) {
+          got.first_byte = Clock::now();
+        }
         got.bytes += chunk.size();
         if (hasher) {
           hasher->Update(std::as_bytes(std::span(chunk.data(), chunk.size())));
@@ -360,6 +367,7 @@ Result<std::vector<Received>> DownloadAll(http::Client& http, const std::vector<
 
 struct OursRun {
   double seconds = 0;
+  double first_byte_seconds = 0;  // from the start to the first body byte at any reader
   double cpu_seconds = 0;
   double vcsim_cpu_seconds = 0;
   uint64_t context_switches = 0;
@@ -404,10 +412,13 @@ class ChecksumCollector final : public imageserver::StreamObserver {
 };
 
 // `policy`: the served raw digests (verify: SHA-512 only, the product's default; all; none: the
-// bytes are then checked by count, and the NFC manifest still by the stream).
+// bytes are then checked by count, and the NFC manifest still by the stream). `bare` (with none):
+// nothing hashed at all, the NFC URL read by the same HttpStream but not through the lease's
+// manifest check (ExportLease::OpenDisk always checks it): the path's own cost, for the
+// comparison with curl, which hashes nothing either.
 Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
                         const std::vector<SeededDisk>& seeded, imageserver::ChecksumPolicy policy,
-                        pid_t vcsim_pid) {
+                        pid_t vcsim_pid, bool bare = false) {
   const core::SystemClock clock;
   ChecksumCollector collector;
   imageserver::ServerConfig config;
@@ -442,7 +453,18 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   std::vector<std::string> tokens;
   for (size_t i = 0; i < seeded.size(); ++i) {
     auto published = (*server)->Publish(
-        [&l, i](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
+        [&l, &session, i, bare](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
+          if (bare) {
+            http::Request request{.url = l.disks()[i].url};
+            request.headers.emplace_back("Cookie",
+                                         "vmware_soap_session=" + session.soap().SessionCookie());
+            auto stream = source::HttpStream::Open(stop, session.soap().http(), std::move(request),
+                                                   {.name = "bare nfc"});
+            if (!stream) {
+              return MakeError(stream.error());
+            }
+            return disk::OpenDiskStream(stop, std::move(*stream), std::nullopt);
+          }
           auto source = l.OpenDisk(stop, i);
           if (!source) {
             return MakeError(source.error());
@@ -470,6 +492,13 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
 
   OursRun run;
   run.seconds = Seconds(end - start);
+  if (received && !received->empty()) {
+    Clock::time_point first = received->front().first_byte;
+    for (const Received& r : *received) {
+      first = std::min(first, r.first_byte);
+    }
+    run.first_byte_seconds = Seconds(first - start);
+  }
   run.cpu_seconds = CpuSeconds() - cpu_before;
   run.vcsim_cpu_seconds = PeerCpuSeconds(vcsim_pid) - vcsim_cpu_before;
   run.context_switches = ContextSwitches() - switches_before;
@@ -993,6 +1022,7 @@ struct Options {
   std::string vm_path = "/DC0/vm/vmi-big";
   int repeat = 3;
   bool quick = false;
+  bool only_ours = false;  // --only-ours: ours (verify) `repeat` times, one line set per run
   std::string dir;
 };
 
@@ -1010,10 +1040,13 @@ Options ParseOptions(int argc, char** argv) {
     } else if (a == "--repeat" && i + 1 < argc) {
       o.repeat = std::atoi(argv[++i]);
       repeat_given = true;
+    } else if (a == "--only-ours") {
+      o.only_ours = true;
     } else if (a == "--dir" && i + 1 < argc) {
       o.dir = argv[++i];
     } else {
-      Die("usage: vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR]");
+      Die("usage: vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR] "
+          "[--only-ours]");
     }
   }
   if (o.quick && !vm_given) {
@@ -1065,9 +1098,27 @@ int main(int argc, char** argv) {
 
   const char* pid_env = std::getenv("VCSIM_PID");
   const pid_t vcsim_pid = pid_env != nullptr ? static_cast<pid_t>(std::atoi(pid_env)) : 0;
+  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
+  if (options.only_ours) {
+    // For a profiler: nothing but the headline path, every run's figures.
+    for (int round = 0; round < options.repeat; ++round) {
+      auto o = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kVerify, vcsim_pid);
+      if (!o) {
+        Die(o.error().ToString());
+      }
+      Figure("e2e_ours_seconds", o->seconds, "s");
+      Figure("e2e_ours_first_byte_seconds", o->first_byte_seconds, "s");
+      Figure("e2e_ours_cpu_seconds", o->cpu_seconds, "s");
+      Figure("e2e_ours_vcsim_cpu_seconds", o->vcsim_cpu_seconds, "s");
+      Figure("e2e_vs_cpu_bound_ratio",
+             o->seconds / ((o->cpu_seconds + o->vcsim_cpu_seconds) / cores), "x");
+    }
+    return 0;
+  }
   std::optional<OursRun> ours;
   std::optional<OursRun> unchecked;
   std::optional<OursRun> all;
+  std::optional<OursRun> bare;
   std::optional<CurlRun> curl;
   std::optional<ReferenceRun> reference;
   uint64_t peak_rss_kib = 0;
@@ -1097,6 +1148,14 @@ int main(int argc, char** argv) {
     }
     if (!unchecked || u->seconds < unchecked->seconds) {
       unchecked = *u;
+    }
+    auto b = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kNone, vcsim_pid,
+                     /*bare=*/true);
+    if (!b) {
+      Die(b.error().ToString());
+    }
+    if (!bare || b->seconds < bare->seconds) {
+      bare = *b;
     }
     peak_rss_kib = std::max(peak_rss_kib, o->peak_rss_kib);
     if (!ours || o->seconds < ours->seconds) {
@@ -1153,9 +1212,9 @@ int main(int argc, char** argv) {
   Count("e2e_disks", seeded->size(), "disks");
   Figure("e2e_raw_MiB", static_cast<double>(ours->raw_bytes) / 1048576.0, "MiB");
   Figure("e2e_ours_seconds", ours->seconds, "s");
+  Figure("e2e_ours_first_byte_seconds", ours->first_byte_seconds, "s");
   Figure("e2e_ours_MBps", raw_mb / ours->seconds, "MB/s");
   Figure("e2e_ours_cpu_seconds", ours->cpu_seconds, "s");
-  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
   if (vcsim_pid > 0) {
     Figure("e2e_ours_vcsim_cpu_seconds", ours->vcsim_cpu_seconds, "s");
     Figure("e2e_ours_cpu_bound_seconds", (ours->cpu_seconds + ours->vcsim_cpu_seconds) / cores,
@@ -1185,6 +1244,9 @@ int main(int argc, char** argv) {
   Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
   Figure("e2e_unchecked_vs_reference_ratio", reference->seconds / unchecked->seconds, "x");
   Figure("e2e_unchecked_vs_curl_ratio", curl->seconds / unchecked->seconds, "x");
+  Figure("e2e_bare_seconds", bare->seconds, "s");
+  Figure("e2e_cpu_per_GiB_bare", bare->cpu_seconds / gib, "s/GiB");
+  Figure("e2e_bare_vs_curl_ratio", curl->seconds / bare->seconds, "x");
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
   Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
   Figure("e2e_peak_rss_MiB", static_cast<double>(peak_rss_kib) / 1024.0, "MiB");
