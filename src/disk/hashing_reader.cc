@@ -78,11 +78,21 @@ namespace {
 std::atomic<int> g_active_streams{0};
 }  // namespace
 
-// The SHA-512 state, and the thread that may run it: Submit hands a copy of a chunk to the
-// thread (started on first use) once the previous chunk is done; UpdateInline waits for that
-// too, then hashes on the caller's thread. Either way the chunks reach the state in order.
+// The SHA-512 state, and the thread that may run it. Submit copies a chunk into a free slot of a
+// queue of kSlots and returns; the thread (started on first use) hashes the slots in order.
+// UpdateInline waits for the queue to drain, then hashes on the caller's thread. Either way the
+// chunks reach the state in order. One submitter (the reading thread) at a time.
+//
+// A queue rather than one slot: with one, reader and helper ran in lockstep (the reader waited
+// for the previous chunk's hash before handing over the next), so whenever the scheduler ran
+// another thread of the pipeline (the download, the source, the consumer) on one of the two
+// cores, the other stage waited too. kSlots chunks of slack let either side run ahead.
+//
+//   slots_: [ free | head_ → queued_ chunks, hashed in order → | free ]   (a ring of kSlots)
 class HashingReader::Sha512Worker {
  public:
+  static constexpr size_t kSlots = 4;
+
   ~Sha512Worker() {
     if (thread_.joinable()) {
       thread_.request_stop();
@@ -95,40 +105,48 @@ class HashingReader::Sha512Worker {
     if (!thread_.joinable()) {
       thread_ = std::jthread([this](std::stop_token stop) { Run(std::move(stop)); });
     }
-    cv_.wait(lock, [this] { return !busy_; });
-    chunk_.assign(data.begin(), data.end());
-    busy_ = true;
+    cv_.wait(lock, [this] { return queued_ < kSlots; });
+    // The slot after the queued ones is the submitter's until queued_ counts it: the helper
+    // only touches slots_[head_] while queued_ > 0, and popping keeps head_ + queued_ the same.
+    std::vector<std::byte>& slot = slots_[(head_ + queued_) % kSlots];
+    lock.unlock();
+    slot.assign(data.begin(), data.end());
+    lock.lock();
+    ++queued_;
     cv_.notify_all();
   }
   void UpdateInline(std::span<const std::byte> data) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return !busy_; });
+    cv_.wait(lock, [this] { return queued_ == 0; });
     hasher_.Update(data);
   }
-  //! Waits for the last chunk and returns the digest.
+  //! Waits for the queued chunks and returns the digest.
   std::string Finish() {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return !busy_; });
+    cv_.wait(lock, [this] { return queued_ == 0; });
     return hasher_.Finish().sha512;
   }
 
  private:
   void Run(std::stop_token stop) {
     std::unique_lock lock(mu_);
-    while (cv_.wait(lock, stop, [this] { return busy_; })) {
+    while (cv_.wait(lock, stop, [this] { return queued_ > 0; })) {
+      const std::vector<std::byte>& slot = slots_[head_];
       lock.unlock();
-      hasher_.Update(chunk_);  // chunk_ and hasher_ are ours while busy_
+      hasher_.Update(slot);  // slots_[head_] and hasher_ are ours while queued_ > 0
       lock.lock();
-      busy_ = false;
+      head_ = (head_ + 1) % kSlots;
+      --queued_;
       cv_.notify_all();
     }
   }
 
   Hasher hasher_{Hasher::Digests::kSha512Only};
-  std::mutex mu_;  // guards busy_ and, while !busy_, chunk_ and hasher_
+  std::mutex mu_;  // guards head_ and queued_; hasher_ is the caller's only while queued_ == 0
   std::condition_variable_any cv_;
-  std::vector<std::byte> chunk_;
-  bool busy_ = false;
+  std::array<std::vector<std::byte>, kSlots> slots_;
+  size_t head_ = 0;
+  size_t queued_ = 0;
   std::jthread thread_;  // started by the first Submit
 };
 

@@ -44,8 +44,9 @@ class Hasher {
 //! Where a HashingReader computes SHA-512, the slower of its two digests.
 enum class Sha512Thread {
   kNever,   //!< on the reading thread, after SHA-256
-  kAlways,  //!< on a helper thread, over a copy of each chunk, while the caller decodes the
-            //!< next one: the stream then costs max(sha512, decode + sha256) instead of the sum
+  kAlways,  //!< on a helper thread, over copies of the chunks (a queue of four), while the
+            //!< caller decodes the next ones: the stream then costs max(sha512, decode +
+            //!< sha256) instead of the sum
   //! on the helper only while at most half the cores have a hashing stream each (counted over
   //! the process's HashingReaders, chunk by chunk): one stream on two cores uses both, four
   //! streams hash on their own threads and spare the copies and hand-offs

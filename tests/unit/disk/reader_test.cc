@@ -210,6 +210,44 @@ TEST(HashingReader, UsesTheHelperThreadOnlyWhileCoresAreFree) {
   EXPECT_EQ(alone->checksums()->sha256, image.sha256);
 }
 
+TEST(HashingReader, ChunksQueuedForTheHelperStayInOrderWhenTheStreamGoesInline) {
+  // Alone, the first chunks go to the helper's queue; once as many streams as cores are open, the
+  // rest are hashed on the reading thread, after the queue drained. The digest must be the one of
+  // a stream hashed inline throughout.
+  const auto& image = testing::CorpusEntry("random.vmdk-streamOptimized");
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  if (cores < 2 || HashingReader::ActiveStreams() != 0) {
+    GTEST_SKIP() << "needs two cores and no other stream";
+  }
+  auto ref_inner = OpenDiskFile({}, image.path);
+  ASSERT_TRUE(ref_inner);
+  HashingReader reference(std::move(*ref_inner), Sha512Thread::kNever);
+  ReadToEnd(reference, 4099);
+  ASSERT_TRUE(reference.checksums());
+
+  auto inner = OpenDiskFile({}, image.path);
+  ASSERT_TRUE(inner);
+  HashingReader reader(std::move(*inner));
+  std::vector<std::byte> chunk(4099);
+  for (int i = 0; i < 9; ++i) {  // more than the queue holds: Submit waits for free slots too
+    auto n = reader.Read({}, chunk);
+    ASSERT_TRUE(n);
+    ASSERT_GT(*n, 0u);
+  }
+  EXPECT_EQ(reader.sha512_chunks_on_helper(), 9u);
+  std::vector<std::unique_ptr<HashingReader>> others;
+  for (unsigned i = 1; i < cores; ++i) {
+    auto other = OpenDiskFile({}, image.path);
+    ASSERT_TRUE(other);
+    others.push_back(std::make_unique<HashingReader>(std::move(*other)));
+  }
+  ReadToEnd(reader, 4099);
+  EXPECT_GT(reader.sha512_chunks_inline(), 0u);
+  ASSERT_TRUE(reader.checksums());
+  EXPECT_EQ(reader.checksums()->sha512, reference.checksums()->sha512);
+  EXPECT_EQ(reader.checksums()->sha256, image.sha256);
+}
+
 TEST(FileSink, LeavesHolesForZeroBlocksAndKeepsTheSize) {
   testing::TempDir dir;
   auto sink = FileSink::Create(dir.File("out.raw"));
