@@ -173,6 +173,17 @@ Json ImportFixture::SourceRef(const std::string& name, const std::string& kind) 
           {"apiVersion", "migration.harvesterhci.io/v1beta1"}};
 }
 
+void ImportFixture::CreateLibvirtSource(const std::string& name, const std::string& uri,
+                                        const std::string& secret) {
+  auto r = client_->Create(
+      {}, kLibvirtSources, ns_,
+      {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
+       {"kind", "LibvirtSource"},
+       {"metadata", {{"name", name}, {"namespace", ns_}}},
+       {"spec", {{"uri", uri}, {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
+  ASSERT_TRUE(r) << r.error().ToString();
+}
+
 void ImportFixture::CreateOvaSource(const std::string& name, const std::string& url,
                                     const std::string& secret) {
   Json spec = {{"url", url}, {"httpTimeoutSeconds", 30}};

@@ -120,6 +120,9 @@ class ImportFixture : public WorldNamespaceTest {
   //! when given.
   void CreateOvaSource(const std::string& name, const std::string& url,
                        const std::string& secret = "");
+  //! The LibvirtSource `name` of `uri`, with the credentials of Secret `secret`.
+  void CreateLibvirtSource(const std::string& name, const std::string& uri,
+                           const std::string& secret);
   //! A spec.sourceCluster naming the source `name` of `kind` in ns_.
   Json SourceRef(const std::string& name, const std::string& kind = "VmwareSource");
   //! An import of `spec`; spec.sourceCluster, unless given, is the VmwareSource `source`.

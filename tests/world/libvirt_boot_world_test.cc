@@ -40,19 +40,11 @@ TEST_F(LibvirtBootWorldTest, GuestFromAQcow2VolumeBootsWithItsMacAndNetworkUp) {
   const std::vector<std::string> want = testing::LvDiskSha256(domain);
   ASSERT_EQ(want.size(), 1U) << "no " << domain << " in the libvirt manifest: run "
                              << "tools/world.sh libvirt seed-guests (ctest fixture libvirt-guests)";
-  Json secret = Json::object();
-  for (const auto& [k, v] : testing::LvSecret()) {
-    secret[k] = v;
+  CreateSecret("kvm", testing::LvSecretData());
+  CreateLibvirtSource("kvm", testing::LvVar("LIBVIRT_URI"), "kvm");
+  if (HasFatalFailure()) {
+    return;
   }
-  CreateSecret("kvm", secret);
-  auto src = client_->Create({}, kLibvirtSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "LibvirtSource"},
-                              {"metadata", {{"name", "kvm"}, {"namespace", ns_}}},
-                              {"spec",
-                               {{"uri", testing::LvVar("LIBVIRT_URI")},
-                                {"credentials", {{"name", "kvm"}, {"namespace", ns_}}}}}});
-  ASSERT_TRUE(src) << src.error().ToString();
   const fs::path boot_dir = dir_ / "boot";
   fs::create_directories(boot_dir);
   StartWorld(

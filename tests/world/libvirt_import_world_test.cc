@@ -33,24 +33,10 @@ class LibvirtImportWorldTest : public ImportFixture {
 
   //! The Secret `name` with the world's libvirt credentials, `overrides` on top.
   void CreateLvSecret(const std::string& name, const Json& overrides = Json::object()) {
-    Json data = Json::object();
-    for (const auto& [k, v] : testing::LvSecret()) {
-      data[k] = v;
-    }
-    for (const auto& [k, v] : overrides.items()) {
-      data[k] = v;
-    }
-    CreateSecret(name, data);
+    CreateSecret(name, testing::LvSecretData(overrides));
   }
   void CreateLvSource(const std::string& name, const std::string& secret) {
-    auto r = client_->Create({}, kLibvirtSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "LibvirtSource"},
-                              {"metadata", {{"name", name}, {"namespace", ns_}}},
-                              {"spec",
-                               {{"uri", testing::LvVar("LIBVIRT_URI")},
-                                {"credentials", {{"name", secret}, {"namespace", ns_}}}}}});
-    ASSERT_TRUE(r) << r.error().ToString();
+    CreateLibvirtSource(name, testing::LvVar("LIBVIRT_URI"), secret);
   }
   std::pair<std::string, std::string> SourceStatus(const std::string& name) {
     std::pair<std::string, std::string> out;

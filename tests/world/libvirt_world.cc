@@ -23,6 +23,17 @@ std::map<std::string, std::string> LvSecret() {
           {"tls.key", ReadFile(pki + "/clientkey.pem")}};
 }
 
+core::Json LvSecretData(const core::Json& overrides) {
+  core::Json data = core::Json::object();
+  for (const auto& [k, v] : LvSecret()) {
+    data[k] = v;
+  }
+  for (const auto& [k, v] : overrides.items()) {
+    data[k] = v;
+  }
+  return data;
+}
+
 source::SourceConfig LvConfig() {
   source::SourceConfig c;
   c.kind = source::SourceKind::kLibvirt;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "source/provider.h"
 
 namespace vmimport::testing {
@@ -21,6 +22,9 @@ source::SourceConfig LvConfig();
 
 //! The Secret's keys LvConfig holds (to put into a Kubernetes Secret).
 std::map<std::string, std::string> LvSecret();
+
+//! LvSecret() as a Secret's data, `overrides` on top.
+core::Json LvSecretData(const core::Json& overrides = core::Json::object());
 
 //! virsh `args` against the peer (TLS + SASL, the world's auth file); its exit status, stdout.
 int Virsh(const std::string& args, std::string* out = nullptr);

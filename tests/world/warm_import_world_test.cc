@@ -52,19 +52,8 @@ class WarmImportWorldTest : public VolumeWorldTest {
     if (HasFatalFailure()) {
       return;
     }
-    Json data = Json::object();
-    for (const auto& [k, v] : testing::LvSecret()) {
-      data[k] = v;
-    }
-    CreateSecret("kvm", data);
-    auto r = client_->Create({}, kLibvirtSources, ns_,
-                             {{"apiVersion", "migration.harvesterhci.io/v1beta1"},
-                              {"kind", "LibvirtSource"},
-                              {"metadata", {{"name", "kvm"}, {"namespace", ns_}}},
-                              {"spec",
-                               {{"uri", testing::LvVar("LIBVIRT_URI")},
-                                {"credentials", {{"name", "kvm"}, {"namespace", ns_}}}}}});
-    ASSERT_TRUE(r) << r.error().ToString();
+    CreateSecret("kvm", testing::LvSecretData());
+    CreateLibvirtSource("kvm", testing::LvVar("LIBVIRT_URI"), "kvm");
   }
   void TearDown() override {
     VolumeWorldTest::TearDown();
