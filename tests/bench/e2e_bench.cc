@@ -1023,6 +1023,7 @@ struct Options {
   int repeat = 3;
   bool quick = false;
   bool only_ours = false;  // --only-ours: ours (verify) `repeat` times, one line set per run
+  bool only_bare = false;  // --only-bare: the same for the bare path (nothing hashed)
   std::string dir;
 };
 
@@ -1042,11 +1043,13 @@ Options ParseOptions(int argc, char** argv) {
       repeat_given = true;
     } else if (a == "--only-ours") {
       o.only_ours = true;
+    } else if (a == "--only-bare") {
+      o.only_bare = true;
     } else if (a == "--dir" && i + 1 < argc) {
       o.dir = argv[++i];
     } else {
       Die("usage: vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR] "
-          "[--only-ours]");
+          "[--only-ours | --only-bare]");
     }
   }
   if (o.quick && !vm_given) {
@@ -1099,10 +1102,13 @@ int main(int argc, char** argv) {
   const char* pid_env = std::getenv("VCSIM_PID");
   const pid_t vcsim_pid = pid_env != nullptr ? static_cast<pid_t>(std::atoi(pid_env)) : 0;
   const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
-  if (options.only_ours) {
-    // For a profiler: nothing but the headline path, every run's figures.
+  if (options.only_ours || options.only_bare) {
+    // For a profiler: nothing but one path, every run's figures.
     for (int round = 0; round < options.repeat; ++round) {
-      auto o = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kVerify, vcsim_pid);
+      auto o = RunOurs(**session, vm, *seeded,
+                       options.only_bare ? imageserver::ChecksumPolicy::kNone
+                                         : imageserver::ChecksumPolicy::kVerify,
+                       vcsim_pid, options.only_bare);
       if (!o) {
         Die(o.error().ToString());
       }
