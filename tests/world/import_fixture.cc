@@ -83,20 +83,25 @@ void ImportFixture::StartSim(const std::vector<std::string>& sim_args,
   sim_ = std::make_unique<ChildProcess>(argv, (dir_ / log_name).string());
 }
 
+std::vector<std::string> ImportFixture::ControllerArgv(
+    const std::string& image_server_address) const {
+  return {VMIMPORT_CONTROLLER_BINARY,
+          "--kubeconfig",
+          kubeconfig_,
+          "--namespace",
+          ns_,
+          "--leader-elect=false",
+          "--image-server-address",
+          image_server_address,
+          "--health-address",
+          "127.0.0.1:0",
+          "--source-retry-interval",
+          "1"};
+}
+
 void ImportFixture::StartController(const std::vector<std::string>& extra,
                                     const std::string& log_name) {
-  std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
-                                "--kubeconfig",
-                                kubeconfig_,
-                                "--namespace",
-                                ns_,
-                                "--leader-elect=false",
-                                "--image-server-address",
-                                "127.0.0.1:0",
-                                "--health-address",
-                                "127.0.0.1:0",
-                                "--source-retry-interval",
-                                "1"};
+  std::vector<std::string> argv = ControllerArgv("127.0.0.1:0");
   argv.insert(argv.end(), extra.begin(), extra.end());
   controller_ = std::make_unique<ChildProcess>(argv, (dir_ / log_name).string());
 }

@@ -94,6 +94,8 @@ class ImportFixture : public WorldNamespaceTest {
   //! health servers, re-checking sources every second; then `extra`. Logs to dir_/`log_name`.
   void StartController(const std::vector<std::string>& extra = {},
                        const std::string& log_name = "controller.log");
+  //! StartController's arguments before `extra`, with the image server on `image_server_address`.
+  std::vector<std::string> ControllerArgv(const std::string& image_server_address) const;
   //! StartSim, then StartController.
   void StartWorld(const std::vector<std::string>& sim_args = {},
                   const std::vector<std::string>& controller_args = {});

@@ -191,20 +191,9 @@ class VolumeWorldTest : public ImportFixture {
   //! The controller as StartController starts it, with its image server on port_ and its disk
   //! URLs on the pod bridge's address.
   void StartVolumeController(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{VMIMPORT_CONTROLLER_BINARY,
-                                  "--kubeconfig",
-                                  kubeconfig_,
-                                  "--namespace",
-                                  ns_,
-                                  "--leader-elect=false",
-                                  "--image-server-address",
-                                  "127.0.0.1:" + std::to_string(port_),
-                                  "--image-server-url",
-                                  "http://" + pod_host_ + ":" + std::to_string(port_),
-                                  "--health-address",
-                                  "127.0.0.1:0",
-                                  "--source-retry-interval",
-                                  "1"};
+    std::vector<std::string> argv = ControllerArgv("127.0.0.1:" + std::to_string(port_));
+    argv.insert(argv.end(),
+                {"--image-server-url", "http://" + pod_host_ + ":" + std::to_string(port_)});
     argv.insert(argv.end(), extra.begin(), extra.end());
     controller_ = std::make_unique<ChildProcess>(
         argv, (dir_ / ("controller-" + std::to_string(++controllers_) + ".log")).string());
