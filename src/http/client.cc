@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -230,6 +231,10 @@ Result<Response> Client::Stream(std::stop_token stop, const Request& request,
   char errbuf[CURL_ERROR_SIZE] = {0};
 
   curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+  if (request.receive_buffer_bytes != 0) {
+    const size_t bytes = std::clamp<size_t>(request.receive_buffer_bytes, 1024, CURL_MAX_READ_SIZE);
+    curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, static_cast<long>(bytes));
+  }
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &OnHeader);

@@ -45,6 +45,11 @@ struct Request {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   //! Abort when fewer than 1 byte/s moved for this long; zero disables.
   std::chrono::seconds stall_timeout{std::chrono::seconds(60)};
+  //! Curl's receive buffer for this transfer (CURLOPT_BUFFERSIZE), clamped to [1 KiB, 10 MiB];
+  //! zero: curl's default (16 KiB). A larger one reads a fast plain-HTTP body in fewer, larger
+  //! recv calls (TLS still yields one record, at most 16 KiB, per read); body callbacks still
+  //! get at most 16 KiB each. Costs its size in memory per handle while in use.
+  size_t receive_buffer_bytes = 0;
 };
 
 struct Response {

@@ -113,6 +113,9 @@ core::Result<std::unique_ptr<HttpStream>> HttpStream::Open(std::stop_token stop,
                                                            http::Request request,
                                                            HttpStreamOptions options) {
   request.timeout = std::chrono::milliseconds(0);  // a disk takes as long as it takes
+  if (request.receive_buffer_bytes == 0) {
+    request.receive_buffer_bytes = options.receive_buffer_bytes;
+  }
   if (options.stall_timeout) {
     request.stall_timeout = *options.stall_timeout;
   }

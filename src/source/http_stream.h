@@ -62,6 +62,10 @@ struct HttpStreamOptions {
   //! Read waits for min(out.size(), this) bytes; capped at about half of buffer_bytes on small
   //! rings, so that a waiting Read always has the producer awake.
   size_t low_watermark = 256U << 10;
+  //! The transfer's receive buffer (http::Request::receive_buffer_bytes), unless the request
+  //! names one: a plain-HTTP source (Glance, an OVA URL) is read in 512 KiB recv calls instead
+  //! of curl's 16 KiB (measured: about a tenth less CPU per GiB relayed).
+  size_t receive_buffer_bytes = 512U << 10;
   std::optional<std::chrono::seconds> stall_timeout;  //!< nullopt: the request's own
   std::string name = "http stream";  //!< names the stream in errors (never the URL or token)
   bool accept_partial = false;       //!< accept 206 Partial Content (and its Content-Range)

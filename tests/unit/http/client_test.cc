@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -92,6 +93,36 @@ TEST(HttpClient, StreamsBodyInChunksAndReusesConnections) {
     EXPECT_EQ(received, payload.size());
     EXPECT_GT(chunks, 1);
     EXPECT_TRUE(resp->body.empty());
+  }
+}
+
+TEST(HttpClient, AnyReceiveBufferMovesTheWholeBodyInCallbacksOfAtMost16KiB) {
+  LocalServer s;
+  std::string payload(3 * 1024 * 1024 + 17, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) {
+    payload[i] = static_cast<char>((i * 7 + i / 4096) & 0xff);
+  }
+  s.server().Get("/big", [&payload](const httplib::Request&, httplib::Response& res) {
+    res.set_content(payload, "application/octet-stream");
+  });
+  auto client = NewClient();
+  // Below the 1 KiB floor, curl's default, the product's 512 KiB, above the 10 MiB ceiling; then
+  // the default again on a reused handle.
+  for (const size_t bytes :
+       {size_t{1}, size_t{0}, size_t{512} << 10, size_t{64} << 20, size_t{0}}) {
+    std::string received;
+    size_t largest = 0;
+    Request request{.url = s.Url("/big")};
+    request.receive_buffer_bytes = bytes;
+    auto resp = client->Stream({}, request, HeadCallback{}, [&](std::string_view chunk) {
+      received.append(chunk);
+      largest = std::max(largest, chunk.size());
+      return true;
+    });
+    ASSERT_TRUE(resp) << bytes << ": " << resp.error().ToString();
+    EXPECT_EQ(resp->status, 200) << bytes;
+    EXPECT_TRUE(received == payload) << bytes << ": " << received.size() << " bytes received";
+    EXPECT_LE(largest, size_t{16384}) << bytes;
   }
 }
 
