@@ -34,6 +34,11 @@
 //   e2e_bare_seconds, e2e_cpu_per_GiB_bare, e2e_bare_vs_curl_ratio   ours with nothing hashed at
 //                                   all (no served digest, no NFC manifest check): what the path
 //                                   itself costs, against curl, which hashes nothing either
+//   e2e_relay_seconds, e2e_relay_cpu_seconds, e2e_relay_vcsim_cpu_seconds,
+//   e2e_relay_cpu_bound_seconds, e2e_relay_vs_curl_ratio   the bare path without decoding: the
+//                                   VMDK bytes served as they came (useless to a consumer): what
+//                                   the two HTTP hops cost with no work between them, the floor
+//                                   of any path that serves the disk on this machine
 //   e2e_checksums_cpu_seconds       CPU the served digests of "verify" cost: verify - none
 //   e2e_cpu_per_GiB_verify, e2e_cpu_per_GiB_all, e2e_cpu_per_GiB_none   CPU seconds of this
 //                                   process per GiB of raw disk, for each checksum policy
@@ -48,6 +53,12 @@
 //                                   file server, download it). The source server's CPU counts into
 //                                   the CPU bound like vcsim's. Keystone/Cinder/the volume upload
 //                                   are not part of the figure.
+//   e2e_glance_fast_*               the same image from a source that keeps up: python's server
+//                                   with the body sent by sendfile(2), one thread per connection
+//                                   (ours and a plain GET)
+//   nfc_curl_vs_cpu_bound_ratio, e2e_glance_curl_vs_cpu_bound_ratio,
+//   e2e_glance_fast_curl_vs_cpu_bound_ratio   a plain GET against its own CPU bound ((its CPU +
+//                                   the source's) / cores): how close one hop gets on this machine
 //   e2e_reference_seconds, e2e_reference_MBps  the reference chain, end to end
 //   e2e_vs_reference_ratio          reference seconds / ours (goal >= 3)
 //   nfc_curl_seconds, nfc_curl_MBps the curl baseline (MBps: VMDK bytes / s)
@@ -59,6 +70,8 @@
 //   e2e_scratch_bytes_reference     bytes of the files the reference wrote (allocated, as du)
 //   e2e_peak_rss_MiB                VmHWM of this process during ours (reset before it)
 // With --repeat N every path runs N times (interleaved) and the fastest run of each is reported.
+// --only-ours / --only-bare: one path, every run's figures (for a profiler); --only-glance: the
+// e2e_glance_* figures alone (the image as large as the VM of the seed manifest).
 // Usage: . .world/env.sh && vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR]
 //   default VM /DC0/vm/vmi-big: start the world with VCSIM_WORLD_BIG_DISK=1G (or more) for it;
 //   --quick: /DC0/vm/vmi-multi of the default seed (3 disks, 113 MiB), one run (the
@@ -411,14 +424,26 @@ class ChecksumCollector final : public imageserver::StreamObserver {
   std::set<std::string> verified_;
 };
 
+// How RunOurs reads a disk.
+enum class Path {
+  kProduct,  // the lease's disk (NFC manifest checked), decoded
+  kBare,     // the NFC URL by the same HttpStream, not through the manifest check, decoded
+  kRelay,    // kBare without decoding: the VMDK bytes served as they came (nothing a consumer
+             // could use): what two hops cost with no work between them
+};
+
 // `policy`: the served raw digests (verify: SHA-512 only, the product's default; all; none: the
-// bytes are then checked by count, and the NFC manifest still by the stream). `bare` (with none):
-// nothing hashed at all, the NFC URL read by the same HttpStream but not through the lease's
-// manifest check (ExportLease::OpenDisk always checks it): the path's own cost, for the
-// comparison with curl, which hashes nothing either.
+// bytes are then checked by count, and the NFC manifest still by the stream). kBare (with none):
+// nothing hashed at all (ExportLease::OpenDisk always checks the manifest): the path's own cost,
+// for the comparison with curl, which hashes nothing either. kRelay needs `relay_sizes`, the VMDK
+// bytes of each disk (as a plain GET received them).
 Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
                         const std::vector<SeededDisk>& seeded, imageserver::ChecksumPolicy policy,
-                        pid_t vcsim_pid, bool bare = false) {
+                        pid_t vcsim_pid, Path path = Path::kProduct,
+                        const std::vector<uint64_t>& relay_sizes = {}) {
+  if (path == Path::kRelay && relay_sizes.size() != seeded.size()) {
+    return MakeError(ErrorCode::kInvalidArgument, "relay: one VMDK size per disk");
+  }
   const core::SystemClock clock;
   ChecksumCollector collector;
   imageserver::ServerConfig config;
@@ -453,8 +478,9 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   std::vector<std::string> tokens;
   for (size_t i = 0; i < seeded.size(); ++i) {
     auto published = (*server)->Publish(
-        [&l, &session, i, bare](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
-          if (bare) {
+        [&l, &session, i, path,
+         &relay_sizes](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
+          if (path != Path::kProduct) {
             http::Request request{.url = l.disks()[i].url};
             request.headers.emplace_back("Cookie",
                                          "vmware_soap_session=" + session.soap().SessionCookie());
@@ -462,6 +488,12 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
                                                    {.name = "bare nfc"});
             if (!stream) {
               return MakeError(stream.error());
+            }
+            if (path == Path::kRelay) {
+              disk::OpenOptions open;
+              open.declared = disk::DiskFormat::kRaw;
+              return disk::OpenDiskStream(stop, disk::ByteSourcePtr(std::move(*stream)),
+                                          relay_sizes[i], open);
             }
             return disk::OpenDiskStream(stop, std::move(*stream), std::nullopt);
           }
@@ -521,6 +553,15 @@ Result<OursRun> RunOurs(vmware::Session& session, const vmware::VmRef& vm,
   for (size_t i = 0; i < seeded.size(); ++i) {
     const Received& r = (*received)[i];
     const std::string what = "ours: disk " + std::to_string(i) + " of " + vm.inventory_path;
+    if (path == Path::kRelay) {
+      if (r.bytes != relay_sizes[i]) {
+        return MakeError(ErrorCode::kCorruptData, what + ": relayed " + std::to_string(r.bytes) +
+                                                      " of " + std::to_string(relay_sizes[i]) +
+                                                      " VMDK bytes");
+      }
+      run.raw_bytes += r.bytes;
+      continue;
+    }
     if (r.bytes != seeded[i].size_bytes) {
       return MakeError(ErrorCode::kCorruptData,
                        what + ": the reader received " + std::to_string(r.bytes) +
@@ -554,6 +595,7 @@ struct CurlRun {
   double cpu_seconds = 0;
   double vcsim_cpu_seconds = 0;
   uint64_t nfc_bytes = 0;
+  std::vector<uint64_t> disk_bytes;  // VMDK bytes of each disk
 };
 
 Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm, pid_t vcsim_pid) {
@@ -583,6 +625,7 @@ Result<CurlRun> RunCurl(vmware::Session& session, const vmware::VmRef& vm, pid_t
               .vcsim_cpu_seconds = PeerCpuSeconds(vcsim_pid) - vcsim_cpu_before};
   for (const Received& r : *received) {
     run.nfc_bytes += r.bytes;
+    run.disk_bytes.push_back(r.bytes);
   }
   return run;
 }
@@ -693,17 +736,42 @@ bool Accepts(int port) {
   return ok;
 }
 
-// `python3 -m http.server` on 127.0.0.1 serving `dir`; stopped (by its PID) on destruction.
+// python's http.server with a file's body sent by sendfile(2) (no 64 KiB copy loop through the
+// interpreter), one thread per connection: a source that is not itself the bottleneck.
+// argv: port, directory.
+constexpr const char* kSendfileServer = R"(
+import http.server, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def copyfile(self, source, outputfile):
+        outputfile.flush()
+        self.connection.sendfile(source)
+    def log_message(self, *args):
+        pass
+port, folder = int(sys.argv[1]), sys.argv[2]
+http.server.ThreadingHTTPServer(
+    ("127.0.0.1", port),
+    lambda *a, **k: Handler(*a, directory=folder, **k)).serve_forever()
+)";
+
+enum class Serving {
+  kPlain,     // `python3 -m http.server`: reads and writes 64 KiB at a time, as Glance's API does
+  kSendfile,  // kSendfileServer
+};
+
+// A python file server on 127.0.0.1 serving `dir`; stopped (by its PID) on destruction.
 class FileServer {
  public:
-  static Result<std::unique_ptr<FileServer>> Start(const std::string& dir) {
+  static Result<std::unique_ptr<FileServer>> Start(const std::string& dir,
+                                                   Serving how = Serving::kPlain) {
     auto port = FreeLoopbackPort();
     if (!port) {
       return MakeError(port.error());
     }
-    auto pid = Spawn({"python3", "-m", "http.server", std::to_string(*port), "--bind", "127.0.0.1",
-                      "--directory", dir},
-                     -1);
+    auto pid = how == Serving::kPlain
+                   ? Spawn({"python3", "-m", "http.server", std::to_string(*port), "--bind",
+                            "127.0.0.1", "--directory", dir},
+                           -1)
+                   : Spawn({"python3", "-c", kSendfileServer, std::to_string(*port), dir}, -1);
     if (!pid) {
       return MakeError(pid.error());
     }
@@ -860,10 +928,12 @@ Result<ReferenceRun> RunReference(const WorldEnv& env, const vmware::VmRef& vm,
 // A raw image of `size` random bytes in `dir`, served like Glance serves an image's file.
 struct GlanceStandIn {
   std::string dir;
-  std::string url;
   uint64_t size = 0;
   std::string sha512;
-  std::unique_ptr<FileServer> server;
+  std::unique_ptr<FileServer> server;  // Serving::kPlain: Glance's 64 KiB loop
+  std::unique_ptr<FileServer> fast;    // Serving::kSendfile: a source that keeps up
+
+  const FileServer& Source(bool fast_source) const { return fast_source ? *fast : *server; }
 };
 
 Result<GlanceStandIn> MakeGlanceStandIn(const std::string& parent, uint64_t size) {
@@ -899,7 +969,11 @@ Result<GlanceStandIn> MakeGlanceStandIn(const std::string& parent, uint64_t size
     return MakeError(server.error());
   }
   g.server = std::move(*server);
-  g.url = g.server->Url("image");
+  auto fast = FileServer::Start(g.dir, Serving::kSendfile);
+  if (!fast) {
+    return MakeError(fast.error());
+  }
+  g.fast = std::move(*fast);
   return g;
 }
 
@@ -914,7 +988,10 @@ struct GlanceRun {
 // Longhorn verifies the stored file against it, so the controller publishes the disk with
 // consumer_checks_source_digest and "verify" computes nothing (as the product does); the reader
 // (Longhorn's part) only counts bytes, as for vSphere.
-Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPolicy policy) {
+Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPolicy policy,
+                                bool fast_source = false) {
+  const FileServer& source = g.Source(fast_source);
+  const std::string url = source.Url("image");
   const core::SystemClock clock;
   ChecksumCollector collector;
   imageserver::ServerConfig config;
@@ -930,13 +1007,13 @@ Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPol
   }
   http::Client& src = **source_http;
   const double cpu_before = CpuSeconds();
-  const double source_cpu_before = PeerCpuSeconds(g.server->pid());
+  const double source_cpu_before = PeerCpuSeconds(source.pid());
   const auto start = Clock::now();
   auto published = (*server)->Publish(
-      [&src, &g](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
+      [&src, &g, &url](const std::stop_token& stop) -> Result<disk::DiskReaderPtr> {
         source::HttpStreamOptions options;
         options.name = "glance stand-in";
-        auto stream = source::HttpStream::Open(stop, src, http::Request{.url = g.url}, options);
+        auto stream = source::HttpStream::Open(stop, src, http::Request{.url = url}, options);
         if (!stream) {
           return MakeError(stream.error());
         }
@@ -952,7 +1029,7 @@ Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPol
   const auto end = Clock::now();
   GlanceRun run{.seconds = Seconds(end - start),
                 .cpu_seconds = CpuSeconds() - cpu_before,
-                .source_cpu_seconds = PeerCpuSeconds(g.server->pid()) - source_cpu_before};
+                .source_cpu_seconds = PeerCpuSeconds(source.pid()) - source_cpu_before};
   reader_http->reset();
   (*server)->Unpublish(published->token);
   server->reset();
@@ -972,21 +1049,22 @@ Result<GlanceRun> RunGlanceOurs(const GlanceStandIn& g, imageserver::ChecksumPol
   return run;
 }
 
-Result<GlanceRun> RunGlanceCurl(const GlanceStandIn& g) {
+Result<GlanceRun> RunGlanceCurl(const GlanceStandIn& g, bool fast_source = false) {
+  const FileServer& source = g.Source(fast_source);
   auto http = http::Client::Create({});
   if (!http) {
     return MakeError(http.error());
   }
   const double cpu_before = CpuSeconds();
-  const double source_cpu_before = PeerCpuSeconds(g.server->pid());
+  const double source_cpu_before = PeerCpuSeconds(source.pid());
   const auto start = Clock::now();
-  auto got = Download(**http, g.url, {}, /*hash=*/false);
+  auto got = Download(**http, source.Url("image"), {}, /*hash=*/false);
   if (!got) {
     return MakeError(got.error().Wrap("glance curl"));
   }
   return GlanceRun{.seconds = Seconds(Clock::now() - start),
                    .cpu_seconds = CpuSeconds() - cpu_before,
-                   .source_cpu_seconds = PeerCpuSeconds(g.server->pid()) - source_cpu_before};
+                   .source_cpu_seconds = PeerCpuSeconds(source.pid()) - source_cpu_before};
 }
 
 // The reference's OpenStack chain: the image downloaded to a file (curl), that file served by a
@@ -998,7 +1076,7 @@ Result<GlanceRun> RunGlanceReference(const GlanceStandIn& g, const std::string& 
   }
   const auto start = Clock::now();
   Result<GlanceRun> out = MakeError(ErrorCode::kInternal, "unset");
-  if (auto dl = Run({"curl", "-fsS", "-o", pattern + "/image.raw", g.url}); !dl) {
+  if (auto dl = Run({"curl", "-fsS", "-o", pattern + "/image.raw", g.server->Url("image")}); !dl) {
     out = MakeError(dl.error());
   } else if (auto served = FileServer::Start(pattern); !served) {
     out = MakeError(served.error());
@@ -1022,8 +1100,9 @@ struct Options {
   std::string vm_path = "/DC0/vm/vmi-big";
   int repeat = 3;
   bool quick = false;
-  bool only_ours = false;  // --only-ours: ours (verify) `repeat` times, one line set per run
-  bool only_bare = false;  // --only-bare: the same for the bare path (nothing hashed)
+  bool only_ours = false;    // --only-ours: ours (verify) `repeat` times, one line set per run
+  bool only_bare = false;    // --only-bare: the same for the bare path (nothing hashed)
+  bool only_glance = false;  // --only-glance: the Glance figures alone
   std::string dir;
 };
 
@@ -1045,11 +1124,13 @@ Options ParseOptions(int argc, char** argv) {
       o.only_ours = true;
     } else if (a == "--only-bare") {
       o.only_bare = true;
+    } else if (a == "--only-glance") {
+      o.only_glance = true;
     } else if (a == "--dir" && i + 1 < argc) {
       o.dir = argv[++i];
     } else {
       Die("usage: vmimport-e2e-bench [--quick] [--vm PATH] [--repeat N] [--dir DIR] "
-          "[--only-ours | --only-bare]");
+          "[--only-ours | --only-bare | --only-glance]");
     }
   }
   if (o.quick && !vm_given) {
@@ -1068,6 +1149,74 @@ Options ParseOptions(int argc, char** argv) {
   return o;
 }
 
+// The Glance raw image figures (e2e_glance_*) for an image of `size` bytes; dies on a failed run.
+void GlanceFigures(const Options& options, uint64_t size) {
+  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
+  auto glance = MakeGlanceStandIn(options.dir, size);
+  if (!glance) {
+    Die(glance.error().ToString());
+  }
+  std::optional<GlanceRun> g_ours, g_none, g_curl, g_ref, f_ours, f_curl;
+  for (int round = 0; round < options.repeat; ++round) {
+    auto c = RunGlanceCurl(*glance);
+    auto o = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kVerify);
+    auto n = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kNone);
+    auto r = RunGlanceReference(*glance, options.dir);
+    auto fc = RunGlanceCurl(*glance, /*fast_source=*/true);
+    auto fo = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kVerify, /*fast_source=*/true);
+    for (const auto* x : {&c, &o, &n, &r, &fc, &fo}) {
+      if (!*x) {
+        Die(x->error().ToString());
+      }
+    }
+    const auto keep = [](std::optional<GlanceRun>& best, const GlanceRun& run) {
+      if (!best || run.seconds < best->seconds) {
+        best = run;
+      }
+    };
+    keep(g_curl, *c);
+    keep(g_ours, *o);
+    keep(g_none, *n);
+    keep(g_ref, *r);
+    keep(f_curl, *fc);
+    keep(f_ours, *fo);
+  }
+  {
+    glance->server.reset();
+    glance->fast.reset();
+    std::error_code ec;
+    fs::remove_all(glance->dir, ec);
+  }
+
+  const double g_gib = static_cast<double>(glance->size) / 1073741824.0;
+  const double g_bound = (g_ours->cpu_seconds + g_ours->source_cpu_seconds) / cores;
+  Figure("e2e_glance_raw_MiB", static_cast<double>(glance->size) / 1048576.0, "MiB");
+  Figure("e2e_glance_ours_seconds", g_ours->seconds, "s");
+  Figure("e2e_glance_ours_MBps", static_cast<double>(glance->size) / 1e6 / g_ours->seconds, "MB/s");
+  Figure("e2e_glance_ours_cpu_seconds", g_ours->cpu_seconds, "s");
+  Figure("e2e_glance_source_cpu_seconds", g_ours->source_cpu_seconds, "s");
+  Figure("e2e_glance_ours_cpu_bound_seconds", g_bound, "s");
+  Figure("e2e_glance_vs_cpu_bound_ratio", g_ours->seconds / g_bound, "x");
+  Figure("e2e_glance_reference_seconds", g_ref->seconds, "s");
+  Figure("e2e_glance_vs_reference_ratio", g_ref->seconds / g_ours->seconds, "x");
+  Figure("e2e_glance_curl_seconds", g_curl->seconds, "s");
+  Figure("e2e_glance_curl_vs_cpu_bound_ratio",
+         g_curl->seconds / ((g_curl->cpu_seconds + g_curl->source_cpu_seconds) / cores), "x");
+  Figure("e2e_glance_vs_curl_ratio", g_curl->seconds / g_ours->seconds, "x");
+  Figure("e2e_glance_unchecked_vs_curl_ratio", g_curl->seconds / g_none->seconds, "x");
+  Figure("e2e_glance_cpu_per_GiB_verify", g_ours->cpu_seconds / g_gib, "s/GiB");
+  Figure("e2e_glance_cpu_per_GiB_none", g_none->cpu_seconds / g_gib, "s/GiB");
+  const double f_bound = (f_ours->cpu_seconds + f_ours->source_cpu_seconds) / cores;
+  Figure("e2e_glance_fast_ours_seconds", f_ours->seconds, "s");
+  Figure("e2e_glance_fast_ours_cpu_seconds", f_ours->cpu_seconds, "s");
+  Figure("e2e_glance_fast_source_cpu_seconds", f_ours->source_cpu_seconds, "s");
+  Figure("e2e_glance_fast_vs_cpu_bound_ratio", f_ours->seconds / f_bound, "x");
+  Figure("e2e_glance_fast_curl_seconds", f_curl->seconds, "s");
+  Figure("e2e_glance_fast_curl_vs_cpu_bound_ratio",
+         f_curl->seconds / ((f_curl->cpu_seconds + f_curl->source_cpu_seconds) / cores), "x");
+  Figure("e2e_glance_fast_vs_curl_ratio", f_curl->seconds / f_ours->seconds, "x");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1083,6 +1232,15 @@ int main(int argc, char** argv) {
         (options.vm_path == "/DC0/vm/vmi-big"
              ? " (start a world with a big disk: VCSIM_WORLD_BIG_DISK=1G tools/world.sh up)"
              : ""));
+  }
+  // The Glance raw image: as large as the VM's disks together.
+  uint64_t total = 0;
+  for (const SeededDisk& d : *seeded) {
+    total += d.size_bytes;
+  }
+  if (options.only_glance) {
+    GlanceFigures(options, total);
+    return 0;
   }
   auto http = http::Client::Create(http::TlsConfig{.ca_file = env->ca});
   if (!http) {
@@ -1108,7 +1266,7 @@ int main(int argc, char** argv) {
       auto o = RunOurs(**session, vm, *seeded,
                        options.only_bare ? imageserver::ChecksumPolicy::kNone
                                          : imageserver::ChecksumPolicy::kVerify,
-                       vcsim_pid, options.only_bare);
+                       vcsim_pid, options.only_bare ? Path::kBare : Path::kProduct);
       if (!o) {
         Die(o.error().ToString());
       }
@@ -1125,6 +1283,7 @@ int main(int argc, char** argv) {
   std::optional<OursRun> unchecked;
   std::optional<OursRun> all;
   std::optional<OursRun> bare;
+  std::optional<OursRun> relay;
   std::optional<CurlRun> curl;
   std::optional<ReferenceRun> reference;
   uint64_t peak_rss_kib = 0;
@@ -1155,13 +1314,21 @@ int main(int argc, char** argv) {
     if (!unchecked || u->seconds < unchecked->seconds) {
       unchecked = *u;
     }
-    auto b = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kNone, vcsim_pid,
-                     /*bare=*/true);
+    auto b =
+        RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kNone, vcsim_pid, Path::kBare);
     if (!b) {
       Die(b.error().ToString());
     }
     if (!bare || b->seconds < bare->seconds) {
       bare = *b;
+    }
+    auto rl = RunOurs(**session, vm, *seeded, imageserver::ChecksumPolicy::kNone, vcsim_pid,
+                      Path::kRelay, c->disk_bytes);
+    if (!rl) {
+      Die(rl.error().ToString());
+    }
+    if (!relay || rl->seconds < relay->seconds) {
+      relay = *rl;
     }
     peak_rss_kib = std::max(peak_rss_kib, o->peak_rss_kib);
     if (!ours || o->seconds < ours->seconds) {
@@ -1178,42 +1345,6 @@ int main(int argc, char** argv) {
   if (peak_rss_kib == 0) {
     peak_rss_kib = PeakRssKib();  // clear_refs refused: the whole run's peak
   }
-  // The Glance raw image: as large as the VM's disks together.
-  uint64_t total = 0;
-  for (const SeededDisk& d : *seeded) {
-    total += d.size_bytes;
-  }
-  auto glance = MakeGlanceStandIn(options.dir, total);
-  if (!glance) {
-    Die(glance.error().ToString());
-  }
-  std::optional<GlanceRun> g_ours, g_none, g_curl, g_ref;
-  for (int round = 0; round < options.repeat; ++round) {
-    auto c = RunGlanceCurl(*glance);
-    auto o = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kVerify);
-    auto n = RunGlanceOurs(*glance, imageserver::ChecksumPolicy::kNone);
-    auto r = RunGlanceReference(*glance, options.dir);
-    for (const auto* x : {&c, &o, &n, &r}) {
-      if (!*x) {
-        Die(x->error().ToString());
-      }
-    }
-    const auto keep = [](std::optional<GlanceRun>& best, const GlanceRun& run) {
-      if (!best || run.seconds < best->seconds) {
-        best = run;
-      }
-    };
-    keep(g_curl, *c);
-    keep(g_ours, *o);
-    keep(g_none, *n);
-    keep(g_ref, *r);
-  }
-  {
-    glance->server.reset();
-    std::error_code ec;
-    fs::remove_all(glance->dir, ec);
-  }
-
   const double raw_mb = static_cast<double>(ours->raw_bytes) / 1e6;
   Count("e2e_disks", seeded->size(), "disks");
   Figure("e2e_raw_MiB", static_cast<double>(ours->raw_bytes) / 1048576.0, "MiB");
@@ -1246,6 +1377,8 @@ int main(int argc, char** argv) {
   Figure("nfc_curl_cpu_seconds", curl->cpu_seconds, "s");
   if (vcsim_pid > 0) {
     Figure("nfc_curl_vcsim_cpu_seconds", curl->vcsim_cpu_seconds, "s");
+    Figure("nfc_curl_vs_cpu_bound_ratio",
+           curl->seconds / ((curl->cpu_seconds + curl->vcsim_cpu_seconds) / cores), "x");
   }
   Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
   Figure("e2e_unchecked_vs_reference_ratio", reference->seconds / unchecked->seconds, "x");
@@ -1253,25 +1386,16 @@ int main(int argc, char** argv) {
   Figure("e2e_bare_seconds", bare->seconds, "s");
   Figure("e2e_cpu_per_GiB_bare", bare->cpu_seconds / gib, "s/GiB");
   Figure("e2e_bare_vs_curl_ratio", curl->seconds / bare->seconds, "x");
+  Figure("e2e_relay_seconds", relay->seconds, "s");
+  Figure("e2e_relay_cpu_seconds", relay->cpu_seconds, "s");
+  Figure("e2e_relay_vcsim_cpu_seconds", relay->vcsim_cpu_seconds, "s");
+  Figure("e2e_relay_cpu_bound_seconds", (relay->cpu_seconds + relay->vcsim_cpu_seconds) / cores,
+         "s");
+  Figure("e2e_relay_vs_curl_ratio", curl->seconds / relay->seconds, "x");
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");
   Count("e2e_scratch_bytes_reference", reference->scratch_bytes, "bytes");
   Figure("e2e_peak_rss_MiB", static_cast<double>(peak_rss_kib) / 1024.0, "MiB");
 
-  const double g_gib = static_cast<double>(glance->size) / 1073741824.0;
-  const double g_bound = (g_ours->cpu_seconds + g_ours->source_cpu_seconds) / cores;
-  Figure("e2e_glance_raw_MiB", static_cast<double>(glance->size) / 1048576.0, "MiB");
-  Figure("e2e_glance_ours_seconds", g_ours->seconds, "s");
-  Figure("e2e_glance_ours_MBps", static_cast<double>(glance->size) / 1e6 / g_ours->seconds, "MB/s");
-  Figure("e2e_glance_ours_cpu_seconds", g_ours->cpu_seconds, "s");
-  Figure("e2e_glance_source_cpu_seconds", g_ours->source_cpu_seconds, "s");
-  Figure("e2e_glance_ours_cpu_bound_seconds", g_bound, "s");
-  Figure("e2e_glance_vs_cpu_bound_ratio", g_ours->seconds / g_bound, "x");
-  Figure("e2e_glance_reference_seconds", g_ref->seconds, "s");
-  Figure("e2e_glance_vs_reference_ratio", g_ref->seconds / g_ours->seconds, "x");
-  Figure("e2e_glance_curl_seconds", g_curl->seconds, "s");
-  Figure("e2e_glance_vs_curl_ratio", g_curl->seconds / g_ours->seconds, "x");
-  Figure("e2e_glance_unchecked_vs_curl_ratio", g_curl->seconds / g_none->seconds, "x");
-  Figure("e2e_glance_cpu_per_GiB_verify", g_ours->cpu_seconds / g_gib, "s/GiB");
-  Figure("e2e_glance_cpu_per_GiB_none", g_none->cpu_seconds / g_gib, "s/GiB");
+  GlanceFigures(options, total);
   return 0;
 }
