@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
@@ -215,7 +216,8 @@ class BadInputWorldTest : public ImportFixture {
   void MakeOvas() {
     const fs::path ova = dir_ / "ova";
     fs::create_directories(ova);
-    const std::string script = std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/ova/make-ovas.sh";
+    const std::string script =
+        std::string(vmimport::build_paths::SourceDir()) + "/tests/world/ova/make-ovas.sh";
     const std::string cmd = "VCSIM_MANIFEST='" + WorldVar("VCSIM_MANIFEST") +
                             "' VCSIM_DATASTORE_DIR='" + WorldVar("VCSIM_DATASTORE_DIR") + "' '" +
                             script + "' '" + ova.string() + "' >'" + (dir_ / "make.log").string() +
@@ -272,7 +274,7 @@ open(os.path.join(d, 'not-a-tar.ova'), 'w').write('this is not an OVA archive\n'
   OvaServer& StartOvaServer(const std::string& name, const fs::path& dir,
                             const std::vector<std::string>& extra = {}) {
     const fs::path port_file = dir_ / (name + ".port");
-    std::string command = "exec python3 '" + std::string(VMIMPORT_SOURCE_DIR) +
+    std::string command = "exec python3 '" + std::string(vmimport::build_paths::SourceDir()) +
                           "/tests/world/ova/ova_server.py' --dir '" + dir.string() +
                           "' --port-file '" + port_file.string() + "'";
     for (const std::string& e : extra) {

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/world_env.h"
@@ -49,7 +50,8 @@ struct Guest {
 std::map<std::string, Guest> Guests() {
   std::string path;
   std::map<std::string, Guest> out;
-  if (RunCommand(std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/guest/guest-world.sh path",
+  if (RunCommand(std::string(vmimport::build_paths::SourceDir()) +
+                     "/tests/world/guest/guest-world.sh path",
                  &path) != 0) {
     ADD_FAILURE() << "no guests built: run tests/world/vcsim/vcsim-world.sh seed-guests (the "
                      "ctest fixture guests.up)";
@@ -287,7 +289,7 @@ TEST_F(BootWorldTest, OvaGuestsBootWithTheirMacAndNetworkUp) {
   const fs::path dir = guests_.begin()->second.ova.parent_path();
   const fs::path port_file = dir_ / "ova.port";
   ChildProcess server({"/bin/sh", "-c",
-                       "exec python3 '" + std::string(VMIMPORT_SOURCE_DIR) +
+                       "exec python3 '" + std::string(vmimport::build_paths::SourceDir()) +
                            "/tests/world/ova/ova_server.py' --dir '" + dir.string() +
                            "' --port-file '" + port_file.string() + "'"},
                       (dir_ / "ova-server.log").string());

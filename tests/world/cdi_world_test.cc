@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "build_paths.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "disk/open.h"
@@ -34,7 +35,7 @@ using testing::RunCommand;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const std::string kSourceDir = VMIMPORT_SOURCE_DIR;
+const std::string kSourceDir = vmimport::build_paths::SourceDir();
 
 const Resource kDataVolumes{"cdi.kubevirt.io", "v1beta1", "datavolumes", true};
 const Resource kPvcs{"", "v1", "persistentvolumeclaims", true};

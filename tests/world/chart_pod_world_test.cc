@@ -29,6 +29,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "core/json.h"
 #include "kube/client.h"
 #include "kube/config.h"
@@ -43,7 +44,7 @@ using testing::RunCommand;
 using testing::WorldVar;
 namespace fs = std::filesystem;
 
-const std::string kSourceDir = VMIMPORT_SOURCE_DIR;
+const std::string kSourceDir = vmimport::build_paths::SourceDir();
 const std::string kChart = kSourceDir + "/deploy/helm/vm-import-controller";
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
 const Resource kPods{"", "v1", "pods", true};
@@ -159,7 +160,7 @@ class ChartPodWorldTest : public ::testing::Test {
 
   //! kubectl-vmimport with `kubeconfig` (default the world's) in ns_.
   CommandResult Cli(const std::string& args, const std::string& kubeconfig = "") const {
-    return Sh(Quote(VMIMPORT_CLI_BINARY) + " --kubeconfig " +
+    return Sh(Quote(vmimport::build_paths::CliBinary()) + " --kubeconfig " +
               Quote(kubeconfig.empty() ? kubeconfig_ : kubeconfig) + " -n " + ns_ + " " + args);
   }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/world_env.h"
@@ -37,8 +38,8 @@ class CliWorldTest : public ImportFixture {
 
   //! Runs kubectl-vmimport with `args`; its exit code, stdout+stderr in `out`.
   int Cli(const std::string& args, std::string* out) {
-    const std::string cmd = std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" +
-                            kubeconfig_ + "' -n " + ns_ + " " + args + " 2>&1";
+    const std::string cmd = std::string("'") + vmimport::build_paths::CliBinary() +
+                            "' --kubeconfig '" + kubeconfig_ + "' -n " + ns_ + " " + args + " 2>&1";
     const int rc = testing::RunCommand(cmd, out);
     return rc;
   }

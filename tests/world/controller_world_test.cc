@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/process.h"
@@ -34,7 +35,7 @@ class ControllerWorldTest : public WorldNamespaceTest {
 
   std::unique_ptr<ChildProcess> StartController(const std::string& name,
                                                 const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {VMIMPORT_CONTROLLER_BINARY,
+    std::vector<std::string> argv = {vmimport::build_paths::ControllerBinary(),
                                      "--kubeconfig",
                                      kubeconfig_,
                                      "--namespace",
@@ -245,8 +246,9 @@ TEST_F(ControllerWorldTest, UnreachableApiServerIsRetriedNotFatal) {
   config.replace(at, config.find('\n', at) - at, "server: https://127.0.0.1:1");
   const std::string path = (dir_ / "unreachable.kubeconfig").string();
   std::ofstream(path) << config;
-  ChildProcess ctl({VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", path, "--leader-elect", "false"},
-                   (dir_ / "unreachable.log").string());
+  ChildProcess ctl(
+      {vmimport::build_paths::ControllerBinary(), "--kubeconfig", path, "--leader-elect", "false"},
+      (dir_ / "unreachable.log").string());
   std::this_thread::sleep_for(3s);
   EXPECT_TRUE(ctl.Running()) << ctl.Log();
   EXPECT_NE(ctl.Log().find("list failed, retrying"), std::string::npos) << ctl.Log();

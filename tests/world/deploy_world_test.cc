@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "world/import_fixture.h"
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 
 const Resource kLeases{"coordination.k8s.io", "v1", "leases", true};
 
-const std::string kSourceDir = VMIMPORT_SOURCE_DIR;
+const std::string kSourceDir = vmimport::build_paths::SourceDir();
 const std::string kChart = kSourceDir + "/deploy/helm/vm-import-controller";
 
 std::string ReadFile(const std::string& path) {
@@ -496,7 +497,7 @@ TEST_F(DeployWorldTest, DockerfileRuntimeHasEveryLibraryTheControllerLinks) {
 
   // Every direct dependency of the binary comes from a package the runtime stage installs, or
   // from one debian:12-slim has (Essential: libc6, libgcc-s1, libstdc++6 via apt).
-  const std::string binary = VMIMPORT_CONTROLLER_BINARY;
+  const std::string binary = vmimport::build_paths::ControllerBinary();
   const CommandResult needed =
       Sh("readelf -d " + Quote(binary) + " | sed -n 's/.*Shared library: \\[\\(.*\\)\\]/\\1/p'");
   ASSERT_EQ(needed.rc, 0) << needed.out;
@@ -599,13 +600,14 @@ class DeployRbacWorldTest : public DeployWorldTest {
   //! `sa_kubeconfig`, with leader election on the chart's Lease, as the Deployment runs it; one
   //! namespace so that it leaves the other tests' imports alone).
   void StartSimAndController(const std::string& sa_kubeconfig) {
-    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+    std::vector<std::string> sim = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
+                                    kubeconfig_};
     const auto world_args = testing::HarvesterSimWorldArgs(dir_);
     sim.insert(sim.end(), world_args.begin(), world_args.end());
     sim_ = std::make_unique<ChildProcess>(sim, (dir_ / "harvester-sim.log").string());
     controller_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{VMIMPORT_CONTROLLER_BINARY, "--kubeconfig", sa_kubeconfig,
-                                 "--namespace", ns_, "--leader-elect=true",
+        std::vector<std::string>{vmimport::build_paths::ControllerBinary(), "--kubeconfig",
+                                 sa_kubeconfig, "--namespace", ns_, "--leader-elect=true",
                                  "--leader-election-namespace", ns_, "--leader-election-id",
                                  release_, "--image-server-address", "127.0.0.1:0",
                                  "--health-address", "127.0.0.1:0", "--source-retry-interval", "1"},

@@ -28,6 +28,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "http/client.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
@@ -315,9 +316,9 @@ TEST_F(FaultWorldTest, KubeApiserverRestartedMidImportCompletes) {
       },
       30s));
   std::string out;
-  const int rc = testing::RunCommand(
-      std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/kube/kube-world.sh restart-apiserver 2>&1",
-      &out);
+  const int rc = testing::RunCommand(std::string(vmimport::build_paths::SourceDir()) +
+                                         "/tests/world/kube/kube-world.sh restart-apiserver 2>&1",
+                                     &out);
   ASSERT_EQ(rc, 0) << out;
   injected_ = 1;
   EXPECT_NE(ControllerLog().find("msg=\"watch failed, resuming\""), std::string::npos)
@@ -487,7 +488,7 @@ TEST_F(LoadWorldTest, ManyConcurrentImportsWithinMemoryAndDescriptors) {
   const int count = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 50;
   std::string out;
   const auto seed_start = std::chrono::steady_clock::now();
-  ASSERT_EQ(testing::RunCommand(std::string(VMIMPORT_SOURCE_DIR) +
+  ASSERT_EQ(testing::RunCommand(std::string(vmimport::build_paths::SourceDir()) +
                                     "/tests/world/vcsim/vcsim-world.sh seed-load " +
                                     std::to_string(count) + " 2>&1",
                                 &out),

@@ -7,6 +7,7 @@
 #include <optional>
 #include <random>
 
+#include "build_paths.h"
 #include "harvester/backing_image.h"
 #include "http/client.h"
 #include "kube/config.h"
@@ -76,7 +77,8 @@ void ImportFixture::TearDown() {
 
 void ImportFixture::StartSim(const std::vector<std::string>& sim_args,
                              const std::string& log_name) {
-  std::vector<std::string> argv = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+  std::vector<std::string> argv = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
+                                   kubeconfig_};
   const auto world_args = testing::HarvesterSimWorldArgs(dir_);
   argv.insert(argv.end(), world_args.begin(), world_args.end());
   argv.insert(argv.end(), sim_args.begin(), sim_args.end());
@@ -85,7 +87,7 @@ void ImportFixture::StartSim(const std::vector<std::string>& sim_args,
 
 std::vector<std::string> ImportFixture::ControllerArgv(
     const std::string& image_server_address) const {
-  return {VMIMPORT_CONTROLLER_BINARY,
+  return {vmimport::build_paths::ControllerBinary(),
           "--kubeconfig",
           kubeconfig_,
           "--namespace",

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "kube/informer.h"
 #include "world/tcp_proxy.h"
@@ -137,7 +138,7 @@ TEST_F(InformerWorldTest, MissesNothingAcrossAnApiServerRestart) {
   }
   ASSERT_TRUE(Eventually([&] { return informer.Size() == 5; }));
   std::string out;
-  ASSERT_EQ(testing::RunCommand(std::string(VMIMPORT_SOURCE_DIR) +
+  ASSERT_EQ(testing::RunCommand(std::string(vmimport::build_paths::SourceDir()) +
                                     "/tests/world/kube/kube-world.sh restart-apiserver 2>&1",
                                 &out),
             0)
@@ -188,12 +189,12 @@ TEST_F(InformerWorldTest, ListsAgainAfterGoneAndReportsWhatItMissed) {
     Put("new-" + std::to_string(i), "1");
   }
   std::string out;
-  ASSERT_EQ(
-      testing::RunCommand(
-          std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/kube/kube-world.sh compact 2>&1", &out),
-      0)
+  ASSERT_EQ(testing::RunCommand(std::string(vmimport::build_paths::SourceDir()) +
+                                    "/tests/world/kube/kube-world.sh compact 2>&1",
+                                &out),
+            0)
       << out;
-  ASSERT_EQ(testing::RunCommand(std::string(VMIMPORT_SOURCE_DIR) +
+  ASSERT_EQ(testing::RunCommand(std::string(vmimport::build_paths::SourceDir()) +
                                     "/tests/world/kube/kube-world.sh restart-apiserver 2>&1",
                                 &out),
             0)

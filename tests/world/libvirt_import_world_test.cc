@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "build_paths.h"
 #include "world/import_fixture.h"
 #include "world/libvirt_world.h"
 #include "world/world_env.h"
@@ -273,8 +274,9 @@ TEST_F(LibvirtImportWorldTest, KubectlVmimportListAndPlan) {
   StartController();
   ASSERT_EQ(SourceStatus("kvm").first, "clusterReady");
   const auto cli = [&](const std::string& args, std::string* out) {
-    return testing::RunCommand(std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" +
-                                   kubeconfig_ + "' -n " + ns_ + " " + args + " 2>&1",
+    return testing::RunCommand(std::string("'") + vmimport::build_paths::CliBinary() +
+                                   "' --kubeconfig '" + kubeconfig_ + "' -n " + ns_ + " " + args +
+                                   " 2>&1",
                                out);
   };
   std::string out;

@@ -39,6 +39,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "core/json.h"
 #include "core/strings.h"
 #include "http/client.h"
@@ -66,10 +67,10 @@ std::string OsVar(const char* name) {
   static const std::map<std::string, std::string> vars = [] {
     std::map<std::string, std::string> out;
     const char* dir = std::getenv("WORLD_DIR");
-    const std::string path =
-        (dir != nullptr && *dir != '\0' ? std::string(dir)
-                                        : std::string(VMIMPORT_SOURCE_DIR) + "/.world") +
-        "/openstack/env.sh";
+    const std::string path = (dir != nullptr && *dir != '\0'
+                                  ? std::string(dir)
+                                  : std::string(vmimport::build_paths::SourceDir()) + "/.world") +
+                             "/openstack/env.sh";
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
@@ -767,7 +768,8 @@ class OpenstackImportWorldTest : public ::testing::Test {
   }
 
   void StartWorld(const std::vector<std::string>& sim_args = {}) {
-    std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+    std::vector<std::string> sim = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
+                                    kubeconfig_};
     const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
     sim.insert(sim.end(), world_args.begin(), world_args.end());
     sim.insert(sim.end(), sim_args.begin(), sim_args.end());
@@ -778,7 +780,7 @@ class OpenstackImportWorldTest : public ::testing::Test {
   //! The controller, watching ns_ only, without leader election; logs to log_dir_/`log_name`.
   void StartController(const std::string& log_name = "controller.log",
                        const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args{VMIMPORT_CONTROLLER_BINARY,
+    std::vector<std::string> args{vmimport::build_paths::ControllerBinary(),
                                   "--kubeconfig",
                                   kubeconfig_,
                                   "--namespace",
@@ -1309,7 +1311,8 @@ TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNot
   const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
   CreateSecret("openstack", OsVar("OS_PASSWORD"));
   CreateSource("devstack", "openstack");
-  std::vector<std::string> sim = {VMIMPORT_HARVESTER_SIM_BINARY, "--kubeconfig", kubeconfig_};
+  std::vector<std::string> sim = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
+                                  kubeconfig_};
   const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
   sim.insert(sim.end(), world_args.begin(), world_args.end());
   sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
@@ -1452,7 +1455,7 @@ TEST_F(OpenstackImportWorldTest, GlanceRestartedMidUploadIsRetried) {
       << controller_->Log();
   std::cout << "restarting glance-api while " << uploading << "\n";
   const std::string script =
-      std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/openstack/openstack-world.sh";
+      std::string(vmimport::build_paths::SourceDir()) + "/tests/world/openstack/openstack-world.sh";
   ASSERT_EQ(testing::RunCommand(script + " restart-service glance-api >/dev/null 2>&1"), 0);
   ASSERT_EQ(WaitImport("glance", "virtualMachineRunning", 900s), "virtualMachineRunning")
       << GetImport("glance").dump() << "\n"

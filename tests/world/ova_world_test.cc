@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "kube/config.h"
 #include "world/import_fixture.h"
@@ -45,7 +46,8 @@ class OvaWorldTest : public ImportFixture {
     suite_dir_ =
         fs::temp_directory_path() / ("vmimport-ova-" + std::to_string(std::random_device{}()));
     fs::create_directories(suite_dir_);
-    const std::string script = std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/ova/make-ovas.sh";
+    const std::string script =
+        std::string(vmimport::build_paths::SourceDir()) + "/tests/world/ova/make-ovas.sh";
     const std::string cmd = "VCSIM_MANIFEST='" + WorldVar("VCSIM_MANIFEST") +
                             "' VCSIM_DATASTORE_DIR='" + WorldVar("VCSIM_DATASTORE_DIR") + "' '" +
                             script + "' '" + suite_dir_.string() + "' >'" + suite_dir_.string() +
@@ -71,7 +73,7 @@ class OvaWorldTest : public ImportFixture {
     OvaServer s;
     const fs::path port_file = suite_dir_ / (name + ".port");
     // Through the shell: python3 is found on PATH (pyenv shims, /usr/bin).
-    std::string command = "exec python3 '" + std::string(VMIMPORT_SOURCE_DIR) +
+    std::string command = "exec python3 '" + std::string(vmimport::build_paths::SourceDir()) +
                           "/tests/world/ova/ova_server.py' --dir '" + suite_dir_.string() +
                           "' --port-file '" + port_file.string() + "'";
     for (const std::string& e : extra) {

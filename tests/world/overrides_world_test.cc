@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/world_env.h"
@@ -190,10 +191,10 @@ TEST_F(OverridesWorldTest, PlanShowsTheOverrides) {
       },
       30s));
   std::string out;
-  const int rc =
-      testing::RunCommand(std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" +
-                              kubeconfig_ + "' -n " + ns_ + " plan -f '" + file.string() + "' 2>&1",
-                          &out);
+  const int rc = testing::RunCommand(std::string("'") + vmimport::build_paths::CliBinary() +
+                                         "' --kubeconfig '" + kubeconfig_ + "' -n " + ns_ +
+                                         " plan -f '" + file.string() + "' 2>&1",
+                                     &out);
   EXPECT_EQ(rc, 0) << out;
   for (const char* part :
        {"target name twods-renamed", "on seedds2 bus sata (user: bus set by the user",

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "build_paths.h"
 #include "core/json.h"
 #include "core/strings.h"
 #include "world/import_fixture.h"
@@ -217,8 +218,8 @@ class ReportWorldTest : public ImportFixture {
   bool restore_power_ = false;
 
   int Cli(const std::string& args, std::string* out) {
-    return RunCommand(std::string("'") + VMIMPORT_CLI_BINARY + "' --kubeconfig '" + kubeconfig_ +
-                          "' -n " + ns_ + " " + args + " 2>&1",
+    return RunCommand(std::string("'") + vmimport::build_paths::CliBinary() + "' --kubeconfig '" +
+                          kubeconfig_ + "' -n " + ns_ + " " + args + " 2>&1",
                       out);
   }
 

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/process.h"
@@ -129,8 +130,9 @@ class VolumeWorldTest : public ImportFixture {
     bridge_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{
             "/usr/bin/python3",
-            std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/cdi/netns_bridge.py", "--netns",
-            podnet, "--port", std::to_string(port_), "--listen", pod_host_, "--ready", ready},
+            std::string(vmimport::build_paths::SourceDir()) + "/tests/world/cdi/netns_bridge.py",
+            "--netns", podnet, "--port", std::to_string(port_), "--listen", pod_host_, "--ready",
+            ready},
         (dir_ / "bridge.log").string());
     ASSERT_TRUE(Eventually([&] { return fs::exists(ready); }, 10s))
         << ReadFile(dir_ / "bridge.log");

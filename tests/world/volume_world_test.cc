@@ -24,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
 #include "world/process.h"
@@ -224,15 +225,16 @@ TEST_F(VolumeWorldTest, OvaImportsStraightIntoVolumes) {
   const std::string make =
       "VCSIM_MANIFEST=" + Quote(WorldVar("VCSIM_MANIFEST")) +
       " VCSIM_DATASTORE_DIR=" + Quote(WorldVar("VCSIM_DATASTORE_DIR")) + " " +
-      Quote(std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/ova/make-ovas.sh") + " " +
-      Quote(ovas.string()) + " >" + Quote((dir_ / "make.log").string()) + " 2>&1";
+      Quote(std::string(vmimport::build_paths::SourceDir()) + "/tests/world/ova/make-ovas.sh") +
+      " " + Quote(ovas.string()) + " >" + Quote((dir_ / "make.log").string()) + " 2>&1";
   ASSERT_EQ(RunCommand(make), 0) << ReadFile(dir_ / "make.log");
   const fs::path port_file = dir_ / "ova.port";
   ChildProcess server(
       {"/bin/sh", "-c",
        "exec python3 " +
-           Quote(std::string(VMIMPORT_SOURCE_DIR) + "/tests/world/ova/ova_server.py") + " --dir " +
-           Quote(ovas.string()) + " --port-file " + Quote(port_file.string())},
+           Quote(std::string(vmimport::build_paths::SourceDir()) +
+                 "/tests/world/ova/ova_server.py") +
+           " --dir " + Quote(ovas.string()) + " --port-file " + Quote(port_file.string())},
       (dir_ / "ova.log").string());
   ASSERT_TRUE(
       Eventually([&] { return fs::exists(port_file) && !ReadFile(port_file).empty(); }, 10s));

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "core/clock.h"
 #include "kube/client.h"
 #include "world/import_fixture.h"
@@ -340,8 +341,8 @@ TEST_F(WarmGuestWorldTest, ARealGuestWritingAFileIsCopiedAsAtShutdown) {
   EXPECT_EQ(ImportStatus("guest"), "precopy");  // no budget, no cutoverTime: precopy goes on
   // What an operator sees: `kubectl vmimport watch` and the printer columns (the real kubectl).
   std::string out;
-  ASSERT_EQ(RunCommand(Quote(VMIMPORT_CLI_BINARY) + " --kubeconfig " + Quote(kubeconfig_) + " -n " +
-                           ns_ + " watch --once guest 2>&1",
+  ASSERT_EQ(RunCommand(Quote(vmimport::build_paths::CliBinary()) + " --kubeconfig " +
+                           Quote(kubeconfig_) + " -n " + ns_ + " watch --once guest 2>&1",
                        &out),
             0)
       << out;
@@ -368,8 +369,8 @@ TEST_F(WarmGuestWorldTest, ARealGuestWritingAFileIsCopiedAsAtShutdown) {
   EXPECT_EQ(warm.value("finalRound", -1), static_cast<int>(warm["rounds"].size()) - 1);
   EXPECT_FALSE(warm.value("cutoverReason", "").empty());
   ASSERT_TRUE(warm.contains("downtimeSeconds")) << warm.dump();
-  ASSERT_EQ(RunCommand(Quote(VMIMPORT_CLI_BINARY) + " --kubeconfig " + Quote(kubeconfig_) + " -n " +
-                           ns_ + " watch --once guest 2>&1",
+  ASSERT_EQ(RunCommand(Quote(vmimport::build_paths::CliBinary()) + " --kubeconfig " +
+                           Quote(kubeconfig_) + " -n " + ns_ + " watch --once guest 2>&1",
                        &out),
             0)
       << out;

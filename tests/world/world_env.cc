@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "build_paths.h"
 #include "core/json.h"
 #include "core/strings.h"
 
@@ -25,10 +26,10 @@ namespace {
 std::map<std::string, std::string> ReadEnvFile(const std::string& relative) {
   std::map<std::string, std::string> out;
   const char* dir = std::getenv("WORLD_DIR");
-  const std::string path =
-      (dir != nullptr && *dir != '\0' ? std::string(dir)
-                                      : std::string(VMIMPORT_SOURCE_DIR) + "/.world") +
-      "/" + relative;
+  const std::string path = (dir != nullptr && *dir != '\0'
+                                ? std::string(dir)
+                                : std::string(vmimport::build_paths::SourceDir()) + "/.world") +
+                           "/" + relative;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "build_paths.h"
 #include "disk/hashing_reader.h"
 
 namespace vmimport::disk::testing {
@@ -19,7 +20,7 @@ namespace vmimport::disk::testing {
 const std::vector<CorpusImage>& Corpus() {
   static const std::vector<CorpusImage> corpus = [] {
     std::vector<CorpusImage> images;
-    const std::string dir = VMIMPORT_DISK_CORPUS;
+    const std::string dir = vmimport::build_paths::DiskCorpus();
     std::ifstream manifest(dir + "/manifest.tsv");
     std::string line;
     while (std::getline(manifest, line)) {
@@ -44,7 +45,8 @@ const CorpusImage& CorpusEntry(const std::string& name) {
       return image;
     }
   }
-  ADD_FAILURE() << "no corpus image " << name << " (is " << VMIMPORT_DISK_CORPUS << " built?)";
+  ADD_FAILURE() << "no corpus image " << name << " (is " << vmimport::build_paths::DiskCorpus()
+                << " built?)";
   static const CorpusImage missing;
   return missing;
 }

@@ -21,7 +21,7 @@ struct CorpusImage {
   uint64_t size = 0;   //!< of the same
 };
 
-//! The corpus made by tools/make-disk-corpus.sh at build time (VMIMPORT_DISK_CORPUS).
+//! The corpus made by tools/make-disk-corpus.sh at build time (build_paths::DiskCorpus()).
 const std::vector<CorpusImage>& Corpus();
 const CorpusImage& CorpusEntry(const std::string& name);
 

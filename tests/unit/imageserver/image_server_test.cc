@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "build_paths.h"
 #include "disk/byte_source.h"
 #include "disk/hashing_reader.h"
 #include "disk/open.h"
@@ -35,12 +36,12 @@ struct CorpusImage {
 };
 
 CorpusImage Corpus(const std::string& name) {
-  std::ifstream manifest(std::string(VMIMPORT_DISK_CORPUS) + "/manifest.tsv");
+  std::ifstream manifest(std::string(vmimport::build_paths::DiskCorpus()) + "/manifest.tsv");
   std::string n, rel, sha;
   uint64_t size = 0;
   while (manifest >> n >> rel >> sha >> size) {
     if (n == name) {
-      return {std::string(VMIMPORT_DISK_CORPUS) + "/" + rel, sha, size};
+      return {std::string(vmimport::build_paths::DiskCorpus()) + "/" + rel, sha, size};
     }
   }
   ADD_FAILURE() << "no corpus image " << name;

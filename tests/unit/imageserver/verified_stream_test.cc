@@ -12,6 +12,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "build_paths.h"
 #include "disk/digest.h"
 #include "disk/open.h"
 #include "http/client.h"
@@ -34,13 +35,13 @@ std::vector<std::byte> ReadFile(const std::string& path) {
 }
 
 std::string CorpusPath(const std::string& name, uint64_t* size = nullptr) {
-  std::ifstream manifest(std::string(VMIMPORT_DISK_CORPUS) + "/manifest.tsv");
+  std::ifstream manifest(std::string(vmimport::build_paths::DiskCorpus()) + "/manifest.tsv");
   std::string n, rel, sha;
   uint64_t s = 0;
   while (manifest >> n >> rel >> sha >> s) {
     if (n == name) {
       if (size != nullptr) *size = s;
-      return std::string(VMIMPORT_DISK_CORPUS) + "/" + rel;
+      return std::string(vmimport::build_paths::DiskCorpus()) + "/" + rel;
     }
   }
   ADD_FAILURE() << "no corpus image " << name;
