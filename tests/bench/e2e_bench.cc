@@ -38,7 +38,7 @@
 //   e2e_relay_cpu_bound_seconds, e2e_relay_vs_curl_ratio   the bare path without decoding: the
 //                                   VMDK bytes served as they came (useless to a consumer): what
 //                                   the two HTTP hops cost with no work between them, the floor
-//                                   of any path that serves the disk on this machine
+//                                   of our path on this machine
 //   e2e_checksums_cpu_seconds       CPU the served digests of "verify" cost: verify - none
 //   e2e_cpu_per_GiB_verify, e2e_cpu_per_GiB_all, e2e_cpu_per_GiB_none   CPU seconds of this
 //                                   process per GiB of raw disk, for each checksum policy
