@@ -13,6 +13,7 @@
 #include "kube/config.h"
 #include "source/vmware/inventory.h"
 #include "source/vmware/session.h"
+#include "world/argv.h"
 #include "world/world_env.h"
 
 namespace vmimport::kube {
@@ -77,28 +78,13 @@ void ImportFixture::TearDown() {
 
 void ImportFixture::StartSim(const std::vector<std::string>& sim_args,
                              const std::string& log_name) {
-  std::vector<std::string> argv = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
-                                   kubeconfig_};
-  const auto world_args = testing::HarvesterSimWorldArgs(dir_);
-  argv.insert(argv.end(), world_args.begin(), world_args.end());
-  argv.insert(argv.end(), sim_args.begin(), sim_args.end());
-  sim_ = std::make_unique<ChildProcess>(argv, (dir_ / log_name).string());
+  sim_ = std::make_unique<ChildProcess>(testing::HarvesterSimArgv(kubeconfig_, dir_, sim_args),
+                                        (dir_ / log_name).string());
 }
 
 std::vector<std::string> ImportFixture::ControllerArgv(
     const std::string& image_server_address) const {
-  return {vmimport::build_paths::ControllerBinary(),
-          "--kubeconfig",
-          kubeconfig_,
-          "--namespace",
-          ns_,
-          "--leader-elect=false",
-          "--image-server-address",
-          image_server_address,
-          "--health-address",
-          "127.0.0.1:0",
-          "--source-retry-interval",
-          "1"};
+  return testing::ControllerArgv(kubeconfig_, ns_, image_server_address);
 }
 
 void ImportFixture::StartController(const std::vector<std::string>& extra,

@@ -50,6 +50,7 @@
 #include "source/openstack/importer.h"
 #include "source/openstack/json_util.h"
 #include "source/openstack/listing.h"
+#include "world/argv.h"
 #include "world/process.h"
 #include "world/world_env.h"
 
@@ -768,30 +769,22 @@ class OpenstackImportWorldTest : public ::testing::Test {
   }
 
   void StartWorld(const std::vector<std::string>& sim_args = {}) {
-    std::vector<std::string> sim = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
-                                    kubeconfig_};
-    const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
-    sim.insert(sim.end(), world_args.begin(), world_args.end());
-    sim.insert(sim.end(), sim_args.begin(), sim_args.end());
-    sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
+    StartSim(sim_args);
     StartController();
   }
 
-  //! The controller, watching ns_ only, without leader election; logs to log_dir_/`log_name`.
+  //! harvester-sim (testing::HarvesterSimArgv); logs to log_dir_/harvester-sim.log.
+  void StartSim(const std::vector<std::string>& sim_args = {}) {
+    sim_ = std::make_unique<testing::ChildProcess>(
+        testing::HarvesterSimArgv(kubeconfig_, log_dir_, sim_args),
+        (log_dir_ / "harvester-sim.log").string());
+  }
+
+  //! The controller (testing::ControllerArgv, image server on port 0), then `extra`; logs to
+  //! log_dir_/`log_name`.
   void StartController(const std::string& log_name = "controller.log",
                        const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args{vmimport::build_paths::ControllerBinary(),
-                                  "--kubeconfig",
-                                  kubeconfig_,
-                                  "--namespace",
-                                  ns_,
-                                  "--leader-elect=false",
-                                  "--image-server-address",
-                                  "127.0.0.1:0",
-                                  "--health-address",
-                                  "127.0.0.1:0",
-                                  "--source-retry-interval",
-                                  "1"};
+    std::vector<std::string> args = testing::ControllerArgv(kubeconfig_, ns_, "127.0.0.1:0");
     args.insert(args.end(), extra.begin(), extra.end());
     controller_ = std::make_unique<testing::ChildProcess>(args, (log_dir_ / log_name).string());
   }
@@ -1311,11 +1304,7 @@ TEST_F(OpenstackImportWorldTest, ExportRunsOffTheWorkersSoAnUnrelatedDeleteIsNot
   const std::vector<std::string> want = {SeedVolume(OsVar("OPENSTACK_TWO_VOLUME"))};
   CreateSecret("openstack", OsVar("OS_PASSWORD"));
   CreateSource("devstack", "openstack");
-  std::vector<std::string> sim = {vmimport::build_paths::HarvesterSimBinary(), "--kubeconfig",
-                                  kubeconfig_};
-  const auto world_args = testing::HarvesterSimWorldArgs(log_dir_);
-  sim.insert(sim.end(), world_args.begin(), world_args.end());
-  sim_ = std::make_unique<testing::ChildProcess>(sim, (log_dir_ / "harvester-sim.log").string());
+  StartSim();
   StartController("controller.log", {"--workers", "1"});
   CreateImport("slow", {{"virtualMachineName", "vmi-two"}});
   // The export is under way in OpenStack (its snapshot, volume or image exists).
