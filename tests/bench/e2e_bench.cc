@@ -268,6 +268,12 @@ double CpuSeconds() {
   };
   return secs(usage.ru_utime) + secs(usage.ru_stime);
 }
+// The CPU bound of a run: (this process's CPU + the source's) / the machine's cores. No schedule
+// on this machine can finish the run sooner.
+double CpuBound(double cpu_seconds, double source_cpu_seconds) {
+  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
+  return (cpu_seconds + source_cpu_seconds) / cores;
+}
 uint64_t PeakRssKib() { return ProcField("status", "VmHWM:"); }
 
 // Voluntary + involuntary context switches of this process so far.
@@ -1151,7 +1157,6 @@ Options ParseOptions(int argc, char** argv) {
 
 // The Glance raw image figures (e2e_glance_*) for an image of `size` bytes; dies on a failed run.
 void GlanceFigures(const Options& options, uint64_t size) {
-  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
   auto glance = MakeGlanceStandIn(options.dir, size);
   if (!glance) {
     Die(glance.error().ToString());
@@ -1189,7 +1194,7 @@ void GlanceFigures(const Options& options, uint64_t size) {
   }
 
   const double g_gib = static_cast<double>(glance->size) / 1073741824.0;
-  const double g_bound = (g_ours->cpu_seconds + g_ours->source_cpu_seconds) / cores;
+  const double g_bound = CpuBound(g_ours->cpu_seconds, g_ours->source_cpu_seconds);
   Figure("e2e_glance_raw_MiB", static_cast<double>(glance->size) / 1048576.0, "MiB");
   Figure("e2e_glance_ours_seconds", g_ours->seconds, "s");
   Figure("e2e_glance_ours_MBps", static_cast<double>(glance->size) / 1e6 / g_ours->seconds, "MB/s");
@@ -1201,19 +1206,19 @@ void GlanceFigures(const Options& options, uint64_t size) {
   Figure("e2e_glance_vs_reference_ratio", g_ref->seconds / g_ours->seconds, "x");
   Figure("e2e_glance_curl_seconds", g_curl->seconds, "s");
   Figure("e2e_glance_curl_vs_cpu_bound_ratio",
-         g_curl->seconds / ((g_curl->cpu_seconds + g_curl->source_cpu_seconds) / cores), "x");
+         g_curl->seconds / CpuBound(g_curl->cpu_seconds, g_curl->source_cpu_seconds), "x");
   Figure("e2e_glance_vs_curl_ratio", g_curl->seconds / g_ours->seconds, "x");
   Figure("e2e_glance_unchecked_vs_curl_ratio", g_curl->seconds / g_none->seconds, "x");
   Figure("e2e_glance_cpu_per_GiB_verify", g_ours->cpu_seconds / g_gib, "s/GiB");
   Figure("e2e_glance_cpu_per_GiB_none", g_none->cpu_seconds / g_gib, "s/GiB");
-  const double f_bound = (f_ours->cpu_seconds + f_ours->source_cpu_seconds) / cores;
+  const double f_bound = CpuBound(f_ours->cpu_seconds, f_ours->source_cpu_seconds);
   Figure("e2e_glance_fast_ours_seconds", f_ours->seconds, "s");
   Figure("e2e_glance_fast_ours_cpu_seconds", f_ours->cpu_seconds, "s");
   Figure("e2e_glance_fast_source_cpu_seconds", f_ours->source_cpu_seconds, "s");
   Figure("e2e_glance_fast_vs_cpu_bound_ratio", f_ours->seconds / f_bound, "x");
   Figure("e2e_glance_fast_curl_seconds", f_curl->seconds, "s");
   Figure("e2e_glance_fast_curl_vs_cpu_bound_ratio",
-         f_curl->seconds / ((f_curl->cpu_seconds + f_curl->source_cpu_seconds) / cores), "x");
+         f_curl->seconds / CpuBound(f_curl->cpu_seconds, f_curl->source_cpu_seconds), "x");
   Figure("e2e_glance_fast_vs_curl_ratio", f_curl->seconds / f_ours->seconds, "x");
 }
 
@@ -1259,7 +1264,6 @@ int main(int argc, char** argv) {
 
   const char* pid_env = std::getenv("VCSIM_PID");
   const pid_t vcsim_pid = pid_env != nullptr ? static_cast<pid_t>(std::atoi(pid_env)) : 0;
-  const double cores = static_cast<double>(std::max(1U, std::thread::hardware_concurrency()));
   if (options.only_ours || options.only_bare) {
     // For a profiler: nothing but one path, every run's figures.
     for (int round = 0; round < options.repeat; ++round) {
@@ -1274,8 +1278,8 @@ int main(int argc, char** argv) {
       Figure("e2e_ours_first_byte_seconds", o->first_byte_seconds, "s");
       Figure("e2e_ours_cpu_seconds", o->cpu_seconds, "s");
       Figure("e2e_ours_vcsim_cpu_seconds", o->vcsim_cpu_seconds, "s");
-      Figure("e2e_vs_cpu_bound_ratio",
-             o->seconds / ((o->cpu_seconds + o->vcsim_cpu_seconds) / cores), "x");
+      Figure("e2e_vs_cpu_bound_ratio", o->seconds / CpuBound(o->cpu_seconds, o->vcsim_cpu_seconds),
+             "x");
     }
     return 0;
   }
@@ -1354,13 +1358,12 @@ int main(int argc, char** argv) {
   Figure("e2e_ours_cpu_seconds", ours->cpu_seconds, "s");
   if (vcsim_pid > 0) {
     Figure("e2e_ours_vcsim_cpu_seconds", ours->vcsim_cpu_seconds, "s");
-    Figure("e2e_ours_cpu_bound_seconds", (ours->cpu_seconds + ours->vcsim_cpu_seconds) / cores,
-           "s");
+    Figure("e2e_ours_cpu_bound_seconds", CpuBound(ours->cpu_seconds, ours->vcsim_cpu_seconds), "s");
   }
   Count("e2e_ours_context_switches", ours->context_switches, "switches");
   if (vcsim_pid > 0) {
     Figure("e2e_vs_cpu_bound_ratio",
-           ours->seconds / ((ours->cpu_seconds + ours->vcsim_cpu_seconds) / cores), "x");
+           ours->seconds / CpuBound(ours->cpu_seconds, ours->vcsim_cpu_seconds), "x");
   }
   const double gib = static_cast<double>(ours->raw_bytes) / 1073741824.0;
   Figure("e2e_cpu_per_GiB_verify", ours->cpu_seconds / gib, "s/GiB");
@@ -1378,7 +1381,7 @@ int main(int argc, char** argv) {
   if (vcsim_pid > 0) {
     Figure("nfc_curl_vcsim_cpu_seconds", curl->vcsim_cpu_seconds, "s");
     Figure("nfc_curl_vs_cpu_bound_ratio",
-           curl->seconds / ((curl->cpu_seconds + curl->vcsim_cpu_seconds) / cores), "x");
+           curl->seconds / CpuBound(curl->cpu_seconds, curl->vcsim_cpu_seconds), "x");
   }
   Figure("e2e_vs_curl_ratio", curl->seconds / ours->seconds, "x");
   Figure("e2e_unchecked_vs_reference_ratio", reference->seconds / unchecked->seconds, "x");
@@ -1389,7 +1392,7 @@ int main(int argc, char** argv) {
   Figure("e2e_relay_seconds", relay->seconds, "s");
   Figure("e2e_relay_cpu_seconds", relay->cpu_seconds, "s");
   Figure("e2e_relay_vcsim_cpu_seconds", relay->vcsim_cpu_seconds, "s");
-  Figure("e2e_relay_cpu_bound_seconds", (relay->cpu_seconds + relay->vcsim_cpu_seconds) / cores,
+  Figure("e2e_relay_cpu_bound_seconds", CpuBound(relay->cpu_seconds, relay->vcsim_cpu_seconds),
          "s");
   Figure("e2e_relay_vs_curl_ratio", curl->seconds / relay->seconds, "x");
   Count("e2e_scratch_bytes_ours", ours->scratch_bytes, "bytes");

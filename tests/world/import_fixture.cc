@@ -7,7 +7,6 @@
 #include <optional>
 #include <random>
 
-#include "build_paths.h"
 #include "harvester/backing_image.h"
 #include "http/client.h"
 #include "kube/config.h"
